@@ -1,0 +1,104 @@
+#include "cmd/dispatch.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+
+#include "cmd/cli.hpp"
+#include "cmd/persona.hpp"
+#include "cmd/plugins.hpp"
+#include "core/conninfo.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace pgrm {
+
+namespace {
+
+std::string self_exe() {
+    std::error_code ec;
+    auto path = std::filesystem::read_symlink("/proc/self/exe", ec);
+    return ec ? std::string() : path.string();
+}
+
+// Finds and loads repmgr.conf: required with NeedsConfig, else used when present.
+std::optional<Config> load_config_for(const Command& command, const GlobalOptions& options,
+                                      const std::string& exe) {
+    std::string binary_dir = std::filesystem::path(exe).parent_path().string();
+    auto path = find_config_file(options.config_file, binary_dir);
+    if (!path) {
+        if (command.spec().preconditions & NeedsConfig)
+            throw Error(ExitCode::BadConfig, "no configuration file found",
+                        "looked for ./repmgr.conf, " + binary_dir + "/repmgr.conf and /etc/repmgr.conf",
+                        "give one with -f /path/to/repmgr.conf");
+        return std::nullopt;
+    }
+    log::debug("configuration file: " + *path);
+    return load_config(*path);
+}
+
+void print_error(const Error& e, bool json, const std::string& command) {
+    if (json) {
+        render_error_json(command, e, log::warnings(), std::cout);
+        return;
+    }
+    std::cerr << "ERROR: " << redact_secrets(e.what()) << '\n';
+    if (!e.detail().empty()) std::cerr << "DETAIL: " << redact_secrets(e.detail()) << '\n';
+    if (!e.hint().empty()) std::cerr << "HINT: " << e.hint() << '\n';
+}
+
+}  // namespace
+
+int dispatch(const std::vector<std::string>& argv) {
+    // Known before parsing, so even a parse error comes out as JSON.
+    bool json = std::find(argv.begin(), argv.end(), "--json") != argv.end();
+    std::string command_name;
+    try {
+        PersonaChoice persona = resolve_persona(argv);
+        Registry registry;
+        register_plugins(registry);
+        Cli cli(registry, persona);
+        Invocation inv = cli.parse(persona.args);
+        json = inv.options.json;
+        command_name = inv.command_name;
+
+        if (inv.action == Invocation::Action::Version) {
+            std::cout << cli.version() << '\n';
+            return 0;
+        }
+        if (inv.action == Invocation::Action::Help) {
+            std::cout << cli.help(inv);
+            return 0;
+        }
+
+        if (inv.options.verbose) log::set_level(log::Level::Info);
+        Context ctx;
+        ctx.options = inv.options;
+        ctx.self_exe = self_exe();
+        ctx.command_name = command_name;
+        ctx.config = load_config_for(*inv.command, inv.options, ctx.self_exe);
+        if (ctx.config && !inv.options.verbose)
+            log::set_level(*log::parse_level(ctx.config->log_level));
+        if (ctx.config && inv.options.verbose)
+            log::set_level(std::min(log::Level::Info, *log::parse_level(ctx.config->log_level)));
+
+        Result result = inv.command->run(ctx);
+        if (json)
+            render_json(command_name, result, log::warnings(), std::cout);
+        else
+            render_text(result, std::cout);
+        return static_cast<int>(result.exit_code);
+    } catch (const Error& e) {
+        print_error(e, json, command_name);
+        return static_cast<int>(e.code());
+    } catch (const std::exception& e) {
+        // A bug or resource failure: still one clear line and a non-zero exit.
+        print_error(Error(ExitCode::BadConfig, std::string("internal error: ") + e.what()), json,
+                    command_name);
+        return static_cast<int>(ExitCode::BadConfig);
+    }
+}
+
+}  // namespace pgrm

@@ -1,0 +1,13 @@
+#include "cmd/plugins.hpp"
+
+namespace pgrm {
+
+void register_plugins(Registry& registry) {
+    register_master(registry);
+    register_standby(registry);
+    register_cluster(registry);
+    register_daemon(registry);
+    register_demo(registry);
+}
+
+}  // namespace pgrm

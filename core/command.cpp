@@ -1,0 +1,17 @@
+#include "core/command.hpp"
+
+namespace pgrm {
+
+Command* Registry::find(const std::string& group, const std::string& name) const {
+    for (const auto& c : commands_) {
+        auto s = c->spec();
+        if (s.group == group && s.name == name) return c.get();
+    }
+    return nullptr;
+}
+
+Result NotImplemented::run(Context& ctx) {
+    throw Error(ExitCode::BadConfig, "\"" + ctx.command_name + "\" is not implemented yet");
+}
+
+}  // namespace pgrm

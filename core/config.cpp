@@ -1,0 +1,344 @@
+#include "core/config.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include <toml++/toml.h>
+
+#include "core/conninfo.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace pgrm {
+
+namespace {
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+int parse_int(const std::string& raw, int min) {
+    long long v = 0;
+    const char* end = raw.data() + raw.size();
+    auto [p, ec] = std::from_chars(raw.data(), end, v);
+    if (raw.empty() || ec != std::errc() || p != end || v < min || v > INT_MAX)
+        throw std::invalid_argument("invalid value \"" + raw + "\": must be an integer from " +
+                                    std::to_string(min) + " to " + std::to_string(INT_MAX));
+    return static_cast<int>(v);
+}
+
+// The cluster names the schema repmgr_<cluster>: other characters would need quoting,
+// and PostgreSQL truncates identifiers beyond 63 bytes.
+void apply_cluster(Config& c, const std::string& raw) {
+    constexpr std::size_t max_len = 63 - std::string_view("repmgr_").size();
+    if (raw.empty()) throw std::invalid_argument("must not be empty");
+    for (char ch : raw)
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_')
+            throw std::invalid_argument("invalid value \"" + raw +
+                                        "\": must contain only letters, digits and underscores");
+    if (raw.size() > max_len)
+        throw std::invalid_argument("must be at most " + std::to_string(max_len) +
+                                    " characters long");
+    c.cluster = raw;
+}
+
+void apply_conninfo(Config& c, const std::string& raw) {
+    // Other nodes connect with what this node registers, so "all defaults" is no use.
+    if (raw.empty()) throw std::invalid_argument("must not be empty");
+    try {
+        parse_conninfo(raw);
+    } catch (const Error& e) {
+        // The caller already names the setting, so libpq's reason alone is enough.
+        std::string_view why = e.what();
+        constexpr std::string_view prefix = "invalid conninfo: ";
+        if (why.starts_with(prefix)) why.remove_prefix(prefix.size());
+        throw std::invalid_argument(std::string(why));
+    }
+    c.conninfo = raw;
+}
+
+void apply_log_level(Config& c, const std::string& raw) {
+    auto level = log::parse_level(raw);
+    if (!level)
+        throw std::invalid_argument("invalid value \"" + raw +
+                                    "\": must be one of debug, info, notice, warning, error");
+    c.log_level = lower(log::level_name(*level));
+}
+
+const SettingSpec* find_setting(const std::string& key) {
+    const std::string k = lower(key);
+    for (const auto& spec : settings_table()) {
+        if (spec.name == k) return &spec;
+        for (const auto& alias : spec.aliases)
+            if (alias == k) return &spec;
+    }
+    return nullptr;
+}
+
+[[noreturn]] void fail(const std::string& message) {
+    throw Error(ExitCode::BadConfig, message);
+}
+
+std::string where(const std::string& path, std::size_t line) {
+    return path + ":" + std::to_string(line) + ": ";
+}
+
+// Applies settings in file order and remembers which were given.
+class Collector {
+public:
+    Collector(Config& config, const std::string& path) : config_(config), path_(path) {}
+
+    void set(const std::string& key, const std::string& value, std::size_t line) {
+        const SettingSpec* spec = find_setting(key);
+        if (!spec) {
+            log::warning(where(path_, line) + "unknown setting \"" + key + "\" ignored");
+            return;
+        }
+        try {
+            spec->apply(config_, value);
+        } catch (const std::invalid_argument& e) {
+            fail(where(path_, line) + key + ": " + e.what());
+        }
+        given_.push_back(spec);
+    }
+
+    void finish() {
+        for (const auto& spec : settings_table())
+            if (spec.required && std::find(given_.begin(), given_.end(), &spec) == given_.end())
+                fail(path_ + ": missing required setting \"" + spec.name + "\"");
+        if (config_.node_name.empty()) config_.node_name = "node" + std::to_string(config_.node);
+        config_.path = path_;
+    }
+
+private:
+    Config& config_;
+    const std::string& path_;
+    std::vector<const SettingSpec*> given_;
+};
+
+bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+
+// Reads a quoted value starting at the opening quote; nullopt when unterminated. A
+// backslash escapes the next character in both styles, and '' is a quote inside single
+// quotes: postgresql.conf's rules, and repmgr 5 accepts \' as well.
+std::optional<std::string> read_quoted(std::string_view line, std::size_t& i) {
+    const char quote = line[i++];
+    std::string out;
+    while (i < line.size()) {
+        char c = line[i++];
+        if (c == '\\' && i < line.size()) {
+            out += line[i++];
+        } else if (c == quote) {
+            if (quote == '\'' && i < line.size() && line[i] == '\'') {
+                out += '\'';
+                ++i;
+            } else {
+                return out;
+            }
+        } else {
+            out += c;
+        }
+    }
+    return std::nullopt;
+}
+
+void parse_line(std::string_view line, std::size_t lineno, Collector& out,
+                const std::string& path) {
+    auto syntax = [&](const std::string& reason) {
+        fail(where(path, lineno) + "syntax error: " + reason);
+    };
+    std::size_t i = 0;
+    auto skip_blanks = [&] { while (i < line.size() && is_blank(line[i])) ++i; };
+
+    skip_blanks();
+    if (i == line.size() || line[i] == '#') return;
+
+    const std::size_t key_start = i;
+    while (i < line.size() && !is_blank(line[i]) && line[i] != '=' && line[i] != '#') ++i;
+    const std::string key(line.substr(key_start, i - key_start));
+    skip_blanks();
+    if (key.empty()) syntax("missing setting name before \"=\"");
+    if (i == line.size() || line[i] != '=') syntax("expected \"=\" after \"" + key + "\"");
+    ++i;
+    skip_blanks();
+
+    std::string value;
+    if (i < line.size() && (line[i] == '\'' || line[i] == '"')) {
+        auto quoted = read_quoted(line, i);
+        if (!quoted) syntax("unterminated quoted value");
+        value = std::move(*quoted);
+    } else {
+        // Unquoted: the rest of the line up to a comment, as repmgr 1.0 read it, so
+        // conninfo=host=a user=b still loads.
+        const std::size_t start = i;
+        while (i < line.size() && line[i] != '#') ++i;
+        value = line.substr(start, i - start);
+        while (!value.empty() && is_blank(value.back())) value.pop_back();
+    }
+    skip_blanks();
+    if (i < line.size() && line[i] != '#') {
+        std::string rest(line.substr(i));
+        while (!rest.empty() && is_blank(rest.back())) rest.pop_back();
+        syntax("unexpected \"" + rest + "\" after the value of \"" + key +
+               "\"; quote values that contain spaces");
+    }
+    out.set(key, value, lineno);
+}
+
+void parse_key_value(std::string_view text, Collector& out, const std::string& path) {
+    std::size_t lineno = 0;
+    while (!text.empty()) {
+        ++lineno;
+        const std::size_t nl = text.find('\n');
+        parse_line(text.substr(0, nl), lineno, out, path);
+        text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    }
+}
+
+std::string_view toml_kind(toml::node_type t) {
+    switch (t) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::floating_point: return "a floating-point number";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    default: return "an unsupported value";
+    }
+}
+
+void parse_toml(std::string_view text, Collector& out, const std::string& path) {
+    toml::table doc;
+    try {
+        doc = toml::parse(text, path);
+    } catch (const toml::parse_error& e) {
+        // toml++ capitalizes ("Error while parsing…"); our messages are lower-case.
+        std::string why(e.description());
+        if (!why.empty())
+            why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
+        fail(where(path, e.source().begin.line) + why);
+    }
+
+    // The table is ordered by key; going in file order makes a later alias win and the
+    // first error reported be the first in the file, as in the key=value format.
+    std::vector<std::pair<std::size_t, const toml::key*>> order;
+    for (const auto& [k, node] : doc) order.emplace_back(node.source().begin.line, &k);
+    std::stable_sort(order.begin(), order.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+
+    for (const auto& [line, k] : order) {
+        const std::string key(k->str());
+        const toml::node& node = *doc.get(k->str());
+        std::string value;
+        if (auto s = node.value_exact<std::string>())
+            value = *s;
+        else if (auto n = node.value_exact<int64_t>())
+            value = std::to_string(*n);
+        else if (auto b = node.value_exact<bool>())
+            value = *b ? "true" : "false";
+        else
+            fail(where(path, line) + key + ": must be a string, an integer or a boolean, not " +
+                 std::string(toml_kind(node.type())));
+        out.set(key, value, line);
+    }
+}
+
+bool looks_like_toml(std::string_view text, const std::string& path) {
+    if (path.ends_with(".toml")) return true;
+    while (!text.empty()) {
+        const std::size_t nl = text.find('\n');
+        std::string_view line = text.substr(0, nl);
+        const std::size_t start = line.find_first_not_of(" \t\r");
+        if (start != std::string_view::npos && line[start] != '#') return line[start] == '[';
+        text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    }
+    return false;
+}
+
+}  // namespace
+
+const std::vector<SettingSpec>& settings_table() {
+    static const std::vector<SettingSpec> table = {
+        {"cluster", {}, "identifier", "", true,
+         "name of the cluster; its metadata lives in the schema repmgr_<cluster>",
+         apply_cluster},
+        {"node", {"node_id"}, "integer", "", true,
+         "this node's id, unique in the cluster and greater than zero",
+         [](Config& c, const std::string& raw) { c.node = parse_int(raw, 1); }},
+        {"conninfo", {}, "conninfo", "", true,
+         "how to reach this node's server, as libpq accepts it (keepalives… included)",
+         apply_conninfo},
+        {"node_name", {}, "string", "node<id>", false,
+         "a readable name for this node",
+         [](Config& c, const std::string& raw) { c.node_name = raw; }},
+        {"data_directory", {}, "string", "", false,
+         "this node's data directory (PGDATA)",
+         [](Config& c, const std::string& raw) { c.data_directory = raw; }},
+        {"pg_bindir", {}, "string", "", false,
+         "directory of pg_ctl, pg_basebackup and the other PostgreSQL programs; "
+         "detected when empty",
+         [](Config& c, const std::string& raw) { c.pg_bindir = raw; }},
+        {"priority", {}, "integer", "100", false,
+         "failover preference, higher first; 0 means never promote this node",
+         [](Config& c, const std::string& raw) { c.priority = parse_int(raw, 0); }},
+        {"log_level", {}, "string", "notice", false,
+         "least severe messages logged: debug, info, notice, warning or error",
+         apply_log_level},
+        {"log_file", {}, "string", "", false,
+         "file the log is appended to; stderr when empty",
+         [](Config& c, const std::string& raw) { c.log_file = raw; }},
+    };
+    return table;
+}
+
+Config parse_config(std::string_view text, const std::string& path) {
+    Config config;
+    Collector out(config, path);
+    if (looks_like_toml(text, path))
+        parse_toml(text, out, path);
+    else
+        parse_key_value(text, out, path);
+    out.finish();
+    return config;
+}
+
+Config load_config(const std::string& path) {
+    // A directory opens and reads as empty, which would end in a puzzling "missing
+    // required setting".
+    std::error_code ec;
+    const bool is_dir = std::filesystem::is_directory(path, ec);
+    std::ifstream in;
+    if (!is_dir) in.open(path, std::ios::binary);
+    if (is_dir || !in)
+        fail("could not open configuration file \"" + path +
+             "\": " + std::strerror(is_dir ? EISDIR : errno));
+    std::ostringstream text;
+    text << in.rdbuf();
+    return parse_config(text.str(), path);
+}
+
+std::optional<std::string> find_config_file(const std::string& explicit_path,
+                                            const std::string& binary_dir) {
+    namespace fs = std::filesystem;
+    if (!explicit_path.empty()) return explicit_path;
+    std::vector<fs::path> candidates{"./repmgr.conf"};
+    if (!binary_dir.empty()) candidates.push_back(fs::path(binary_dir) / "repmgr.conf");
+    candidates.emplace_back("/etc/repmgr.conf");
+    for (const auto& p : candidates) {
+        std::error_code ec;
+        if (fs::is_regular_file(p, ec)) return p.string();
+    }
+    return std::nullopt;
+}
+
+}  // namespace pgrm

@@ -1,0 +1,50 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pgrm {
+
+// Everything repmgr.conf can say. Field names follow the settings' names.
+struct Config {
+    std::string path;               // the file it was loaded from
+
+    std::string cluster;            // required: names the schema repmgr_<cluster>
+    int node = 0;                   // required: this node's id, > 0 (alias node_id)
+    std::string conninfo;           // required: how to reach this node's server
+    std::string node_name;          // default: "node<id>"
+    std::string data_directory;     // this node's PGDATA
+    std::string pg_bindir;          // where pg_ctl, pg_basebackup… live; default: detected
+    int priority = 100;             // failover preference; 0 = never promote
+    std::string log_level = "notice";
+    std::string log_file;           // empty: stderr
+};
+
+// One row of the settings table: it feeds both readers, validation, and the docs.
+struct SettingSpec {
+    std::string name;
+    std::vector<std::string> aliases;
+    std::string type;               // "string", "integer", "identifier", "conninfo", ...
+    std::string default_value;      // as a user would write it, "" for none
+    bool required = false;
+    std::string doc;
+    // Validates raw and stores it; throws std::invalid_argument with the reason.
+    void (*apply)(Config& config, const std::string& raw);
+};
+const std::vector<SettingSpec>& settings_table();
+
+// Reads the file, in the seed's key=value format or in TOML (chosen by a .toml suffix
+// or a [table] header). Throws pgrm::Error(BadConfig) with "file:line: key: reason".
+// Unknown keys are a logged warning.
+Config load_config(const std::string& path);
+Config parse_config(std::string_view text, const std::string& path);
+
+// The seed's search: the explicit -f path (returned even if missing, so the caller
+// reports it), else ./repmgr.conf, else repmgr.conf beside the binary, else
+// /etc/repmgr.conf; nullopt when none exists.
+std::optional<std::string> find_config_file(const std::string& explicit_path,
+                                            const std::string& binary_dir);
+
+}  // namespace pgrm

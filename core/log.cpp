@@ -1,0 +1,101 @@
+#include "core/log.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+
+#include <sys/time.h>
+
+#include "core/conninfo.hpp"
+#include "core/error.hpp"
+
+namespace pgrm::log {
+
+namespace {
+struct State {
+    std::mutex mutex;
+    Level threshold = Level::Notice;
+    std::string path;
+    FILE* file = nullptr;  // null: stderr
+    std::vector<std::string> warnings;
+};
+State& state() {
+    static State s;
+    return s;
+}
+
+FILE* open_log(const std::string& path) {
+    FILE* f = std::fopen(path.c_str(), "a");
+    if (!f)
+        throw Error(ExitCode::BadConfig,
+                    "could not open log file \"" + path + "\": " + std::strerror(errno));
+    std::setvbuf(f, nullptr, _IOLBF, 0);
+    return f;
+}
+}  // namespace
+
+std::optional<Level> parse_level(std::string_view name) {
+    std::string n;
+    for (char c : name) n += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (n == "debug") return Level::Debug;
+    if (n == "info") return Level::Info;
+    if (n == "notice") return Level::Notice;
+    if (n == "warning" || n == "warn") return Level::Warning;
+    if (n == "error") return Level::Error;
+    return std::nullopt;
+}
+
+std::string_view level_name(Level level) {
+    switch (level) {
+    case Level::Debug: return "DEBUG";
+    case Level::Info: return "INFO";
+    case Level::Notice: return "NOTICE";
+    case Level::Warning: return "WARNING";
+    case Level::Error: return "ERROR";
+    }
+    return "LOG";
+}
+
+void set_level(Level threshold) { state().threshold = threshold; }
+Level level() { return state().threshold; }
+
+void set_file(const std::string& path) {
+    auto& s = state();
+    std::lock_guard lock(s.mutex);
+    FILE* f = path.empty() ? nullptr : open_log(path);
+    if (s.file) std::fclose(s.file);
+    s.file = f;
+    s.path = path;
+}
+
+void reopen() {
+    auto& s = state();
+    std::lock_guard lock(s.mutex);
+    if (s.path.empty()) return;
+    FILE* f = open_log(s.path);
+    if (s.file) std::fclose(s.file);
+    s.file = f;
+}
+
+void write(Level level, std::string_view message) {
+    auto& s = state();
+    std::string text = redact_secrets(message);
+    std::lock_guard lock(s.mutex);
+    if (level == Level::Warning) s.warnings.push_back(text);
+    if (level < s.threshold) return;
+
+    timeval tv{};
+    gettimeofday(&tv, nullptr);
+    std::tm tm{};
+    localtime_r(&tv.tv_sec, &tm);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+    std::fprintf(s.file ? s.file : stderr, "[%s] [%s] %s\n", stamp, level_name(level).data(),
+                 text.c_str());
+}
+
+const std::vector<std::string>& warnings() { return state().warnings; }
+
+}  // namespace pgrm::log

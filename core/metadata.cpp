@@ -1,0 +1,178 @@
+#include "core/metadata.hpp"
+
+#include "core/conninfo.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "schema/schema.hpp"
+
+namespace pgrm {
+
+namespace {
+
+const char* const kNodeColumns =
+    "id, name, conninfo, type, upstream_node_id, priority, active, "
+    "coalesce(data_directory, '')";
+
+Node node_from(const Rows& r, int row) {
+    Node n;
+    n.id = static_cast<int>(r.get_int(row, 0));
+    n.name = r.get(row, 1);
+    n.conninfo = r.get(row, 2);
+    n.type = r.get(row, 3);
+    if (!r.is_null(row, 4)) n.upstream_node_id = static_cast<int>(r.get_int(row, 4));
+    n.priority = static_cast<int>(r.get_int(row, 5));
+    n.active = r.get_bool(row, 6);
+    n.data_directory = r.get(row, 7);
+    return n;
+}
+
+Param opt_int(const std::optional<int>& v) {
+    return v ? Param(std::to_string(*v)) : std::nullopt;
+}
+
+std::string redacted_conninfo(const std::string& conninfo) {
+    try {
+        return parse_conninfo(conninfo).redacted();
+    } catch (const Error&) {
+        return redact_secrets(conninfo);
+    }
+}
+
+}  // namespace
+
+nlohmann::json to_json(const Node& n) {
+    nlohmann::json j = {{"id", n.id},
+                        {"name", n.name},
+                        {"conninfo", redacted_conninfo(n.conninfo)},
+                        {"type", n.type},
+                        {"priority", n.priority},
+                        {"active", n.active}};
+    j["upstream_node_id"] = n.upstream_node_id ? nlohmann::json(*n.upstream_node_id) : nullptr;
+    return j;
+}
+
+Metadata::Metadata(Connection& conn, const std::string& cluster)
+    : conn_(conn), cluster_(cluster), schema_name_("repmgr_" + cluster),
+      schema_(conn.quote_identifier("repmgr_" + cluster)) {}
+
+bool Metadata::installed() {
+    return conn_
+        .exec("SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = $1 "
+              "AND tablename = 'schema_version'",
+              {schema_name_})
+        .size() == 1;
+}
+
+int Metadata::version() {
+    if (!installed()) return 0;
+    return static_cast<int>(
+        conn_.exec("SELECT coalesce(max(version), 0) FROM " + schema_ + ".schema_version")
+            .get_int(0, 0));
+}
+
+int Metadata::install_or_upgrade() {
+    // One transaction, serialized by an advisory lock, so two nodes registering at
+    // once cannot both create the schema.
+    conn_.run("BEGIN");
+    try {
+        conn_.exec("SELECT pg_advisory_xact_lock(hashtext($1))", {schema_name_});
+        conn_.run("CREATE SCHEMA IF NOT EXISTS " + schema_);
+        conn_.run("CREATE TABLE IF NOT EXISTS " + schema_ +
+                  ".schema_version (version integer PRIMARY KEY, "
+                  "applied_at timestamptz NOT NULL DEFAULT now())");
+        int current = version();
+        int newest = current;
+        for (const auto& m : schema::migrations()) {
+            if (m.version <= current) continue;
+            log::info("applying metadata schema step " + std::string(m.file) + " to " + schema_name_);
+            conn_.run("SET LOCAL search_path TO " + schema_ + ", pg_catalog");
+            conn_.run_script(m.sql);
+            conn_.exec("INSERT INTO " + schema_ + ".schema_version (version) VALUES ($1)",
+                       {std::to_string(m.version)});
+            newest = m.version;
+        }
+        conn_.run("COMMIT");
+        return newest;
+    } catch (...) {
+        if (conn_.ok()) PQexec(conn_.raw(), "ROLLBACK");
+        throw;
+    }
+}
+
+std::vector<Node> Metadata::nodes() {
+    Rows r = conn_.exec(std::string("SELECT ") + kNodeColumns + " FROM " + schema_ +
+                        ".repl_nodes WHERE cluster = $1 ORDER BY id",
+                        {cluster_});
+    std::vector<Node> out;
+    for (int i = 0; i < r.size(); ++i) out.push_back(node_from(r, i));
+    return out;
+}
+
+std::optional<Node> Metadata::node(int id) {
+    Rows r = conn_.exec(std::string("SELECT ") + kNodeColumns + " FROM " + schema_ +
+                        ".repl_nodes WHERE cluster = $1 AND id = $2",
+                        {cluster_, std::to_string(id)});
+    if (r.empty()) return std::nullopt;
+    return node_from(r, 0);
+}
+
+std::optional<Node> Metadata::active_primary() {
+    Rows r = conn_.exec(std::string("SELECT ") + kNodeColumns + " FROM " + schema_ +
+                        ".repl_nodes WHERE cluster = $1 AND type = 'primary' AND active "
+                        "ORDER BY updated_at DESC LIMIT 1",
+                        {cluster_});
+    if (r.empty()) return std::nullopt;
+    return node_from(r, 0);
+}
+
+void Metadata::insert_node(const Node& n) {
+    conn_.exec("INSERT INTO " + schema_ +
+                   ".repl_nodes (id, cluster, name, conninfo, type, upstream_node_id, priority, "
+                   "active, data_directory) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+               {std::to_string(n.id), cluster_, n.name, n.conninfo, n.type,
+                opt_int(n.upstream_node_id), std::to_string(n.priority),
+                n.active ? "true" : "false",
+                n.data_directory.empty() ? Param() : Param(n.data_directory)});
+}
+
+void Metadata::update_node(const Node& n) {
+    conn_.exec("UPDATE " + schema_ +
+                   ".repl_nodes SET name = $3, conninfo = $4, type = $5, upstream_node_id = $6, "
+                   "priority = $7, active = $8, data_directory = $9, updated_at = now() "
+                   "WHERE cluster = $2 AND id = $1",
+               {std::to_string(n.id), cluster_, n.name, n.conninfo, n.type,
+                opt_int(n.upstream_node_id), std::to_string(n.priority),
+                n.active ? "true" : "false",
+                n.data_directory.empty() ? Param() : Param(n.data_directory)});
+}
+
+void Metadata::deactivate_other_primaries(int keep_id) {
+    conn_.exec("UPDATE " + schema_ +
+                   ".repl_nodes SET active = false, updated_at = now() "
+                   "WHERE cluster = $1 AND type = 'primary' AND id <> $2 AND active",
+               {cluster_, std::to_string(keep_id)});
+}
+
+void Metadata::record_event(int node_id, const std::string& event, bool successful,
+                            const std::string& details) {
+    conn_.exec("INSERT INTO " + schema_ +
+                   ".events (node_id, event, successful, details) VALUES ($1, $2, $3, $4)",
+               {std::to_string(node_id), event, successful ? "true" : "false",
+                redact_secrets(details)});
+}
+
+std::vector<Event> Metadata::events(int limit, std::optional<int> node_id) {
+    Rows r = conn_.exec("SELECT id, node_id, event, successful, "
+                        "to_char(event_timestamp, 'YYYY-MM-DD HH24:MI:SS.MS TZ'), "
+                        "coalesce(details, '') FROM " + schema_ +
+                            ".events WHERE ($2::int IS NULL OR node_id = $2) "
+                            "ORDER BY id DESC LIMIT $1",
+                        {std::to_string(limit), opt_int(node_id)});
+    std::vector<Event> out;
+    for (int i = 0; i < r.size(); ++i)
+        out.push_back({r.get_int(i, 0), static_cast<int>(r.get_int(i, 1)), r.get(i, 2),
+                       r.get_bool(i, 3), r.get(i, 4), r.get(i, 5)});
+    return out;
+}
+
+}  // namespace pgrm

@@ -1,0 +1,66 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/db.hpp"
+
+namespace pgrm {
+
+// One row of repl_nodes.
+struct Node {
+    int id = 0;
+    std::string name;
+    std::string conninfo;
+    std::string type;                      // "primary" or "standby"
+    std::optional<int> upstream_node_id;
+    int priority = 100;
+    bool active = true;
+    std::string data_directory;
+};
+nlohmann::json to_json(const Node& node);  // conninfo with the password hidden
+
+struct Event {
+    long long id = 0;
+    int node_id = 0;
+    std::string event;
+    bool successful = false;
+    std::string timestamp;
+    std::string details;
+};
+
+// The cluster's metadata in schema repmgr_<cluster>, reached through one connection
+// (normally the primary's). Every SQL statement about the metadata lives here.
+class Metadata {
+public:
+    Metadata(Connection& conn, const std::string& cluster);
+
+    const std::string& schema() const { return schema_name_; }
+    bool installed();
+    // Creates the schema or upgrades it to the newest version; returns that version.
+    int install_or_upgrade();
+    int version();
+
+    std::vector<Node> nodes();
+    std::optional<Node> node(int id);
+    std::optional<Node> active_primary();
+    void insert_node(const Node& node);
+    void update_node(const Node& node);
+    // Marks every active node of type primary but keep_id as inactive.
+    void deactivate_other_primaries(int keep_id);
+
+    void record_event(int node_id, const std::string& event, bool successful,
+                      const std::string& details);
+    std::vector<Event> events(int limit, std::optional<int> node_id);
+
+private:
+    Connection& conn_;
+    std::string cluster_;
+    std::string schema_name_;   // repmgr_<cluster>
+    std::string schema_;        // the same, quoted for SQL
+};
+
+}  // namespace pgrm

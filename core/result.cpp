@@ -1,0 +1,86 @@
+#include "core/result.hpp"
+
+#include <algorithm>
+#include <ostream>
+#include <sstream>
+
+namespace pgrm {
+
+std::string format_table(const Table& table) {
+    std::vector<size_t> width(table.columns.size(), 0);
+    for (size_t c = 0; c < table.columns.size(); ++c) width[c] = table.columns[c].size();
+    for (const auto& row : table.rows)
+        for (size_t c = 0; c < row.size() && c < width.size(); ++c)
+            width[c] = std::max(width[c], row[c].size());
+
+    std::ostringstream out;
+    auto line = [&](const std::vector<std::string>& cells) {
+        std::string text;
+        for (size_t c = 0; c < width.size(); ++c) {
+            std::string cell = c < cells.size() ? cells[c] : "";
+            if (c > 0) text += " | ";
+            text += cell;
+            if (c + 1 < width.size()) text += std::string(width[c] - cell.size(), ' ');
+        }
+        out << text << '\n';
+    };
+    line(table.columns);
+    std::string rule;
+    for (size_t c = 0; c < width.size(); ++c) {
+        if (c > 0) rule += "-+-";
+        rule += std::string(width[c], '-');
+    }
+    out << rule << '\n';
+    for (const auto& row : table.rows) line(row);
+    return out.str();
+}
+
+void render_text(const Result& result, std::ostream& out) {
+    if (result.table) out << format_table(*result.table);
+    for (const auto& l : result.lines) out << l << '\n';
+    if (!result.summary.empty()) out << result.summary << '\n';
+}
+
+static nlohmann::json table_rows(const Table& table) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& row : table.rows) {
+        nlohmann::json obj = nlohmann::json::object();
+        for (size_t c = 0; c < table.columns.size() && c < row.size(); ++c)
+            obj[table.columns[c]] = row[c];
+        rows.push_back(std::move(obj));
+    }
+    return rows;
+}
+
+void render_json(const std::string& command, const Result& result,
+                 const std::vector<std::string>& warnings, std::ostream& out) {
+    nlohmann::json data = result.data;
+    if (result.table && !data.contains("rows")) data["rows"] = table_rows(*result.table);
+    nlohmann::json doc = {
+        {"command", command},
+        {"ok", result.exit_code == ExitCode::Success},
+        {"exit_code", static_cast<int>(result.exit_code)},
+        {"exit_name", std::string(exit_code_name(result.exit_code))},
+        {"summary", result.summary},
+        {"data", std::move(data)},
+        {"warnings", warnings},
+    };
+    out << doc.dump(2) << '\n';
+}
+
+void render_error_json(const std::string& command, const Error& error,
+                       const std::vector<std::string>& warnings, std::ostream& out) {
+    nlohmann::json err = {
+        {"code", static_cast<int>(error.code())},
+        {"name", std::string(exit_code_name(error.code()))},
+        {"message", error.what()},
+    };
+    if (!error.detail().empty()) err["detail"] = error.detail();
+    if (!error.hint().empty()) err["hint"] = error.hint();
+    if (!error.sqlstate().empty()) err["sqlstate"] = error.sqlstate();
+    nlohmann::json doc = {{"command", command}, {"ok", false}, {"error", err},
+                          {"warnings", warnings}};
+    out << doc.dump(2) << '\n';
+}
+
+}  // namespace pgrm

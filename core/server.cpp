@@ -1,0 +1,126 @@
+#include "core/server.hpp"
+
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <regex>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace pgrm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* const kFactsSql =
+    "SELECT current_setting('server_version_num')::int, pg_is_in_recovery(), "
+    "       (SELECT system_identifier::text FROM pg_control_system()), "
+    "       CASE WHEN pg_has_role('pg_read_all_settings', 'MEMBER') "
+    "            THEN current_setting('data_directory') ELSE '' END, "
+    "       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text "
+    "            ELSE pg_current_wal_lsn()::text END";
+
+}  // namespace
+
+ServerFacts query_server_facts(Connection& conn) {
+    Rows r = conn.exec(kFactsSql);
+    ServerFacts f;
+    f.version_num = static_cast<int>(r.get_int(0, 0));
+    f.in_recovery = r.get_bool(0, 1);
+    f.system_identifier = r.get(0, 2);
+    f.data_directory = r.get(0, 3);
+    f.current_lsn = r.get(0, 4);
+    return f;
+}
+
+std::string show_setting(Connection& conn, const std::string& name) {
+    return conn.exec("SELECT current_setting($1)", {name}).get(0, 0);
+}
+
+std::string pg_program(const std::string& name, const Config* config, int major_version) {
+    if (config && !config->pg_bindir.empty()) return (fs::path(config->pg_bindir) / name).string();
+    const fs::path root = "/usr/lib/postgresql";
+    if (major_version > 0) {
+        fs::path p = root / std::to_string(major_version) / "bin" / name;
+        if (fs::exists(p)) return p.string();
+    }
+    int newest = 0;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(root, ec)) {
+        int v = std::atoi(entry.path().filename().c_str());
+        if (v > newest && fs::exists(entry.path() / "bin" / name)) newest = v;
+    }
+    if (newest > 0) return (root / std::to_string(newest) / "bin" / name).string();
+    return name;  // found through PATH, or reported missing by run_program
+}
+
+std::optional<std::string> postgres_os_user(const std::string& path, const std::string& fallback) {
+    if (geteuid() != 0) return std::nullopt;
+    fs::path p = fs::absolute(path);
+    struct stat st {};
+    while (::stat(p.c_str(), &st) != 0) {
+        if (!p.has_parent_path() || p.parent_path() == p) return fallback;
+        p = p.parent_path();
+    }
+    if (st.st_uid == 0) return fallback;
+    if (passwd* pw = getpwuid(st.st_uid)) return std::string(pw->pw_name);
+    return fallback;
+}
+
+bool is_local_host(const std::string& host) {
+    return host.empty() || host[0] == '/' || host == "localhost" || host == "::1" ||
+           std::regex_match(host, std::regex(R"(127\.\d+\.\d+\.\d+)"));
+}
+
+LocalServer::LocalServer(std::string data_directory, const Config* config)
+    : data_directory_(std::move(data_directory)), config_(config) {}
+
+ExecResult LocalServer::pg_ctl(std::vector<std::string> args, int timeout_s) const {
+    ExecSpec spec;
+    spec.argv = {pg_program("pg_ctl", config_), "-D", data_directory_};
+    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+    spec.run_as = postgres_os_user(data_directory_);
+    spec.timeout = std::chrono::seconds(timeout_s + 10);
+    log::info("running: " + describe_argv(spec.argv));
+    return run_program(spec);
+}
+
+bool LocalServer::running() const {
+    if (!fs::exists(fs::path(data_directory_) / "postmaster.pid")) return false;
+    return pg_ctl({"status"}, 10).exit_code == 0;
+}
+
+std::string LocalServer::server_log() const {
+    // The postmaster must not inherit our pipes, or we would wait for it to exit.
+    fs::path dir = fs::path(data_directory_) / "log";
+    struct stat owner {};
+    if (!fs::exists(dir) && ::stat(data_directory_.c_str(), &owner) == 0) {
+        std::error_code ec;
+        fs::create_directory(dir, ec);
+        if (!ec && (::chown(dir.c_str(), owner.st_uid, owner.st_gid) != 0 ||
+                    ::chmod(dir.c_str(), 0700) != 0))
+            log::warning("could not hand \"" + dir.string() + "\" to the data directory's owner");
+    }
+    return (dir / "pgrm-server.log").string();
+}
+
+ExecResult LocalServer::start(int timeout_s) const {
+    return pg_ctl({"-w", "-t", std::to_string(timeout_s), "-l", server_log(), "start"}, timeout_s);
+}
+
+ExecResult LocalServer::stop(const std::string& mode, int timeout_s) const {
+    return pg_ctl({"-w", "-t", std::to_string(timeout_s), "-m", mode, "stop"}, timeout_s);
+}
+
+ExecResult LocalServer::restart(int timeout_s) const {
+    return pg_ctl({"-w", "-t", std::to_string(timeout_s), "-l", server_log(), "-m", "fast", "restart"},
+                  timeout_s);
+}
+
+ExecResult LocalServer::reload() const { return pg_ctl({"reload"}, 10); }
+
+}  // namespace pgrm

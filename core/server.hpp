@@ -1,0 +1,58 @@
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "core/config.hpp"
+#include "core/db.hpp"
+#include "core/exec.hpp"
+
+namespace pgrm {
+
+// What a running server says about itself, in one round trip.
+struct ServerFacts {
+    int version_num = 0;             // 150018
+    bool in_recovery = false;
+    std::string system_identifier;   // same for a primary and all its standbys
+    std::string data_directory;      // empty unless the role may read it
+    std::string current_lsn;         // primary: pg_current_wal_lsn(); standby: last replayed
+};
+ServerFacts query_server_facts(Connection& conn);
+
+// A setting's value as the server reports it (SHOW name).
+std::string show_setting(Connection& conn, const std::string& name);
+
+// PostgreSQL programs: from the config's pg_bindir, else the bindir of the given
+// major version (/usr/lib/postgresql/15/bin), else the newest installed, else PATH.
+std::string pg_program(const std::string& name, const Config* config, int major_version = 0);
+
+// The OS user PostgreSQL programs must run as: nullopt when we are not root; else the
+// owner of path (or of its nearest existing parent), or fallback when that is root.
+std::optional<std::string> postgres_os_user(const std::string& path,
+                                            const std::string& fallback = "postgres");
+
+// Local server control through pg_ctl, run as the data directory's owner.
+class LocalServer {
+public:
+    LocalServer(std::string data_directory, const Config* config);
+
+    // pg_ctl status: true when a postmaster is running on this data directory.
+    bool running() const;
+    ExecResult start(int timeout_s = 60) const;
+    ExecResult stop(const std::string& mode = "fast", int timeout_s = 60) const;
+    ExecResult restart(int timeout_s = 60) const;
+    ExecResult reload() const;
+    const std::string& data_directory() const { return data_directory_; }
+
+private:
+    ExecResult pg_ctl(std::vector<std::string> args, int timeout_s) const;
+    std::string server_log() const;  // <data_directory>/log/pgrm-server.log
+    std::string data_directory_;
+    const Config* config_;
+};
+
+// True when host names this machine: empty (Unix socket), a socket path, localhost,
+// or a loopback address.
+bool is_local_host(const std::string& host);
+
+}  // namespace pgrm

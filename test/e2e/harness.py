@@ -1,0 +1,744 @@
+"""End-to-end test harness for pgrm: real PostgreSQL instances in a throw-away sandbox.
+
+Python 3 standard library only (works with Debian 12's /usr/bin/python3, 3.11).
+
+Typical use, in test/e2e/test_something.py:
+
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import harness
+
+    def test_two_nodes():
+        with harness.Sandbox() as sb:
+            a = sb.new_instance('node1')
+            a.initdb()
+            a.start()
+            assert a.psql('select 1') == '1'
+
+    if __name__ == '__main__':
+        sys.exit(harness.main(globals()))
+
+Environment:
+    PG_BINDIR            PostgreSQL binaries (default: highest /usr/lib/postgresql/*/bin)
+    PGRM_BUILD_DIR       meson build dir holding cmd/pgrm (default: <repo>/build)
+    PGRM_KEEP_TEST_DIR=1 keep the sandbox directories for inspection
+
+When run as root, everything PostgreSQL (initdb, pg_ctl, the server, psql) runs as the
+OS user `postgres`; otherwise as the current user.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pwd
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Iterable
+
+__all__ = [
+    'PG_BINDIR', 'PG_USER', 'BUILD_DIR', 'SkipTest', 'PsqlError', 'Instance', 'Sandbox',
+    'pg_bin', 'pgrm', 'pgrm_path', 'run_as_pg', 'wait_until', 'main', 'clean_env',
+]
+
+# --------------------------------------------------------------------------------------
+# Locations
+
+
+def _version_key(path: Path):
+    parts = []
+    for p in re.split(r'[^0-9]+', path.parent.name):
+        if p:
+            parts.append(int(p))
+    return parts
+
+
+def find_pg_bindir() -> Path | None:
+    """env PG_BINDIR, else the highest /usr/lib/postgresql/*/bin holding pg_ctl."""
+    env = os.environ.get('PG_BINDIR')
+    if env:
+        return Path(env)
+    candidates = [p for p in Path('/usr/lib/postgresql').glob('*/bin') if (p / 'pg_ctl').is_file()]
+    if not candidates:
+        return None
+    return max(candidates, key=_version_key)
+
+
+PG_BINDIR: Path | None = find_pg_bindir()
+
+
+def _default_build_dir() -> Path:
+    env = os.environ.get('PGRM_BUILD_DIR')
+    if env:
+        return Path(env).resolve()
+    return Path(__file__).resolve().parents[2] / 'build'
+
+
+BUILD_DIR: Path = _default_build_dir()
+
+IS_ROOT = os.geteuid() == 0
+
+
+def _pg_account() -> pwd.struct_passwd:
+    if IS_ROOT:
+        return pwd.getpwnam('postgres')
+    return pwd.getpwuid(os.geteuid())
+
+
+try:
+    _PG_PW: pwd.struct_passwd | None = _pg_account()
+except KeyError:  # root without a postgres user
+    _PG_PW = None
+
+# The OS user PostgreSQL runs as, which is also the bootstrap superuser initdb creates.
+PG_USER: str = _PG_PW.pw_name if _PG_PW else 'postgres'
+
+
+class SkipTest(Exception):
+    """Raise from a test (or have main() raise) to skip it; main() then returns 77."""
+
+
+def pg_bin(name: str) -> str:
+    if PG_BINDIR is None:
+        raise SkipTest('no PostgreSQL binaries: set PG_BINDIR or install postgresql')
+    path = PG_BINDIR / name
+    if not path.is_file():
+        raise SkipTest(f'{path} does not exist')
+    return str(path)
+
+
+# --------------------------------------------------------------------------------------
+# Running programs
+
+# libpq's (and pg_ctl's) environment variables: PGHOST, PGPORT, PGPASSWORD, PGDATA, ...
+# They are all PG followed by capitals, without underscore (unlike PG_BINDIR, PGRM_*).
+_LIBPQ_ENV = re.compile(r'^PG[A-Z]+$')
+
+
+def clean_env(extra: dict | None = None, home: str | None = None) -> dict:
+    """The current environment minus libpq's PG* variables, plus extra."""
+    env = {k: v for k, v in os.environ.items() if not _LIBPQ_ENV.match(k)}
+    if home is not None:
+        env['HOME'] = home
+        env['USER'] = env['LOGNAME'] = PG_USER
+    env.setdefault('LC_ALL', 'C.UTF-8')
+    if extra:
+        for k, v in extra.items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = str(v)
+    return env
+
+
+def _demote_fn() -> Callable[[], None] | None:
+    """preexec_fn switching to the postgres user when we are root."""
+    if not IS_ROOT:
+        return None
+    if _PG_PW is None:
+        raise RuntimeError('running as root but there is no "postgres" OS user')
+    uid, gid, name = _PG_PW.pw_uid, _PG_PW.pw_gid, _PG_PW.pw_name
+
+    def demote():
+        os.initgroups(name, gid)
+        os.setgid(gid)
+        os.setuid(uid)
+    return demote
+
+
+def run_as_pg(argv: list, *, check: bool = True, env: dict | None = None,
+              cwd: str | os.PathLike | None = None, timeout: float | None = 120,
+              input: str | None = None) -> subprocess.CompletedProcess:
+    """Runs argv as the PostgreSQL OS user, capturing text output."""
+    home = _PG_PW.pw_dir if (IS_ROOT and _PG_PW) else None
+    if cwd is None:
+        cwd = '/'  # root's cwd may not be readable by postgres
+    proc = subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, env=clean_env(env, home),
+        cwd=str(cwd), timeout=timeout, input=input, preexec_fn=_demote_fn())
+    if check and proc.returncode != 0:
+        raise PsqlError(proc.returncode, proc.args, proc.stdout, proc.stderr)
+    return proc
+
+
+class PsqlError(subprocess.CalledProcessError):
+    """A CalledProcessError whose message includes stderr (and stdout)."""
+
+    def __str__(self):
+        text = super().__str__()
+        if self.stderr:
+            text += '\n--- stderr ---\n' + self.stderr.rstrip()
+        if self.stdout:
+            text += '\n--- stdout ---\n' + self.stdout.rstrip()
+        return text
+
+
+def pgrm_path(persona: str = 'repmgr') -> Path:
+    return BUILD_DIR / 'cmd' / persona
+
+
+def pgrm(*args, persona: str = 'repmgr', check: int | None = None, env: dict | None = None,
+         cwd: str | os.PathLike | None = None, timeout: float = 300, input: str | None = None,
+         as_pg_user: bool = False) -> subprocess.CompletedProcess:
+    """Runs the built binary through its persona symlink (<builddir>/cmd/<persona>).
+
+    Output is captured as text. check=N asserts the exit code is N (the message shows the
+    command, stdout and stderr). libpq's PG* variables are removed from the environment;
+    pass env= to set some. as_pg_user=True runs it as the postgres OS user when we are root
+    (as repmgr is run in production, so files it creates belong to postgres).
+    """
+    exe = pgrm_path(persona)
+    argv = [str(exe)] + [str(a) for a in args]
+    if as_pg_user and IS_ROOT:
+        proc = run_as_pg(argv, check=False, env=env, cwd=cwd, timeout=timeout, input=input)
+    else:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=clean_env(env),
+                              cwd=None if cwd is None else str(cwd), timeout=timeout,
+                              input=input)
+    if check is not None:
+        assert proc.returncode == check, (
+            f'{" ".join(argv)}: exit code {proc.returncode}, expected {check}\n'
+            f'--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}')
+    return proc
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30, interval: float = 0.2,
+               what: str = ''):
+    """Calls predicate until it returns something truthy (returned); exceptions count as
+    false. Raises AssertionError after timeout seconds, naming `what` and the last error."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+            last_exc = None
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last_exc = e
+        if time.monotonic() >= deadline:
+            msg = f'timed out after {timeout}s waiting for {what or getattr(predicate, "__name__", "condition")}'
+            if last_exc is not None:
+                msg += f' (last error: {type(last_exc).__name__}: {last_exc})'
+            raise AssertionError(msg)
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------
+# Processes
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            state = f.read().rsplit(')', 1)[1].split()[0]
+        return state != 'Z'
+    except (OSError, IndexError):
+        return True
+
+
+def _read_pidfile(datadir: Path) -> int | None:
+    try:
+        first = (datadir / 'postmaster.pid').read_text().split('\n', 1)[0].strip()
+        return int(first)
+    except (OSError, ValueError):
+        return None
+
+
+def _ancestors() -> set:
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            with open(f'/proc/{pid}/stat') as f:
+                pid = int(f.read().rsplit(')', 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def _processes_under(root: Path) -> list:
+    """Pids of processes whose cwd, or whose -D argument, is inside root. PostgreSQL's
+    postmaster and every backend run with the data directory as cwd."""
+    root_s = str(root)
+    mine = _ancestors()
+    found = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        if pid in mine:
+            continue
+        hit = False
+        try:
+            cwd = os.readlink(f'/proc/{pid}/cwd')
+            hit = cwd == root_s or cwd.startswith(root_s + '/')
+        except OSError:
+            pass
+        if not hit:
+            try:
+                with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                    argv = f.read().split(b'\0')
+                for i, a in enumerate(argv):
+                    a = a.decode(errors='replace')
+                    if a == '-D' and i + 1 < len(argv):
+                        a = argv[i + 1].decode(errors='replace')
+                    elif a.startswith('-D'):
+                        a = a[2:]
+                    elif a.startswith('--pgdata='):
+                        a = a[len('--pgdata='):]
+                    else:
+                        continue
+                    if a == root_s or a.startswith(root_s + '/'):
+                        hit = True
+                        break
+            except OSError:
+                pass
+        if hit and _pid_alive(pid):
+            found.append(pid)
+    return found
+
+
+# --------------------------------------------------------------------------------------
+# Instances
+
+
+class Instance:
+    """One PostgreSQL server: a data directory, a port, a socket directory and a log."""
+
+    def __init__(self, name: str, port: int, datadir: Path, logfile: Path, socket_dir: Path,
+                 sandbox: 'Sandbox | None' = None):
+        self.name = name
+        self.port = port
+        self.datadir = Path(datadir)
+        self.logfile = Path(logfile)
+        self.socket_dir = Path(socket_dir)
+        self.sandbox = sandbox
+        self.superuser = PG_USER
+
+    def __repr__(self):
+        return f'Instance({self.name!r}, port={self.port}, datadir={str(self.datadir)!r})'
+
+    # -- setup
+
+    def _ensure_socket_dir(self):
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        if IS_ROOT and _PG_PW:
+            os.chown(self.socket_dir, _PG_PW.pw_uid, _PG_PW.pw_gid)
+
+    def base_conf(self) -> dict:
+        return {
+            'port': self.port,
+            'listen_addresses': '127.0.0.1',
+            'unix_socket_directories': str(self.socket_dir),
+            'wal_level': 'replica',
+            'max_wal_senders': 10,
+            'hot_standby': 'on',
+            'wal_log_hints': 'on',
+            'wal_keep_size': '256MB',
+            'max_replication_slots': 10,
+            'logging_collector': 'off',
+        }
+
+    def initdb(self, extra_conf: dict | None = None):
+        """Creates the cluster (trust auth) and appends the replication-ready settings."""
+        self._ensure_socket_dir()
+        run_as_pg([pg_bin('initdb'), '-D', self.datadir, '-A', 'trust', '-U', self.superuser,
+                   '-E', 'UTF8', '--no-locale', '--no-instructions'], timeout=300)
+        conf = self.base_conf()
+        if extra_conf:
+            conf.update(extra_conf)
+        self.append_conf(conf, header='pgrm e2e harness')
+
+    def append_conf(self, settings: dict, header: str | None = None):
+        """Appends settings to postgresql.conf (values quoted as needed)."""
+        lines = [f'\n# {header}'] if header else ['']
+        for k, v in settings.items():
+            lines.append(f'{k} = {_conf_value(v)}')
+        with open(self.datadir / 'postgresql.conf', 'a') as f:
+            f.write('\n'.join(lines) + '\n')
+
+    # -- lifecycle
+
+    def _server_opts(self) -> str:
+        # Always on the command line: a cloned data directory carries its source's
+        # postgresql.conf, but must still come up on its own port and socket directory.
+        return f'-p {self.port} -k {self.socket_dir}'
+
+    def start(self, wait: bool = True, timeout: int = 120):
+        self._ensure_socket_dir()
+        argv = [pg_bin('pg_ctl'), '-D', self.datadir, '-l', self.logfile,
+                '-o', self._server_opts(), '-t', str(timeout)]
+        argv += ['-w'] if wait else ['-W']
+        argv.append('start')
+        try:
+            run_as_pg(argv, timeout=timeout + 30)
+        except PsqlError as e:
+            e.stderr = (e.stderr or '') + self.log_tail()
+            raise
+
+    def stop(self, mode: str = 'fast', timeout: int = 120):
+        run_as_pg([pg_bin('pg_ctl'), '-D', self.datadir, '-m', mode, '-w', '-t', str(timeout),
+                   'stop'], timeout=timeout + 30)
+
+    def restart(self, mode: str = 'fast'):
+        if self.is_running():
+            self.stop(mode)
+        self.start()
+
+    def pid(self) -> int | None:
+        """The postmaster's pid if it is running."""
+        pid = _read_pidfile(self.datadir)
+        return pid if pid is not None and _pid_alive(pid) else None
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def kill9(self, wait: bool = True, timeout: float = 30):
+        """SIGKILLs the postmaster (a crash); its backends die on their own soon after."""
+        pid = self.pid()
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        if wait:
+            wait_until(lambda: not _pid_alive(pid), timeout=timeout,
+                       what=f'postmaster {pid} of {self.name} to die')
+            # Backends notice the postmaster's death and exit; wait for them too, so
+            # that a restart finds the shared memory free.
+            wait_until(lambda: not _processes_under(self.datadir), timeout=timeout,
+                       what=f'backends of {self.name} to exit')
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.logfile.read_text(errors='replace').splitlines()[-lines:]
+        except OSError:
+            return ''
+        return f'\n--- {self.logfile} (last {len(text)} lines) ---\n' + '\n'.join(text) + '\n'
+
+    # -- clients
+
+    def conninfo(self, db: str = 'postgres', user: str | None = None) -> str:
+        return f'host=127.0.0.1 port={self.port} dbname={db} user={user or self.superuser}'
+
+    def psql(self, sql: str, db: str = 'postgres', user: str | None = None,
+             timeout: float = 120) -> str:
+        """Runs sql through psql (unaligned, tuples only, stop on error); returns stdout
+        stripped. Raises PsqlError (a CalledProcessError) carrying stderr on failure."""
+        proc = run_as_pg([pg_bin('psql'), '-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1',
+                          '-h', '127.0.0.1', '-p', str(self.port), '-U', user or self.superuser,
+                          '-d', db, '-c', sql], timeout=timeout)
+        return proc.stdout.strip()
+
+    def is_in_recovery(self) -> bool:
+        return self.psql('select pg_is_in_recovery()') == 't'
+
+    def accepts_connections(self) -> bool:
+        try:
+            return self.psql('select 1', timeout=10) == '1'
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            return False
+
+
+def _conf_value(v) -> str:
+    if isinstance(v, bool):
+        return 'on' if v else 'off'
+    if isinstance(v, (int, float)):
+        return str(v)
+    s = str(v)
+    if re.fullmatch(r'-?[0-9]+(\.[0-9]+)?', s) or s in ('on', 'off', 'true', 'false'):
+        return s
+    return "'" + s.replace("'", "''") + "'"
+
+
+# --------------------------------------------------------------------------------------
+# Sandbox
+
+_live_sandboxes: list = []
+_hooks_installed = False
+_hooks_lock = threading.Lock()
+
+
+def _cleanup_all():
+    for sb in list(_live_sandboxes):
+        try:
+            sb.cleanup()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            traceback.print_exc()
+
+
+def _on_sigterm(signum, frame):
+    _cleanup_all()
+    raise SystemExit(128 + signum)
+
+
+def _install_hooks():
+    global _hooks_installed
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        _hooks_installed = True
+        atexit.register(_cleanup_all)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                    signal.signal(sig, _on_sigterm)
+
+
+def _port_free(port: int) -> bool:
+    # Nothing listening (a connect is refused) ...
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(('127.0.0.1', port))
+            return False
+        except OSError:
+            pass
+    # ... and we can bind it ourselves (no SO_REUSEADDR: stricter, like the postmaster).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(('127.0.0.1', port))
+        except OSError:
+            return False
+    return True
+
+
+_used_ports: set = set()
+
+
+def free_port(low: int = 20000, high: int = 32000) -> int:
+    """A free TCP port on 127.0.0.1, below the ephemeral range (which starts at 32768 here),
+    not handed out before in this process."""
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randint(low, high)
+        if port in _used_ports:
+            continue
+        if _port_free(port):
+            _used_ports.add(port)
+            return port
+    raise RuntimeError(f'no free port found in {low}-{high}')
+
+
+class Sandbox:
+    """A temporary root directory holding instances, their logs and config files.
+
+    On exit (normal, exception, KeyboardInterrupt, SIGTERM, interpreter exit) every
+    server under the root is stopped (immediate, then SIGKILL) and the root removed,
+    unless PGRM_KEEP_TEST_DIR=1.
+    """
+
+    def __init__(self, prefix: str = 'pgrm-e2e-'):
+        if PG_BINDIR is None:
+            raise SkipTest('no PostgreSQL binaries: set PG_BINDIR or install postgresql')
+        _install_hooks()
+        self.root = Path(tempfile.mkdtemp(prefix=prefix, dir='/tmp')).resolve()
+        os.chmod(self.root, 0o755)
+        if IS_ROOT and _PG_PW:
+            os.chown(self.root, _PG_PW.pw_uid, _PG_PW.pw_gid)
+        self.instances: dict = {}
+        self._cleaned = False
+        _live_sandboxes.append(self)
+
+    def __enter__(self) -> 'Sandbox':
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and exc_type is not SkipTest:
+            self.dump_logs()
+        self.cleanup()
+        return False
+
+    def __repr__(self):
+        return f'Sandbox({str(self.root)!r})'
+
+    # -- paths and files
+
+    def data_dir(self, name: str) -> Path:
+        return self.root / name
+
+    def socket_dir(self, name: str) -> Path:
+        return self.root / 'sockets' / name
+
+    def log_file(self, name: str) -> Path:
+        return self.root / f'{name}.log'
+
+    def path(self, *parts) -> Path:
+        return self.root.joinpath(*parts)
+
+    def write_config(self, name: str, text: str) -> Path:
+        """Writes root/<name>.conf, readable by all; returns its path."""
+        path = self.root / f'{name}.conf'
+        path.write_text(text)
+        os.chmod(path, 0o644)
+        return path
+
+    def mkdir_for_pg(self, name: str) -> Path:
+        """An (empty) directory under root owned by the PostgreSQL OS user."""
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        if IS_ROOT and _PG_PW:
+            os.chown(path, _PG_PW.pw_uid, _PG_PW.pw_gid)
+        os.chmod(path, 0o700)
+        return path
+
+    # -- instances
+
+    def new_instance(self, name: str, port: int | None = None) -> Instance:
+        """An Instance for data directory root/<name>, which is NOT created: initdb() it,
+        or let a clone fill it."""
+        if name in self.instances:
+            raise ValueError(f'instance {name!r} already exists')
+        if '/' in name or name.startswith('.') or name == 'sockets':
+            raise ValueError(f'bad instance name {name!r}')
+        inst = Instance(name, port or free_port(), self.data_dir(name), self.log_file(name),
+                        self.socket_dir(name), sandbox=self)
+        self.instances[name] = inst
+        return inst
+
+    def dump_logs(self, lines: int = 30, out=None):
+        out = out or sys.stderr
+        for inst in self.instances.values():
+            tail = inst.log_tail(lines)
+            if tail:
+                out.write(tail)
+        out.flush()
+
+    # -- teardown
+
+    def stop_all(self):
+        """Stops every server under root: pg_ctl stop -m immediate, then SIGKILL."""
+        if PG_BINDIR is not None:
+            for inst in self.instances.values():
+                if inst.is_running():
+                    try:
+                        inst.stop(mode='immediate', timeout=20)
+                    except Exception:  # noqa: BLE001 - the sweep below handles it
+                        pass
+        # Any postmaster.pid under root, including data dirs made by clones.
+        for pidfile in list(self.root.glob('*/postmaster.pid')) + list(self.root.glob('*/*/postmaster.pid')):
+            pid = _read_pidfile(pidfile.parent)
+            if pid and _pid_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        deadline = time.monotonic() + 20
+        while True:
+            pids = _processes_under(self.root)
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if time.monotonic() > deadline:
+                sys.stderr.write(f'harness: processes still running under {self.root}: {pids}\n')
+                return
+            time.sleep(0.1)
+
+    def cleanup(self):
+        if self._cleaned:
+            return
+        self._cleaned = True
+        try:
+            self.stop_all()
+        finally:
+            if self in _live_sandboxes:
+                _live_sandboxes.remove(self)
+            if os.environ.get('PGRM_KEEP_TEST_DIR') == '1':
+                sys.stderr.write(f'harness: keeping {self.root}\n')
+            else:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------
+# Runner
+
+
+def _test_functions(namespace: dict) -> list:
+    module = namespace.get('__name__')
+    return [(name, fn) for name, fn in namespace.items()
+            if name.startswith('test_') and callable(fn)
+            and getattr(fn, '__module__', module) == module]
+
+
+def main(namespace: dict, needs_pg: bool = True, argv: Iterable[str] | None = None) -> int:
+    """Runs every test_* function of namespace (a module's globals()) in file order.
+
+    Prints `ok - name (1.2s)`, `FAIL - name` with the traceback, or `skip - name: why`.
+    Returns 0 if all passed, 1 if any failed, 77 (meson's skip code) if PostgreSQL is
+    needed but missing or every test skipped. Command-line arguments select tests by name.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tests = _test_functions(namespace)
+    if argv:
+        unknown = [a for a in argv if a not in dict(tests)]
+        if unknown:
+            print(f'no such test: {", ".join(unknown)}', file=sys.stderr)
+            return 2
+        tests = [(n, f) for n, f in tests if n in argv]
+    if needs_pg:
+        if PG_BINDIR is None:
+            print('skip: no PostgreSQL binaries found (set PG_BINDIR, or install '
+                  'postgresql so /usr/lib/postgresql/*/bin/pg_ctl exists)', flush=True)
+            return 77
+        missing = [b for b in ('initdb', 'pg_ctl', 'postgres', 'psql')
+                   if not (PG_BINDIR / b).is_file()]
+        if missing:
+            print(f'skip: {PG_BINDIR} lacks {", ".join(missing)}', flush=True)
+            return 77
+        if IS_ROOT and _PG_PW is None:
+            print('skip: running as root but there is no "postgres" OS user', flush=True)
+            return 77
+    failed, skipped = [], 0
+    print(f'1..{len(tests)}', flush=True)
+    for name, fn in tests:
+        t0 = time.monotonic()
+        try:
+            fn()
+        except SkipTest as e:
+            skipped += 1
+            print(f'skip - {name}: {e}', flush=True)
+            continue
+        except KeyboardInterrupt:
+            print(f'FAIL - {name} (interrupted)', flush=True)
+            _cleanup_all()
+            raise
+        except BaseException:  # noqa: BLE001 - report every failure, incl. SystemExit
+            failed.append(name)
+            print(f'FAIL - {name} ({time.monotonic() - t0:.1f}s)', flush=True)
+            print(''.join('    ' + line for line in traceback.format_exc().splitlines(True)),
+                  flush=True)
+            continue
+        print(f'ok - {name} ({time.monotonic() - t0:.1f}s)', flush=True)
+    _cleanup_all()
+    if failed:
+        print(f'# {len(failed)} of {len(tests)} failed: {", ".join(failed)}', flush=True)
+        return 1
+    if tests and skipped == len(tests):
+        return 77
+    print(f'# all {len(tests) - skipped} passed' + (f', {skipped} skipped' if skipped else ''),
+          flush=True)
+    return 0

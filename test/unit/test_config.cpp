@@ -1,0 +1,380 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <unistd.h>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace fs = std::filesystem;
+using pgrm::Config;
+using pgrm::ExitCode;
+using pgrm::parse_config;
+
+namespace {
+
+const char* const seed_node2 =
+    "cluster=test\n"
+    "node=2\n"
+    "conninfo='host=node2 user=repmgr dbname=pgbench'\n";
+
+// The message parse_config throws for text, checked to be a BadConfig error.
+std::string error_of(const std::string& text, const std::string& path = "repmgr.conf") {
+    try {
+        parse_config(text, path);
+    } catch (const pgrm::Error& e) {
+        CHECK(e.code() == ExitCode::BadConfig);
+        return e.what();
+    }
+    FAIL("no error for: " << text);
+    return {};
+}
+
+const std::string toml_seed = "cluster = \"test\"\nnode = 2\nconninfo = \"host=node2\"\n";
+
+std::string with_seed(const std::string& extra) { return seed_node2 + extra; }
+
+// A fresh directory under the system's temp dir, removed with everything in it.
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        std::random_device rd;
+        path = fs::temp_directory_path() /
+               ("pgrm-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    fs::path write(const std::string& name, const std::string& text) const {
+        std::ofstream(path / name) << text;
+        return path / name;
+    }
+};
+
+struct CwdGuard {
+    fs::path saved = fs::current_path();
+    ~CwdGuard() { fs::current_path(saved); }
+};
+
+bool warned(const std::string& message) {
+    const auto& w = pgrm::log::warnings();
+    return std::find(w.begin(), w.end(), message) != w.end();
+}
+
+}  // namespace
+
+TEST_CASE("settings table lists every setting in order", "[config]") {
+    const auto& table = pgrm::settings_table();
+    std::vector<std::string> names;
+    for (const auto& s : table) {
+        names.push_back(s.name);
+        CHECK_FALSE(s.doc.empty());
+        CHECK(s.apply != nullptr);
+    }
+    CHECK(names == std::vector<std::string>{"cluster", "node", "conninfo", "node_name",
+                                            "data_directory", "pg_bindir", "priority",
+                                            "log_level", "log_file"});
+    CHECK(table[0].required);
+    CHECK(table[1].required);
+    CHECK(table[1].aliases == std::vector<std::string>{"node_id"});
+    CHECK(table[2].required);
+    CHECK_FALSE(table[3].required);
+    CHECK(table[6].default_value == "100");
+}
+
+TEST_CASE("the seed's example files load unchanged", "[config]") {
+    Config c = parse_config(seed_node2, "/var/lib/pgsql/repmgr/repmgr.conf");
+    CHECK(c.path == "/var/lib/pgsql/repmgr/repmgr.conf");
+    CHECK(c.cluster == "test");
+    CHECK(c.node == 2);
+    CHECK(c.conninfo == "host=node2 user=repmgr dbname=pgbench");
+    CHECK(c.node_name == "node2");
+    CHECK(c.priority == 100);
+    CHECK(c.log_level == "notice");
+    CHECK(c.data_directory.empty());
+    CHECK(c.log_file.empty());
+
+    c = parse_config("cluster=test\nnode=1\nconninfo='host=127.0.0.1 dbname=testdb'\n",
+                     "/home/prime/repmgr/repmgr.conf");
+    CHECK(c.node == 1);
+    CHECK(c.conninfo == "host=127.0.0.1 dbname=testdb");
+    CHECK(c.node_name == "node1");
+}
+
+TEST_CASE("comments, blank lines, spacing and CRLF are accepted", "[config]") {
+    Config c = parse_config("# repmgr configuration\n"
+                            "\n"
+                            "   \t\n"
+                            "  cluster = 'test'   # the cluster\n"
+                            "node\t=\t3#no space needed\n"
+                            "conninfo = 'host=a application_name=x#y'\r\n"
+                            "# trailing comment without newline",
+                            "repmgr.conf");
+    CHECK(c.cluster == "test");
+    CHECK(c.node == 3);
+    CHECK(c.conninfo == "host=a application_name=x#y");
+}
+
+TEST_CASE("quoted values and their escapes", "[config]") {
+    Config c = parse_config(with_seed("node_name='it''s here'\n"
+                                      "data_directory='/srv/it\\'s'\n"
+                                      "pg_bindir=\"/opt/\\\"pg\\\"\\\\bin\"\n"
+                                      "log_file=''\n"),
+                            "repmgr.conf");
+    CHECK(c.node_name == "it's here");
+    CHECK(c.data_directory == "/srv/it's");
+    CHECK(c.pg_bindir == "/opt/\"pg\"\\bin");
+    CHECK(c.log_file.empty());
+}
+
+TEST_CASE("node_id is an alias of node, and the last setting wins", "[config]") {
+    Config c = parse_config("cluster=test\nnode_id=7\nconninfo='host=a'\n", "repmgr.conf");
+    CHECK(c.node == 7);
+    CHECK(c.node_name == "node7");
+
+    c = parse_config(with_seed("node_id=4\nNODE=5\npriority=1\npriority=0\n"), "repmgr.conf");
+    CHECK(c.node == 5);
+    CHECK(c.priority == 0);
+}
+
+TEST_CASE("optional settings are read and log_level is normalized", "[config]") {
+    Config c = parse_config(with_seed("node_name=alpha\n"
+                                      "data_directory=/var/lib/pgsql/data\n"
+                                      "pg_bindir=/usr/lib/postgresql/16/bin\n"
+                                      "priority=42\n"
+                                      "log_level=DEBUG\n"
+                                      "log_file=/var/log/repmgr.log\n"),
+                            "repmgr.conf");
+    CHECK(c.node_name == "alpha");
+    CHECK(c.data_directory == "/var/lib/pgsql/data");
+    CHECK(c.pg_bindir == "/usr/lib/postgresql/16/bin");
+    CHECK(c.priority == 42);
+    CHECK(c.log_level == "debug");
+    CHECK(c.log_file == "/var/log/repmgr.log");
+
+    CHECK(parse_config(with_seed("log_level=Warning\n"), "r.conf").log_level == "warning");
+}
+
+TEST_CASE("TCP keepalives parameters pass inside conninfo", "[config]") {
+    Config c = parse_config("cluster=test\nnode=1\n"
+                            "conninfo='host=node1 keepalives=1 keepalives_idle=30 "
+                            "keepalives_interval=10 keepalives_count=5'\n",
+                            "repmgr.conf");
+    CHECK(c.conninfo ==
+          "host=node1 keepalives=1 keepalives_idle=30 keepalives_interval=10 keepalives_count=5");
+}
+
+TEST_CASE("the same settings in TOML", "[config]") {
+    const std::string toml = "# repmgr in TOML\n"
+                             "cluster = \"test\"\n"
+                             "node = 2\n"
+                             "conninfo = 'host=node2 user=repmgr dbname=pgbench'\n"
+                             "priority = 0\n"
+                             "log_level = \"INFO\"\n";
+    for (const std::string path : {"repmgr.toml", "repmgr.conf"}) {
+        INFO(path);
+        Config c = parse_config(toml, path);
+        CHECK(c.path == path);
+        CHECK(c.cluster == "test");
+        CHECK(c.node == 2);
+        CHECK(c.conninfo == "host=node2 user=repmgr dbname=pgbench");
+        CHECK(c.node_name == "node2");
+        CHECK(c.priority == 0);
+        CHECK(c.log_level == "info");
+    }
+}
+
+TEST_CASE("TOML values go through the same checks", "[config]") {
+    Config c = parse_config("cluster = \"test\"\nnode = \"3\"\nconninfo = \"host=a\"\n"
+                            "node_id = 9\n",
+                            "r.toml");
+    CHECK(c.node == 9);  // later in the file, as in the key=value format
+
+    CHECK(error_of("cluster = \"test\"\nnode = 0\nconninfo = \"host=a\"\n", "r.toml") ==
+          "r.toml:2: node: invalid value \"0\": must be an integer from 1 to 2147483647");
+    CHECK(error_of("cluster = \"test\"\nnode = true\nconninfo = \"host=a\"\n", "r.toml") ==
+          "r.toml:2: node: invalid value \"true\": must be an integer from 1 to 2147483647");
+    CHECK(error_of("cluster = \"test\"\nnode = 2\nconninfo = \"host=a\"\npriority = 1.5\n",
+                   "r.toml") ==
+          "r.toml:4: priority: must be a string, an integer or a boolean, not a "
+          "floating-point number");
+    CHECK(error_of("cluster = \"test\"\nnode = [1, 2]\nconninfo = \"host=a\"\n", "r.toml") ==
+          "r.toml:2: node: must be a string, an integer or a boolean, not an array");
+}
+
+TEST_CASE("TOML errors name file, line and key", "[config]") {
+    SECTION("syntax error") {
+        std::string msg = error_of("cluster = \"test\"\nnode = \n", "r.toml");
+        CHECK_THAT(msg, Catch::StartsWith("r.toml:2: error while parsing key-value pair: "));
+    }
+    SECTION("a table, detected by its header") {
+        CHECK(error_of("# settings\n\n[repmgr]\ncluster = \"test\"\n", "repmgr.conf") ==
+              "repmgr.conf:3: repmgr: must be a string, an integer or a boolean, not a table");
+    }
+    SECTION("an inline table") {
+        CHECK(error_of(toml_seed + "log_file = { path = \"x\" }\n", "r.toml") ==
+              "r.toml:4: log_file: must be a string, an integer or a boolean, not a table");
+    }
+    SECTION("missing required setting") {
+        CHECK(error_of("cluster = \"test\"\nnode = 1\n", "r.toml") ==
+              "r.toml: missing required setting \"conninfo\"");
+    }
+}
+
+TEST_CASE("an unquoted value runs to the end of the line, as repmgr 1.0 read it", "[config]") {
+    Config c = parse_config("cluster=test\nnode=1  # first\nconninfo=host=a user=b   # c\n",
+                            "repmgr.conf");
+    CHECK(c.node == 1);
+    CHECK(c.conninfo == "host=a user=b");
+}
+
+TEST_CASE("malformed lines are syntax errors", "[config]") {
+    CHECK(error_of(with_seed("priority\n")) ==
+          "repmgr.conf:4: syntax error: expected \"=\" after \"priority\"");
+    CHECK(error_of("cluster=test\n= 3\n") ==
+          "repmgr.conf:2: syntax error: missing setting name before \"=\"");
+    CHECK(error_of("cluster=test\nnode 2\n") ==
+          "repmgr.conf:2: syntax error: expected \"=\" after \"node\"");
+    CHECK(error_of("cluster='test' x\n") ==
+          "repmgr.conf:1: syntax error: unexpected \"x\" after the value of \"cluster\"; "
+          "quote values that contain spaces");
+    CHECK(error_of("cluster=test\nnode=1\nconninfo='host=a\n") ==
+          "repmgr.conf:3: syntax error: unterminated quoted value");
+    CHECK(error_of("cluster=\"test\\\"\n") ==
+          "repmgr.conf:1: syntax error: unterminated quoted value");
+}
+
+TEST_CASE("bad values name file, line and key", "[config]") {
+    const std::string int_reason = ": must be an integer from 1 to 2147483647";
+    CHECK(error_of("cluster=test\nnode=abc\nconninfo='host=a'\n") ==
+          "repmgr.conf:2: node: invalid value \"abc\"" + int_reason);
+    CHECK(error_of("cluster=test\nnode=0\nconninfo='host=a'\n") ==
+          "repmgr.conf:2: node: invalid value \"0\"" + int_reason);
+    CHECK(error_of("cluster=test\nnode=-1\nconninfo='host=a'\n") ==
+          "repmgr.conf:2: node: invalid value \"-1\"" + int_reason);
+    CHECK(error_of("cluster=test\nnode_id=2147483648\nconninfo='host=a'\n") ==
+          "repmgr.conf:2: node_id: invalid value \"2147483648\"" + int_reason);
+    CHECK(error_of("cluster=test\nnode=2x\nconninfo='host=a'\n") ==
+          "repmgr.conf:2: node: invalid value \"2x\"" + int_reason);
+    CHECK(error_of("cluster=test\nnode=\nconninfo='host=a'\n") ==
+          "repmgr.conf:2: node: invalid value \"\"" + int_reason);
+    CHECK(error_of(with_seed("priority=-1\n")) ==
+          "repmgr.conf:4: priority: invalid value \"-1\": must be an integer from 0 to "
+          "2147483647");
+
+    CHECK(error_of("cluster=a-b\n", "/etc/repmgr.conf") ==
+          "/etc/repmgr.conf:1: cluster: invalid value \"a-b\": must contain only letters, "
+          "digits and underscores");
+    CHECK(error_of("cluster=''\n") == "repmgr.conf:1: cluster: must not be empty");
+    CHECK(error_of("cluster=" + std::string(57, 'x') + "\n") ==
+          "repmgr.conf:1: cluster: must be at most 56 characters long");
+    CHECK(parse_config("cluster=" + std::string(56, 'x') + "\nnode=1\nconninfo=host=a\n", "r")
+              .cluster.size() == 56);
+    CHECK(parse_config("cluster=Test_2\nnode=1\nconninfo=host=a\n", "r").cluster == "Test_2");
+
+    CHECK(error_of("cluster=test\nnode=1\nconninfo='host'\n") ==
+          "repmgr.conf:3: conninfo: missing \"=\" after \"host\" in connection info string");
+    CHECK(error_of("cluster=test\nnode=1\nconninfo='host=a nosuch=1'\n") ==
+          "repmgr.conf:3: conninfo: invalid connection option \"nosuch\"");
+    CHECK(error_of("cluster=test\nnode=1\nconninfo=''\n") ==
+          "repmgr.conf:3: conninfo: must not be empty");
+
+    CHECK(error_of(with_seed("log_level=loud\n")) ==
+          "repmgr.conf:4: log_level: invalid value \"loud\": must be one of debug, info, "
+          "notice, warning, error");
+}
+
+TEST_CASE("a missing required setting is reported, the first in table order", "[config]") {
+    CHECK(error_of("") == "repmgr.conf: missing required setting \"cluster\"");
+    CHECK(error_of("conninfo='host=a'\nnode=1\n") ==
+          "repmgr.conf: missing required setting \"cluster\"");
+    CHECK(error_of("cluster=test\nconninfo='host=a'\n") ==
+          "repmgr.conf: missing required setting \"node\"");
+    CHECK(error_of("cluster=test\nnode=1\n", "/x/r.conf") ==
+          "/x/r.conf: missing required setting \"conninfo\"");
+}
+
+TEST_CASE("an unknown setting is a warning, not an error", "[config]") {
+    const auto saved = pgrm::log::level();
+    pgrm::log::set_level(pgrm::log::Level::Error);  // keep the test output quiet
+    Config c = parse_config(with_seed("failover=automatic\n"), "repmgr.conf");
+    pgrm::log::set_level(saved);
+    CHECK(c.node == 2);
+    CHECK(warned("repmgr.conf:4: unknown setting \"failover\" ignored"));
+
+    pgrm::log::set_level(pgrm::log::Level::Error);
+    c = parse_config(toml_seed + "Reconnect_Attempts = 6\n", "r.toml");
+    pgrm::log::set_level(saved);
+    CHECK(warned("r.toml:4: unknown setting \"Reconnect_Attempts\" ignored"));
+}
+
+TEST_CASE("load_config reads a file, or says why it cannot", "[config]") {
+    TempDir dir;
+    const fs::path conf = dir.write("repmgr.conf", seed_node2);
+    Config c = pgrm::load_config(conf.string());
+    CHECK(c.path == conf.string());
+    CHECK(c.node == 2);
+
+    const fs::path toml = dir.write("repmgr.toml", "cluster = \"test\"\nnode = 3\n"
+                                                   "conninfo = \"host=node3\"\n");
+    CHECK(pgrm::load_config(toml.string()).node == 3);
+
+    const std::string missing = (dir.path / "nope.conf").string();
+    try {
+        pgrm::load_config(missing);
+        FAIL("no error for a missing file");
+    } catch (const pgrm::Error& e) {
+        CHECK(e.code() == ExitCode::BadConfig);
+        CHECK(std::string(e.what()) == "could not open configuration file \"" + missing +
+                                           "\": No such file or directory");
+    }
+
+    try {
+        pgrm::load_config(dir.path.string());
+        FAIL("no error for a directory");
+    } catch (const pgrm::Error& e) {
+        CHECK(std::string(e.what()) == "could not open configuration file \"" +
+                                           dir.path.string() + "\": Is a directory");
+    }
+
+    const fs::path bad = dir.write("bad.conf", "cluster=test\nnode=abc\n");
+    try {
+        pgrm::load_config(bad.string());
+        FAIL("no error for a bad file");
+    } catch (const pgrm::Error& e) {
+        CHECK(e.code() == ExitCode::BadConfig);
+        CHECK_THAT(std::string(e.what()), Catch::StartsWith(bad.string() + ":2: node: "));
+    }
+}
+
+TEST_CASE("find_config_file searches -f, ./, the binary's directory, /etc", "[config]") {
+    TempDir cwd;
+    TempDir bin;
+    CwdGuard guard;
+    fs::current_path(cwd.path);
+
+    CHECK(pgrm::find_config_file("/no/such/repmgr.conf", bin.path.string()) ==
+          "/no/such/repmgr.conf");
+
+    const bool etc_exists = fs::exists("/etc/repmgr.conf");
+    const auto none = pgrm::find_config_file("", bin.path.string());
+    if (etc_exists)
+        CHECK(none == "/etc/repmgr.conf");
+    else
+        CHECK_FALSE(none.has_value());
+
+    bin.write("repmgr.conf", seed_node2);
+    CHECK(pgrm::find_config_file("", bin.path.string()) ==
+          (bin.path / "repmgr.conf").string());
+
+    cwd.write("repmgr.conf", seed_node2);
+    CHECK(pgrm::find_config_file("", bin.path.string()) == "./repmgr.conf");
+    CHECK(pgrm::find_config_file("other.conf", bin.path.string()) == "other.conf");
+}
