@@ -1,5 +1,7 @@
 #include "core/command.hpp"
 
+#include <CLI/CLI.hpp>
+
 namespace pgrm {
 
 Command* Registry::find(const std::string& group, const std::string& name) const {
@@ -8,6 +10,10 @@ Command* Registry::find(const std::string& group, const std::string& name) const
         if (s.group == group && s.name == name) return c.get();
     }
     return nullptr;
+}
+
+void NotImplemented::declare(CLI::App& app) {
+    if (spec_.args == "[node]") app.add_option("node", positional_, "the node to act on");
 }
 
 Result NotImplemented::run(Context& ctx) {

@@ -93,10 +93,12 @@ class NotImplemented : public Command {
 public:
     explicit NotImplemented(Spec spec) : spec_(std::move(spec)) {}
     Spec spec() const override { return spec_; }
+    void declare(CLI::App& app) override;  // the positional its usage names, if any
     Result run(Context& ctx) override;
 
 private:
     Spec spec_;
+    std::string positional_;
 };
 
 }  // namespace pgrm

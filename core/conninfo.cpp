@@ -73,7 +73,7 @@ Conninfo parse_conninfo(const std::string& text) {
 
 std::string redact_secrets(std::string_view text) {
     // password='quoted \' value' | password=bare ; and scheme://user:secret@host
-    static const std::regex kv(R"((password\s*=\s*)('(\\.|[^'\\])*'|[^\s'"]+))",
+    static const std::regex kv(R"((password\s*=\s*)('(\\.|''|[^'\\])*'|[^\s'"]+))",
                                std::regex::icase);
     static const std::regex uri(R"(((?:postgres|postgresql)://[^:/@\s]*:)[^@\s]*@)",
                                 std::regex::icase);

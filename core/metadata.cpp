@@ -161,13 +161,15 @@ void Metadata::record_event(int node_id, const std::string& event, bool successf
                 redact_secrets(details)});
 }
 
-std::vector<Event> Metadata::events(int limit, std::optional<int> node_id) {
+std::vector<Event> Metadata::events(int limit, std::optional<int> node_id,
+                                    const std::optional<std::string>& event) {
     Rows r = conn_.exec("SELECT id, node_id, event, successful, "
                         "to_char(event_timestamp, 'YYYY-MM-DD HH24:MI:SS.MS TZ'), "
                         "coalesce(details, '') FROM " + schema_ +
                             ".events WHERE ($2::int IS NULL OR node_id = $2) "
+                            "AND ($3::text IS NULL OR event = $3) "
                             "ORDER BY id DESC LIMIT $1",
-                        {std::to_string(limit), opt_int(node_id)});
+                        {std::to_string(limit), opt_int(node_id), event});
     std::vector<Event> out;
     for (int i = 0; i < r.size(); ++i)
         out.push_back({r.get_int(i, 0), static_cast<int>(r.get_int(i, 1)), r.get(i, 2),

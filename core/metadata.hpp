@@ -54,7 +54,9 @@ public:
 
     void record_event(int node_id, const std::string& event, bool successful,
                       const std::string& details);
-    std::vector<Event> events(int limit, std::optional<int> node_id);
+    // The newest events first; node_id and event (an event name) filter when given.
+    std::vector<Event> events(int limit, std::optional<int> node_id,
+                              const std::optional<std::string>& event = std::nullopt);
 
 private:
     Connection& conn_;

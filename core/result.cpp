@@ -4,6 +4,8 @@
 #include <ostream>
 #include <sstream>
 
+#include "core/conninfo.hpp"
+
 namespace pgrm {
 
 std::string format_table(const Table& table) {
@@ -73,9 +75,9 @@ void render_error_json(const std::string& command, const Error& error,
     nlohmann::json err = {
         {"code", static_cast<int>(error.code())},
         {"name", std::string(exit_code_name(error.code()))},
-        {"message", error.what()},
+        {"message", redact_secrets(error.what())},
     };
-    if (!error.detail().empty()) err["detail"] = error.detail();
+    if (!error.detail().empty()) err["detail"] = redact_secrets(error.detail());
     if (!error.hint().empty()) err["hint"] = error.hint();
     if (!error.sqlstate().empty()) err["sqlstate"] = error.sqlstate();
     nlohmann::json doc = {{"command", command}, {"ok", false}, {"error", err},

@@ -1,9 +1,11 @@
 #include "cmd/plugins.hpp"
+#include "plugins/cluster/cluster.hpp"
 
 namespace pgrm {
 
 void register_cluster(Registry& registry) {
-    (void)registry;
+    registry.add(cluster::make_show());
+    registry.add(cluster::make_event());
 }
 
 }  // namespace pgrm

@@ -255,6 +255,16 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _read_pidfile(datadir: Path) -> int | None:
     try:
         first = (datadir / 'postmaster.pid').read_text().split('\n', 1)[0].strip()
@@ -422,8 +432,11 @@ class Instance:
         except ProcessLookupError:
             return
         if wait:
-            wait_until(lambda: not _pid_alive(pid), timeout=timeout,
-                       what=f'postmaster {pid} of {self.name} to die')
+            # Wait until the pid is gone, not merely a zombie: until its parent (init)
+            # reaps it, kill(pid, 0) succeeds, and a new postmaster would take the stale
+            # postmaster.pid for a live server and refuse to start.
+            wait_until(lambda: _pid_gone(pid), timeout=timeout,
+                       what=f'postmaster {pid} of {self.name} to die and be reaped')
             # Backends notice the postmaster's death and exit; wait for them too, so
             # that a restart finds the shared memory free.
             wait_until(lambda: not _processes_under(self.datadir), timeout=timeout,

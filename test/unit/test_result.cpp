@@ -1,1 +1,71 @@
 #include <catch2/catch.hpp>
+
+#include <sstream>
+
+#include "core/result.hpp"
+
+using namespace pgrm;
+
+TEST_CASE("text rendering aligns the table and ends with the summary", "[result]") {
+    Result r;
+    r.table = Table{{"ID", "Name"}, {{"1", "node1"}, {"10", "n"}}};
+    r.lines = {"a hint"};
+    r.summary = "done";
+    std::ostringstream out;
+    render_text(r, out);
+    CHECK(out.str() ==
+          "ID | Name\n"
+          "---+------\n"
+          "1  | node1\n"
+          "10 | n\n"
+          "a hint\n"
+          "done\n");
+}
+
+TEST_CASE("json rendering is one document with the table as rows", "[result]") {
+    Result r;
+    r.summary = "ok";
+    r.data = {{"cluster", "test"}};
+    r.table = Table{{"ID", "Name"}, {{"1", "node1"}}};
+    std::ostringstream out;
+    render_json("cluster show", r, {"careful"}, out);
+    auto doc = nlohmann::json::parse(out.str());
+    CHECK(doc["command"] == "cluster show");
+    CHECK(doc["ok"] == true);
+    CHECK(doc["exit_code"] == 0);
+    CHECK(doc["exit_name"] == "SUCCESS");
+    CHECK(doc["data"]["cluster"] == "test");
+    CHECK(doc["data"]["rows"][0]["Name"] == "node1");
+    CHECK(doc["warnings"][0] == "careful");
+}
+
+TEST_CASE("a deferred failure renders as not ok with its code", "[result]") {
+    Result r;
+    r.exit_code = ExitCode::NeedsWalDir;
+    std::ostringstream out;
+    render_json("standby clone", r, {}, out);
+    auto doc = nlohmann::json::parse(out.str());
+    CHECK(doc["ok"] == false);
+    CHECK(doc["exit_code"] == 5);
+    CHECK(doc["exit_name"] == "ERR_NEEDS_XLOG");
+}
+
+TEST_CASE("errors render as one JSON document with code, name and message", "[result]") {
+    Error e(ExitCode::DbConnection, "could not connect to \"host=a\"", "refused", "is it up?");
+    std::ostringstream out;
+    render_error_json("standby clone", e, {}, out);
+    auto doc = nlohmann::json::parse(out.str());
+    CHECK(doc["ok"] == false);
+    CHECK(doc["error"]["code"] == 6);
+    CHECK(doc["error"]["name"] == "ERR_DB_CON");
+    CHECK(doc["error"]["message"] == "could not connect to \"host=a\"");
+    CHECK(doc["error"]["detail"] == "refused");
+    CHECK(doc["error"]["hint"] == "is it up?");
+}
+
+TEST_CASE("error JSON never carries a password", "[result]") {
+    Error e(ExitCode::BadPassword, "password refused for host=a password=s3cret", "password=s3cret");
+    std::ostringstream out;
+    render_error_json("x", e, {}, out);
+    CHECK(out.str().find("s3cret") == std::string::npos);
+}

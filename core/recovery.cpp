@@ -1,0 +1,117 @@
+#include "core/recovery.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace pgrm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string conf_quote(const std::string& value) {
+    std::string out = "'";
+    for (char c : value) out += (c == '\'') ? std::string("''") : std::string(1, c);
+    return out + "'";
+}
+
+// "key = 'value'" → key, or "" for comments and blank lines.
+std::string line_key(const std::string& line) {
+    size_t i = line.find_first_not_of(" \t");
+    if (i == std::string::npos || line[i] == '#') return "";
+    size_t end = line.find_first_of(" \t=", i);
+    return line.substr(i, end == std::string::npos ? std::string::npos : end - i);
+}
+
+std::string read_file(const fs::path& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// Written as the directory's owner would have written it.
+void write_owned(const fs::path& path, const std::string& text, const struct stat& owner) {
+    fs::path tmp = path;
+    tmp += ".pgrm-tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << text;
+        if (!out.flush())
+            throw Error(ExitCode::BadConfig, "could not write \"" + tmp.string() + "\"");
+    }
+    if (::chown(tmp.c_str(), owner.st_uid, owner.st_gid) != 0 && geteuid() == 0)
+        throw Error(ExitCode::BadConfig, "could not change owner of \"" + tmp.string() +
+                                             "\": " + std::strerror(errno));
+    ::chmod(tmp.c_str(), 0600);
+    fs::rename(tmp, path);
+}
+
+}  // namespace
+
+std::string set_conf_line(const std::string& text, const std::string& key,
+                          const std::optional<std::string>& value) {
+    std::istringstream in(text);
+    std::string out, line;
+    while (std::getline(in, line))
+        if (line_key(line) != key) out += line + "\n";
+    if (value) out += key + " = " + conf_quote(*value) + "\n";
+    return out;
+}
+
+std::string primary_conninfo_for(const Conninfo& source, const std::string& application_name) {
+    Conninfo ci;
+    for (const auto& [k, v] : source.params)
+        if (k != "password" && k != "dbname" && k != "replication" &&
+            k != "fallback_application_name" && k != "application_name")
+            ci.set(k, v);
+    if (!application_name.empty()) ci.set("application_name", application_name);
+    return ci.str();
+}
+
+void configure_standby(const std::string& data_directory, const std::string& primary_conninfo) {
+    fs::path dir = data_directory;
+    struct stat owner {};
+    if (::stat(dir.c_str(), &owner) != 0)
+        throw Error(ExitCode::BadConfig, "could not read \"" + data_directory + "\": " +
+                                             std::strerror(errno));
+    fs::path auto_conf = dir / "postgresql.auto.conf";
+    std::string text = fs::exists(auto_conf) ? read_file(auto_conf) : "";
+    write_owned(auto_conf, set_conf_line(text, "primary_conninfo", primary_conninfo), owner);
+    write_owned(dir / "standby.signal", "", owner);
+    std::error_code ec;
+    fs::remove(dir / "recovery.signal", ec);
+    log::info("wrote standby.signal and primary_conninfo in \"" + auto_conf.string() + "\"");
+}
+
+std::optional<std::string> read_primary_conninfo(const std::string& data_directory) {
+    std::istringstream in(read_file(fs::path(data_directory) / "postgresql.auto.conf"));
+    std::string line, found;
+    bool any = false;
+    while (std::getline(in, line)) {
+        if (line_key(line) != "primary_conninfo") continue;
+        size_t q = line.find('\'');
+        size_t end = line.rfind('\'');
+        if (q == std::string::npos || end <= q) continue;
+        std::string raw = line.substr(q + 1, end - q - 1), value;
+        for (size_t i = 0; i < raw.size(); ++i) {
+            if (raw[i] == '\'' && i + 1 < raw.size() && raw[i + 1] == '\'') ++i;
+            value += raw[i];
+        }
+        found = value;
+        any = true;
+    }
+    if (!any) return std::nullopt;
+    return found;
+}
+
+}  // namespace pgrm

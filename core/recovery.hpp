@@ -1,0 +1,27 @@
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "core/conninfo.hpp"
+
+namespace pgrm {
+
+// The lines of postgresql.auto.conf with key set to value (quoted as postgresql.conf
+// wants), or removed when value is nullopt. Other lines stay as they were.
+std::string set_conf_line(const std::string& text, const std::string& key,
+                          const std::optional<std::string>& value);
+
+// primary_conninfo for a standby of source: where and as whom to connect, never the
+// password (the standby finds it in its passfile) nor the database.
+std::string primary_conninfo_for(const Conninfo& source, const std::string& application_name);
+
+// Makes data_directory start as a standby of primary_conninfo on PostgreSQL 12+:
+// standby.signal present, recovery.signal gone, primary_conninfo in
+// postgresql.auto.conf; files handed to the directory's owner.
+void configure_standby(const std::string& data_directory, const std::string& primary_conninfo);
+
+// The primary_conninfo currently written in data_directory's postgresql.auto.conf.
+std::optional<std::string> read_primary_conninfo(const std::string& data_directory);
+
+}  // namespace pgrm

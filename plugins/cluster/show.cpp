@@ -1,0 +1,229 @@
+// cluster show: the state of every registered node. The node list comes from the local
+// node's metadata (replicated, so a standby has it too); every node is then probed at
+// once, so dead nodes cost one connect timeout together, not one each.
+#include "plugins/cluster/show.hpp"
+
+#include <charconv>
+#include <chrono>
+#include <future>
+
+#include "core/conninfo.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "plugins/cluster/cluster.hpp"
+
+namespace pgrm::cluster {
+
+namespace {
+
+// One round trip per node: its role, the WAL positions that role has, and its WAL
+// receiver (one row at most; the LEFT JOIN keeps a row when there is none).
+const char* const kProbeSql =
+    "SELECT pg_catalog.pg_is_in_recovery(), "
+    "       CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL "
+    "            ELSE pg_catalog.pg_current_wal_lsn()::text END, "
+    "       pg_catalog.pg_last_wal_receive_lsn()::text, "
+    "       pg_catalog.pg_last_wal_replay_lsn()::text, "
+    "       r.status, r.sender_host, r.sender_port "
+    "  FROM (VALUES (1)) AS one "
+    "  LEFT JOIN pg_catalog.pg_stat_wal_receiver AS r ON true";
+
+constexpr int kConnectTimeoutS = 3;  // a conninfo's own connect_timeout wins
+constexpr std::chrono::milliseconds kQueryTimeout{5000};
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+Probe probe(const std::string& conninfo) {
+    Probe p;
+    try {
+        Connection conn =
+            Connection::open(conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS});
+        Rows r = conn.exec(kProbeSql, {}, kQueryTimeout);
+        p.reachable = true;
+        p.in_recovery = r.get_bool(0, 0);
+        p.current_lsn = r.get_opt(0, 1);
+        p.receive_lsn = r.get_opt(0, 2);
+        p.replay_lsn = r.get_opt(0, 3);
+        p.receiver_status = r.get_opt(0, 4);
+        p.sender_host = r.get_opt(0, 5);
+        if (!r.is_null(0, 6)) p.sender_port = static_cast<int>(r.get_int(0, 6));
+    } catch (const Error& e) {
+        p.error = redact_secrets(e.detail().empty() ? e.what()
+                                                    : e.what() + (": " + first_line(e.detail())));
+    }
+    return p;
+}
+
+// Every node at once; probes[i] belongs to nodes[i].
+std::vector<Probe> probe_all(const std::vector<Node>& nodes) {
+    std::vector<std::future<Probe>> pending;
+    for (const Node& n : nodes) pending.push_back(std::async(std::launch::async, probe, n.conninfo));
+    std::vector<Probe> probes;
+    for (auto& f : pending) probes.push_back(f.get());
+    return probes;
+}
+
+std::string upstream_name(const Node& node, const std::vector<Node>& nodes) {
+    if (!node.upstream_node_id) return "";
+    for (const Node& n : nodes)
+        if (n.id == *node.upstream_node_id) return n.name;
+    return "node " + std::to_string(*node.upstream_node_id);  // not registered (any more)
+}
+
+template <typename T>
+nlohmann::json or_null(const std::optional<T>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+nlohmann::json node_json(const Node& node, const Probe& probe, const NodeView& view) {
+    nlohmann::json j = to_json(node);  // conninfo redacted
+    j["role_found"] = view.role_found;
+    j["mark"] = std::string(1, view.mark);
+    j["status"] = view.status;
+    j["upstream_name"] = view.upstream_name;
+    j["streaming"] = or_null(view.streaming);
+    j["lag_bytes"] = or_null(view.lag_bytes);
+    j["current_lsn"] = or_null(probe.current_lsn);
+    j["receive_lsn"] = or_null(probe.receive_lsn);
+    j["replay_lsn"] = or_null(probe.replay_lsn);
+    j["receiver_status"] = or_null(probe.receiver_status);
+    j["sender_host"] = or_null(probe.sender_host);
+    j["sender_port"] = or_null(probe.sender_port);
+    j["error"] = probe.reachable ? nlohmann::json(nullptr) : nlohmann::json(probe.error);
+    return j;
+}
+
+std::vector<std::string> table_row(const Node& node, const NodeView& view,
+                                   const nlohmann::json& json) {
+    std::string streaming = view.streaming ? (*view.streaming ? "yes" : "no") : "";
+    std::string lag = view.lag_bytes ? std::to_string(*view.lag_bytes) : "";
+    return {std::to_string(node.id), node.name, view.role, view.status_text(),
+            view.upstream_name, streaming, lag, json["conninfo"].get<std::string>()};
+}
+
+class ClusterShow : public Command {
+public:
+    Spec spec() const override {
+        return {"cluster", "show", "", "shows the state of every registered node",
+                PersonaRepmgr | PersonaPgrm, NeedsConfig, {}};
+    }
+
+    Result run(Context& ctx) override {
+        const Config& cfg = ctx.cfg();
+
+        // 1. The registered nodes, from the local node; failing to reach it is an error.
+        Connection conn = Connection::open(cfg.conninfo);
+        Metadata meta(conn, cfg.cluster);
+        if (!meta.installed())
+            throw Error(ExitCode::BadConfig,
+                        "cluster \"" + cfg.cluster + "\" has no metadata on this node", "",
+                        "run \"repmgr master register\" on the primary");
+        std::vector<Node> nodes = meta.nodes();
+
+        // 2. Every node probed in parallel; an unreachable node is data, not an error.
+        std::vector<Probe> probes = probe_all(nodes);
+
+        // 3. What each probe means, as rows and as data.
+        Result r;
+        Table table{{"ID", "Name", "Role", "Status", "Upstream", "Streaming", "Lag",
+                     "Connection string"},
+                    {}};
+        nlohmann::json node_list = nlohmann::json::array();
+        std::vector<std::string> writable;
+        for (size_t i = 0; i < nodes.size(); ++i) {
+            NodeView view = derive_view(nodes[i], probes[i], nodes,
+                                        primary_lsn_for(nodes[i], nodes, probes));
+            nlohmann::json j = node_json(nodes[i], probes[i], view);
+            table.rows.push_back(table_row(nodes[i], view, j));
+            node_list.push_back(std::move(j));
+            if (view.role_found == "primary") writable.push_back("\"" + nodes[i].name + "\"");
+            if (!probes[i].reachable && nodes[i].active)
+                r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" +
+                                  nodes[i].name + "\") is unreachable: " + probes[i].error);
+        }
+
+        // 4. Split brain: more than one writable primary, which the user must see.
+        if (writable.size() > 1) {
+            std::string names;
+            for (const auto& w : writable) names += (names.empty() ? "" : ", ") + w;
+            std::string warning = "more than one primary is writable: " + names;
+            log::warning(warning);
+            r.lines.insert(r.lines.begin(), "WARNING: " + warning);
+        }
+
+        r.table = std::move(table);
+        r.data = {{"cluster", cfg.cluster}, {"nodes", std::move(node_list)}};
+        return r;
+    }
+};
+
+}  // namespace
+
+std::optional<std::uint64_t> parse_lsn(std::string_view text) {
+    auto slash = text.find('/');
+    if (slash == std::string_view::npos) return std::nullopt;
+    auto half = [](std::string_view part) -> std::optional<std::uint64_t> {
+        std::uint64_t v = 0;
+        auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v, 16);
+        if (part.empty() || part.size() > 8 || ec != std::errc() || end != part.data() + part.size())
+            return std::nullopt;
+        return v;
+    };
+    auto hi = half(text.substr(0, slash));
+    auto lo = half(text.substr(slash + 1));
+    if (!hi || !lo) return std::nullopt;
+    return (*hi << 32) | *lo;
+}
+
+std::optional<std::uint64_t> primary_lsn_for(const Node& node, const std::vector<Node>& nodes,
+                                             const std::vector<Probe>& probes) {
+    std::optional<std::uint64_t> only;
+    int writable = 0;
+    for (size_t i = 0; i < nodes.size() && i < probes.size(); ++i) {
+        const Probe& p = probes[i];
+        if (!p.reachable || p.in_recovery || !p.current_lsn) continue;
+        auto lsn = parse_lsn(*p.current_lsn);
+        if (node.upstream_node_id == nodes[i].id) return lsn;
+        ++writable;
+        only = lsn;
+    }
+    return writable == 1 ? only : std::nullopt;
+}
+
+NodeView derive_view(const Node& node, const Probe& probe, const std::vector<Node>& nodes,
+                     std::optional<std::uint64_t> primary_lsn) {
+    NodeView v;
+    v.role = node.active ? node.type : "inactive " + node.type;
+    v.upstream_name = upstream_name(node, nodes);
+    if (!probe.reachable) {
+        v.role_found = "unreachable";
+        v.mark = node.active ? '?' : '-';
+        v.status = node.active ? "unreachable" : "inactive";
+        return v;
+    }
+
+    v.role_found = probe.in_recovery ? "standby" : "primary";
+    v.status = "running";
+    if (v.role_found != node.type) {
+        v.mark = '!';
+        v.status += " as " + v.role_found;
+    } else if (!node.active) {
+        v.mark = '!';  // running, though recorded as inactive
+    } else if (v.role_found == "primary") {
+        v.mark = '*';
+    }
+
+    if (probe.in_recovery) {
+        v.streaming = probe.receiver_status == "streaming";
+        auto replay = probe.replay_lsn ? parse_lsn(*probe.replay_lsn) : std::nullopt;
+        // Probes are not simultaneous: a standby may have replayed past the sampled
+        // primary position, which is no lag rather than a negative one.
+        if (replay && primary_lsn)
+            v.lag_bytes = static_cast<long long>(*primary_lsn > *replay ? *primary_lsn - *replay : 0);
+    }
+    return v;
+}
+
+std::unique_ptr<Command> make_show() { return std::make_unique<ClusterShow>(); }
+
+}  // namespace pgrm::cluster

@@ -1,0 +1,54 @@
+#pragma once
+
+// cluster show: the pure part, what a node's probe means, apart from probing.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/metadata.hpp"
+
+namespace pgrm::cluster {
+
+// What one node's server said about itself, or why it could not be asked.
+struct Probe {
+    bool reachable = false;
+    std::string error;                          // why not, when unreachable
+    bool in_recovery = false;
+    std::optional<std::string> current_lsn;     // a primary's pg_current_wal_lsn()
+    std::optional<std::string> receive_lsn;     // a standby's pg_last_wal_receive_lsn()
+    std::optional<std::string> replay_lsn;      // a standby's pg_last_wal_replay_lsn()
+    std::optional<std::string> receiver_status; // pg_stat_wal_receiver, absent when none
+    std::optional<std::string> sender_host;
+    std::optional<int> sender_port;
+};
+
+// A node as cluster show presents it.
+struct NodeView {
+    std::string role;            // as configured: "primary", "inactive standby", ...
+    std::string role_found;      // "primary", "standby" or "unreachable"
+    char mark = ' ';             // repmgr 5's status mark: '*', ' ', '!', '?', '-'
+    std::string status;          // "running", "running as standby", "unreachable", "inactive"
+    std::string upstream_name;   // empty without an upstream
+    std::optional<bool> streaming;       // standbys only
+    std::optional<long long> lag_bytes;  // standbys only, when both LSNs are known
+
+    std::string status_text() const { return std::string(1, mark) + " " + status; }
+};
+
+// "16/B374D848" as the 64-bit position it names; nullopt unless it is "X/Y" in hex.
+std::optional<std::uint64_t> parse_lsn(std::string_view text);
+
+// The primary LSN a standby's lag is measured against: its upstream's when that is
+// a writable primary, else the one writable node's; nullopt when there is none or
+// several (split brain). probes[i] belongs to nodes[i].
+std::optional<std::uint64_t> primary_lsn_for(const Node& node, const std::vector<Node>& nodes,
+                                             const std::vector<Probe>& probes);
+
+// The view of node from its probe; nodes names the upstream.
+NodeView derive_view(const Node& node, const Probe& probe, const std::vector<Node>& nodes,
+                     std::optional<std::uint64_t> primary_lsn);
+
+}  // namespace pgrm::cluster

@@ -1,0 +1,32 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace pgrm {
+
+// What is known before cloning, gathered without changing anything.
+struct CloneSituation {
+    std::string target;              // the data directory to fill
+    bool target_exists = false;
+    bool target_empty = true;
+    bool target_running = false;     // a postmaster runs on it
+    bool force = false;
+    std::string method;              // asked for: "pg_basebackup" or "rsync"
+    bool source_local = false;       // the source's files are on this machine
+    std::string source_host;
+    std::string remote_user;         // -R, for rsync over ssh
+};
+
+// How to clone, and the steps a --dry-run shows.
+struct ClonePlan {
+    std::string method;              // "pg_basebackup" or "rsync"
+    bool delta = false;              // rsync over existing files, copying what changed
+    std::vector<std::string> steps;
+};
+
+// Decides the method, or refuses with pgrm::Error: a running target always; a
+// non-empty target without --force. --force over existing files means an rsync delta.
+ClonePlan plan_clone(const CloneSituation& s);
+
+}  // namespace pgrm

@@ -1,0 +1,116 @@
+// standby register: records this running standby in the cluster's metadata on the
+// primary, with the upstream it streams from.
+#include "plugins/standby/standby.hpp"
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/metadata.hpp"
+#include "core/server.hpp"
+
+namespace pgrm {
+
+namespace {
+
+// Where this standby's WAL receiver is connected, if it streams.
+const char* const kWalSenderSql =
+    "SELECT sender_host, sender_port FROM pg_catalog.pg_stat_wal_receiver "
+    "WHERE status = 'streaming'";
+
+class StandbyRegister : public Command {
+public:
+    Spec spec() const override {
+        return {"standby", "register", "", "registers a standby in a cluster",
+                PersonaRepmgr | PersonaPgrm, NeedsConfig, {}};
+    }
+
+    Result run(Context& ctx) override {
+        const Config& cfg = ctx.cfg();
+
+        // 1. The local server must be a standby.
+        Connection local = Connection::open(cfg.conninfo);
+        ServerFacts facts = query_server_facts(local);
+        if (!facts.in_recovery)
+            throw Error(ExitCode::BadConfig,
+                        "node " + std::to_string(cfg.node) + " is not a standby (it accepts writes)",
+                        "", "register a primary with \"repmgr master register\"");
+
+        // 2. The primary, from the metadata this standby replicated from it.
+        Metadata local_meta(local, cfg.cluster);
+        if (!local_meta.installed())
+            throw Error(ExitCode::BadConfig,
+                        "cluster \"" + cfg.cluster + "\" has no registered primary",
+                        "no schema " + local_meta.schema() + " on this standby",
+                        "run \"repmgr master register\" on the primary first");
+        auto primary_node = local_meta.active_primary();
+        if (!primary_node)
+            throw Error(ExitCode::BadConfig,
+                        "cluster \"" + cfg.cluster + "\" has no active primary registered", "",
+                        "run \"repmgr master register\" on the primary first");
+
+        // 3. It must be reachable, writable, and the same database system.
+        Connection primary = Connection::open(primary_node->conninfo);
+        ServerFacts primary_facts = query_server_facts(primary);
+        if (primary_facts.in_recovery)
+            throw Error(ExitCode::BadConfig, "registered primary node " +
+                                                 std::to_string(primary_node->id) +
+                                                 " is in recovery");
+        if (primary_facts.system_identifier != facts.system_identifier)
+            throw Error(ExitCode::BadConfig,
+                        "node " + std::to_string(cfg.node) + " is not a standby of node " +
+                            std::to_string(primary_node->id),
+                        "system identifiers differ: " + facts.system_identifier + " and " +
+                            primary_facts.system_identifier);
+
+        // 4. Its upstream: the registered node it streams from, else the primary.
+        Metadata meta(primary, cfg.cluster);
+        std::vector<Node> nodes = meta.nodes();
+        int upstream = upstream_of(local, nodes).value_or(primary_node->id);
+
+        auto existing = meta.node(cfg.node);
+        if (existing && !ctx.options.force)
+            throw Error(ExitCode::BadConfig,
+                        "node " + std::to_string(cfg.node) + " is already registered", "",
+                        "use --force to update its record");
+
+        // 5. The record, and an event.
+        Node node;
+        node.id = cfg.node;
+        node.name = cfg.node_name;
+        node.conninfo = cfg.conninfo;
+        node.type = "standby";
+        node.upstream_node_id = upstream;
+        node.priority = cfg.priority;
+        node.data_directory = cfg.data_directory.empty() ? facts.data_directory : cfg.data_directory;
+        if (existing)
+            meta.update_node(node);
+        else
+            meta.insert_node(node);
+        std::string what = existing ? "updated" : "registered";
+        meta.record_event(node.id, "standby_register", true,
+                          "standby " + what + " with upstream node " + std::to_string(upstream));
+
+        Result r;
+        r.summary = "standby register: node " + std::to_string(node.id) + " (\"" + node.name +
+                    "\") " + what + " as standby of node " + std::to_string(upstream);
+        r.data = {{"cluster", cfg.cluster}, {"node", to_json(node)}, {"updated", existing.has_value()}};
+        return r;
+    }
+
+private:
+    static std::optional<int> upstream_of(Connection& local, const std::vector<Node>& nodes) {
+        Rows r = local.exec(kWalSenderSql);
+        if (r.empty()) {
+            log::warning("this standby is not streaming; recording the primary as its upstream");
+            return std::nullopt;
+        }
+        return node_at(nodes, r.get(0, 0), r.get(0, 1));
+    }
+};
+
+}  // namespace
+
+void register_standby_register(Registry& registry) {
+    registry.add(std::make_unique<StandbyRegister>());
+}
+
+}  // namespace pgrm

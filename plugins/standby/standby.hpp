@@ -1,0 +1,19 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cmd/plugins.hpp"
+#include "core/metadata.hpp"
+
+namespace pgrm {
+
+void register_standby_register(Registry& registry);
+void register_standby_clone(Registry& registry);
+
+// The registered node whose conninfo names host and port (default 5432).
+std::optional<int> node_at(const std::vector<Node>& nodes, const std::string& host,
+                           const std::string& port);
+
+}  // namespace pgrm

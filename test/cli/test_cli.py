@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""Black-box tests of the built binaries' command line: help, version, personas, command
+recognition, configuration errors, --json output, and that secrets never leak.
+No PostgreSQL server is needed."""
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'e2e'))
+import harness  # noqa: E402
+from harness import pgrm  # noqa: E402
+
+GOOD_CONF = "cluster='test'\nnode=1\nconninfo='host=127.0.0.1 port=1 dbname=postgres connect_timeout=1'\n"
+
+
+def _tmpdir() -> tempfile.TemporaryDirectory:
+    d = tempfile.TemporaryDirectory(prefix='pgrm-cli-')
+    os.chmod(d.name, 0o755)
+    return d
+
+
+def _write(dirname: str, name: str, text: str) -> str:
+    path = os.path.join(dirname, name)
+    with open(path, 'w') as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
+
+
+def _error_lines(stderr: str) -> list:
+    return [line for line in stderr.splitlines() if line.startswith('ERROR:')]
+
+
+def _one_json(stdout: str) -> dict:
+    """stdout must hold exactly one JSON document and nothing else."""
+    text = stdout.strip()
+    assert text, 'stdout is empty, expected one JSON document'
+    decoder = json.JSONDecoder()
+    try:
+        doc, end = decoder.raw_decode(text)
+    except json.JSONDecodeError as e:
+        raise AssertionError(f'stdout is not JSON ({e}):\n{stdout}') from None
+    assert text[end:].strip() == '', f'more than one JSON document on stdout:\n{stdout}'
+    assert isinstance(doc, dict), f'JSON document is not an object:\n{stdout}'
+    return doc
+
+
+# ---------------------------------------------------------------------------- help
+
+
+def test_binaries_exist():
+    for persona in ('pgrm', 'repmgr', 'repmgrd'):
+        path = harness.pgrm_path(persona)
+        assert path.exists(), f'{path} missing (build dir {harness.BUILD_DIR})'
+        assert os.access(path, os.X_OK), f'{path} not executable'
+
+
+def test_repmgr_help():
+    r = pgrm('--help', check=0)
+    for needle in ('Usage:',
+                   ' repmgr [OPTIONS] master  {register}',
+                   'standby {register|clone|promote|follow}',
+                   'General options:',
+                   'Connection options:',
+                   'Configuration options:',
+                   '-h, --host=HOSTNAME',
+                   'COMMANDS:'):
+        assert needle in r.stdout, f'{needle!r} not in repmgr --help:\n{r.stdout}'
+    assert r.stderr == '', f'repmgr --help wrote to stderr:\n{r.stderr}'
+
+
+def test_repmgr_help_seed_options():
+    r = pgrm('--help', check=0)
+    for opt in ('--help', '--version', '--verbose', '-d, --dbname=DBNAME',
+                '-p, --port=PORT', '-U, --username=USERNAME', '-D, --data-dir=DIR',
+                '-f, --config_file=PATH', '-R, --remote-user=USERNAME',
+                '-w, --wal-keep-segments=VALUE', '-I, --ignore-rsync-warning', '-F, --force'):
+        assert opt in r.stdout, f'{opt!r} not in repmgr --help'
+    for cmd in ('master register', 'standby register', 'standby clone', 'standby promote',
+                'standby follow'):
+        assert cmd in r.stdout, f'{cmd!r} not listed under COMMANDS'
+
+
+def test_repmgrd_help():
+    r = pgrm('--help', persona='repmgrd', check=0)
+    assert 'repmgrd [OPTIONS]' in r.stdout, r.stdout
+    assert '-f, --config_file=PATH' in r.stdout, r.stdout
+    assert r.stderr == '', r.stderr
+
+
+def test_pgrm_help():
+    r = pgrm('--help', persona='pgrm', check=0)
+    assert 'Usage:' in r.stdout, r.stdout
+    assert r.stderr == '', r.stderr
+
+
+def test_pgrm_repmgr_help_equals_repmgr_help():
+    direct = pgrm('--help', check=0)
+    via = pgrm('repmgr', '--help', persona='pgrm', check=0)
+    assert via.stdout == direct.stdout, (
+        f'"pgrm repmgr --help" differs from "repmgr --help":\n'
+        f'--- pgrm repmgr ---\n{via.stdout}--- repmgr ---\n{direct.stdout}')
+    assert via.stdout.startswith('repmgr'), via.stdout
+
+
+def test_pgrm_repmgrd_help_equals_repmgrd_help():
+    direct = pgrm('--help', persona='repmgrd', check=0)
+    via = pgrm('repmgrd', '--help', persona='pgrm', check=0)
+    assert via.stdout == direct.stdout, f'{via.stdout}\n---\n{direct.stdout}'
+
+
+# ---------------------------------------------------------------------------- version
+
+
+def _check_version(persona: str, prefix: str):
+    r = pgrm('--version', persona=persona, check=0)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1, f'{persona} --version printed {len(lines)} lines:\n{r.stdout}'
+    assert lines[0].startswith(prefix), lines[0]
+    assert r.stderr == '', r.stderr
+
+
+def test_repmgr_version():
+    _check_version('repmgr', 'repmgr ')
+
+
+def test_repmgrd_version():
+    _check_version('repmgrd', 'repmgrd ')
+
+
+def test_pgrm_version():
+    _check_version('pgrm', 'pgrm ')
+
+
+# ---------------------------------------------------------------------------- -h is host
+
+
+def test_dash_h_is_host_not_help():
+    r = pgrm('-h', 'somehost', '--help', check=0)
+    assert 'Usage:' in r.stdout, r.stdout
+
+
+def test_dash_h_missing_value():
+    r = pgrm('-h', check=1)
+    assert 'Usage:' not in r.stdout, 'repmgr -h printed help; -h is --host'
+    assert r.stderr.strip(), 'no error message on stderr'
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def test_unknown_subcommand():
+    r = pgrm('standby', 'frobnicate', check=1)
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1, f'expected one ERROR: line on stderr:\n{r.stderr}'
+    assert 'frobnicate' in errors[0], errors[0]
+
+
+def test_unknown_group():
+    r = pgrm('nosuch', check=1)
+    assert 'nosuch' in r.stderr, r.stderr
+
+
+def test_no_arguments():
+    r = pgrm(check=1)
+    assert _error_lines(r.stderr), f'no ERROR: line on stderr:\n{r.stderr}'
+
+
+def test_group_without_command():
+    r = pgrm('standby', check=1)
+    assert 'missing command' in r.stderr, r.stderr
+
+
+def _assert_config_missing(*args):
+    r = pgrm(*args, check=1)
+    assert '/nonexistent.conf' in r.stderr, (
+        f'repmgr {" ".join(args)}: expected an error naming /nonexistent.conf:\n{r.stderr}')
+
+
+def test_group_name_is_case_insensitive():
+    _assert_config_missing('MASTER', 'register', '-f', '/nonexistent.conf')
+
+
+def test_primary_is_alias_of_master():
+    _assert_config_missing('primary', 'register', '-f', '/nonexistent.conf')
+
+
+def test_options_before_and_after_command():
+    _assert_config_missing('-f', '/nonexistent.conf', 'standby', 'register')
+    _assert_config_missing('standby', 'register', '--config_file=/nonexistent.conf')
+
+
+# ---------------------------------------------------------------------------- config
+
+
+def test_config_bad_integer():
+    with _tmpdir() as d:
+        path = _write(d, 'bad.conf', "cluster='test'\nnode=abc\nconninfo='host=127.0.0.1'\n")
+        r = pgrm('-f', path, 'standby', 'register', check=1)
+        assert path in r.stderr, f'file name not in stderr:\n{r.stderr}'
+        assert ':2' in r.stderr, f'line number 2 not in stderr:\n{r.stderr}'
+        assert 'node' in r.stderr, r.stderr
+
+
+def test_config_missing_cluster():
+    with _tmpdir() as d:
+        path = _write(d, 'nocluster.conf', "node=1\nconninfo='host=127.0.0.1'\n")
+        r = pgrm('-f', path, 'standby', 'register', check=1)
+        assert 'cluster' in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------------------- --json
+
+
+def test_json_missing_config():
+    r = pgrm('--json', 'standby', 'register', '-f', '/nonexistent.conf', check=1)
+    doc = _one_json(r.stdout)
+    assert doc.get('error', {}).get('code') == 1, doc
+    assert doc['error'].get('name') == 'ERR_BAD_CONFIG', doc
+
+
+def test_json_unknown_command():
+    r = pgrm('--json', 'standby', 'frobnicate', check=1)
+    doc = _one_json(r.stdout)
+    assert doc.get('error', {}).get('code') == 1, doc
+
+
+# ---------------------------------------------------------------------------- personas
+
+
+def test_unknown_persona_name():
+    with _tmpdir() as d:
+        link = Path(d) / 'foo'
+        link.symlink_to(harness.pgrm_path('pgrm'))
+        import subprocess
+        r = subprocess.run([str(link), '--help'], capture_output=True, text=True, timeout=60,
+                           env=harness.clean_env())
+        assert r.returncode != 0, f'persona "foo" ran (exit 0):\n{r.stdout}'
+        assert 'foo' in r.stderr, f'error does not name "foo":\n{r.stderr}'
+
+
+# ---------------------------------------------------------------------------- secrets
+
+
+def test_password_never_printed():
+    secret = 's3cr3tpw'
+    with _tmpdir() as d:
+        path = _write(d, 'secret.conf',
+                      "cluster='test'\nnode=1\n"
+                      f"conninfo='host=127.0.0.1 port=1 password={secret} connect_timeout=1'\n")
+        for extra in (['--json'], ['--verbose'], ['--json', '--verbose']):
+            for cmd in (['standby', 'register'], ['master', 'register']):
+                r = pgrm(*extra, '-f', path, *cmd, timeout=60)
+                where = f'repmgr {" ".join(extra + ["-f", path] + cmd)}'
+                assert r.returncode != 0, f'{where}: exit 0 against a closed port'
+                assert secret not in r.stdout, f'{where}: password on stdout:\n{r.stdout}'
+                assert secret not in r.stderr, f'{where}: password on stderr:\n{r.stderr}'
+
+
+if __name__ == '__main__':
+    sys.exit(harness.main(globals(), needs_pg=False))

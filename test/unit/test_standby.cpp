@@ -1,0 +1,86 @@
+#include <catch2/catch.hpp>
+
+#include "core/error.hpp"
+#include "plugins/standby/clone.hpp"
+#include "plugins/standby/standby.hpp"
+
+using namespace pgrm;
+
+namespace {
+
+CloneSituation empty_target() {
+    CloneSituation s;
+    s.target = "/data/standby";
+    s.method = "pg_basebackup";
+    s.source_host = "node1";
+    return s;
+}
+
+ExitCode refusal(const CloneSituation& s) {
+    try {
+        plan_clone(s);
+    } catch (const Error& e) {
+        return e.code();
+    }
+    return ExitCode::Success;
+}
+
+}  // namespace
+
+TEST_CASE("an empty or missing target is cloned with pg_basebackup", "[standby]") {
+    auto s = empty_target();
+    ClonePlan p = plan_clone(s);
+    CHECK(p.method == "pg_basebackup");
+    CHECK_FALSE(p.delta);
+    CHECK(p.steps.front().find("create directory") != std::string::npos);
+
+    s.target_exists = true;
+    p = plan_clone(s);
+    CHECK(p.steps.front().find("pg_basebackup") != std::string::npos);
+}
+
+TEST_CASE("a non-empty target needs --force and then gets an rsync delta", "[standby]") {
+    auto s = empty_target();
+    s.target_exists = true;
+    s.target_empty = false;
+    CHECK(refusal(s) == ExitCode::BadConfig);
+    s.force = true;
+    ClonePlan p = plan_clone(s);
+    CHECK(p.method == "rsync");
+    CHECK(p.delta);
+}
+
+TEST_CASE("a running target is refused even with --force", "[standby]") {
+    auto s = empty_target();
+    s.target_exists = true;
+    s.target_empty = false;
+    s.target_running = true;
+    s.force = true;
+    CHECK(refusal(s) == ExitCode::BadConfig);
+}
+
+TEST_CASE("the rsync method names where it copies from", "[standby]") {
+    auto s = empty_target();
+    s.method = "rsync";
+    s.remote_user = "postgres";
+    ClonePlan p = plan_clone(s);
+    bool names_remote = false;
+    for (const auto& step : p.steps) names_remote |= step.find("postgres@node1 over ssh") != std::string::npos;
+    CHECK(names_remote);
+    s.source_local = true;
+    p = plan_clone(s);
+    bool names_local = false;
+    for (const auto& step : p.steps) names_local |= step.find("local source directory") != std::string::npos;
+    CHECK(names_local);
+}
+
+TEST_CASE("a node is found by the host and port of its conninfo", "[standby]") {
+    std::vector<Node> nodes(2);
+    nodes[0].id = 1;
+    nodes[0].conninfo = "host=127.0.0.1 port=5433 dbname=x";
+    nodes[1].id = 2;
+    nodes[1].conninfo = "host=node2 dbname=x";
+    CHECK(node_at(nodes, "127.0.0.1", "5433") == 1);
+    CHECK(node_at(nodes, "node2", "5432") == 2);
+    CHECK_FALSE(node_at(nodes, "node2", "5433"));
+}
