@@ -78,16 +78,31 @@ std::string primary_conninfo_for(const Conninfo& source, const std::string& appl
     return ci.str();
 }
 
-void configure_standby(const std::string& data_directory, const std::string& primary_conninfo) {
-    fs::path dir = data_directory;
+namespace {
+
+struct stat owner_of(const std::string& data_directory) {
     struct stat owner {};
-    if (::stat(dir.c_str(), &owner) != 0)
+    if (::stat(data_directory.c_str(), &owner) != 0)
         throw Error(ExitCode::BadConfig, "could not read \"" + data_directory + "\": " +
                                              std::strerror(errno));
-    fs::path auto_conf = dir / "postgresql.auto.conf";
+    return owner;
+}
+
+}  // namespace
+
+void set_auto_conf(const std::string& data_directory, const std::string& key,
+                   const std::optional<std::string>& value) {
+    struct stat owner = owner_of(data_directory);
+    fs::path auto_conf = fs::path(data_directory) / "postgresql.auto.conf";
     std::string text = fs::exists(auto_conf) ? read_file(auto_conf) : "";
-    write_owned(auto_conf, set_conf_line(text, "primary_conninfo", primary_conninfo), owner);
-    write_owned(dir / "standby.signal", "", owner);
+    write_owned(auto_conf, set_conf_line(text, key, value), owner);
+}
+
+void configure_standby(const std::string& data_directory, const std::string& primary_conninfo) {
+    fs::path dir = data_directory;
+    fs::path auto_conf = dir / "postgresql.auto.conf";
+    set_auto_conf(data_directory, "primary_conninfo", primary_conninfo);
+    write_owned(dir / "standby.signal", "", owner_of(data_directory));
     std::error_code ec;
     fs::remove(dir / "recovery.signal", ec);
     log::info("wrote standby.signal and primary_conninfo in \"" + auto_conf.string() + "\"");

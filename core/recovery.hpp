@@ -21,6 +21,11 @@ std::string primary_conninfo_for(const Conninfo& source, const std::string& appl
 // postgresql.auto.conf; files handed to the directory's owner.
 void configure_standby(const std::string& data_directory, const std::string& primary_conninfo);
 
+// Sets (or with nullopt removes) one setting in data_directory's postgresql.auto.conf,
+// keeping the file's owner.
+void set_auto_conf(const std::string& data_directory, const std::string& key,
+                   const std::optional<std::string>& value);
+
 // The primary_conninfo currently written in data_directory's postgresql.auto.conf.
 std::optional<std::string> read_primary_conninfo(const std::string& data_directory);
 

@@ -1,9 +1,277 @@
+// pgrm demo [start|status|stop]: a three-node cluster on loopback, built by pgrm's own
+// commands (master register, standby clone, standby register), for trying pgrm out.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
 #include "cmd/plugins.hpp"
+#include "core/error.hpp"
+#include "core/exec.hpp"
+#include "core/log.hpp"
+#include "core/recovery.hpp"
+#include "core/server.hpp"
 
 namespace pgrm {
 
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kNodes = 3;
+constexpr int kFirstPort = 25432;   // below the ephemeral range (32768+): no collisions
+const char* const kStateFile = "pgrm-demo.json";
+
+std::string default_dir() {
+    const char* tmp = std::getenv("TMPDIR");
+    return (fs::path(tmp && *tmp ? tmp : "/tmp") / "pgrm-demo").string();
+}
+
+bool port_free(int port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return ok;
+}
+
+// kNodes consecutive free ports from first, else further up, staying below 32768.
+int free_port_block(int first) {
+    for (int base = first; base + kNodes < 32768; base += kNodes) {
+        bool all = true;
+        for (int i = 0; i < kNodes && all; ++i) all = port_free(base + i);
+        if (all) return base;
+    }
+    throw Error(ExitCode::BadConfig, "no free block of loopback ports below 32768");
+}
+
+// The demo's own record of its nodes, so status and stop find them.
+struct DemoNode {
+    int id;
+    std::string name, data_dir, config;
+    int port;
+};
+
+std::vector<DemoNode> read_state(const std::string& dir) {
+    std::ifstream in(fs::path(dir) / kStateFile);
+    if (!in)
+        throw Error(ExitCode::BadConfig, "no demo cluster in \"" + dir + "\"", "",
+                    "create one with \"pgrm demo\"");
+    nlohmann::json j = nlohmann::json::parse(in);
+    std::vector<DemoNode> nodes;
+    for (const auto& n : j.at("nodes"))
+        nodes.push_back({n.at("id"), n.at("name"), n.at("data_dir"), n.at("config"), n.at("port")});
+    return nodes;
+}
+
+// Runs pgrm itself (as /proc/self/exe, never whatever is on PATH) as repmgr.
+ExecResult run_self(const Context& ctx, std::vector<std::string> args, bool json = false) {
+    ExecSpec spec;
+    spec.argv = {ctx.self_exe, "repmgr"};
+    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+    if (json) spec.argv.push_back("--json");
+    log::info("running: " + describe_argv(spec.argv));
+    ExecResult res = run_program(spec);
+    if (!res.ok())
+        throw Error(static_cast<ExitCode>(res.exit_code > 0 && res.exit_code <= 9 ? res.exit_code : 1),
+                    "demo step failed: repmgr " + describe_argv(args), res.err);
+    return res;
+}
+
+ExecResult run_pg(const std::string& program, std::vector<std::string> args,
+                  const std::optional<std::string>& os_user) {
+    ExecSpec spec;
+    spec.argv = {pg_program(program, nullptr)};
+    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+    spec.run_as = os_user;
+    spec.timeout = std::chrono::minutes(5);
+    log::info("running: " + describe_argv(spec.argv));
+    ExecResult res = run_program(spec);
+    if (!res.ok())
+        throw Error(ExitCode::BadConfig, program + " failed with exit code " + std::to_string(res.exit_code),
+                    res.err.empty() ? res.out : res.err);
+    return res;
+}
+
+void start_server(const DemoNode& n, const std::optional<std::string>& os_user) {
+    run_pg("pg_ctl", {"-D", n.data_dir, "-l", n.data_dir + ".log", "-w", "-t", "60", "start"}, os_user);
+}
+
+class DemoStart : public Command {
+public:
+    Spec spec() const override {
+        return {"demo", "", "", "creates and starts a local demo cluster: a primary and two standbys",
+                PersonaPgrm, NeedsNothing, {}};
+    }
+
+    void declare(CLI::App& app) override {
+        app.add_option("--dir", dir_, "directory for the demo (default: $TMPDIR/pgrm-demo)");
+        app.add_option("--port", port_, "first of three loopback ports (default: 25432 or the next free)")
+            ->check(CLI::Range(1024, 32760));
+    }
+
+    Result run(Context& ctx) override {
+        std::string dir = fs::absolute(dir_.empty() ? default_dir() : dir_).string();
+        if (fs::exists(fs::path(dir) / kStateFile))
+            throw Error(ExitCode::BadConfig, "a demo cluster already exists in \"" + dir + "\"", "",
+                        "see it with \"pgrm demo status\", remove it with \"pgrm demo stop\"");
+        if (fs::exists(dir) && !fs::is_empty(dir))
+            throw Error(ExitCode::BadConfig, "\"" + dir + "\" exists and is not empty", "",
+                        "give another directory with --dir");
+
+        // 1. A directory the PostgreSQL user owns, and three free ports.
+        fs::create_directories(dir);
+        // PostgreSQL refuses root: then the servers run as postgres.
+        std::optional<std::string> os_user;
+        if (geteuid() == 0) os_user = "postgres";
+        if (os_user) run_program(ExecSpec{.argv = {"chown", *os_user + ":", dir}});
+        int base = free_port_block(port_ > 0 ? port_ : kFirstPort);
+        std::vector<DemoNode> nodes;
+        nlohmann::json state = {{"nodes", nlohmann::json::array()}};
+        for (int i = 0; i < kNodes; ++i) {
+            DemoNode n{i + 1, "node" + std::to_string(i + 1), dir + "/node" + std::to_string(i + 1),
+                       dir + "/node" + std::to_string(i + 1) + ".conf", base + i};
+            nodes.push_back(n);
+            std::ofstream(n.config) << "cluster=demo\nnode=" << n.id << "\nnode_name=" << n.name
+                                    << "\nconninfo='host=127.0.0.1 port=" << n.port
+                                    << " user=postgres dbname=pgbench'\ndata_directory='" << n.data_dir << "'\n";
+            state["nodes"].push_back({{"id", n.id}, {"name", n.name}, {"data_dir", n.data_dir},
+                                      {"config", n.config}, {"port", n.port}});
+        }
+        std::ofstream(fs::path(dir) / kStateFile) << state.dump(2) << '\n';
+
+        // 2. The primary, with pgbench data.
+        const DemoNode& p = nodes[0];
+        run_pg("initdb", {"-D", p.data_dir, "-A", "trust", "-U", "postgres", "--data-checksums"}, os_user);
+        std::ofstream(p.data_dir + "/postgresql.conf", std::ios::app)
+            << "\n# pgrm demo\nlisten_addresses = '127.0.0.1'\nport = " << p.port
+            << "\nunix_socket_directories = '" << dir << "'\nwal_level = replica\n"
+            << "max_wal_senders = 10\nmax_replication_slots = 10\nhot_standby = on\n"
+            << "wal_log_hints = on\nwal_keep_size = '512MB'\n";
+        start_server(p, os_user);
+        std::string port = std::to_string(p.port);
+        run_pg("psql", {"-X", "-q", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-d", "postgres",
+                        "-c", "CREATE DATABASE pgbench"}, os_user);
+        run_pg("pgbench", {"-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "pgbench"},
+               os_user);
+
+        // 3. Everything else with pgrm's own commands, exactly as a user types them.
+        run_self(ctx, {"-f", p.config, "master", "register"});
+        for (int i = 1; i < kNodes; ++i) {
+            const DemoNode& s = nodes[i];
+            run_self(ctx, {"-D", s.data_dir, "-d", "pgbench", "-h", "127.0.0.1", "-p", port, "-U",
+                           "postgres", "-f", s.config, "standby", "clone"});
+            set_auto_conf(s.data_dir, "port", std::to_string(s.port));
+            start_server(s, os_user);
+            run_self(ctx, {"-f", s.config, "standby", "register"});
+        }
+
+        Result r = status_result(ctx, dir);
+        r.lines.insert(r.lines.end(), {
+            "",
+            "connect:   psql -h 127.0.0.1 -p " + port + " -U postgres pgbench",
+            "configs:   " + dir + "/node{1,2,3}.conf   (e.g. repmgr -f " + p.config + " cluster show)",
+            "status:    pgrm demo status" + dir_option(),
+            "stop:      pgrm demo stop" + dir_option(),
+        });
+        r.summary = "demo cluster \"demo\" is up in " + dir + ": node1 primary on port " + port +
+                    ", node2 and node3 standbys on " + std::to_string(base + 1) + " and " +
+                    std::to_string(base + 2);
+        return r;
+    }
+
+    // cluster show, through pgrm itself, as the demo's picture of itself.
+    static Result status_result(const Context& ctx, const std::string& dir) {
+        std::vector<DemoNode> nodes = read_state(dir);
+        Result r;
+        for (const auto& n : nodes) {
+            try {
+                ExecResult show = run_self(ctx, {"-f", n.config, "cluster", "show"}, true);
+                nlohmann::json doc = nlohmann::json::parse(show.out);
+                r.data = doc["data"];
+                r.data["dir"] = dir;
+                ExecResult text = run_self(ctx, {"-f", n.config, "cluster", "show"});
+                r.lines.push_back(text.out.substr(0, text.out.find_last_not_of('\n') + 1));
+                return r;
+            } catch (const Error&) {
+                continue;  // this node is down; ask the next one
+            }
+        }
+        r.data = {{"dir", dir}, {"nodes", nlohmann::json::array()}};
+        r.summary = "no demo node answers in " + dir;
+        return r;
+    }
+
+private:
+    std::string dir_;
+    int port_ = 0;
+    std::string dir_option() const { return dir_.empty() ? "" : " --dir " + dir_; }
+};
+
+class DemoStatus : public Command {
+public:
+    Spec spec() const override {
+        return {"demo", "status", "", "shows the demo cluster", PersonaPgrm, NeedsNothing, {}};
+    }
+    void declare(CLI::App& app) override {
+        app.add_option("--dir", dir_, "the demo's directory (default: $TMPDIR/pgrm-demo)");
+    }
+    Result run(Context& ctx) override {
+        return DemoStart::status_result(ctx, fs::absolute(dir_.empty() ? default_dir() : dir_).string());
+    }
+
+private:
+    std::string dir_;
+};
+
+class DemoStop : public Command {
+public:
+    Spec spec() const override {
+        return {"demo", "stop", "", "stops the demo cluster and removes its directory", PersonaPgrm,
+                NeedsNothing, {}};
+    }
+    void declare(CLI::App& app) override {
+        app.add_option("--dir", dir_, "the demo's directory (default: $TMPDIR/pgrm-demo)");
+        app.add_flag("--keep", keep_, "stop the servers but keep the files");
+    }
+    Result run(Context&) override {
+        std::string dir = fs::absolute(dir_.empty() ? default_dir() : dir_).string();
+        std::vector<DemoNode> nodes = read_state(dir);  // refuses a directory that is not a demo
+        Result r;
+        for (const auto& n : nodes) {
+            LocalServer server(n.data_dir, nullptr);
+            if (fs::exists(n.data_dir) && server.running()) {
+                server.stop("fast", 60);
+                r.lines.push_back("stopped " + n.name);
+            }
+        }
+        if (!keep_) fs::remove_all(dir);
+        r.data = {{"dir", dir}, {"removed", !keep_}};
+        r.summary = keep_ ? "demo stopped; files kept in " + dir : "demo stopped and " + dir + " removed";
+        return r;
+    }
+
+private:
+    std::string dir_;
+    bool keep_ = false;
+};
+
+}  // namespace
+
 void register_demo(Registry& registry) {
-    (void)registry;
+    registry.add(std::make_unique<DemoStart>());
+    registry.add(std::make_unique<DemoStatus>());
+    registry.add(std::make_unique<DemoStop>());
 }
 
 }  // namespace pgrm
