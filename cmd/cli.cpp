@@ -152,8 +152,8 @@ Invocation Cli::parse(const std::vector<std::string>& args) {
         impl_->app.parse(reversed);
     } catch (const CLI::ExtrasError& e) {
         // CLI11 says "The following argument was not expected: frob"; name the word.
-        std::string words = e.what();
-        words = words.substr(words.find(": ") + 2);
+        std::string words;
+        for (const auto& w : impl_->app.remaining()) words += (words.empty() ? "" : " ") + w;
         throw Error(ExitCode::BadConfig, "unknown command or argument \"" + words + "\"", "",
                     impl_->try_help());
     } catch (const CLI::ParseError& e) {

@@ -33,7 +33,7 @@ std::string shown_name(const CLI::Option* opt) {
     for (const auto& s : opt->get_snames()) text += "-" + s + ", ";
     if (!opt->get_lnames().empty()) text += "--" + opt->get_lnames().front();
     else if (text.size() >= 2) text.resize(text.size() - 2);
-    if (opt->get_type_size() != 0) {
+    if (opt->get_expected_max() != 0 && opt->get_type_size_max() != 0) {
         std::string meta = opt->get_lnames().empty() ? "VALUE" : opt->get_lnames().front();
         for (char& c : meta) c = c == '-' ? '_' : static_cast<char>(std::toupper(c));
         text += "=" + meta;
@@ -41,9 +41,11 @@ std::string shown_name(const CLI::Option* opt) {
     return text;
 }
 
+// A command's own options; on repmgrd's root the shared ones are listed apart.
 void own_options(std::ostringstream& out, const CLI::App& app) {
+    bool root = app.get_parent() == nullptr;
     for (const CLI::Option* opt : app.get_options()) {
-        if (is_global(opt)) continue;
+        if (root && is_global(opt)) continue;
         out << "  " << pad(shown_name(opt), kOptionColumn - 2) << opt->get_description() << '\n';
     }
 }

@@ -103,8 +103,11 @@ Rows Connection::exec(std::string_view sql, const std::vector<Param>& params,
     if (!c) throw Error(ExitCode::DbConnection, "connection to \"" + description_ + "\" was closed");
 
     if (timeout.count() == 0) {
-        PGresult* res = PQexecParams(c, text.c_str(), static_cast<int>(values.size()), nullptr,
-                                     values.data(), nullptr, nullptr, 0);
+        // Without parameters, the simple protocol: replication connections accept only it.
+        PGresult* res = values.empty()
+                            ? PQexec(c, text.c_str())
+                            : PQexecParams(c, text.c_str(), static_cast<int>(values.size()),
+                                           nullptr, values.data(), nullptr, nullptr, 0);
         ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
         if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
             Error e = query_error(res, c, sql);
@@ -116,8 +119,10 @@ Rows Connection::exec(std::string_view sql, const std::vector<Param>& params,
 
     // With a deadline: send, then wait on the socket; on timeout drop the connection,
     // since a hung server would also hang PQcancel.
-    if (!PQsendQueryParams(c, text.c_str(), static_cast<int>(values.size()), nullptr,
-                           values.data(), nullptr, nullptr, 0))
+    int sent = values.empty() ? PQsendQuery(c, text.c_str())
+                              : PQsendQueryParams(c, text.c_str(), static_cast<int>(values.size()),
+                                                  nullptr, values.data(), nullptr, nullptr, 0);
+    if (!sent)
         throw query_error(nullptr, c, sql);
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (PQisBusy(c)) {
@@ -152,18 +157,6 @@ long long Connection::run(std::string_view sql, const std::vector<Param>& params
     Rows rows = exec(sql, params);
     std::string n = rows.command_tuples();
     return n.empty() ? 0 : std::atoll(n.c_str());
-}
-
-void Connection::run_script(std::string_view sql) {
-    std::string text(sql);
-    PGresult* res = PQexec(conn_.get(), text.c_str());
-    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        Error e = query_error(res, conn_.get(), sql);
-        PQclear(res);
-        throw e;
-    }
-    PQclear(res);
 }
 
 std::string Connection::quote_identifier(std::string_view name) const {

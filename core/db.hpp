@@ -42,7 +42,8 @@ struct ConnectOptions {
 
 // One libpq connection. Connecting: errors become pgrm::Error with
 // ERR_BAD_PASSWORD (9) for a refused or missing password, ERR_DB_CON (6) otherwise.
-// Queries: values always go as $n parameters; failures are ERR_DB_QUERY (7) carrying
+// Queries: values always go as $n parameters (a query without any uses the simple
+// protocol, so it may hold several statements and works on replication connections); failures are ERR_DB_QUERY (7) carrying
 // the SQLSTATE. A query with a timeout gives up after it and closes the connection, so
 // a hung server cannot freeze the caller.
 class Connection {
@@ -54,8 +55,6 @@ public:
               std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
     // For statements whose rows do not matter; returns the affected row count.
     long long run(std::string_view sql, const std::vector<Param>& params = {});
-    // Several statements without parameters (schema scripts), simple query protocol.
-    void run_script(std::string_view sql);
     // A SQL identifier, quoted by libpq: "repmgr_my cluster".
     std::string quote_identifier(std::string_view name) const;
 

@@ -86,7 +86,7 @@ int Metadata::install_or_upgrade() {
             if (m.version <= current) continue;
             log::info("applying metadata schema step " + std::string(m.file) + " to " + schema_name_);
             conn_.run("SET LOCAL search_path TO " + schema_ + ", pg_catalog");
-            conn_.run_script(m.sql);
+            conn_.exec(m.sql);
             conn_.exec("INSERT INTO " + schema_ + ".schema_version (version) VALUES ($1)",
                        {std::to_string(m.version)});
             newest = m.version;
@@ -151,6 +151,13 @@ void Metadata::deactivate_other_primaries(int keep_id) {
                    ".repl_nodes SET active = false, updated_at = now() "
                    "WHERE cluster = $1 AND type = 'primary' AND id <> $2 AND active",
                {cluster_, std::to_string(keep_id)});
+}
+
+void Metadata::repoint_standbys(int from_id, int to_id) {
+    conn_.exec("UPDATE " + schema_ +
+                   ".repl_nodes SET upstream_node_id = $3, updated_at = now() "
+                   "WHERE cluster = $1 AND type = 'standby' AND upstream_node_id = $2",
+               {cluster_, std::to_string(from_id), std::to_string(to_id)});
 }
 
 void Metadata::record_event(int node_id, const std::string& event, bool successful,

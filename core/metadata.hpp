@@ -51,6 +51,8 @@ public:
     void update_node(const Node& node);
     // Marks every active node of type primary but keep_id as inactive.
     void deactivate_other_primaries(int keep_id);
+    // Standbys whose upstream was from_id now have to_id as theirs.
+    void repoint_standbys(int from_id, int to_id);
 
     void record_event(int node_id, const std::string& event, bool successful,
                       const std::string& details);

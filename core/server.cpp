@@ -24,7 +24,37 @@ const char* const kFactsSql =
     "       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text "
     "            ELSE pg_current_wal_lsn()::text END";
 
+const char* const kWalPositionSql =
+    "SELECT CASE WHEN pg_is_in_recovery() THEN "
+    "         greatest((SELECT timeline_id FROM pg_control_checkpoint()), "
+    "                  (SELECT min_recovery_end_timeline FROM pg_control_recovery()), "
+    "                  (SELECT received_tli FROM pg_stat_wal_receiver)) "
+    "       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END, "
+    "       CASE WHEN pg_is_in_recovery() THEN "
+    "         greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text "
+    "       ELSE pg_current_wal_lsn()::text END";
+
+const char* const kReadHistorySql = "SELECT pg_read_file('pg_wal/' || $1)";
+
 }  // namespace
+
+WalPosition query_wal_position(Connection& conn) {
+    Rows r = conn.exec(kWalPositionSql);
+    return {static_cast<int>(r.get_int(0, 0)), r.get(0, 1)};
+}
+
+std::string timeline_history(Connection& conn, const Conninfo& conninfo, int tli) {
+    if (tli <= 1) return "";
+    char name[32];
+    std::snprintf(name, sizeof name, "%08X.history", tli);
+    try {
+        return conn.exec(kReadHistorySql, {std::string(name)}).get(0, 0);
+    } catch (const Error& e) {
+        log::debug(std::string("pg_read_file of the history failed, trying replication: ") + e.what());
+    }
+    Connection repl = Connection::open(conninfo, ConnectOptions{.replication = true});
+    return repl.exec("TIMELINE_HISTORY " + std::to_string(tli)).get(0, 1);
+}
 
 ServerFacts query_server_facts(Connection& conn) {
     Rows r = conn.exec(kFactsSql);
@@ -122,5 +152,9 @@ ExecResult LocalServer::restart(int timeout_s) const {
 }
 
 ExecResult LocalServer::reload() const { return pg_ctl({"reload"}, 10); }
+
+ExecResult LocalServer::promote(int timeout_s) const {
+    return pg_ctl({"-w", "-t", std::to_string(timeout_s), "promote"}, timeout_s);
+}
 
 }  // namespace pgrm

@@ -19,6 +19,18 @@ struct ServerFacts {
 };
 ServerFacts query_server_facts(Connection& conn);
 
+// Where a server's WAL is: the timeline it writes or replays, and the end of the WAL
+// it has (a primary's insert position; a standby's furthest received or replayed).
+struct WalPosition {
+    int timeline = 0;
+    std::string lsn;
+};
+WalPosition query_wal_position(Connection& conn);
+
+// The content of the server's history file of timeline tli ("" for timeline 1),
+// read with pg_read_file, else with TIMELINE_HISTORY over a replication connection.
+std::string timeline_history(Connection& conn, const Conninfo& conninfo, int tli);
+
 // A setting's value as the server reports it (SHOW name).
 std::string show_setting(Connection& conn, const std::string& name);
 
@@ -42,6 +54,7 @@ public:
     ExecResult stop(const std::string& mode = "fast", int timeout_s = 60) const;
     ExecResult restart(int timeout_s = 60) const;
     ExecResult reload() const;
+    ExecResult promote(int timeout_s = 60) const;
     const std::string& data_directory() const { return data_directory_; }
 
 private:

@@ -159,22 +159,6 @@ public:
 
 }  // namespace
 
-std::optional<std::uint64_t> parse_lsn(std::string_view text) {
-    auto slash = text.find('/');
-    if (slash == std::string_view::npos) return std::nullopt;
-    auto half = [](std::string_view part) -> std::optional<std::uint64_t> {
-        std::uint64_t v = 0;
-        auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v, 16);
-        if (part.empty() || part.size() > 8 || ec != std::errc() || end != part.data() + part.size())
-            return std::nullopt;
-        return v;
-    };
-    auto hi = half(text.substr(0, slash));
-    auto lo = half(text.substr(slash + 1));
-    if (!hi || !lo) return std::nullopt;
-    return (*hi << 32) | *lo;
-}
-
 std::optional<std::uint64_t> primary_lsn_for(const Node& node, const std::vector<Node>& nodes,
                                              const std::vector<Probe>& probes) {
     std::optional<std::uint64_t> only;

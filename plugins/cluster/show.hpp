@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/metadata.hpp"
+#include "core/timeline.hpp"
 
 namespace pgrm::cluster {
 
@@ -37,9 +38,6 @@ struct NodeView {
 
     std::string status_text() const { return std::string(1, mark) + " " + status; }
 };
-
-// "16/B374D848" as the 64-bit position it names; nullopt unless it is "X/Y" in hex.
-std::optional<std::uint64_t> parse_lsn(std::string_view text);
 
 // The primary LSN a standby's lag is measured against: its upstream's when that is
 // a writable primary, else the one writable node's; nullopt when there is none or

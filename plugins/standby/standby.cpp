@@ -19,16 +19,10 @@ std::optional<int> node_at(const std::vector<Node>& nodes, const std::string& ho
 }
 
 void register_standby(Registry& registry) {
-    const unsigned both = PersonaRepmgr | PersonaPgrm;
     register_standby_register(registry);
     register_standby_clone(registry);
-    registry.add(std::make_unique<NotImplemented>(Command::Spec{
-        "standby", "promote", "",
-        "allows manual promotion of a specific standby into a new master in the event of a failover",
-        both, NeedsConfig, {}}));
-    registry.add(std::make_unique<NotImplemented>(Command::Spec{
-        "standby", "follow", "[node]", "allows the standby to re-point itself to a new master",
-        both, NeedsConfig, {}}));
+    register_standby_promote(registry);
+    register_standby_follow(registry);
 }
 
 }  // namespace pgrm

@@ -4,7 +4,7 @@
 
 using pgrm::Node;
 using pgrm::cluster::derive_view;
-using pgrm::cluster::parse_lsn;
+using pgrm::parse_lsn;
 using pgrm::cluster::primary_lsn_for;
 using pgrm::cluster::Probe;
 

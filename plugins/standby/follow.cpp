@@ -1,0 +1,185 @@
+// standby follow [node]: re-points this standby at the current primary, after checking
+// that the timelines let it follow; proves it by waiting until it replays a change
+// written on the primary after the switch.
+#include <chrono>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/metadata.hpp"
+#include "core/recovery.hpp"
+#include "core/server.hpp"
+#include "core/timeline.hpp"
+#include "plugins/standby/standby.hpp"
+
+namespace pgrm {
+
+namespace {
+
+const char* const kReloadSql = "SELECT pg_reload_conf()";
+const char* const kReceiverSql =
+    "SELECT status, sender_host, sender_port FROM pg_catalog.pg_stat_wal_receiver";
+const char* const kReplayedSql = "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn";
+const char* const kPrimaryLsnSql = "SELECT pg_current_wal_lsn()::text";
+
+class StandbyFollow : public Command {
+public:
+    Spec spec() const override {
+        return {"standby", "follow", "[node]", "allows the standby to re-point itself to a new master",
+                PersonaRepmgr | PersonaPgrm, NeedsConfig, {}};
+    }
+
+    void declare(CLI::App& app) override {
+        app.add_option("node", node_, "host of the new primary (default: found from the metadata)");
+        app.add_option("--wait", wait_s_, "seconds to wait for streaming from the new primary (default 60)")
+            ->check(CLI::Range(1, 3600));
+    }
+
+    Result run(Context& ctx) override {
+        const Config& cfg = ctx.cfg();
+
+        // 1. This node must be a running standby.
+        Connection local = Connection::open(cfg.conninfo);
+        if (!query_server_facts(local).in_recovery)
+            throw Error(ExitCode::BadConfig,
+                        "node " + std::to_string(cfg.node) + " is a primary, not a standby", "",
+                        "to turn a former primary into a standby, rejoin it: stop it and run "
+                        "\"repmgr -D <data dir> --force standby clone <new primary>\"");
+        std::string self_system = query_server_facts(local).system_identifier;
+
+        // 2. The new primary: the given host, else the one writable registered node.
+        Metadata local_meta(local, cfg.cluster);
+        std::vector<Node> nodes = local_meta.installed() ? local_meta.nodes() : std::vector<Node>{};
+        auto [primary_ci, primary_id] = find_primary(ctx, nodes);
+        Connection primary = Connection::open(primary_ci);
+        ServerFacts pf = query_server_facts(primary);
+        if (pf.in_recovery)
+            throw Error(ExitCode::BadConfig, "\"" + primary_ci.redacted() + "\" is not a primary (it is in recovery)");
+        if (pf.system_identifier != self_system)
+            throw Error(ExitCode::BadConfig, "\"" + primary_ci.redacted() + "\" is another database system",
+                        "system identifiers differ: " + self_system + " and " + pf.system_identifier);
+
+        // 3. The timelines must let this node follow.
+        WalPosition mine = query_wal_position(local);
+        WalPosition theirs = query_wal_position(primary);
+        FollowVerdict verdict =
+            can_follow(mine.timeline, parse_lsn(mine.lsn).value_or(0), theirs.timeline,
+                       parse_lsn(theirs.lsn).value_or(0),
+                       parse_timeline_history(timeline_history(primary, primary_ci, theirs.timeline)));
+        if (!verdict.ok)
+            throw Error(ExitCode::BadConfig, "node " + std::to_string(cfg.node) + " cannot follow the new primary",
+                        verdict.reason,
+                        "stop it and rejoin it with \"repmgr -D <data dir> --force standby clone " +
+                            primary_ci.get("host").value_or("<host>") + "\" (pg_rewind)");
+
+        // 4. Point primary_conninfo at it; PostgreSQL 13+ applies that on reload.
+        std::string data_dir = !cfg.data_directory.empty() ? cfg.data_directory : query_server_facts(local).data_directory;
+        if (data_dir.empty())
+            throw Error(ExitCode::BadConfig, "the data directory of node " + std::to_string(cfg.node) + " is unknown",
+                        "", "set data_directory in repmgr.conf");
+        set_auto_conf(data_dir, "primary_conninfo", primary_conninfo_for(primary_ci, cfg.node_name));
+        if (query_server_facts(local).version_num >= 130000) {
+            local.exec(kReloadSql);
+        } else {
+            ExecResult res = LocalServer(data_dir, &cfg).restart();
+            if (!res.ok()) throw Error(ExitCode::NoRestart, "could not restart node " + std::to_string(cfg.node), res.err);
+            local = Connection::open(cfg.conninfo);
+        }
+
+        // 5. Metadata and event on the primary, then proof: this node replays that write.
+        Metadata meta(primary, cfg.cluster);
+        if (meta.installed() && primary_id) {
+            Node self = meta.node(cfg.node).value_or(Node{});
+            bool registered = self.id == cfg.node;
+            self.id = cfg.node;
+            self.name = cfg.node_name;
+            self.conninfo = cfg.conninfo;
+            self.type = "standby";
+            self.upstream_node_id = primary_id;
+            self.priority = cfg.priority;
+            self.active = true;
+            if (registered) meta.update_node(self); else meta.insert_node(self);
+            meta.record_event(cfg.node, "standby_follow", true, "now follows node " + std::to_string(*primary_id));
+        }
+        std::string target_lsn = primary.exec(kPrimaryLsnSql).get(0, 0);
+        wait_for_streaming(local, primary_ci, target_lsn);
+
+        Result r;
+        r.summary = "standby follow: node " + std::to_string(cfg.node) + " now streams from " +
+                    (primary_id ? "node " + std::to_string(*primary_id) : primary_ci.redacted()) +
+                    " (timeline " + std::to_string(theirs.timeline) + ")";
+        r.data = {{"node_id", cfg.node},
+                  {"primary_node_id", primary_id ? nlohmann::json(*primary_id) : nullptr},
+                  {"primary", primary_ci.redacted()},
+                  {"timeline", theirs.timeline},
+                  {"replayed_lsn", target_lsn}};
+        return r;
+    }
+
+private:
+    std::string node_;
+    int wait_s_ = 60;
+
+    // The given host (with -p, -U, -d or this node's own user and database), else the
+    // only registered node that accepts writes.
+    std::pair<Conninfo, std::optional<int>> find_primary(const Context& ctx, const std::vector<Node>& nodes) const {
+        const GlobalOptions& o = ctx.options;
+        std::string host = node_.empty() ? o.host : node_;
+        if (!host.empty()) {
+            Conninfo ci = parse_conninfo(ctx.cfg().conninfo);
+            ci.set("host", host);
+            ci.erase("hostaddr");
+            if (!o.port.empty()) ci.set("port", o.port); else ci.erase("port");
+            if (!o.username.empty()) ci.set("user", o.username);
+            if (!o.dbname.empty()) ci.set("dbname", o.dbname);
+            return {ci, node_at(nodes, host, ci.get("port").value_or("5432"))};
+        }
+        std::vector<const Node*> writable;
+        for (const auto& n : nodes) {
+            if (n.id == ctx.cfg().node) continue;
+            try {
+                Connection c = Connection::open(n.conninfo, ConnectOptions{.connect_timeout_s = 3});
+                if (!query_server_facts(c).in_recovery) writable.push_back(&n);
+            } catch (const Error& e) {
+                log::info("node " + std::to_string(n.id) + " is not reachable: " + e.what());
+            }
+        }
+        if (writable.empty())
+            throw Error(ExitCode::BadConfig, "no registered node accepts writes", "",
+                        "promote a standby first, or name the new primary: standby follow <host>");
+        if (writable.size() > 1) {
+            std::string names;
+            for (const Node* n : writable) names += (names.empty() ? "" : ", ") + n->name;
+            throw Error(ExitCode::BadConfig, "more than one registered node accepts writes: " + names, "",
+                        "name the primary to follow: standby follow <host>");
+        }
+        return {parse_conninfo(writable.front()->conninfo), writable.front()->id};
+    }
+
+    void wait_for_streaming(Connection& local, const Conninfo& primary, const std::string& lsn) const {
+        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s_);
+        std::string last_status = "no WAL receiver";
+        while (std::chrono::steady_clock::now() < until) {
+            Rows r = local.exec(kReceiverSql);
+            if (!r.empty()) last_status = r.get(0, 0);
+            bool streaming = !r.empty() && r.get(0, 0) == "streaming" &&
+                             r.get(0, 1) == primary.get("host").value_or("") &&
+                             r.get(0, 2) == primary.get("port").value_or("5432");
+            if (streaming && local.exec(kReplayedSql, {lsn}).get_bool(0, 0)) return;
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        throw Error(ExitCode::NoRestart,
+                    "the standby did not stream from the new primary within " + std::to_string(wait_s_) + " s",
+                    "WAL receiver: " + last_status, "look at the standby's server log");
+    }
+};
+
+}  // namespace
+
+void register_standby_follow(Registry& registry) {
+    registry.add(std::make_unique<StandbyFollow>());
+}
+
+}  // namespace pgrm

@@ -1,0 +1,146 @@
+// standby promote: makes this standby the primary, after making sure the registered
+// primary is not still taking writes; then moves the metadata with the roles.
+#include <chrono>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/metadata.hpp"
+#include "core/server.hpp"
+#include "plugins/standby/standby.hpp"
+
+namespace pgrm {
+
+namespace {
+
+const char* const kPromoteSql = "SELECT pg_promote(true, $1)";
+const char* const kInRecoverySql = "SELECT pg_is_in_recovery()";
+const char* const kStreamingSql =
+    "SELECT sender_host, sender_port FROM pg_catalog.pg_stat_wal_receiver WHERE status = 'streaming'";
+// So that a rewind of the old primary sees the new timeline in this node's control file.
+const char* const kCheckpointSql = "CHECKPOINT";
+
+class StandbyPromote : public Command {
+public:
+    Spec spec() const override {
+        return {"standby", "promote", "",
+                "allows manual promotion of a specific standby into a new master in the event of a failover",
+                PersonaRepmgr | PersonaPgrm, NeedsConfig, {}};
+    }
+
+    void declare(CLI::App& app) override {
+        app.add_option("--wait", wait_s_, "seconds to wait for the promoted server to accept writes (default 60)")
+            ->check(CLI::Range(1, 3600));
+    }
+
+    Result run(Context& ctx) override {
+        const Config& cfg = ctx.cfg();
+
+        // 1. This node must be a standby.
+        Connection local = Connection::open(cfg.conninfo);
+        if (!query_server_facts(local).in_recovery)
+            throw Error(ExitCode::BadConfig,
+                        "node " + std::to_string(cfg.node) + " is not a standby: it already accepts writes");
+
+        // 2. No other primary may still be alive: two writable primaries lose data.
+        Metadata local_meta(local, cfg.cluster);
+        std::vector<Node> nodes = local_meta.installed() ? local_meta.nodes() : std::vector<Node>{};
+        if (!ctx.options.force) refuse_if_primary_alive(local, nodes, cfg.node);
+
+        // 3. Promote, and wait until it accepts writes.
+        promote(local, cfg);
+        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s_);
+        while (local.exec(kInRecoverySql).get_bool(0, 0)) {
+            if (std::chrono::steady_clock::now() > until)
+                throw Error(ExitCode::NoRestart,
+                            "node " + std::to_string(cfg.node) + " did not leave recovery within " +
+                                std::to_string(wait_s_) + " s");
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        local.exec(kCheckpointSql);
+        WalPosition pos = query_wal_position(local);
+        log::notice("node " + std::to_string(cfg.node) + " promoted: timeline " +
+                    std::to_string(pos.timeline) + " at " + pos.lsn);
+
+        // 4. The metadata, now writable here: this node is the primary, the old one is
+        // inactive, and its standbys are expected to follow this node.
+        Metadata meta(local, cfg.cluster);
+        meta.install_or_upgrade();
+        Node self = meta.node(cfg.node).value_or(Node{});
+        std::optional<int> old_primary;
+        for (const auto& n : nodes)
+            if (n.type == "primary" && n.active && n.id != cfg.node) old_primary = n.id;
+        self.id = cfg.node;
+        self.name = cfg.node_name;
+        self.conninfo = cfg.conninfo;
+        self.type = "primary";
+        self.upstream_node_id.reset();
+        self.priority = cfg.priority;
+        self.active = true;
+        if (meta.node(cfg.node))
+            meta.update_node(self);
+        else
+            meta.insert_node(self);
+        meta.deactivate_other_primaries(cfg.node);
+        if (old_primary) meta.repoint_standbys(*old_primary, cfg.node);
+        meta.record_event(cfg.node, "standby_promote", true,
+                          "promoted to primary on timeline " + std::to_string(pos.timeline) +
+                              (old_primary ? "; node " + std::to_string(*old_primary) + " marked inactive" : ""));
+
+        Result r;
+        r.summary = "standby promote: node " + std::to_string(cfg.node) + " (\"" + cfg.node_name +
+                    "\") is now the primary (timeline " + std::to_string(pos.timeline) + ")";
+        r.data = {{"node", to_json(self)}, {"timeline", pos.timeline}, {"lsn", pos.lsn},
+                  {"old_primary_node_id", old_primary ? nlohmann::json(*old_primary) : nullptr}};
+        return r;
+    }
+
+private:
+    int wait_s_ = 60;
+
+    static void refuse_if_primary_alive(Connection& local, const std::vector<Node>& nodes, int self) {
+        Rows streaming = local.exec(kStreamingSql);
+        if (!streaming.empty())
+            throw Error(ExitCode::BadConfig,
+                        "this standby still streams from its primary (" + streaming.get(0, 0) + ":" +
+                            streaming.get(0, 1) + ")",
+                        "", "a primary that still sends WAL is alive: stop it first, or use --force");
+        for (const auto& n : nodes) {
+            if (n.id == self || !n.active) continue;
+            try {
+                Connection other = Connection::open(n.conninfo, ConnectOptions{.connect_timeout_s = 3});
+                if (!query_server_facts(other).in_recovery)
+                    throw Error(ExitCode::BadConfig,
+                                "node " + std::to_string(n.id) + " (\"" + n.name +
+                                    "\") is running and accepts writes",
+                                "", "stop it first, or use --force if it will never take writes again");
+            } catch (const Error& e) {
+                if (e.code() == ExitCode::BadConfig) throw;
+                log::info("node " + std::to_string(n.id) + " is not reachable: " + e.what());
+            }
+        }
+    }
+
+    void promote(Connection& local, const Config& cfg) const {
+        try {
+            local.exec(kPromoteSql, {std::to_string(wait_s_)});
+            return;
+        } catch (const Error& e) {
+            if (cfg.data_directory.empty()) throw;
+            log::warning(std::string("pg_promote() failed, trying pg_ctl promote: ") + e.what());
+        }
+        ExecResult res = LocalServer(cfg.data_directory, &cfg).promote(wait_s_);
+        if (!res.ok())
+            throw Error(ExitCode::NoRestart, "pg_ctl promote failed", res.err);
+    }
+};
+
+}  // namespace
+
+void register_standby_promote(Registry& registry) {
+    registry.add(std::make_unique<StandbyPromote>());
+}
+
+}  // namespace pgrm
