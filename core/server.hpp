@@ -21,6 +21,8 @@ ServerFacts query_server_facts(Connection& conn);
 
 // Where a server's WAL is: the timeline it writes or replays, and the end of the WAL
 // it has (a primary's insert position; a standby's furthest received or replayed).
+// A standby that no longer streams knows its timeline only from its control file and
+// the newest history file it fetched, so both count.
 struct WalPosition {
     int timeline = 0;
     std::string lsn;

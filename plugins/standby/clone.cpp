@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 
@@ -93,15 +95,21 @@ ClonePlan plan_clone(const CloneSituation& s) {
         throw Error(ExitCode::BadConfig, "target directory \"" + s.target + "\" is not empty", "",
                     "use --force to copy only what changed over the existing files");
     if (has_data) {
-        plan.method = "rsync";
+        plan.method = s.target_rewindable ? "pg_rewind" : "rsync";
         plan.delta = true;
     }
     if (plan.method == "rsync" && !s.source_local && s.source_host.empty())
         throw Error(ExitCode::BadConfig, "rsync needs the source's host name");
 
     if (!s.target_exists) plan.steps.push_back("create directory \"" + s.target + "\" (mode 0700)");
+    if (has_data && !s.target_rewindable && !s.not_rewindable_because.empty())
+        plan.steps.push_back("no pg_rewind: " + s.not_rewindable_because);
     if (plan.method == "pg_basebackup") {
         plan.steps.push_back("copy the source with pg_basebackup (WAL streamed, fast checkpoint)");
+    } else if (plan.method == "pg_rewind") {
+        plan.steps.push_back("checkpoint the source, so its control file names its current timeline");
+        plan.steps.push_back("rewind the target with pg_rewind (only blocks changed since the fork); "
+                             "if that fails, copy changed files with rsync");
     } else {
         std::string from = s.source_local ? "the local source directory"
                                           : (s.remote_user.empty() ? "" : s.remote_user + "@") +
@@ -174,10 +182,12 @@ public:
         s.source_local = is_local_host(host);
         s.source_host = host;
         s.remote_user = o.remote_user;
-        ClonePlan plan = plan_clone(s);
         std::optional<std::string> os_user =
             os_user_.empty() ? postgres_os_user(fs::path(target).parent_path().string())
                              : (geteuid() == 0 ? std::optional(os_user_) : std::nullopt);
+        if (s.target_exists && !s.target_empty && !s.target_running)
+            judge_rewind(s, target, facts, os_user, ctx);
+        ClonePlan plan = plan_clone(s);
 
         Result r;
         r.data = {{"source", source.redacted()},
@@ -198,9 +208,20 @@ public:
         prepare_target(target, s.target_exists, os_user);
         int major = facts.version_num / 10000;
         unsigned long long bytes = 0;
+        if (plan.method == "pg_rewind") {
+            try {
+                bytes = rewind(ctx, conn, source, target, os_user, major);
+            } catch (const Error& e) {
+                log::warning(std::string("pg_rewind failed, copying changed files with rsync instead: ") +
+                             e.what() + (e.detail().empty() ? "" : " (" + e.detail() + ")"));
+                plan.method = "rsync";
+                r.data["method"] = plan.method;
+                r.data["rewind_error"] = e.what();
+            }
+        }
         if (plan.method == "pg_basebackup")
             bytes = copy_with_pg_basebackup(ctx, source, target, os_user, major);
-        else
+        else if (plan.method == "rsync")
             bytes = copy_with_rsync(ctx, conn, facts, host, target, os_user, major);
 
         // 5. What the standby needs to start: pg_wal, standby.signal, primary_conninfo.
@@ -210,9 +231,10 @@ public:
         fs::permissions(target, fs::perms::owner_all, fs::perm_options::replace);
 
         double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        record_clone_event(ctx, conn, host, target, plan.method);
+        record_clone(ctx, conn, source, target, plan.method);
         r.data["seconds"] = seconds;
         r.data["bytes_copied"] = bytes;
+        log::info("copied " + std::to_string(bytes) + " bytes with " + plan.method);
         if (!settings.rewind_possible)
             log::warning("neither wal_log_hints nor data_checksums is on: this standby cannot be "
                          "rejoined with pg_rewind after a failover, only re-cloned");
@@ -229,6 +251,75 @@ private:
     std::string method_ = "pg_basebackup";
     bool dry_run_ = false;
     std::string os_user_;
+
+    // pg_controldata's "Key: value" lines of the target.
+    static std::map<std::string, std::string> control_data(const Context& ctx, const std::string& target,
+                                                           const std::optional<std::string>& os_user, int major) {
+        ExecSpec spec;
+        spec.argv = {pg_program("pg_controldata", ctx.config ? &*ctx.config : nullptr, major), "-D", target};
+        spec.run_as = os_user;
+        spec.env["LC_ALL"] = "C";  // English keys
+        spec.timeout = std::chrono::seconds(30);
+        ExecResult res = run_program(spec);
+        std::map<std::string, std::string> out;
+        if (!res.ok()) return out;
+        std::istringstream in(res.out);
+        std::string line;
+        while (std::getline(in, line)) {
+            size_t colon = line.find(':');
+            if (colon == std::string::npos) continue;
+            size_t v = line.find_first_not_of(' ', colon + 1);
+            out[line.substr(0, colon)] = v == std::string::npos ? "" : line.substr(v);
+        }
+        return out;
+    }
+
+    // Whether the existing files can be rewound rather than re-copied.
+    static void judge_rewind(CloneSituation& s, const std::string& target, const ServerFacts& source,
+                             const std::optional<std::string>& os_user, const Context& ctx) {
+        auto control = control_data(ctx, target, os_user, source.version_num / 10000);
+        auto id = control.find("Database system identifier");
+        if (id == control.end()) {
+            s.not_rewindable_because = "the target holds no readable PostgreSQL data directory";
+        } else if (id->second != source.system_identifier) {
+            s.not_rewindable_because = "the target is another database system (" + id->second + ")";
+        } else if (control["wal_log_hints setting"] != "on" && control["Data page checksum version"] == "0") {
+            s.not_rewindable_because = "the target has neither wal_log_hints nor data checksums";
+        } else {
+            s.target_rewindable = true;
+        }
+        if (!s.target_rewindable) log::warning("no pg_rewind: " + s.not_rewindable_because + "; using rsync");
+    }
+
+    // pg_rewind against the source, after a checkpoint there: until the promoted source
+    // checkpoints, its control file names the old timeline and pg_rewind would wrongly
+    // conclude that no rewind is needed.
+    static unsigned long long rewind(const Context& ctx, Connection& conn, const Conninfo& source,
+                                     const std::string& target, const std::optional<std::string>& os_user,
+                                     int major) {
+        conn.exec("CHECKPOINT");
+        Conninfo server = source;
+        server.erase("password");  // pg_rewind finds it in PGPASSWORD or the passfile
+        ExecSpec spec;
+        spec.argv = {pg_program("pg_rewind", ctx.config ? &*ctx.config : nullptr, major),
+                     "--target-pgdata", target, "--source-server", server.str(), "--progress"};
+        spec.run_as = os_user;
+        spec.env["LC_ALL"] = "C";
+        unsigned long long bytes = 0;
+        spec.on_stderr_line = [&bytes](const std::string& line) {
+            // "pg_rewind: need to copy 52 MB (total source directory size is 84 MB)"
+            const std::string key = "need to copy ";
+            if (size_t at = line.find(key); at != std::string::npos)
+                bytes = std::strtoull(line.c_str() + at + key.size(), nullptr, 10) * 1024 * 1024;
+            if (line.find(" kB (") == std::string::npos) log::info(line);  // not progress
+        };
+        log::info("running: " + describe_argv(spec.argv));
+        ExecResult res = run_program(spec);
+        if (!res.ok())
+            throw Error(ExitCode::BadRsync, "pg_rewind failed with exit code " + std::to_string(res.exit_code),
+                        last_line(res.err));
+        return bytes;
+    }
 
     static void check_source(const GlobalOptions& o, const SourceSettings& s, const ServerFacts& f) {
         if (f.version_num < 120000)
@@ -413,18 +504,39 @@ private:
         return nl == std::string::npos ? t : t.substr(nl + 1);
     }
 
-    // With a config the clone is recorded as an event of that node, when the source
-    // has the metadata (a registered primary); never fatal.
-    static void record_clone_event(const Context& ctx, Connection& conn, const std::string& host,
-                                   const std::string& target, const std::string& method) {
+    // With a config, a node already registered (a former primary cloned back, say) is
+    // re-registered as a standby of the source, when the source is a registered
+    // primary; a new node still registers itself once started. Never fatal.
+    static void record_clone(const Context& ctx, Connection& conn, const Conninfo& source,
+                             const std::string& target, const std::string& method) {
         if (!ctx.config) return;
+        const Config& cfg = *ctx.config;
         try {
-            Metadata meta(conn, ctx.config->cluster);
-            if (meta.installed() && !query_server_facts(conn).in_recovery)
-                meta.record_event(ctx.config->node, "standby_clone", true,
-                                  "cloned from " + host + " into " + target + " with " + method);
+            Metadata meta(conn, cfg.cluster);
+            if (!meta.installed() || query_server_facts(conn).in_recovery) return;
+            std::vector<Node> nodes = meta.nodes();
+            auto upstream = node_at(nodes, source.get("host").value_or(""), source.get("port").value_or("5432"));
+            auto existing = meta.node(cfg.node);
+            if (!existing) {
+                meta.record_event(cfg.node, "standby_clone", true,
+                                  "cloned from " + source.get("host").value_or("") + " into " + target +
+                                      " with " + method);
+                return;
+            }
+            Node self = *existing;
+            self.name = cfg.node_name;
+            self.conninfo = cfg.conninfo;
+            self.type = "standby";
+            self.upstream_node_id = upstream;
+            self.priority = cfg.priority;
+            self.active = true;
+            self.data_directory = target;
+            meta.update_node(self);
+            meta.record_event(cfg.node, "standby_clone", true,
+                              "cloned from " + source.get("host").value_or("") + " into " + target + " with " +
+                                  method + "; re-registered as standby");
         } catch (const Error& e) {
-            log::warning(std::string("could not record the clone event: ") + e.what());
+            log::warning(std::string("could not record the clone in the metadata: ") + e.what());
         }
     }
 };

@@ -12,6 +12,10 @@ struct CloneSituation {
     bool target_empty = true;
     bool target_running = false;     // a postmaster runs on it
     bool force = false;
+    // The target's files are an earlier state of the source's own database system,
+    // and wal_log_hints or checksums let pg_rewind copy only what diverged.
+    bool target_rewindable = false;
+    std::string not_rewindable_because;  // for the plan, when it has data but is not
     std::string method;              // asked for: "pg_basebackup" or "rsync"
     bool source_local = false;       // the source's files are on this machine
     std::string source_host;
@@ -20,13 +24,14 @@ struct CloneSituation {
 
 // How to clone, and the steps a --dry-run shows.
 struct ClonePlan {
-    std::string method;              // "pg_basebackup" or "rsync"
-    bool delta = false;              // rsync over existing files, copying what changed
+    std::string method;              // "pg_basebackup", "rsync" or "pg_rewind"
+    bool delta = false;              // over existing files, copying what changed
     std::vector<std::string> steps;
 };
 
 // Decides the method, or refuses with pgrm::Error: a running target always; a
-// non-empty target without --force. --force over existing files means an rsync delta.
+// non-empty target without --force. --force over existing files means pg_rewind when
+// the target is rewindable, else an rsync delta.
 ClonePlan plan_clone(const CloneSituation& s);
 
 }  // namespace pgrm

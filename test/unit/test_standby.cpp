@@ -84,3 +84,17 @@ TEST_CASE("a node is found by the host and port of its conninfo", "[standby]") {
     CHECK(node_at(nodes, "node2", "5432") == 2);
     CHECK_FALSE(node_at(nodes, "node2", "5433"));
 }
+
+TEST_CASE("a rewindable target with data gets pg_rewind, else rsync says why", "[standby]") {
+    auto s = empty_target();
+    s.target_exists = true;
+    s.target_empty = false;
+    s.force = true;
+    s.target_rewindable = true;
+    CHECK(plan_clone(s).method == "pg_rewind");
+    s.target_rewindable = false;
+    s.not_rewindable_because = "the target has neither wal_log_hints nor data checksums";
+    ClonePlan p = plan_clone(s);
+    CHECK(p.method == "rsync");
+    CHECK(p.steps.front() == "no pg_rewind: the target has neither wal_log_hints nor data checksums");
+}
