@@ -308,7 +308,8 @@ def test_walkthrough_register_clone():
         assert n4.psql('select count(*) from pgbench_accounts', db='pgbench') == '100000'
         n4.stop()
 
-        # ---- 8. Forced clone (rsync delta) of a stopped standby after more writes.
+        # ---- 8. Forced clone of a stopped standby after more writes: the same system,
+        # so pg_rewind (which finds nothing diverged and leaves streaming to catch up).
         n2.stop()
         n1.psql('insert into walk select g from generate_series(100, 1099) g; '
                 'update pgbench_accounts set abalance = abalance + 1 where aid <= 1000',
@@ -316,7 +317,7 @@ def test_walkthrough_register_clone():
         r = pgrm('--json', *clone_args(n2.datadir, n1, '--force'), check=0)
         doc = parse_json(r, 'forced standby clone --json')
         assert doc['ok'] is True, doc
-        assert doc['data']['method'] == 'rsync', doc
+        assert doc['data']['method'] == 'pg_rewind', doc
         assert doc['data']['delta'] is True, doc
         assert_standby_files(n2.datadir, 'forced clone node2')
         n2.start()
@@ -330,6 +331,19 @@ def test_walkthrough_register_clone():
         doc = show()
         nodes = {n['id']: n for n in doc['data']['nodes']}
         assert nodes[2]['streaming'] is True and nodes[2]['role_found'] == 'standby', nodes[2]
+
+        # ---- 9. Forced clone over another database system's files: no pg_rewind
+        # possible, so an rsync delta, and the warning says why.
+        other = sb.new_instance('other')
+        other.initdb()
+        r = pgrm('--json', *clone_args(other.datadir, n1, '--force'), check=0)
+        doc = parse_json(r, 'forced clone over another system --json')
+        assert doc['data']['method'] == 'rsync' and doc['data']['delta'] is True, doc
+        assert any('another database system' in w for w in doc['warnings']), doc
+        assert_standby_files(other.datadir, 'forced clone over another system')
+        other.start()
+        assert other.is_in_recovery()
+        wait_count(other, 'select count(*) from walk', '1003')
 
 
 # --------------------------------------------------------------------------------------
