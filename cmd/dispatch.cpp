@@ -36,7 +36,8 @@ std::optional<Config> load_config_for(const Command& command, const GlobalOption
         return std::nullopt;
     }
     log::debug("configuration file: " + *path);
-    return load_config(*path);
+    // Absolute, so the daemon can reload it and run commands with it from anywhere.
+    return load_config(std::filesystem::absolute(*path).string());
 }
 
 void print_error(const Error& e, bool json, const std::string& command) {

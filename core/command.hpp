@@ -87,18 +87,4 @@ private:
     std::vector<std::unique_ptr<Command>> commands_;
 };
 
-// A registered command whose behaviour has not been built yet: it parses its full
-// option set and then fails with a clear error, exit 1, never a silent success.
-class NotImplemented : public Command {
-public:
-    explicit NotImplemented(Spec spec) : spec_(std::move(spec)) {}
-    Spec spec() const override { return spec_; }
-    void declare(CLI::App& app) override;  // the positional its usage names, if any
-    Result run(Context& ctx) override;
-
-private:
-    Spec spec_;
-    std::string positional_;
-};
-
 }  // namespace pgrm

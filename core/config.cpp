@@ -297,6 +297,41 @@ const std::vector<SettingSpec>& settings_table() {
         {"log_file", {}, "string", "", false,
          "file the log is appended to; stderr when empty",
          [](Config& c, const std::string& raw) { c.log_file = raw; }},
+        {"failover", {}, "string", "manual", false,
+         "automatic: repmgrd promotes or follows when the primary is lost; manual: it only logs",
+         [](Config& c, const std::string& raw) {
+             if (raw != "automatic" && raw != "manual")
+                 throw std::invalid_argument("invalid value \"" + raw + "\": must be automatic or manual");
+             c.failover = raw;
+         }},
+        {"monitor_interval_secs", {}, "integer", "2", false,
+         "seconds between two monitoring passes of repmgrd",
+         [](Config& c, const std::string& raw) { c.monitor_interval_secs = parse_int(raw, 1); }},
+        {"reconnect_attempts", {}, "integer", "6", false,
+         "checks of a silent primary before repmgrd declares it lost",
+         [](Config& c, const std::string& raw) { c.reconnect_attempts = parse_int(raw, 1); }},
+        {"reconnect_interval", {}, "integer", "10", false,
+         "seconds between those checks",
+         [](Config& c, const std::string& raw) { c.reconnect_interval = parse_int(raw, 1); }},
+        {"monitoring_history_days", {}, "integer", "7", false,
+         "days of repl_monitor rows kept; older rows are deleted",
+         [](Config& c, const std::string& raw) { c.monitoring_history_days = parse_int(raw, 1); }},
+        {"fence", {}, "string", "readonly", false,
+         "what a primary cut off from a majority does: readonly (default) or shutdown",
+         [](Config& c, const std::string& raw) {
+             if (raw != "readonly" && raw != "shutdown")
+                 throw std::invalid_argument("invalid value \"" + raw + "\": must be readonly or shutdown");
+             c.fence = raw;
+         }},
+        {"promote_command", {}, "string", "", false,
+         "program (with arguments, no shell) run instead of the built-in promotion",
+         [](Config& c, const std::string& raw) { c.promote_command = raw; }},
+        {"follow_command", {}, "string", "", false,
+         "program run instead of the built-in follow",
+         [](Config& c, const std::string& raw) { c.follow_command = raw; }},
+        {"fence_command", {}, "string", "", false,
+         "program run when a primary fences itself",
+         [](Config& c, const std::string& raw) { c.fence_command = raw; }},
     };
     return table;
 }

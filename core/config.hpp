@@ -20,6 +20,17 @@ struct Config {
     int priority = 100;             // failover preference; 0 = never promote
     std::string log_level = "notice";
     std::string log_file;           // empty: stderr
+
+    // repmgrd
+    std::string failover = "manual";     // or "automatic"
+    int monitor_interval_secs = 2;
+    int reconnect_attempts = 6;
+    int reconnect_interval = 10;         // seconds
+    int monitoring_history_days = 7;
+    std::string fence = "readonly";      // or "shutdown"
+    std::string promote_command;         // argv split on spaces and quotes, never a shell
+    std::string follow_command;
+    std::string fence_command;
 };
 
 // One row of the settings table: it feeds both readers, validation, and the docs.

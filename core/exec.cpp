@@ -450,4 +450,35 @@ std::string describe_argv(const std::vector<std::string>& argv) {
     return out;
 }
 
+std::vector<std::string> split_command(const std::string& line) {
+    std::vector<std::string> argv;
+    std::string word;
+    bool in_word = false;
+    char quote = 0;
+    for (size_t i = 0; i < line.size(); ++i) {
+        char c = line[i];
+        if (quote) {
+            if (c == quote) quote = 0;
+            else if (c == '\\' && quote == '"' && i + 1 < line.size()) word += line[++i];
+            else word += c;
+        } else if (c == '\'' || c == '"') {
+            quote = c;
+            in_word = true;
+        } else if (c == '\\' && i + 1 < line.size()) {
+            word += line[++i];
+            in_word = true;
+        } else if (c == ' ' || c == '\t') {
+            if (in_word) argv.push_back(word);
+            word.clear();
+            in_word = false;
+        } else {
+            word += c;
+            in_word = true;
+        }
+    }
+    if (quote) throw Error(ExitCode::BadConfig, "unterminated quote in command \"" + line + "\"");
+    if (in_word) argv.push_back(word);
+    return argv;
+}
+
 }  // namespace pgrm

@@ -38,6 +38,11 @@ struct ExecResult {
 // run_as user does not exist, with a message that names the program.
 ExecResult run_program(const ExecSpec& spec);
 
+// A configured command line ("/usr/local/bin/fence 'node 1'") as argv: split on
+// blanks, with single or double quotes and backslash escapes, never expanded by a
+// shell. Throws pgrm::Error(BadConfig) on an unterminated quote.
+std::vector<std::string> split_command(const std::string& line);
+
 // For log lines: the argv joined with shell-like quoting, for humans only.
 std::string describe_argv(const std::vector<std::string>& argv);
 

@@ -1,11 +1,109 @@
+// repmgrd (= pgrm daemon): runs the monitoring loop in the foreground (systemd), or
+// detached with -d/--daemonize; one per node, held by a locked pid file.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <CLI/CLI.hpp>
+
 #include "cmd/plugins.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "plugins/daemon/monitor.hpp"
 
 namespace pgrm {
 
-void register_daemon(Registry& registry) {
-    registry.add(std::make_unique<NotImplemented>(Command::Spec{
-        "daemon", "", "", "monitors the cluster and manages failover (repmgrd)",
-        PersonaRepmgrd | PersonaPgrm, NeedsConfig, {}}));
+namespace {
+
+daemon::Signals* g_signals = nullptr;
+
+extern "C" void on_signal(int sig) {
+    if (!g_signals) return;
+    if (sig == SIGHUP) g_signals->reload = true;
+    else g_signals->stop = true;
 }
+
+// Holds the lock for the process's life: a second daemon on the node is refused.
+int lock_pid_file(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        throw Error(ExitCode::BadConfig, "could not open pid file \"" + path + "\": " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char buf[32] = {};
+        ssize_t n = ::read(fd, buf, sizeof buf - 1);
+        ::close(fd);
+        throw Error(ExitCode::BadConfig, "repmgrd is already running for this node" +
+                                             (n > 0 ? std::string(" (pid ") + std::string(buf, strcspn(buf, "\n")) + ")" : ""),
+                    "pid file \"" + path + "\" is locked");
+    }
+    return fd;
+}
+
+void write_pid(int fd) {
+    std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0)
+        log::warning(std::string("could not write the pid file: ") + std::strerror(errno));
+}
+
+class Daemon : public Command {
+public:
+    Spec spec() const override {
+        return {"daemon", "", "", "monitors the cluster, records lag, and manages failover (repmgrd)",
+                PersonaRepmgrd | PersonaPgrm, NeedsConfig, {}};
+    }
+
+    void declare(CLI::App& app) override {
+        app.add_flag("-d,--daemonize", daemonize_, "detach and run in the background");
+        app.add_option("--pid-file", pid_file_, "lock file holding the daemon's pid (one daemon per node)");
+    }
+
+    Result run(Context& ctx) override {
+        Config cfg = ctx.cfg();
+        if (!cfg.log_file.empty()) log::set_file(cfg.log_file);
+        if (daemonize_ && cfg.log_file.empty())
+            log::warning("daemonized without log_file: log lines are lost");
+
+        // 1. One daemon per node.
+        int pid_fd = pid_file_.empty() ? -1 : lock_pid_file(pid_file_);
+
+        // 2. Detach, for classic init.
+        if (daemonize_) {
+            if (::daemon(1, 0) != 0)
+                throw Error(ExitCode::BadConfig, std::string("could not daemonize: ") + std::strerror(errno));
+        }
+        if (pid_fd >= 0) write_pid(pid_fd);
+
+        // 3. Signals only set flags; the loop acts on them.
+        daemon::Signals signals;
+        g_signals = &signals;
+        struct sigaction sa {};
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+
+        ExitCode code = daemon::Monitor(cfg, ctx.self_exe, signals).run();
+        g_signals = nullptr;
+        if (pid_fd >= 0) {
+            ::unlink(pid_file_.c_str());
+            ::close(pid_fd);
+        }
+        Result r;
+        r.exit_code = code;
+        r.summary = code == ExitCode::Promoted ? "repmgrd: this standby was promoted; exiting" : "";
+        return r;
+    }
+
+private:
+    bool daemonize_ = false;
+    std::string pid_file_;
+};
+
+}  // namespace
+
+void register_daemon(Registry& registry) { registry.add(std::make_unique<Daemon>()); }
 
 }  // namespace pgrm

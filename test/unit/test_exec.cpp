@@ -303,3 +303,12 @@ TEST_CASE("describe_argv quotes like a shell, for humans", "[exec]") {
     CHECK(describe_argv({"it's"}) == "'it'\\''s'");
     CHECK(describe_argv({"$(id)", "a;b", "`x`"}) == "'$(id)' 'a;b' '`x`'");
 }
+
+TEST_CASE("configured command lines split like a shell would, without one", "[exec]") {
+    using V = std::vector<std::string>;
+    CHECK(pgrm::split_command("/bin/fence  node1 'a b' \"c \\\"d\\\"\" e\\ f") ==
+          V{"/bin/fence", "node1", "a b", "c \"d\"", "e f"});
+    CHECK(pgrm::split_command("x '' $(rm -rf /) ;") == V{"x", "", "$(rm", "-rf", "/)", ";"});
+    CHECK(pgrm::split_command("   ").empty());
+    CHECK_THROWS_AS(pgrm::split_command("a 'b"), pgrm::Error);
+}

@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Benchmark: rejoining a failed primary with a forced `repmgr standby clone` (pg_rewind
+when possible) against a full clone of the new primary, in the same run.
+
+    python3 bench/rejoin.py [--scale 100] [--wal-keep-size 256MB] [--rounds 3]
+                            [--old-writes 200] [--new-writes 500]
+
+Steps: node1 gets `pgbench -i -s SCALE` and is registered as master; node2 is cloned from
+it, started, seen streaming and registered as standby. Failover: node1 stopped (fast),
+`repmgr -f conf2 standby promote`. Then node1 is started alone (still a primary) and
+takes `pgbench -t OLD_WRITES -c 2` on the lost timeline, and is stopped; node2 takes
+`pgbench -t NEW_WRITES`. node1's diverged data directory is saved (cp -a); then ROUNDS
+times, alternating which goes first, each into a freshly restored copy / empty directory:
+
+  rejoin: repmgr -D dir1 -d pgbench -h 127.0.0.1 -p P2 -U postgres --force --json standby clone
+          (bytes: data.bytes_copied, which for pg_rewind is its "need to copy" figure)
+  full:   repmgr -D <empty dir> ... standby clone   (pg_basebackup; bytes: du -sb of the copy)
+
+Finally the last rejoined node1 is started to check that it comes up as a standby of node2,
+streams and replays a new row (sanity). Prints each round, the method, the median times and
+sizes and their ratios against targets.
+It prints; it never fails on a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (check_binary, conf_text, du_bytes, fmt_bytes, harness, make_primary,  # noqa: E402
+                      median, parse_json, pgbench, pgrm, remove_tree, timed, wait_until)
+
+
+def streaming(inst: harness.Instance) -> bool:
+    return inst.psql('select status from pg_stat_wal_receiver') == 'streaming'
+
+
+def changed_files(root: Path, since: float) -> dict:
+    """Bytes and counts of files under root modified at or after `since`, by kind.
+    pg_rewind copies WAL segments, fsm/vm forks and other non-relation files whole, but
+    only patches a relation's main fork (its whole size is listed: an upper bound)."""
+    kinds = defaultdict(lambda: [0, 0])
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            p = Path(dirpath) / f
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            if st.st_mtime < since:
+                continue
+            rel = p.relative_to(root).parts
+            base = f.split('.')[0]
+            if rel[0] == 'pg_wal':
+                kind = 'pg_wal (copied whole)'
+            elif rel[0] in ('base', 'global') and base.isdigit():
+                kind = 'relation main forks (patched; whole size shown)'
+            elif rel[0] in ('base', 'global') and base.split('_')[0].isdigit():
+                kind = 'fsm/vm forks (copied whole)'
+            else:
+                kind = 'other files (copied whole)'
+            kinds[kind][0] += st.st_size
+            kinds[kind][1] += 1
+    return dict(kinds)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--scale', type=int, default=100, help='pgbench -i scale (default 100)')
+    ap.add_argument('--wal-keep-size', default='256MB', help="wal_keep_size (default '256MB')")
+    ap.add_argument('--old-writes', type=int, default=200,
+                    help='pgbench -t on the old primary, 2 clients (default 200)')
+    ap.add_argument('--new-writes', type=int, default=500,
+                    help='pgbench -t on the new primary (default 500)')
+    ap.add_argument('--rounds', type=int, default=3,
+                    help='timed rounds of rejoin + full clone, alternating order (default 3)')
+    args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error('--rounds must be at least 1')
+    check_binary()
+    t_start = time.monotonic()
+
+    with harness.Sandbox(prefix='pgrm-bench-rejoin-') as sb:
+        # ---- node1: primary with data, registered.
+        node1, load_s = make_primary(sb, 'node1', args.scale,
+                                     {'wal_keep_size': args.wal_keep_size})
+        print(f'# node1: PostgreSQL {node1.psql("show server_version")}, pgbench -i -s '
+              f'{args.scale} in {load_s:.1f} s, data directory {fmt_bytes(du_bytes(node1.datadir))}, '
+              f'wal_keep_size {node1.psql("show wal_keep_size")}', flush=True)
+        conf1 = sb.write_config('repmgr1', conf_text('bench', 1, node1))
+        pgrm('-f', conf1, 'master', 'register', check=0)
+
+        # ---- node2: cloned, streaming, registered.
+        node2 = sb.new_instance('node2')
+        s, _ = timed(pgrm, '-D', node2.datadir, '-d', 'pgbench', '-h', '127.0.0.1', '-p', node1.port,
+                     '-U', 'postgres', 'standby', 'clone', check=0, timeout=3600)
+        print(f'# node2 cloned from node1 in {s:.1f} s', flush=True)
+        node2.start()
+        wait_until(lambda: streaming(node2), timeout=120, what='node2 to stream')
+        conf2 = sb.write_config('repmgr2', conf_text('bench', 2, node2))
+        pgrm('-f', conf2, 'standby', 'register', check=0)
+
+        # ---- failover.
+        node1.stop('fast')
+        wait_until(lambda: not streaming(node2), timeout=60, what='node2 to stop streaming')
+        s, _ = timed(pgrm, '-f', conf2, 'standby', 'promote', check=0)
+        assert not node2.is_in_recovery(), 'node2 still in recovery after promote'
+        tl2 = node2.psql('select timeline_id from pg_control_checkpoint()')
+        print(f'# failover: node1 stopped, node2 promoted in {s:.1f} s (timeline {tl2})', flush=True)
+
+        # ---- writes on the old primary's lost timeline, then on the new primary.
+        node1.start()
+        assert not node1.is_in_recovery(), 'node1 came up in recovery, expected a primary'
+        pgbench(node1, '-n', '-t', str(args.old_writes), '-c', '2')
+        lost_lsn = node1.psql('select pg_current_wal_lsn()')
+        node1.stop('fast')
+        pgbench(node2, '-n', '-t', str(args.new_writes))
+        print(f'# diverged: node1 wrote {args.old_writes}x2 pgbench transactions on timeline 1 '
+              f'(up to {lost_lsn}), node2 {args.new_writes} on timeline {tl2} (now at '
+              f'{node2.psql("select pg_current_wal_lsn()")})', flush=True)
+        src_wal = du_bytes(node2.datadir / 'pg_wal')
+        src_total = du_bytes(node2.datadir)
+        print(f'# node2 (source) at rejoin: data directory {fmt_bytes(src_total)}, '
+              f'pg_wal {fmt_bytes(src_wal)}', flush=True)
+
+        # The diverged old primary is saved once; every round restores it (untimed), then
+        # times the rejoin over it and a full clone of node2, alternating which goes first.
+        saved = sb.root / 'node1.diverged'
+        subprocess.run(['cp', '-a', str(node1.datadir), str(saved)], check=True)
+
+        def restore_node1():
+            shutil.rmtree(node1.datadir)
+            subprocess.run(['cp', '-a', str(saved), str(node1.datadir)], check=True)
+
+        first = {}
+
+        def do_rejoin() -> float:
+            restore_node1()
+            os.sync()  # earlier write-back out of the timed window
+            wall0 = time.time() - 1  # mtime granularity margin
+            secs, proc = timed(pgrm, '-D', node1.datadir, '-d', 'pgbench', '-h', '127.0.0.1',
+                               '-p', node2.port, '-U', 'postgres', '--force', '--json',
+                               'standby', 'clone', timeout=3600)
+            if proc.returncode != 0:
+                raise SystemExit(f'rejoin failed: exit code {proc.returncode}\n--- stdout ---\n'
+                                 f'{proc.stdout}--- stderr ---\n{proc.stderr}')
+            doc = parse_json(proc, 'forced standby clone --json')
+            methods.append(doc['data']['method'])
+            rejoin_bytes_all.append(int(doc['data']['bytes_copied']))
+            if 'touched' not in first:
+                first['touched'] = changed_files(node1.datadir, wall0)
+                for w in doc.get('warnings') or []:
+                    print(f'# rejoin warning: {w}')
+            if doc['data'].get('rewind_error'):
+                print(f'# rejoin: pg_rewind failed: {doc["data"]["rewind_error"]}')
+            return secs
+
+        def do_full() -> float:
+            full_dir = sb.root / 'fullclone'
+            os.sync()
+            secs, _ = timed(pgrm, '-D', full_dir, '-d', 'pgbench', '-h', '127.0.0.1',
+                            '-p', node2.port, '-U', 'postgres', 'standby', 'clone',
+                            check=0, timeout=3600)
+            if 'full_bytes' not in first:
+                first['full_bytes'] = du_bytes(full_dir)
+                first['full_wal'] = du_bytes(full_dir / 'pg_wal')
+            full_bytes_all.append(du_bytes(full_dir))
+            remove_tree(full_dir)
+            return secs
+
+        methods, rejoin_bytes_all, full_bytes_all = [], [], []
+        rejoin_times, full_times = [], []
+        for i in range(args.rounds):
+            order = ['rejoin', 'full'] if i % 2 == 0 else ['full', 'rejoin']
+            got = {}
+            for what in order:
+                got[what] = do_rejoin() if what == 'rejoin' else do_full()
+            rejoin_times.append(got['rejoin'])
+            full_times.append(got['full'])
+            print(f'round {i + 1} ({order[0]} first): rejoin {got["rejoin"]:.2f} s '
+                  f'({methods[-1]}, {rejoin_bytes_all[-1]} bytes), full clone {got["full"]:.2f} s '
+                  f'({full_bytes_all[-1]} bytes), ratio {got["rejoin"] / got["full"]:.2f}', flush=True)
+        rejoin_s, full_s = median(rejoin_times), median(full_times)
+        rejoin_bytes, full_bytes = median(rejoin_bytes_all), median(full_bytes_all)
+        method = '/'.join(sorted(set(methods)))
+        touched, full_wal = first['touched'], first['full_wal']
+
+        # ---- sanity: node1 comes up as a standby of node2 and replays a new row.
+        node1.start()
+        sane = []
+        sane.append(('in recovery', node1.is_in_recovery()))
+        try:
+            wait_until(lambda: streaming(node1), timeout=60, what='node1 to stream')
+            sane.append(('streaming', True))
+        except AssertionError as e:
+            sane.append(('streaming', False))
+            print(f'# {e}')
+        node2.psql('create table bench_rejoin_probe(x int); insert into bench_rejoin_probe values (42)',
+                   db='pgbench')
+        try:
+            wait_until(lambda: node1.psql('select x from bench_rejoin_probe', db='pgbench') == '42',
+                       timeout=60, what='node1 to replay the probe row')
+            sane.append(('replays', True))
+        except AssertionError as e:
+            sane.append(('replays', False))
+            print(f'# {e}')
+        sane.append(('timeline ' + tl2, node1.psql('select received_tli from pg_stat_wal_receiver') == tl2))
+        node1.stop('fast')
+
+        # ---- report.
+        print(f'# files written by the rejoin in node1 (source pg_wal was {fmt_bytes(src_wal)}):')
+        for kind, (nbytes, count) in sorted(touched.items()):
+            print(f'#   {kind}: {count} files, {fmt_bytes(nbytes)}')
+        print(f'# full clone: pg_wal {fmt_bytes(full_wal)} of {fmt_bytes(first["full_bytes"])}')
+        print(f'sanity (node1 after rejoin): ' + ', '.join(f'{k} {"ok" if v else "FAILED"}' for k, v in sane))
+        print(f'method used: {method}')
+        print(f'rejoin seconds (median of {args.rounds}): {rejoin_s:.2f}')
+        print(f'full-clone seconds (median of {args.rounds}): {full_s:.2f}')
+        print(f'ratio time rejoin/full: {rejoin_s / full_s:.2f} (target <= 0.4)')
+        print(f'rejoin bytes: {int(rejoin_bytes)}')
+        print(f'full bytes: {int(full_bytes)}')
+        print(f'ratio bytes rejoin/full: {rejoin_bytes / full_bytes:.2f} (target <= 0.25)')
+    print(f'# done in {time.monotonic() - t_start:.0f} s (scale {args.scale})', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,39 @@
+#include "plugins/daemon/election.hpp"
+
+namespace pgrm::daemon {
+
+Decision elect(const Peer& self, const std::vector<Peer>& peers, int registered_active) {
+    using A = Decision::Action;
+    for (const auto& p : peers)
+        if (p.reachable && !p.in_recovery)
+            return {A::Follow, p.id, "node " + std::to_string(p.id) + " already accepts writes"};
+    for (const auto& p : peers)
+        if (p.reachable && p.sees_primary)
+            return {A::Wait, 0, "node " + std::to_string(p.id) +
+                                    " still streams from the primary: only this node's link is lost"};
+
+    int visible = 1;
+    for (const auto& p : peers) visible += p.reachable ? 1 : 0;
+    if (visible * 2 <= registered_active)
+        return {A::Wait, 0,
+                "this node sees " + std::to_string(visible) + " of " + std::to_string(registered_active) +
+                    " registered nodes, not a majority: it may be the isolated one" +
+                    (registered_active == 2 ? " (a two-node cluster needs a third node, e.g. a witness "
+                                              "standby with priority 0, to fail over)"
+                                            : "")};
+
+    const Peer* best = nullptr;
+    auto better = [](const Peer& a, const Peer& b) {
+        if (a.wal_end != b.wal_end) return a.wal_end > b.wal_end;
+        if (a.priority != b.priority) return a.priority > b.priority;
+        return a.id < b.id;
+    };
+    if (self.priority > 0) best = &self;
+    for (const auto& p : peers)
+        if (p.reachable && p.priority > 0 && (!best || better(p, *best))) best = &p;
+    if (!best) return {A::Wait, 0, "no reachable standby may be promoted (all have priority 0)"};
+    if (best->id == self.id) return {A::Promote, self.id, "this node is the candidate"};
+    return {A::Follow, best->id, "node " + std::to_string(best->id) + " is the candidate"};
+}
+
+}  // namespace pgrm::daemon

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pgrm::daemon {
+
+// What one standby learned about another registered node after the primary went silent.
+struct Peer {
+    int id = 0;
+    int priority = 100;
+    bool reachable = false;
+    bool in_recovery = true;        // false: it accepts writes
+    bool sees_primary = false;      // its WAL receiver still gets WAL from the old primary
+    std::uint64_t wal_end = 0;      // furthest WAL received or replayed
+};
+
+struct Decision {
+    enum class Action {
+        Wait,       // do nothing now (the reason says why); look again next pass
+        Promote,    // this node is the candidate
+        Follow,     // another node is (or becomes) the primary: follow it
+    } action = Action::Wait;
+    int node_id = 0;                // Follow: whom
+    std::string reason;             // for the log, always filled
+};
+
+// The election every standby runs with what it sees, so that all reach the same answer.
+// self is this standby (reachable by definition); peers are all other active registered
+// nodes except the lost primary; registered_active counts every active node including
+// the lost primary. Rules, in order:
+//  1. a peer that accepts writes is the new primary: follow it;
+//  2. a peer still streaming from the primary means the primary lives: wait;
+//  3. without a majority of registered_active (self + reachable peers), wait: this node
+//     may be the isolated one (a two-node cluster therefore never promotes by itself);
+//  4. candidate: highest WAL end, then highest priority, then lowest id, among self and
+//     reachable peers with priority > 0; promote if it is self, else follow it.
+Decision elect(const Peer& self, const std::vector<Peer>& peers, int registered_active);
+
+}  // namespace pgrm::daemon

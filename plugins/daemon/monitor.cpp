@@ -1,0 +1,362 @@
+#include "plugins/daemon/monitor.hpp"
+
+#include <poll.h>
+
+#include <thread>
+
+#include "core/error.hpp"
+#include "core/exec.hpp"
+#include "core/log.hpp"
+#include "core/metadata.hpp"
+#include "core/server.hpp"
+#include "core/timeline.hpp"
+#include "plugins/daemon/election.hpp"
+
+namespace pgrm::daemon {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kQueryTimeout = 5000ms;
+constexpr int kConnectTimeoutS = 2;
+
+const char* const kInRecoverySql = "SELECT pg_is_in_recovery()";
+const char* const kAliveSql = "SELECT 1";
+// This standby's positions and the time of the last transaction it replayed.
+const char* const kStandbyPositionSql =
+    "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
+    "       pg_last_xact_replay_timestamp()";
+const char* const kPrimaryLsnSql = "SELECT pg_current_wal_lsn()::text";
+// The daemon's view of a sibling after the primary went silent: its role, its WAL end,
+// and whether its WAL receiver still hears from the primary.
+const char* const kPeerSql =
+    "SELECT pg_is_in_recovery(), "
+    "       coalesce(greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')::text, "
+    "       EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming' "
+    "               AND last_msg_receipt_time > now() - make_interval(secs => $1))";
+const char* const kFenceReadOnlySql = "ALTER SYSTEM SET default_transaction_read_only = on";
+const char* const kReloadSql = "SELECT pg_reload_conf()";
+const char* const kTerminateClientsSql =
+    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
+
+std::string schema_of(Connection& c, const std::string& cluster) {
+    return c.quote_identifier("repmgr_" + cluster);
+}
+
+}  // namespace
+
+Monitor::Monitor(Config config, std::string self_exe, Signals& signals)
+    : cfg_(std::move(config)), self_exe_(std::move(self_exe)), signals_(signals) {}
+
+std::chrono::seconds Monitor::failover_window() const {
+    return std::chrono::seconds(cfg_.reconnect_attempts * cfg_.reconnect_interval + cfg_.monitor_interval_secs);
+}
+
+ExitCode Monitor::run() {
+    log::notice("repmgrd started for node " + std::to_string(cfg_.node) + " of cluster \"" + cfg_.cluster +
+                "\" (failover " + cfg_.failover + ")");
+    while (!signals_.stop) {
+        if (signals_.reload) reload_config();
+        try {
+            if (!local_ || !local_->ok())
+                local_.emplace(Connection::open(cfg_.conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS}));
+            bool in_recovery = local_->exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0);
+            if (!in_recovery && was_primary_ == false && registered_ && !promoted_by_us_ &&
+                cfg_.failover == "manual") {
+                log::error("this standby was promoted outside repmgrd; exiting as repmgr 1.0 did (ERR_PROMOTED)");
+                return ExitCode::Promoted;
+            }
+            if (in_recovery) {
+                if (was_primary_) log::notice("this node is now a standby; monitoring it as one");
+                was_primary_ = false;
+                standby_pass();
+            } else {
+                if (!was_primary_) log::notice("this node is the primary; watching liveness and quorum");
+                was_primary_ = true;
+                primary_pass();
+            }
+        } catch (const Error& e) {
+            log::warning(std::string("local server: ") + e.what() + (e.detail().empty() ? "" : ": " + e.detail()));
+            local_.reset();
+        }
+        wait(std::chrono::seconds(cfg_.monitor_interval_secs));
+    }
+    log::notice("repmgrd stopping");
+    return ExitCode::Success;
+}
+
+void Monitor::reload_config() {
+    signals_.reload = false;
+    try {
+        Config fresh = load_config(cfg_.path);
+        if (fresh.node != cfg_.node || fresh.cluster != cfg_.cluster)
+            throw Error(ExitCode::BadConfig, "node and cluster cannot change while running");
+        cfg_ = fresh;
+        log::set_file(cfg_.log_file);
+        log::set_level(*log::parse_level(cfg_.log_level));
+        log::notice("configuration reloaded from \"" + cfg_.path + "\"");
+    } catch (const Error& e) {
+        log::error(std::string("configuration not reloaded: ") + e.what());
+    }
+    log::reopen();
+}
+
+void Monitor::wait(std::chrono::milliseconds duration) {
+    auto until = std::chrono::steady_clock::now() + duration;
+    while (!signals_.stop && !signals_.reload) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return;
+        int slice = static_cast<int>(std::min<long long>(left.count(), 100));
+        if (primary_ && primary_->ok()) {
+            pollfd pfd{PQsocket(primary_->raw()), POLLIN, 0};
+            if (::poll(&pfd, 1, slice) > 0) {
+                PQconsumeInput(primary_->raw());
+                if (PQstatus(primary_->raw()) != CONNECTION_OK) return;  // the primary hung up
+            }
+        } else {
+            std::this_thread::sleep_for(std::chrono::milliseconds(slice));
+        }
+    }
+}
+
+void Monitor::standby_pass() {
+    Metadata local_meta(*local_, cfg_.cluster);
+    if (!local_meta.installed()) {
+        log::warning("no metadata for cluster \"" + cfg_.cluster + "\" yet: register the primary first");
+        return;
+    }
+    // The seed's daemon registers its standby when it is missing.
+    if (!registered_) {
+        registered_ = local_meta.node(cfg_.node).has_value() || run_self({"standby", "register"}, "");
+        if (!registered_) return;
+    }
+    if (!primary_answers()) {
+        if (!primary_lost_) {
+            // Reconnect attempts before declaring it lost: the first at once.
+            for (int attempt = 1; attempt <= cfg_.reconnect_attempts && !signals_.stop; ++attempt) {
+                if (attempt > 1) wait(std::chrono::seconds(cfg_.reconnect_interval));
+                log::warning("primary not answering, attempt " + std::to_string(attempt) + " of " +
+                             std::to_string(cfg_.reconnect_attempts));
+                if (primary_answers()) return;
+            }
+            primary_lost_ = true;
+            log::error("primary node " + (primary_id_ ? std::to_string(*primary_id_) : std::string("?")) +
+                       " is lost");
+        }
+        if (cfg_.failover == "automatic")
+            failover();
+        else
+            log::notice("failover = manual: not promoting; run \"repmgr standby promote\" on the chosen standby");
+        return;
+    }
+    if (primary_lost_) log::notice("a primary answers again");
+    primary_lost_ = false;
+    record_monitoring();
+}
+
+bool Monitor::primary_answers() {
+    try {
+        Metadata local_meta(*local_, cfg_.cluster);
+        auto primary = local_meta.active_primary();
+        if (!primary) return false;
+        if (!primary_ || !primary_->ok() || primary_id_ != primary->id) {
+            primary_.reset();
+            primary_.emplace(Connection::open(primary->conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS}));
+            primary_id_ = primary->id;
+        }
+        if (primary_->exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0)) return false;
+        return true;
+    } catch (const Error& e) {
+        log::info(std::string("primary check failed: ") + e.what());
+        primary_.reset();
+        return false;
+    }
+}
+
+void Monitor::record_monitoring() {
+    try {
+        Rows mine = local_->exec(kStandbyPositionSql, {}, kQueryTimeout);
+        std::string primary_lsn = primary_->exec(kPrimaryLsnSql, {}, kQueryTimeout).get(0, 0);
+        auto received = mine.get_opt(0, 0), replayed = mine.get_opt(0, 1);
+        auto p = parse_lsn(primary_lsn).value_or(0);
+        auto rcv = parse_lsn(received.value_or(replayed.value_or("0/0"))).value_or(0);
+        auto rpl = parse_lsn(replayed.value_or("0/0")).value_or(0);
+        long long replication_lag = p > rcv ? static_cast<long long>(p - rcv) : 0;
+        long long apply_lag = rcv > rpl ? static_cast<long long>(rcv - rpl) : 0;
+        std::string schema = schema_of(*primary_, cfg_.cluster);
+        primary_->exec("INSERT INTO " + schema +
+                           ".repl_monitor (primary_node, standby_node, last_monitor_time, "
+                           "last_wal_primary_location, last_wal_standby_location, last_wal_standby_replayed, "
+                           "replication_lag, apply_lag, last_replayed_xact_time) "
+                           "VALUES ($1, $2, now(), $3, $4, $5, $6, $7, $8)",
+                       {std::to_string(*primary_id_), std::to_string(cfg_.node), primary_lsn, received, replayed,
+                        std::to_string(replication_lag), std::to_string(apply_lag), mine.get_opt(0, 2)},
+                       kQueryTimeout);
+        auto now = std::chrono::steady_clock::now();
+        if (now - last_prune_ > std::chrono::hours(1)) {
+            primary_->exec("DELETE FROM " + schema + ".repl_monitor WHERE standby_node = $1 AND "
+                           "last_monitor_time < now() - make_interval(days => $2)",
+                           {std::to_string(cfg_.node), std::to_string(cfg_.monitoring_history_days)}, kQueryTimeout);
+            last_prune_ = now;
+        }
+        log::debug("monitored: lag " + std::to_string(replication_lag) + " bytes, apply lag " +
+                   std::to_string(apply_lag) + " bytes");
+    } catch (const Error& e) {
+        log::warning(std::string("could not record monitoring: ") + e.what());
+        primary_.reset();
+    }
+}
+
+void Monitor::failover() {
+    Metadata local_meta(*local_, cfg_.cluster);
+    std::vector<Node> nodes = local_meta.nodes();
+    int registered_active = 0;
+    std::vector<Peer> peers;
+    std::vector<const Node*> peer_nodes;
+    int window_s = static_cast<int>(failover_window().count());
+    for (const auto& n : nodes) {
+        if (!n.active) continue;
+        ++registered_active;
+        if (n.id == cfg_.node || (primary_id_ && n.id == *primary_id_)) continue;
+        Peer p{n.id, n.priority};
+        try {
+            Connection c = Connection::open(n.conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS});
+            Rows r = c.exec(kPeerSql, {std::to_string(window_s)}, kQueryTimeout);
+            p.reachable = true;
+            p.in_recovery = r.get_bool(0, 0);
+            p.wal_end = parse_lsn(r.get(0, 1)).value_or(0);
+            p.sees_primary = r.get_bool(0, 2);
+        } catch (const Error& e) {
+            log::info("node " + std::to_string(n.id) + " unreachable: " + e.what());
+        }
+        peers.push_back(p);
+        peer_nodes.push_back(&n);
+    }
+    Peer self{cfg_.node, cfg_.priority, true, true, false, 0};
+    self.wal_end = parse_lsn(query_wal_position(*local_).lsn).value_or(0);
+
+    Decision d = elect(self, peers, registered_active);
+    log::notice("failover: " + d.reason);
+    if (d.action == Decision::Action::Promote) {
+        promoted_by_us_ = true;
+        if (run_self({"standby", "promote"}, cfg_.promote_command)) {
+            primary_lost_ = false;
+            primary_.reset();
+        } else {
+            promoted_by_us_ = false;
+        }
+    } else if (d.action == Decision::Action::Follow) {
+        // The candidate promotes itself; follow once it accepts writes.
+        const Node* target = nullptr;
+        for (const Node* n : peer_nodes) if (n->id == d.node_id) target = n;
+        auto until = std::chrono::steady_clock::now() + failover_window();
+        while (target && !signals_.stop && std::chrono::steady_clock::now() < until) {
+            try {
+                Connection c = Connection::open(target->conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS});
+                if (!c.exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0)) break;
+            } catch (const Error&) {
+            }
+            wait(100ms);
+        }
+        if (run_self({"standby", "follow"}, cfg_.follow_command)) {
+            primary_lost_ = false;
+            primary_.reset();
+        }
+    }
+}
+
+void Monitor::primary_pass() {
+    Metadata meta(*local_, cfg_.cluster);
+    if (!meta.installed() || !meta.node(cfg_.node)) return;
+    std::string schema = schema_of(*local_, cfg_.cluster);
+
+    // Who is there: reachable standbys count toward a majority; another writable node
+    // on a newer timeline means this node is a former primary.
+    int active = 0, visible = 1;
+    WalPosition mine = query_wal_position(*local_);
+    for (const auto& n : meta.nodes()) {
+        if (!n.active) continue;
+        ++active;
+        if (n.id == cfg_.node) continue;
+        try {
+            Connection c = Connection::open(n.conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS});
+            ++visible;
+            if (c.exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0)) continue;
+            WalPosition theirs = query_wal_position(c);
+            if (theirs.timeline > mine.timeline && !fenced_) {
+                fence("node " + std::to_string(n.id) + " is the primary on newer timeline " +
+                      std::to_string(theirs.timeline) + "; this node is a former primary and must be rejoined");
+                Metadata(c, cfg_.cluster).record_event(cfg_.node, "primary_fenced", true,
+                                                       "former primary found running; fenced");
+            }
+        } catch (const Error&) {
+            continue;
+        }
+    }
+    if (!fenced_) {
+        try {
+            if (!schema_current_) meta.install_or_upgrade();  // an older schema gains last_seen
+            schema_current_ = true;
+            local_->exec("UPDATE " + schema + ".repl_nodes SET last_seen = now() WHERE id = $1",
+                         {std::to_string(cfg_.node)}, kQueryTimeout);
+        } catch (const Error& e) {
+            log::warning(std::string("could not record this primary as alive: ") + e.what());
+        }
+    }
+
+    // Cut off from a majority for longer than a standby needs to fail over: fence, so
+    // a partitioned primary never keeps taking writes beside a new one.
+    bool minority = cfg_.failover == "automatic" && active >= 3 && visible * 2 <= active;
+    if (!minority) {
+        minority_since_.reset();
+        return;
+    }
+    if (!minority_since_) minority_since_ = std::chrono::steady_clock::now();
+    log::warning("this primary sees " + std::to_string(visible) + " of " + std::to_string(active) + " nodes");
+    if (!fenced_ && std::chrono::steady_clock::now() - *minority_since_ > failover_window())
+        fence("cut off from a majority of the cluster for longer than the failover window");
+}
+
+void Monitor::fence(const std::string& why) {
+    fenced_ = true;
+    log::error("fencing this primary: " + why);
+    try {
+        if (cfg_.fence == "shutdown" && !cfg_.data_directory.empty()) {
+            LocalServer(cfg_.data_directory, &cfg_).stop("fast", 60);
+        } else {
+            local_->exec(kFenceReadOnlySql, {}, kQueryTimeout);
+            local_->exec(kReloadSql, {}, kQueryTimeout);
+            local_->exec(kTerminateClientsSql, {}, kQueryTimeout);
+        }
+    } catch (const Error& e) {
+        log::error(std::string("fencing failed: ") + e.what());
+    }
+    if (!cfg_.fence_command.empty()) run_self({}, cfg_.fence_command);
+}
+
+// Runs pgrm's own command (the same code path as typing it), or the configured
+// override; true when it succeeded.
+bool Monitor::run_self(const std::vector<std::string>& args, const std::string& override_command) {
+    ExecSpec spec;
+    if (!override_command.empty()) {
+        spec.argv = split_command(override_command);
+    } else {
+        spec.argv = {self_exe_, "repmgr", "-f", cfg_.path};
+        spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+    }
+    spec.timeout = std::chrono::minutes(5);
+    log::notice("running: " + describe_argv(spec.argv));
+    try {
+        ExecResult res = run_program(spec);
+        if (!res.out.empty()) log::notice(res.out.substr(0, res.out.find_last_not_of('\n') + 1));
+        if (!res.ok()) log::error("failed (exit " + std::to_string(res.exit_code) + "): " + res.err);
+        return res.ok();
+    } catch (const Error& e) {
+        log::error(e.what());
+        return false;
+    }
+}
+
+}  // namespace pgrm::daemon

@@ -1,0 +1,60 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "core/config.hpp"
+#include "core/db.hpp"
+#include "core/exit_code.hpp"
+
+namespace pgrm::daemon {
+
+// Set from signal handlers only; the loop acts on them.
+struct Signals {
+    std::atomic<bool> stop{false};
+    std::atomic<bool> reload{false};
+};
+
+// repmgrd's loop: on a standby, lag monitoring, failure detection and failover; on the
+// primary, liveness, quorum and fencing. Every SQL statement and program it runs is
+// named at the top of monitor.cpp.
+class Monitor {
+public:
+    Monitor(Config config, std::string self_exe, Signals& signals);
+    // Runs until asked to stop; the exit code is ERR_PROMOTED when this standby was
+    // promoted from outside with failover = manual, as repmgr 1.0's daemon exited.
+    ExitCode run();
+
+private:
+    void reload_config();
+    void standby_pass();
+    void primary_pass();
+    bool primary_answers();
+    void record_monitoring();
+    void failover();
+    void fence(const std::string& why);
+    bool run_self(const std::vector<std::string>& args, const std::string& override_command);
+    // Sleeps up to seconds, waking at once on a signal or when the primary's
+    // connection closes (a killed primary's backends hang up right away).
+    void wait(std::chrono::milliseconds duration);
+    std::chrono::seconds failover_window() const;
+
+    Config cfg_;
+    std::string self_exe_;
+    Signals& signals_;
+    std::optional<Connection> local_;
+    std::optional<Connection> primary_;
+    std::optional<int> primary_id_;
+    bool registered_ = false;
+    bool primary_lost_ = false;
+    bool was_primary_ = false;
+    bool promoted_by_us_ = false;
+    bool fenced_ = false;
+    bool schema_current_ = false;
+    std::optional<std::chrono::steady_clock::time_point> minority_since_;
+    std::chrono::steady_clock::time_point last_prune_{};
+};
+
+}  // namespace pgrm::daemon

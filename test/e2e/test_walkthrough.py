@@ -1,0 +1,546 @@
+#!/usr/bin/env python3
+"""End to end: the seed's whole walkthrough ("Usage walkthrough" and "Alternate setup:
+both servers on one host" of repmgr 1.0's README) on real servers on loopback: clone and
+register, lose the primary, promote a standby, make the other standby follow it, add a
+node cloned from the new primary, bring the old primary back with a forced clone
+(pg_rewind), and restore the original roles. After every step check() proves that exactly
+one node accepts writes, that every committed row is on every node, and that the metadata
+agrees with what the servers really do.
+
+Then the rejoin of a diverged old primary (it took writes on the dead timeline), the
+rejoin right after a promotion (the PEERS lesson), and the refusals of promote, follow and
+a forced clone, each asserting that nothing changed.
+
+pgrm runs as root (harness.pgrm's default), through the `repmgr` persona symlink.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from harness import pgrm, wait_until  # noqa: E402
+
+
+# --------------------------------------------------------------------------------------
+# Helpers (copied from test_register_clone.py's patterns, extended)
+
+TIMINGS: list = []
+
+
+def timed(what: str, fn):
+    t0 = time.monotonic()
+    result = fn()
+    dt = time.monotonic() - t0
+    TIMINGS.append((what, dt))
+    print(f'# timing: {what}: {dt:.2f} s', flush=True)
+    return result
+
+
+def conf_text(node: int, inst: harness.Instance, cluster: str = 'test') -> str:
+    """The seed's key=value config for a node, plus its data directory."""
+    return (f'cluster={cluster}\nnode={node}\n'
+            f"conninfo='host=127.0.0.1 port={inst.port} user=postgres dbname=pgbench'\n"
+            f"data_directory='{inst.datadir}'\n")
+
+
+def write_conf(sb: harness.Sandbox, node: int, inst: harness.Instance) -> Path:
+    return sb.write_config(f'repmgr{node}', conf_text(node, inst))
+
+
+def clone_args(target: Path, source: harness.Instance, *extra) -> list:
+    """The seed's clone command line: repmgr -D DIR -d pgbench -p PORT -U postgres
+    -R postgres --verbose [extra...] standby clone 127.0.0.1"""
+    return ['-D', target, '-d', 'pgbench', '-p', source.port, '-U', 'postgres',
+            '-R', 'postgres', '--verbose', *extra, 'standby', 'clone', '127.0.0.1']
+
+
+def parse_json(proc, what: str) -> dict:
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError as e:
+        raise AssertionError(f'{what}: stdout is not one JSON document ({e})\n'
+                             f'--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}')
+
+
+def output(proc) -> str:
+    return f'--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}'
+
+
+def receiver(inst: harness.Instance) -> str:
+    """'status|sender_port' of the WAL receiver ('' when there is none)."""
+    return inst.psql('select status, sender_port from pg_stat_wal_receiver')
+
+
+def wait_streaming_from(inst: harness.Instance, upstream: harness.Instance, timeout: float = 60):
+    wait_until(lambda: receiver(inst) == f'streaming|{upstream.port}', timeout=timeout,
+               what=f'{inst.name} to stream from {upstream.name} (port {upstream.port})')
+
+
+def primary_conninfo(inst: harness.Instance) -> str:
+    return inst.psql('show primary_conninfo')
+
+
+def make_primary(sb: harness.Sandbox, name: str = 'node1', pgbench: bool = True) -> harness.Instance:
+    """initdb + start, createdb pgbench (and pgbench -i -s 1, as the walkthrough does)."""
+    n1 = sb.new_instance(name)
+    n1.initdb()
+    n1.start()
+    n1.psql('create database pgbench')
+    if pgbench:
+        harness.run_as_pg([harness.pg_bin('pgbench'), '-i', '-s', '1', '-q', '-h', '127.0.0.1',
+                           '-p', n1.port, '-U', 'postgres', 'pgbench'], timeout=300)
+    n1.psql('create table walk(i int primary key)', db='pgbench')
+    return n1
+
+
+class Cluster:
+    """The nodes by id, their config files, and every row committed to walk."""
+
+    def __init__(self, sb: harness.Sandbox):
+        self.sb = sb
+        self.nodes: dict = {}   # id -> Instance
+        self.confs: dict = {}   # id -> Path
+        self.committed: list = []
+        self._next = 1
+
+    def add(self, node_id: int, inst: harness.Instance) -> Path:
+        self.nodes[node_id] = inst
+        self.confs[node_id] = write_conf(self.sb, node_id, inst)
+        return self.confs[node_id]
+
+    def id_of(self, inst: harness.Instance) -> int:
+        return next(i for i, n in self.nodes.items() if n is inst)
+
+    def running(self) -> list:
+        return [n for n in self.nodes.values() if n.is_running()]
+
+    def writable(self) -> list:
+        return [n for n in self.running() if not n.is_in_recovery()]
+
+    def primary(self) -> harness.Instance:
+        w = self.writable()
+        assert len(w) == 1, f'expected exactly one writable node, found {[n.name for n in w]}'
+        return w[0]
+
+    def write(self, count: int = 3, on: harness.Instance | None = None) -> list:
+        """Inserts count new rows on the primary (or on); remembers them once committed."""
+        target = on or self.primary()
+        rows = list(range(self._next, self._next + count))
+        self._next += count
+        target.psql('insert into walk values ' + ', '.join(f'({r})' for r in rows), db='pgbench')
+        self.committed.extend(rows)
+        return rows
+
+    def rows(self, inst: harness.Instance) -> list:
+        text = inst.psql('select i from walk order by i', db='pgbench')
+        return [int(x) for x in text.split()] if text else []
+
+    def metadata(self, inst: harness.Instance | None = None) -> dict:
+        """id -> (type, active, upstream) from repmgr_test.repl_nodes."""
+        text = (inst or self.primary()).psql(
+            "select id, type, active, coalesce(upstream_node_id::text, '') "
+            "from repmgr_test.repl_nodes where cluster = 'test' order by id", db='pgbench')
+        out = {}
+        for line in text.splitlines():
+            i, typ, active, up = line.split('|')
+            out[int(i)] = (typ, active == 't', int(up) if up else None)
+        return out
+
+    def check(self, lagging=()):
+        """Exactly one running node is writable; every committed row (and no other) is on
+        every running node (the lagging ones excepted: standbys not yet re-pointed); the
+        metadata on the primary agrees: the writable node is the one active primary row,
+        and every running standby is an active standby row whose upstream is the primary
+        (and, unless lagging, it really streams from it)."""
+        running = self.running()
+        writable = [n for n in running if not n.is_in_recovery()]
+        assert len(writable) == 1, (
+            f'exactly one writable node expected among {[n.name for n in running]}, '
+            f'found {[n.name for n in writable]}')
+        primary = writable[0]
+        pid = self.id_of(primary)
+        want = sorted(self.committed)
+        got = self.rows(primary)
+        assert got == want, f'{primary.name} (primary) has rows {got}, expected {want}'
+        for n in running:
+            if n is primary or n in lagging:
+                continue
+            wait_until(lambda n=n: self.rows(n) == want, timeout=60,
+                       what=f'{n.name} to have exactly the committed rows {want}')
+            wait_streaming_from(n, primary)
+        meta = self.metadata(primary)
+        active_primaries = sorted(i for i, (t, a, _) in meta.items() if t == 'primary' and a)
+        assert active_primaries == [pid], (
+            f'metadata: active primary rows {active_primaries}, but {primary.name} (node {pid}) '
+            f'is the writable one: {meta}')
+        for n in running:
+            if n is primary:
+                continue
+            i = self.id_of(n)
+            assert i in meta, f'metadata: running standby node {i} is not registered: {meta}'
+            assert meta[i] == ('standby', True, pid), (
+                f'metadata: node {i} is a running standby of node {pid}, but its row is '
+                f'{meta[i]} (type, active, upstream): {meta}')
+        return primary
+
+
+def assert_read_only(inst: harness.Instance):
+    try:
+        inst.psql('insert into walk values (-999999)', db='pgbench')
+    except harness.PsqlError as e:
+        assert 'read-only transaction' in e.stderr, e.stderr
+    else:
+        raise AssertionError(f'{inst.name} accepted a write')
+
+
+def small_cluster(sb: harness.Sandbox, standbys: int = 1, pgbench: bool = False) -> Cluster:
+    """node1 primary (registered) and node2.. standbys of it (cloned, started, registered)."""
+    c = Cluster(sb)
+    n1 = make_primary(sb, pgbench=pgbench)
+    conf1 = c.add(1, n1)
+    pgrm('-f', conf1, 'master', 'register', check=0)
+    for i in range(2, 2 + standbys):
+        n = sb.new_instance(f'node{i}')
+        pgrm(*clone_args(n.datadir, n1), check=0)
+        n.start()
+        wait_streaming_from(n, n1)
+        pgrm('-f', c.add(i, n), 'standby', 'register', check=0)
+    c.write(2)
+    c.check()
+    return c
+
+
+# --------------------------------------------------------------------------------------
+# The walkthrough
+
+
+def test_walkthrough():
+    with harness.Sandbox() as sb:
+        c = Cluster(sb)
+
+        # ---- 1. node1 primary with pgbench data; node2, node3 cloned; all registered.
+        n1 = make_primary(sb)
+        conf1 = c.add(1, n1)
+        pgrm('-f', conf1, '--verbose', 'master', 'register', check=0)
+        n2 = sb.new_instance('node2')
+        n3 = sb.new_instance('node3')
+        for n in (n2, n3):
+            pgrm(*clone_args(n.datadir, n1), check=0)
+            n.start()
+            assert n.is_in_recovery()
+        conf2 = c.add(2, n2)
+        conf3 = c.add(3, n3)
+        for conf in (conf2, conf3):
+            pgrm('-f', conf, '--verbose', 'standby', 'register', check=0)
+        n4 = sb.new_instance('node4')
+        conf4 = c.add(4, n4)
+
+        # ---- 2. Rows, replicated; the standbys are read-only.
+        c.write(5)
+        c.check()
+        assert_read_only(n2)
+        assert_read_only(n3)
+        assert n3.psql('select count(*) from pgbench_accounts', db='pgbench') == '100000'
+
+        # ---- 3. node1 lost; node2 promoted.
+        n1.stop('fast')
+        r = timed('standby promote (node2)',
+                  lambda: pgrm('-f', conf2, '--verbose', '--json', 'standby', 'promote', check=0))
+        doc = parse_json(r, 'standby promote --json')
+        assert doc['ok'] is True and doc['exit_code'] == 0, doc
+        assert doc['data']['node']['id'] == 2, doc
+        assert doc['data']['node']['type'] == 'primary', doc
+        assert doc['data']['old_primary_node_id'] == 1, doc
+        assert doc['data']['timeline'] == 2, doc
+        assert not n2.is_in_recovery(), 'node2 still in recovery after promote'
+        assert c.rows(n2) == sorted(c.committed), 'rows lost by the promotion'
+        meta = c.metadata(n2)
+        assert meta[1][0:2] == ('primary', False), f'old primary still active: {meta}'
+        c.write(3)
+        # node3 still points at the dead node1 until it follows: no new rows there yet.
+        c.check(lagging=[n3])
+
+        # ---- 4. node3 follows node2.
+        r = timed('standby follow (node3 -> node2)',
+                  lambda: pgrm('-f', conf3, 'standby', 'follow', check=0))
+        assert 'now streams from node 2' in r.stdout, output(r)
+        assert receiver(n3) == f'streaming|{n2.port}', receiver(n3)
+        new = c.write(3)
+        wait_until(lambda: set(new) <= set(c.rows(n3)), what='new rows of node2 on node3')
+        c.check()
+
+        # ---- 5. node4 cloned from node2, started, registered.
+        pgrm(*clone_args(n4.datadir, n2), check=0)
+        n4.start()
+        wait_streaming_from(n4, n2)
+        r = pgrm('-f', conf4, '--verbose', '--json', 'standby', 'register', check=0)
+        doc = parse_json(r, 'standby register node4 --json')
+        assert doc['data']['node']['upstream_node_id'] == 2, doc
+        c.write(3)
+        c.check()
+
+        # ---- 6. node1 back as a standby of node2: the forced clone rewinds it.
+        assert not n1.is_running()
+        r = timed('forced clone (rejoin node1 -> node2)',
+                  lambda: pgrm(*clone_args(n1.datadir, n2, '--force', '-f', conf1, '--json'), check=0))
+        doc = parse_json(r, 'forced clone node1 --json')
+        assert doc['ok'] is True, doc
+        assert doc['data']['method'] == 'pg_rewind', doc
+        assert doc['data']['delta'] is True, doc
+        assert 'rewind_error' not in doc['data'], doc
+        n1.start()
+        assert n1.is_in_recovery(), 'node1 came back writable'
+        assert_read_only(n1)
+        wait_streaming_from(n1, n2)
+        c.write(2)
+        c.check()
+        meta = c.metadata()
+        assert meta[1] == ('standby', True, 2), meta
+
+        # ---- 7. The original roles: node2 stopped, node1 promoted, node3 and node4
+        # follow node1 (found from the metadata), node2 rejoined from node1.
+        n2.stop('fast')
+        r = timed('standby promote (node1)',
+                  lambda: pgrm('-f', conf1, 'standby', 'promote', check=0))
+        assert 'is now the primary' in r.stdout, output(r)
+        assert not n1.is_in_recovery()
+        c.write(2)
+        c.check(lagging=[n3, n4])
+        for conf, n in ((conf3, n3), (conf4, n4)):
+            r = timed(f'standby follow ({n.name} -> node1)',
+                      lambda conf=conf: pgrm('-f', conf, '--json', 'standby', 'follow', check=0))
+            doc = parse_json(r, f'standby follow {n.name} --json')
+            assert doc['data']['primary_node_id'] == 1, doc
+            assert receiver(n) == f'streaming|{n1.port}', receiver(n)
+        c.write(2)
+        c.check()
+        r = timed('forced clone (rejoin node2 -> node1, seed command without -d)',
+                  lambda: pgrm('standby', 'clone', '--force', '-h', '127.0.0.1', '-p', n1.port,
+                               '-U', 'postgres', '-R', 'postgres', '--verbose', '-D', n2.datadir,
+                               '-f', conf2, check=0))
+        n2.start()
+        assert n2.is_in_recovery()
+        assert_read_only(n2)
+        wait_streaming_from(n2, n1)
+        c.write(2)
+        c.check()
+
+
+# --------------------------------------------------------------------------------------
+# Rejoining a diverged old primary
+
+
+def _forced_rejoin(c: Cluster, node_id: int, source: harness.Instance, what: str) -> dict:
+    inst = c.nodes[node_id]
+    r = timed(what, lambda: pgrm(*clone_args(inst.datadir, source, '--force', '-f',
+                                             c.confs[node_id], '--json'), check=0))
+    doc = parse_json(r, f'{what} --json')
+    assert doc['ok'] is True, doc
+    assert doc['data']['method'] == 'pg_rewind', doc
+    assert 'rewind_error' not in doc['data'], doc
+    return doc
+
+
+def _assert_rejoined(c: Cluster, node_id: int, primary: harness.Instance, lost: list):
+    inst = c.nodes[node_id]
+    inst.start()
+    assert inst.is_in_recovery(), f'{inst.name} came back writable'
+    assert_read_only(inst)
+    wait_streaming_from(inst, primary)
+    c.write(2)
+    c.check()
+    rows = c.rows(inst)
+    assert not set(lost) & set(rows), f'rows of the dead timeline {lost} survived on {inst.name}'
+    assert c.metadata()[node_id] == ('standby', True, c.id_of(primary)), c.metadata()
+
+
+def test_rejoin_diverged_old_primary():
+    """After the promotion, the old primary comes back on its own as a primary (it still
+    is one), takes writes on the dead timeline, and is stopped; the forced clone must
+    rewind those away."""
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=1)
+        n1, n2 = c.nodes[1], c.nodes[2]
+        n1.stop('fast')
+        pgrm('-f', c.confs[2], 'standby', 'promote', check=0)
+        c.write(3)
+        c.check()
+
+        # Split brain, on purpose: node1 alone, writable, on timeline 1.
+        n1.start()
+        assert not n1.is_in_recovery()
+        lost = list(range(-100, 0))
+        n1.psql('insert into walk select g from generate_series(-100, -1) g', db='pgbench')
+        n1.psql('checkpoint')
+        n1.stop('fast')
+
+        _forced_rejoin(c, 1, n2, 'forced clone (rejoin diverged node1)')
+        _assert_rejoined(c, 1, n2, lost)
+
+
+def test_rejoin_right_after_promote():
+    """PEERS lesson: the forced clone right after the promotion, with no pause, while the
+    old primary holds WAL the new one never received (node2 was stopped first)."""
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=1)
+        n1, n2 = c.nodes[1], c.nodes[2]
+        n2.stop('fast')
+        lost = list(range(-50, 0))
+        n1.psql('insert into walk select g from generate_series(-50, -1) g', db='pgbench')
+        n1.stop('fast')
+        n2.start()
+        assert n2.is_in_recovery()
+        timed('standby promote (behind, node1 down)',
+              lambda: pgrm('-f', c.confs[2], 'standby', 'promote', check=0))
+        # No sleep: straight to the rejoin.
+        _forced_rejoin(c, 1, n2, 'forced clone right after promote')
+        _assert_rejoined(c, 1, n2, lost)
+
+
+def test_rejoin_after_promote_outside_pgrm():
+    """The same, promoted by pg_ctl (no CHECKPOINT from pgrm's promote): the clone's own
+    checkpoint must make pg_rewind see the new timeline."""
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=1)
+        n1, n2 = c.nodes[1], c.nodes[2]
+        n2.stop('fast')
+        lost = list(range(-50, 0))
+        n1.psql('insert into walk select g from generate_series(-50, -1) g', db='pgbench')
+        n1.stop('fast')
+        n2.start()
+        harness.run_as_pg([harness.pg_bin('pg_ctl'), '-D', n2.datadir, '-w', 'promote'])
+        # The metadata, as pgrm's promote would have left it (the rejoin re-registers
+        # node1 only under an active registered primary).
+        n2.psql("update repmgr_test.repl_nodes set type = 'primary', active = true, "
+                "upstream_node_id = null where id = 2; "
+                "update repmgr_test.repl_nodes set active = false where id = 1", db='pgbench')
+        _forced_rejoin(c, 1, n2, 'forced clone right after pg_ctl promote')
+        _assert_rejoined(c, 1, n2, lost)
+
+
+# --------------------------------------------------------------------------------------
+# Refusals: each asserts the exit code and that nothing changed
+
+
+def test_refuse_promote_on_primary():
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=1)
+        n1 = c.nodes[1]
+        meta = c.metadata()
+        pid = n1.pid()
+        r = pgrm('-f', c.confs[1], 'standby', 'promote', check=1)
+        assert 'not a standby' in r.stderr, output(r)
+        assert n1.pid() == pid and not n1.is_in_recovery()
+        assert c.metadata() == meta
+        c.write(1)
+        c.check()
+
+
+def test_refuse_promote_while_primary_up():
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=1)
+        n1, n2 = c.nodes[1], c.nodes[2]
+        meta = c.metadata()
+        # Still streaming from the live primary.
+        r = pgrm('-f', c.confs[2], 'standby', 'promote', check=1)
+        assert 'still streams' in r.stderr, output(r)
+        assert n2.is_in_recovery()
+        assert c.metadata() == meta
+        c.write(1)
+        c.check()
+        # Not streaming (no primary_conninfo), but the registered primary accepts writes.
+        original = primary_conninfo(n2)
+        n2.psql("alter system set primary_conninfo = ''")
+        n2.psql('select pg_reload_conf()')
+        wait_until(lambda: receiver(n2) == '', what='node2 to stop streaming')
+        r = pgrm('-f', c.confs[2], 'standby', 'promote', check=1)
+        assert 'accepts writes' in r.stderr, output(r)
+        assert n2.is_in_recovery()
+        assert c.metadata() == meta
+        n2.psql("alter system set primary_conninfo = '" + original.replace("'", "''") + "'")
+        n2.psql('select pg_reload_conf()')
+        c.write(1)
+        c.check()
+
+
+def test_refuse_follow_a_standby():
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=2)
+        n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
+        meta = c.metadata()
+        before = primary_conninfo(n3)
+        r = pgrm('-f', c.confs[3], 'standby', 'follow', '127.0.0.1', '-p', n2.port, check=1)
+        assert 'not a primary' in r.stderr, output(r)
+        assert primary_conninfo(n3) == before
+        assert receiver(n3) == f'streaming|{n1.port}'
+        assert c.metadata() == meta
+        c.write(1)
+        c.check()
+
+
+def test_refuse_follow_across_fork():
+    """node3 replayed WAL that node2 never received; node2 is promoted: node3 cannot
+    follow it, and the refusal says how to rejoin (then the rejoin works)."""
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=2)
+        n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
+        n2.stop('fast')
+        # Committed on node1 and replayed on node3, never seen by node2: lost with node1.
+        lost = list(range(-30, 0))
+        n1.psql('insert into walk select g from generate_series(-30, -1) g', db='pgbench')
+        wait_until(lambda: len(c.rows(n3)) == len(c.committed) + len(lost),
+                   what='node3 to replay the rows node2 never gets')
+        n1.stop('fast')
+        n2.start()
+        assert n2.is_in_recovery()
+        pgrm('-f', c.confs[2], 'standby', 'promote', check=0)
+        c.write(2)
+
+        before = primary_conninfo(n3)
+        r = pgrm('-f', c.confs[3], 'standby', 'follow', check=1)
+        assert 'cannot follow' in r.stderr, output(r)
+        assert '--force standby clone' in r.stderr, output(r)
+        r = pgrm('-f', c.confs[3], '--json', 'standby', 'follow', check=1)
+        doc = parse_json(r, 'refused follow --json')
+        assert doc['ok'] is False and doc['error']['code'] == 1, doc
+        assert '--force standby clone' in doc['error'].get('hint', ''), doc
+        assert primary_conninfo(n3) == before
+        assert n3.is_in_recovery()
+        assert not set(c.committed[-2:]) & set(c.rows(n3))
+
+        # The way out the hint names.
+        n3.stop('fast')
+        _forced_rejoin(c, 3, n2, 'forced clone (rejoin node3 past the fork)')
+        _assert_rejoined(c, 3, n2, lost)
+
+
+def test_refuse_forced_clone_onto_running_server():
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=1)
+        n1, n2 = c.nodes[1], c.nodes[2]
+        meta = c.metadata()
+        # Onto the running standby, and onto the running primary (the walkthrough's
+        # rejoin command, with node1 not stopped first).
+        for target, source, conf in ((n2, n1, c.confs[2]), (n1, n2, c.confs[1])):
+            pid = target.pid()
+            auto = (target.datadir / 'postgresql.auto.conf').read_text()
+            r = pgrm(*clone_args(target.datadir, source, '--force', '-f', conf), check=1)
+            assert 'running' in r.stderr, output(r)
+            assert target.pid() == pid, f'{target.name} restarted'
+            assert (target.datadir / 'postgresql.auto.conf').read_text() == auto
+            if target is n1:
+                assert not (n1.datadir / 'standby.signal').exists(), 'standby.signal written'
+        assert not n1.is_in_recovery() and n2.is_in_recovery()
+        assert c.metadata() == meta
+        c.write(1)
+        c.check()
+
+
+if __name__ == '__main__':
+    rc = harness.main(globals())
+    if TIMINGS:
+        print('# timings: ' + '; '.join(f'{w}: {t:.2f} s' for w, t in TIMINGS), flush=True)
+    sys.exit(rc)
