@@ -130,14 +130,28 @@ def main() -> int:
         print(f'# node2 (source) at rejoin: data directory {fmt_bytes(src_total)}, '
               f'pg_wal {fmt_bytes(src_wal)}', flush=True)
 
-        # The diverged old primary is saved once; every round restores it (untimed), then
-        # times the rejoin over it and a full clone of node2, alternating which goes first.
-        saved = sb.root / 'node1.diverged'
-        subprocess.run(['cp', '-a', str(node1.datadir), str(saved)], check=True)
+        # Both sides are saved once (node2 stopped cleanly for it). Before every timed
+        # operation node2 is restored and restarted, and before every rejoin node1 is
+        # restored, all untimed: each operation starts from the same state. Without this,
+        # each full clone (a checkpoint and a WAL switch on node2) would add WAL to node2's
+        # pg_wal, which pg_rewind copies whole, and later rejoins would copy more.
+        saved1 = sb.root / 'node1.diverged'
+        saved2 = sb.root / 'node2.promoted'
+        subprocess.run(['cp', '-a', str(node1.datadir), str(saved1)], check=True)
+        node2.stop('fast')
+        subprocess.run(['cp', '-a', str(node2.datadir), str(saved2)], check=True)
+
+        def restore(inst: harness.Instance, saved: Path, start: bool):
+            if inst.is_running():
+                inst.stop('fast')
+            shutil.rmtree(inst.datadir)
+            subprocess.run(['cp', '-a', str(saved), str(inst.datadir)], check=True)
+            if start:
+                inst.start()
 
         def restore_node1():
-            shutil.rmtree(node1.datadir)
-            subprocess.run(['cp', '-a', str(saved), str(node1.datadir)], check=True)
+            restore(node1, saved1, start=False)
+            restore(node2, saved2, start=True)
 
         first = {}
 
@@ -164,6 +178,7 @@ def main() -> int:
 
         def do_full() -> float:
             full_dir = sb.root / 'fullclone'
+            restore(node2, saved2, start=True)
             os.sync()
             secs, _ = timed(pgrm, '-D', full_dir, '-d', 'pgbench', '-h', '127.0.0.1',
                             '-p', node2.port, '-U', 'postgres', 'standby', 'clone',

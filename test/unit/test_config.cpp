@@ -378,3 +378,21 @@ TEST_CASE("find_config_file searches -f, ./, the binary's directory, /etc", "[co
     CHECK(pgrm::find_config_file("", bin.path.string()) == "./repmgr.conf");
     CHECK(pgrm::find_config_file("other.conf", bin.path.string()) == "other.conf");
 }
+
+TEST_CASE("repmgrd settings have defaults and are checked", "[config]") {
+    Config d = parse_config(seed_node2, "repmgr.conf");
+    CHECK(d.failover == "manual");
+    CHECK(d.monitor_interval_secs == 2);
+    CHECK(d.reconnect_attempts == 6);
+    CHECK(d.reconnect_interval == 10);
+    CHECK(d.fence == "readonly");
+    Config a = parse_config(with_seed("failover=automatic\nreconnect_interval=1\n"
+                                      "promote_command='/usr/local/bin/promote \"node 2\"'\n"),
+                            "repmgr.conf");
+    CHECK(a.failover == "automatic");
+    CHECK(a.reconnect_interval == 1);
+    CHECK(a.promote_command == "/usr/local/bin/promote \"node 2\"");
+    CHECK(error_of(with_seed("failover=sometimes\n")) ==
+          "repmgr.conf:4: failover: invalid value \"sometimes\": must be automatic or manual");
+    CHECK(error_of(with_seed("monitor_interval_secs=0\n")).find("repmgr.conf:4: monitor_interval_secs:") == 0);
+}

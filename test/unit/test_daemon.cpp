@@ -1,0 +1,67 @@
+#include <catch2/catch.hpp>
+
+#include "plugins/daemon/election.hpp"
+
+using namespace pgrm::daemon;
+using A = Decision::Action;
+
+namespace {
+
+Peer standby(int id, std::uint64_t wal_end, int priority = 100) {
+    Peer p;
+    p.id = id;
+    p.priority = priority;
+    p.reachable = true;
+    p.wal_end = wal_end;
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("the standby with the most WAL is promoted, the others follow it", "[daemon]") {
+    // Three registered nodes: the lost primary 1, standbys 2 and 3.
+    Decision on2 = elect(standby(2, 100), {standby(3, 200)}, 3);
+    CHECK(on2.action == A::Follow);
+    CHECK(on2.node_id == 3);
+    Decision on3 = elect(standby(3, 200), {standby(2, 100)}, 3);
+    CHECK(on3.action == A::Promote);
+}
+
+TEST_CASE("ties go to the higher priority, then the lower node id", "[daemon]") {
+    CHECK(elect(standby(2, 100, 50), {standby(3, 100, 90)}, 3).node_id == 3);
+    CHECK(elect(standby(3, 100), {standby(2, 100)}, 3).node_id == 2);
+    CHECK(elect(standby(2, 100), {standby(3, 100)}, 3).action == A::Promote);
+}
+
+TEST_CASE("priority 0 never promotes, even with the most WAL", "[daemon]") {
+    Decision d = elect(standby(2, 500, 0), {standby(3, 100)}, 3);
+    CHECK(d.action == A::Follow);
+    CHECK(d.node_id == 3);
+    CHECK(elect(standby(2, 500, 0), {standby(3, 100, 0)}, 3).action == A::Wait);
+}
+
+TEST_CASE("without a majority nothing is promoted", "[daemon]") {
+    Peer unreachable = standby(3, 0);
+    unreachable.reachable = false;
+    Decision d = elect(standby(2, 100), {unreachable}, 3);
+    CHECK(d.action == A::Wait);
+    CHECK(d.reason.find("not a majority") != std::string::npos);
+    // A two-node cluster: the standby alone is half, never a majority.
+    Decision two = elect(standby(2, 100), {}, 2);
+    CHECK(two.action == A::Wait);
+    CHECK(two.reason.find("two-node") != std::string::npos);
+}
+
+TEST_CASE("a sibling that still hears the primary means only this link is lost", "[daemon]") {
+    Peer hears = standby(3, 100);
+    hears.sees_primary = true;
+    CHECK(elect(standby(2, 200), {hears}, 3).action == A::Wait);
+}
+
+TEST_CASE("a sibling already promoted is followed", "[daemon]") {
+    Peer promoted = standby(3, 100);
+    promoted.in_recovery = false;
+    Decision d = elect(standby(2, 900), {promoted}, 3);
+    CHECK(d.action == A::Follow);
+    CHECK(d.node_id == 3);
+}
