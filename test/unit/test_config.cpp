@@ -304,15 +304,15 @@ TEST_CASE("a missing required setting is reported, the first in table order", "[
 TEST_CASE("an unknown setting is a warning, not an error", "[config]") {
     const auto saved = pgrm::log::level();
     pgrm::log::set_level(pgrm::log::Level::Error);  // keep the test output quiet
-    Config c = parse_config(with_seed("failover=automatic\n"), "repmgr.conf");
+    Config c = parse_config(with_seed("failover_mode=automatic\n"), "repmgr.conf");
     pgrm::log::set_level(saved);
     CHECK(c.node == 2);
-    CHECK(warned("repmgr.conf:4: unknown setting \"failover\" ignored"));
+    CHECK(warned("repmgr.conf:4: unknown setting \"failover_mode\" ignored"));
 
     pgrm::log::set_level(pgrm::log::Level::Error);
-    c = parse_config(toml_seed + "Reconnect_Attempts = 6\n", "r.toml");
+    c = parse_config(toml_seed + "Reconnect_Tries = 6\n", "r.toml");
     pgrm::log::set_level(saved);
-    CHECK(warned("r.toml:4: unknown setting \"Reconnect_Attempts\" ignored"));
+    CHECK(warned("r.toml:4: unknown setting \"Reconnect_Tries\" ignored"));
 }
 
 TEST_CASE("load_config reads a file, or says why it cannot", "[config]") {
