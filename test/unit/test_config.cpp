@@ -80,7 +80,10 @@ TEST_CASE("settings table lists every setting in order", "[config]") {
     }
     CHECK(names == std::vector<std::string>{"cluster", "node", "conninfo", "node_name",
                                             "data_directory", "pg_bindir", "priority",
-                                            "log_level", "log_file"});
+                                            "log_level", "log_file", "failover",
+                                            "monitor_interval_secs", "reconnect_attempts",
+                                            "reconnect_interval", "monitoring_history_days", "fence",
+                                            "promote_command", "follow_command", "fence_command"});
     CHECK(table[0].required);
     CHECK(table[1].required);
     CHECK(table[1].aliases == std::vector<std::string>{"node_id"});
