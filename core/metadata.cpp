@@ -40,6 +40,19 @@ std::string redacted_conninfo(const std::string& conninfo) {
 
 }  // namespace
 
+Node node_from_config(const Config& cfg, const std::string& type, std::optional<int> upstream,
+                      const std::string& data_directory) {
+    Node n;
+    n.id = cfg.node;
+    n.name = cfg.node_name;
+    n.conninfo = cfg.conninfo;
+    n.type = type;
+    n.upstream_node_id = upstream;
+    n.priority = cfg.priority;
+    n.data_directory = cfg.data_directory.empty() ? data_directory : cfg.data_directory;
+    return n;
+}
+
 nlohmann::json to_json(const Node& n) {
     nlohmann::json j = {{"id", n.id},
                         {"name", n.name},
@@ -125,25 +138,21 @@ std::optional<Node> Metadata::active_primary() {
     return node_from(r, 0);
 }
 
-void Metadata::insert_node(const Node& n) {
-    conn_.exec("INSERT INTO " + schema_ +
-                   ".repl_nodes (id, cluster, name, conninfo, type, upstream_node_id, priority, "
-                   "active, data_directory) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-               {std::to_string(n.id), cluster_, n.name, n.conninfo, n.type,
-                opt_int(n.upstream_node_id), std::to_string(n.priority),
-                n.active ? "true" : "false",
-                n.data_directory.empty() ? Param() : Param(n.data_directory)});
-}
-
-void Metadata::update_node(const Node& n) {
-    conn_.exec("UPDATE " + schema_ +
-                   ".repl_nodes SET name = $3, conninfo = $4, type = $5, upstream_node_id = $6, "
-                   "priority = $7, active = $8, data_directory = $9, updated_at = now() "
-                   "WHERE cluster = $2 AND id = $1",
-               {std::to_string(n.id), cluster_, n.name, n.conninfo, n.type,
-                opt_int(n.upstream_node_id), std::to_string(n.priority),
-                n.active ? "true" : "false",
-                n.data_directory.empty() ? Param() : Param(n.data_directory)});
+bool Metadata::save_node(const Node& n) {
+    return conn_
+        .exec("INSERT INTO " + schema_ +
+                  ".repl_nodes AS r (id, cluster, name, conninfo, type, upstream_node_id, priority, "
+                  "active, data_directory) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+                  "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, conninfo = EXCLUDED.conninfo, "
+                  "type = EXCLUDED.type, upstream_node_id = EXCLUDED.upstream_node_id, "
+                  "priority = EXCLUDED.priority, active = EXCLUDED.active, "
+                  "data_directory = coalesce(EXCLUDED.data_directory, r.data_directory), "
+                  "updated_at = now() "
+                  "RETURNING xmax <> 0",
+              {std::to_string(n.id), cluster_, n.name, n.conninfo, n.type,
+               opt_int(n.upstream_node_id), std::to_string(n.priority), n.active ? "true" : "false",
+               n.data_directory.empty() ? Param() : Param(n.data_directory)})
+        .get_bool(0, 0);
 }
 
 void Metadata::deactivate_other_primaries(int keep_id) {

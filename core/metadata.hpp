@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/config.hpp"
 #include "core/db.hpp"
 
 namespace pgrm {
@@ -22,6 +23,11 @@ struct Node {
     std::string data_directory;
 };
 nlohmann::json to_json(const Node& node);  // conninfo with the password hidden
+
+// This node's record as its repmgr.conf describes it; data_directory is used when the
+// configuration names none.
+Node node_from_config(const Config& cfg, const std::string& type, std::optional<int> upstream,
+                      const std::string& data_directory = "");
 
 struct Event {
     long long id = 0;
@@ -47,8 +53,9 @@ public:
     std::vector<Node> nodes();
     std::optional<Node> node(int id);
     std::optional<Node> active_primary();
-    void insert_node(const Node& node);
-    void update_node(const Node& node);
+    // Inserts the node, or updates it when its id is registered (keeping a known data
+    // directory when the new record has none); true when it updated.
+    bool save_node(const Node& node);
     // Marks every active node of type primary but keep_id as inactive.
     void deactivate_other_primaries(int keep_id);
     // Standbys whose upstream was from_id now have to_id as theirs.

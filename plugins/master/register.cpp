@@ -56,17 +56,8 @@ public:
         warn_without_rewind_support(conn);
 
         // 4. The record, and an event.
-        Node node;
-        node.id = cfg.node;
-        node.name = cfg.node_name;
-        node.conninfo = cfg.conninfo;
-        node.type = "primary";
-        node.priority = cfg.priority;
-        node.data_directory = cfg.data_directory.empty() ? facts.data_directory : cfg.data_directory;
-        if (existing)
-            meta.update_node(node);
-        else
-            meta.insert_node(node);
+        Node node = node_from_config(cfg, "primary", std::nullopt, facts.data_directory);
+        meta.save_node(node);
         std::string what = existing ? "updated" : "registered";
         meta.record_event(node.id, "primary_register", true,
                           "primary " + what + " in cluster \"" + cfg.cluster + "\"");

@@ -231,7 +231,7 @@ public:
         fs::permissions(target, fs::perms::owner_all, fs::perm_options::replace);
 
         double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        record_clone(ctx, conn, source, target, plan.method);
+        record_clone(ctx, source, target, plan.method);
         r.data["seconds"] = seconds;
         r.data["bytes_copied"] = bytes;
         log::info("copied " + std::to_string(bytes) + " bytes with " + plan.method);
@@ -507,31 +507,32 @@ private:
     // With a config, a node already registered (a former primary cloned back, say) is
     // re-registered as a standby of the source, when the source is a registered
     // primary; a new node still registers itself once started. Never fatal.
-    static void record_clone(const Context& ctx, Connection& conn, const Conninfo& source,
-                             const std::string& target, const std::string& method) {
+    static void record_clone(const Context& ctx, const Conninfo& source, const std::string& target,
+                             const std::string& method) {
         if (!ctx.config) return;
         const Config& cfg = *ctx.config;
         try {
+            // The metadata lives in the database the configuration names, which the
+            // source connection (-d, else postgres) need not be.
+            Conninfo meta_ci = source;
+            if (auto db = parse_conninfo(cfg.conninfo).get("dbname")) meta_ci.set("dbname", *db);
+            Connection conn = Connection::open(meta_ci);
             Metadata meta(conn, cfg.cluster);
-            if (!meta.installed() || query_server_facts(conn).in_recovery) return;
+            if (query_server_facts(conn).in_recovery) return;  // a cascading clone: nothing to write
+            if (!meta.installed()) {
+                log::warning("no metadata for cluster \"" + cfg.cluster + "\" on the source: the clone is "
+                             "not recorded; register the node once it runs");
+                return;
+            }
             std::vector<Node> nodes = meta.nodes();
             auto upstream = node_at(nodes, source.get("host").value_or(""), source.get("port").value_or("5432"));
-            auto existing = meta.node(cfg.node);
-            if (!existing) {
+            if (!meta.node(cfg.node)) {
                 meta.record_event(cfg.node, "standby_clone", true,
                                   "cloned from " + source.get("host").value_or("") + " into " + target +
                                       " with " + method);
                 return;
             }
-            Node self = *existing;
-            self.name = cfg.node_name;
-            self.conninfo = cfg.conninfo;
-            self.type = "standby";
-            self.upstream_node_id = upstream;
-            self.priority = cfg.priority;
-            self.active = true;
-            self.data_directory = target;
-            meta.update_node(self);
+            meta.save_node(node_from_config(cfg, "standby", upstream, target));
             meta.record_event(cfg.node, "standby_clone", true,
                               "cloned from " + source.get("host").value_or("") + " into " + target + " with " +
                                   method + "; re-registered as standby");

@@ -91,16 +91,7 @@ public:
         // 5. Metadata and event on the primary, then proof: this node replays that write.
         Metadata meta(primary, cfg.cluster);
         if (meta.installed() && primary_id) {
-            Node self = meta.node(cfg.node).value_or(Node{});
-            bool registered = self.id == cfg.node;
-            self.id = cfg.node;
-            self.name = cfg.node_name;
-            self.conninfo = cfg.conninfo;
-            self.type = "standby";
-            self.upstream_node_id = primary_id;
-            self.priority = cfg.priority;
-            self.active = true;
-            if (registered) meta.update_node(self); else meta.insert_node(self);
+            meta.save_node(node_from_config(cfg, "standby", primary_id));
             meta.record_event(cfg.node, "standby_follow", true, "now follows node " + std::to_string(*primary_id));
         }
         std::string target_lsn = primary.exec(kPrimaryLsnSql).get(0, 0);

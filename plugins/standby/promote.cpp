@@ -68,21 +68,11 @@ public:
         // inactive, and its standbys are expected to follow this node.
         Metadata meta(local, cfg.cluster);
         meta.install_or_upgrade();
-        Node self = meta.node(cfg.node).value_or(Node{});
         std::optional<int> old_primary;
         for (const auto& n : nodes)
             if (n.type == "primary" && n.active && n.id != cfg.node) old_primary = n.id;
-        self.id = cfg.node;
-        self.name = cfg.node_name;
-        self.conninfo = cfg.conninfo;
-        self.type = "primary";
-        self.upstream_node_id.reset();
-        self.priority = cfg.priority;
-        self.active = true;
-        if (meta.node(cfg.node))
-            meta.update_node(self);
-        else
-            meta.insert_node(self);
+        Node self = node_from_config(cfg, "primary", std::nullopt);
+        meta.save_node(self);
         meta.deactivate_other_primaries(cfg.node);
         if (old_primary) meta.repoint_standbys(*old_primary, cfg.node);
         meta.record_event(cfg.node, "standby_promote", true,

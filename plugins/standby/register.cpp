@@ -73,18 +73,8 @@ public:
                         "use --force to update its record");
 
         // 5. The record, and an event.
-        Node node;
-        node.id = cfg.node;
-        node.name = cfg.node_name;
-        node.conninfo = cfg.conninfo;
-        node.type = "standby";
-        node.upstream_node_id = upstream;
-        node.priority = cfg.priority;
-        node.data_directory = cfg.data_directory.empty() ? facts.data_directory : cfg.data_directory;
-        if (existing)
-            meta.update_node(node);
-        else
-            meta.insert_node(node);
+        Node node = node_from_config(cfg, "standby", upstream, facts.data_directory);
+        meta.save_node(node);
         std::string what = existing ? "updated" : "registered";
         meta.record_event(node.id, "standby_register", true,
                           "standby " + what + " with upstream node " + std::to_string(upstream));
