@@ -207,6 +207,11 @@ def main() -> int:
         method = '/'.join(sorted(set(methods)))
         touched, full_wal = first['touched'], first['full_wal']
 
+        if order[-1] != 'rejoin':
+            # node2 was restored after the last rejoin: rejoin once more (untimed), so node1
+            # follows the node2 that runs now.
+            do_rejoin()
+
         # ---- sanity: node1 comes up as a standby of node2 and replays a new row.
         node1.start()
         sane = []

@@ -15,6 +15,7 @@
 
 #include "core/conninfo.hpp"
 #include "core/error.hpp"
+#include "core/exec.hpp"
 #include "core/log.hpp"
 
 namespace pgrm {
@@ -35,6 +36,16 @@ int parse_int(const std::string& raw, int min) {
         throw std::invalid_argument("invalid value \"" + raw + "\": must be an integer from " +
                                     std::to_string(min) + " to " + std::to_string(INT_MAX));
     return static_cast<int>(v);
+}
+
+// A command setting must split into argv now, not fail when repmgrd needs it.
+std::string checked_command(const std::string& raw) {
+    try {
+        split_command(raw);
+    } catch (const Error& e) {
+        throw std::invalid_argument(e.what());
+    }
+    return raw;
 }
 
 // The cluster names the schema repmgr_<cluster>: other characters would need quoting,
@@ -325,13 +336,13 @@ const std::vector<SettingSpec>& settings_table() {
          }},
         {"promote_command", {}, "string", "", false,
          "program (with arguments, no shell) run instead of the built-in promotion",
-         [](Config& c, const std::string& raw) { c.promote_command = raw; }},
+         [](Config& c, const std::string& raw) { c.promote_command = checked_command(raw); }},
         {"follow_command", {}, "string", "", false,
          "program run instead of the built-in follow",
-         [](Config& c, const std::string& raw) { c.follow_command = raw; }},
+         [](Config& c, const std::string& raw) { c.follow_command = checked_command(raw); }},
         {"fence_command", {}, "string", "", false,
          "program run when a primary fences itself",
-         [](Config& c, const std::string& raw) { c.fence_command = raw; }},
+         [](Config& c, const std::string& raw) { c.fence_command = checked_command(raw); }},
     };
     return table;
 }

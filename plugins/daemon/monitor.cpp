@@ -34,6 +34,7 @@ const char* const kPeerSql =
     "SELECT pg_is_in_recovery(), "
     "       coalesce(greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')::text, "
     "       EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming' "
+    "               AND sender_host = $2 AND sender_port = $3::int "
     "               AND last_msg_receipt_time > now() - make_interval(secs => $1))";
 const char* const kFenceReadOnlySql = "ALTER SYSTEM SET default_transaction_read_only = on";
 const char* const kReloadSql = "SELECT pg_reload_conf()";
@@ -93,14 +94,13 @@ void Monitor::reload_config() {
         Config fresh = load_config(cfg_.path);
         if (fresh.node != cfg_.node || fresh.cluster != cfg_.cluster)
             throw Error(ExitCode::BadConfig, "node and cluster cannot change while running");
+        log::set_file(fresh.log_file);  // also reopens it, for logrotate
+        log::set_level(*log::parse_level(fresh.log_level));
         cfg_ = fresh;
-        log::set_file(cfg_.log_file);
-        log::set_level(*log::parse_level(cfg_.log_level));
         log::notice("configuration reloaded from \"" + cfg_.path + "\"");
     } catch (const Error& e) {
         log::error(std::string("configuration not reloaded: ") + e.what());
     }
-    log::reopen();
 }
 
 void Monitor::wait(std::chrono::milliseconds duration) {
@@ -216,6 +216,13 @@ void Monitor::failover() {
     std::vector<Peer> peers;
     std::vector<const Node*> peer_nodes;
     int window_s = static_cast<int>(failover_window().count());
+    std::string primary_host, primary_port = "5432";
+    for (const auto& n : nodes) {
+        if (!primary_id_ || n.id != *primary_id_) continue;
+        Conninfo ci = parse_conninfo(n.conninfo);
+        primary_host = ci.get("host").value_or("");
+        primary_port = ci.get("port").value_or("5432");
+    }
     for (const auto& n : nodes) {
         if (!n.active) continue;
         ++registered_active;
@@ -223,7 +230,7 @@ void Monitor::failover() {
         Peer p{n.id, n.priority};
         try {
             Connection c = Connection::open(n.conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS});
-            Rows r = c.exec(kPeerSql, {std::to_string(window_s)}, kQueryTimeout);
+            Rows r = c.exec(kPeerSql, {std::to_string(window_s), primary_host, primary_port}, kQueryTimeout);
             p.reachable = true;
             p.in_recovery = r.get_bool(0, 0);
             p.wal_end = parse_lsn(r.get(0, 1)).value_or(0);
@@ -324,7 +331,8 @@ void Monitor::fence(const std::string& why) {
     log::error("fencing this primary: " + why);
     try {
         if (cfg_.fence == "shutdown" && !cfg_.data_directory.empty()) {
-            LocalServer(cfg_.data_directory, &cfg_).stop("fast", 60);
+            ExecResult res = LocalServer(cfg_.data_directory, &cfg_).stop("fast", 60);
+            if (!res.ok()) log::error("fencing: pg_ctl stop failed: " + res.err);
         } else {
             local_->exec(kFenceReadOnlySql, {}, kQueryTimeout);
             local_->exec(kReloadSql, {}, kQueryTimeout);

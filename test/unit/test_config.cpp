@@ -399,3 +399,7 @@ TEST_CASE("repmgrd settings have defaults and are checked", "[config]") {
           "repmgr.conf:4: failover: invalid value \"sometimes\": must be automatic or manual");
     CHECK(error_of(with_seed("monitor_interval_secs=0\n")).find("repmgr.conf:4: monitor_interval_secs:") == 0);
 }
+
+TEST_CASE("a command setting that cannot be split is refused when loading", "[config]") {
+    CHECK(error_of(with_seed("fence_command='/bin/fence \"node 2'\n")).find("repmgr.conf:4: fence_command:") == 0);
+}
