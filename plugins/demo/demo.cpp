@@ -152,6 +152,7 @@ public:
 
         // 2. The primary, with pgbench data.
         const DemoNode& p = nodes[0];
+        log::notice("demo: creating node1 (primary) on port " + std::to_string(p.port));
         run_pg("initdb", {"-D", p.data_dir, "-A", "trust", "-U", "postgres", "--data-checksums"}, os_user);
         std::ofstream(p.data_dir + "/postgresql.conf", std::ios::app)
             << "\n# pgrm demo\nlisten_addresses = '127.0.0.1'\nport = " << p.port
@@ -169,6 +170,7 @@ public:
         run_self(ctx, {"-f", p.config, "master", "register"});
         for (int i = 1; i < kNodes; ++i) {
             const DemoNode& s = nodes[i];
+            log::notice("demo: cloning " + s.name + " with \"repmgr standby clone\", port " + std::to_string(s.port));
             run_self(ctx, {"-D", s.data_dir, "-d", "pgbench", "-h", "127.0.0.1", "-p", port, "-U",
                            "postgres", "-f", s.config, "standby", "clone"});
             set_auto_conf(s.data_dir, "port", std::to_string(s.port));
