@@ -85,7 +85,7 @@ public:
         sigemptyset(&sa.sa_mask);
         for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::sigaction(sig, &sa, nullptr);
 
-        ExitCode code = daemon::Monitor(cfg, ctx.self_exe, signals).run();
+        ExitCode code = daemon::Monitor(cfg, ctx.self_exe, signals, ctx.options.verbose).run();
         g_signals = nullptr;
         if (pid_fd >= 0) {
             ::unlink(pid_file_.c_str());

@@ -48,8 +48,8 @@ std::string schema_of(Connection& c, const std::string& cluster) {
 
 }  // namespace
 
-Monitor::Monitor(Config config, std::string self_exe, Signals& signals)
-    : cfg_(std::move(config)), self_exe_(std::move(self_exe)), signals_(signals) {}
+Monitor::Monitor(Config config, std::string self_exe, Signals& signals, bool verbose)
+    : cfg_(std::move(config)), self_exe_(std::move(self_exe)), signals_(signals), verbose_(verbose) {}
 
 std::chrono::seconds Monitor::failover_window() const {
     return std::chrono::seconds(cfg_.reconnect_attempts * cfg_.reconnect_interval + cfg_.monitor_interval_secs);
@@ -95,7 +95,8 @@ void Monitor::reload_config() {
         if (fresh.node != cfg_.node || fresh.cluster != cfg_.cluster)
             throw Error(ExitCode::BadConfig, "node and cluster cannot change while running");
         log::set_file(fresh.log_file);  // also reopens it, for logrotate
-        log::set_level(*log::parse_level(fresh.log_level));
+        log::Level level = *log::parse_level(fresh.log_level);
+        log::set_level(verbose_ ? std::min(level, log::Level::Info) : level);
         cfg_ = fresh;
         log::notice("configuration reloaded from \"" + cfg_.path + "\"");
     } catch (const Error& e) {

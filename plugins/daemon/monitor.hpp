@@ -22,7 +22,8 @@ struct Signals {
 // named at the top of monitor.cpp.
 class Monitor {
 public:
-    Monitor(Config config, std::string self_exe, Signals& signals);
+    // verbose: --verbose was given, which a reload must not forget.
+    Monitor(Config config, std::string self_exe, Signals& signals, bool verbose);
     // Runs until asked to stop; the exit code is ERR_PROMOTED when this standby was
     // promoted from outside with failover = manual, as repmgr 1.0's daemon exited.
     ExitCode run();
@@ -44,6 +45,7 @@ private:
     Config cfg_;
     std::string self_exe_;
     Signals& signals_;
+    bool verbose_;
     std::optional<Connection> local_;
     std::optional<Connection> primary_;
     std::optional<int> primary_id_;
