@@ -32,6 +32,16 @@ Decision elect(const Peer& self, const std::vector<Peer>& peers, int registered_
     for (const auto& p : peers)
         if (p.reachable && p.priority > 0 && (!best || better(p, *best))) best = &p;
     if (!best) return {A::Wait, 0, "no reachable standby may be promoted (all have priority 0)"};
+    // Never promote past committed WAL that a priority-0 node holds: that would lose
+    // transactions the primary acknowledged.
+    const Peer* furthest = &self;
+    for (const auto& p : peers)
+        if (p.reachable && p.wal_end > furthest->wal_end) furthest = &p;
+    if (furthest->wal_end > best->wal_end)
+        return {A::Wait, 0,
+                "node " + std::to_string(furthest->id) + " has more WAL than any node allowed to be "
+                "promoted (priority 0): promoting node " + std::to_string(best->id) +
+                    " would lose committed transactions; promote by hand if that is acceptable"};
     if (best->id == self.id) return {A::Promote, self.id, "this node is the candidate"};
     return {A::Follow, best->id, "node " + std::to_string(best->id) + " is the candidate"};
 }

@@ -148,12 +148,14 @@ void Monitor::standby_pass() {
         }
         if (cfg_.failover == "automatic")
             failover();
-        else
+        else if (!manual_notice_given_)
             log::notice("failover = manual: not promoting; run \"repmgr standby promote\" on the chosen standby");
+        manual_notice_given_ = true;
         return;
     }
     if (primary_lost_) log::notice("a primary answers again");
     primary_lost_ = false;
+    manual_notice_given_ = false;
     record_monitoring();
 }
 
@@ -167,7 +169,9 @@ bool Monitor::primary_answers() {
             primary_.emplace(Connection::open(primary->conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS}));
             primary_id_ = primary->id;
         }
-        if (primary_->exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0)) return false;
+        // A frozen primary answers nothing: give it one reconnect interval, not more.
+        auto timeout = std::min<std::chrono::milliseconds>(kQueryTimeout, std::chrono::seconds(cfg_.reconnect_interval));
+        if (primary_->exec(kInRecoverySql, {}, timeout).get_bool(0, 0)) return false;
         return true;
     } catch (const Error& e) {
         log::info(std::string("primary check failed: ") + e.what());
@@ -249,7 +253,9 @@ void Monitor::failover() {
     log::notice("failover: " + d.reason);
     if (d.action == Decision::Action::Promote) {
         promoted_by_us_ = true;
-        if (run_self({"standby", "promote"}, cfg_.promote_command)) {
+        // --force: the election already judged the primary lost; a frozen primary would
+        // otherwise keep this standby's receiver "streaming" until wal_receiver_timeout.
+        if (run_self({"standby", "promote", "--force"}, cfg_.promote_command)) {
             primary_lost_ = false;
             primary_.reset();
         } else {
@@ -260,13 +266,18 @@ void Monitor::failover() {
         const Node* target = nullptr;
         for (const Node* n : peer_nodes) if (n->id == d.node_id) target = n;
         auto until = std::chrono::steady_clock::now() + failover_window();
-        while (target && !signals_.stop && std::chrono::steady_clock::now() < until) {
+        bool writable = false;
+        while (target && !writable && !signals_.stop && std::chrono::steady_clock::now() < until) {
             try {
                 Connection c = Connection::open(target->conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS});
-                if (!c.exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0)) break;
+                writable = !c.exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0);
             } catch (const Error&) {
             }
-            wait(100ms);
+            if (!writable) wait(100ms);
+        }
+        if (!writable) {
+            log::warning("node " + std::to_string(d.node_id) + " did not become the primary; electing again");
+            return;
         }
         if (run_self({"standby", "follow"}, cfg_.follow_command)) {
             primary_lost_ = false;

@@ -55,6 +55,7 @@ private:
     bool promoted_by_us_ = false;
     bool fenced_ = false;
     bool schema_current_ = false;
+    bool manual_notice_given_ = false;
     std::optional<std::chrono::steady_clock::time_point> minority_since_;
     std::chrono::steady_clock::time_point last_prune_{};
 };

@@ -33,11 +33,18 @@ TEST_CASE("ties go to the higher priority, then the lower node id", "[daemon]") 
     CHECK(elect(standby(2, 100), {standby(3, 100)}, 3).action == A::Promote);
 }
 
-TEST_CASE("priority 0 never promotes, even with the most WAL", "[daemon]") {
-    Decision d = elect(standby(2, 500, 0), {standby(3, 100)}, 3);
+TEST_CASE("priority 0 never promotes", "[daemon]") {
+    Decision d = elect(standby(2, 100, 0), {standby(3, 100)}, 3);
     CHECK(d.action == A::Follow);
     CHECK(d.node_id == 3);
     CHECK(elect(standby(2, 500, 0), {standby(3, 100, 0)}, 3).action == A::Wait);
+}
+
+TEST_CASE("nobody is promoted past WAL a priority-0 node holds", "[daemon]") {
+    Decision d = elect(standby(2, 500, 0), {standby(3, 100)}, 3);
+    CHECK(d.action == A::Wait);
+    CHECK(d.reason.find("lose committed transactions") != std::string::npos);
+    CHECK(elect(standby(3, 100), {standby(2, 500, 0)}, 3).action == A::Wait);
 }
 
 TEST_CASE("without a majority nothing is promoted", "[daemon]") {
