@@ -795,6 +795,31 @@ def test_priority_zero_ahead_loses_no_acked_rows():
                 f'{c.daemons[3].tail(6)}{c.daemons[2].tail(6)}')
 
 
+def test_lost_sql_link_with_streaming_alive_never_promotes():
+    """The daemons lose only their own link to the primary (pg_hba rejects their database
+    and their sessions are cut), while WAL keeps streaming to both standbys: a sibling
+    still hears the primary, so nobody promotes."""
+    with harness.Sandbox() as sb, cluster_of(sb) as c:
+        setup_three(c, daemons=(2, 3))
+        n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
+        n1.psql('create table beat(i int)')
+        hba = n1.datadir / 'pg_hba.conf'
+        hba.write_text('host pgbench all 127.0.0.1/32 reject\n' + hba.read_text())
+        n1.psql('select pg_reload_conf()')
+        n1.psql("select pg_terminate_backend(pid) from pg_stat_activity "
+                "where datname = 'pgbench' and backend_type = 'client backend'")
+        # The primary is alive and busy: a write every 0.2 s, in another database.
+        stop_at = time.monotonic() + 10
+        while time.monotonic() < stop_at:
+            n1.psql('insert into beat values (1)')
+            time.sleep(0.2)
+        assert writable(n1)
+        assert in_recovery(n2) and in_recovery(n3), (
+            f'a standby promoted while the primary lived:{c.daemons[2].tail(8)}{c.daemons[3].tail(8)}')
+        log = c.daemons[2].log_text() + c.daemons[3].log_text()
+        assert 'still streams from the primary' in log, log[-2000:]
+
+
 # --------------------------------------------------------------------------------------
 # 9. Two nodes: no majority, no promotion
 
