@@ -108,25 +108,4 @@ void configure_standby(const std::string& data_directory, const std::string& pri
     log::info("wrote standby.signal and primary_conninfo in \"" + auto_conf.string() + "\"");
 }
 
-std::optional<std::string> read_primary_conninfo(const std::string& data_directory) {
-    std::istringstream in(read_file(fs::path(data_directory) / "postgresql.auto.conf"));
-    std::string line, found;
-    bool any = false;
-    while (std::getline(in, line)) {
-        if (line_key(line) != "primary_conninfo") continue;
-        size_t q = line.find('\'');
-        size_t end = line.rfind('\'');
-        if (q == std::string::npos || end <= q) continue;
-        std::string raw = line.substr(q + 1, end - q - 1), value;
-        for (size_t i = 0; i < raw.size(); ++i) {
-            if (raw[i] == '\'' && i + 1 < raw.size() && raw[i + 1] == '\'') ++i;
-            value += raw[i];
-        }
-        found = value;
-        any = true;
-    }
-    if (!any) return std::nullopt;
-    return found;
-}
-
 }  // namespace pgrm

@@ -26,7 +26,4 @@ void configure_standby(const std::string& data_directory, const std::string& pri
 void set_auto_conf(const std::string& data_directory, const std::string& key,
                    const std::optional<std::string>& value);
 
-// The primary_conninfo currently written in data_directory's postgresql.auto.conf.
-std::optional<std::string> read_primary_conninfo(const std::string& data_directory);
-
 }  // namespace pgrm

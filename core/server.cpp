@@ -153,8 +153,6 @@ ExecResult LocalServer::restart(int timeout_s) const {
                   timeout_s);
 }
 
-ExecResult LocalServer::reload() const { return pg_ctl({"reload"}, 10); }
-
 ExecResult LocalServer::promote(int timeout_s) const {
     return pg_ctl({"-w", "-t", std::to_string(timeout_s), "promote"}, timeout_s);
 }

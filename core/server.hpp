@@ -55,7 +55,6 @@ public:
     ExecResult start(int timeout_s = 60) const;
     ExecResult stop(const std::string& mode = "fast", int timeout_s = 60) const;
     ExecResult restart(int timeout_s = 60) const;
-    ExecResult reload() const;
     ExecResult promote(int timeout_s = 60) const;
     const std::string& data_directory() const { return data_directory_; }
 

@@ -134,7 +134,12 @@ public:
         // PostgreSQL refuses root: then the servers run as postgres.
         std::optional<std::string> os_user;
         if (geteuid() == 0) os_user = "postgres";
-        if (os_user) run_program(ExecSpec{.argv = {"chown", *os_user + ":", dir}});
+        if (os_user) {
+            ExecSpec chown;
+            chown.argv = {"chown", *os_user + ":", dir};
+            if (!run_program(chown).ok())
+                throw Error(ExitCode::BadConfig, "could not give \"" + dir + "\" to \"" + *os_user + "\"");
+        }
         int base = free_port_block(port_ > 0 ? port_ : kFirstPort);
         std::vector<DemoNode> nodes;
         nlohmann::json state = {{"nodes", nlohmann::json::array()}};
