@@ -78,10 +78,26 @@ Connection Connection::open(const Conninfo& given, const ConnectOptions& options
 
     std::string description = ci.redacted();
     log::debug("connecting: " + description);
-    PGconn* raw = PQconnectdbParams(keys.data(), values.data(), 0);
+    PGconn* raw = options.deadline.count() > 0 ? PQconnectStartParams(keys.data(), values.data(), 0)
+                                               : PQconnectdbParams(keys.data(), values.data(), 0);
     if (!raw) throw Error(ExitCode::DbConnection, "could not connect: out of memory");
     Connection conn(raw, description);
     PQsetNoticeProcessor(raw, route_notice, nullptr);
+    if (options.deadline.count() > 0 && PQstatus(raw) != CONNECTION_BAD) {
+        auto until = std::chrono::steady_clock::now() + options.deadline;
+        PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+        while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                until - std::chrono::steady_clock::now());
+            if (left.count() <= 0)
+                throw Error(ExitCode::DbConnection, "could not connect to \"" + description + "\"",
+                            "no answer within " + std::to_string(options.deadline.count()) + " ms");
+            pollfd pfd{PQsocket(raw), static_cast<short>(st == PGRES_POLLING_READING ? POLLIN : POLLOUT), 0};
+            int n = ::poll(&pfd, 1, static_cast<int>(left.count()));
+            if (n < 0 && errno != EINTR) break;
+            if (n > 0) st = PQconnectPoll(raw);
+        }
+    }
     if (PQstatus(raw) != CONNECTION_OK) {
         std::string message = trim_message(PQerrorMessage(raw));
         if (password_refused(raw, message))

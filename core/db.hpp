@@ -38,6 +38,9 @@ struct ConnectOptions {
     int connect_timeout_s = 10;           // added only when the conninfo has none
     std::string application_name = "pgrm";  // as fallback_application_name
     bool replication = false;             // a physical replication connection
+    // When set, connect without blocking and give up after this long: libpq's own
+    // connect_timeout cannot go below 2 s, too slow to notice a frozen server.
+    std::chrono::milliseconds deadline{0};
 };
 
 // One libpq connection. Connecting: errors become pgrm::Error with

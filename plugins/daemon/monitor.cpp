@@ -51,6 +51,16 @@ std::string schema_of(Connection& c, const std::string& cluster) {
 Monitor::Monitor(Config config, std::string self_exe, Signals& signals, bool verbose)
     : cfg_(std::move(config)), self_exe_(std::move(self_exe)), signals_(signals), verbose_(verbose) {}
 
+// Connections to other nodes give up after one reconnect interval (at most the usual
+// two seconds), so a frozen server costs no more than the interval it is checked at.
+ConnectOptions Monitor::quick_connect() const {
+    ConnectOptions o;
+    o.connect_timeout_s = kConnectTimeoutS;
+    o.deadline = std::min<std::chrono::milliseconds>(std::chrono::seconds(kConnectTimeoutS),
+                                                     std::chrono::seconds(cfg_.reconnect_interval));
+    return o;
+}
+
 std::chrono::seconds Monitor::failover_window() const {
     return std::chrono::seconds(cfg_.reconnect_attempts * cfg_.reconnect_interval + cfg_.monitor_interval_secs);
 }
@@ -166,7 +176,7 @@ bool Monitor::primary_answers() {
         if (!primary) return false;
         if (!primary_ || !primary_->ok() || primary_id_ != primary->id) {
             primary_.reset();
-            primary_.emplace(Connection::open(primary->conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS}));
+            primary_.emplace(Connection::open(primary->conninfo, quick_connect()));
             primary_id_ = primary->id;
         }
         // A frozen primary answers nothing: give it one reconnect interval, not more.
@@ -234,7 +244,7 @@ void Monitor::failover() {
         if (n.id == cfg_.node || (primary_id_ && n.id == *primary_id_)) continue;
         Peer p{n.id, n.priority};
         try {
-            Connection c = Connection::open(n.conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS});
+            Connection c = Connection::open(n.conninfo, quick_connect());
             Rows r = c.exec(kPeerSql, {std::to_string(window_s), primary_host, primary_port}, kQueryTimeout);
             p.reachable = true;
             p.in_recovery = r.get_bool(0, 0);

@@ -41,6 +41,7 @@ private:
     // connection closes (a killed primary's backends hang up right away).
     void wait(std::chrono::milliseconds duration);
     std::chrono::seconds failover_window() const;
+    ConnectOptions quick_connect() const;
 
     Config cfg_;
     std::string self_exe_;
