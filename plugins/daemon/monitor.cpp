@@ -289,7 +289,11 @@ void Monitor::failover() {
             log::warning("node " + std::to_string(d.node_id) + " did not become the primary; electing again");
             return;
         }
-        if (run_self({"standby", "follow"}, cfg_.follow_command)) {
+        // Named, so follow need not probe every node (a frozen one costs a timeout).
+        Conninfo ci = parse_conninfo(target->conninfo);
+        std::vector<std::string> follow = {"standby", "follow", ci.get("host").value_or("")};
+        if (auto port = ci.get("port")) follow.insert(follow.end(), {"-p", *port});
+        if (run_self(follow, cfg_.follow_command)) {
             primary_lost_ = false;
             primary_.reset();
         }
