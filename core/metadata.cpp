@@ -76,6 +76,12 @@ bool Metadata::installed() {
         .size() == 1;
 }
 
+void Metadata::require_installed() {
+    if (!installed())
+        throw Error(ExitCode::BadConfig, "cluster \"" + cluster_ + "\" has no metadata on this node", "",
+                    "run \"repmgr master register\" on the primary");
+}
+
 int Metadata::version() {
     if (!installed()) return 0;
     return static_cast<int>(

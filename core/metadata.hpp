@@ -46,6 +46,8 @@ public:
 
     const std::string& schema() const { return schema_name_; }
     bool installed();
+    // Throws pgrm::Error(BadConfig) naming the fix when this node has no metadata yet.
+    void require_installed();
     // Creates the schema or upgrades it to the newest version; returns that version.
     int install_or_upgrade();
     int version();

@@ -36,10 +36,7 @@ public:
         // 1. The metadata on the local node.
         Connection conn = Connection::open(cfg.conninfo);
         Metadata meta(conn, cfg.cluster);
-        if (!meta.installed())
-            throw Error(ExitCode::BadConfig,
-                        "cluster \"" + cfg.cluster + "\" has no metadata on this node", "",
-                        "run \"repmgr master register\" on the primary");
+        meta.require_installed();
 
         // 2. The events, and the nodes that name them.
         std::vector<Event> events = meta.events(limit_, node_id_, event_);

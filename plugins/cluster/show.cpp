@@ -114,10 +114,7 @@ public:
         // 1. The registered nodes, from the local node; failing to reach it is an error.
         Connection conn = Connection::open(cfg.conninfo);
         Metadata meta(conn, cfg.cluster);
-        if (!meta.installed())
-            throw Error(ExitCode::BadConfig,
-                        "cluster \"" + cfg.cluster + "\" has no metadata on this node", "",
-                        "run \"repmgr master register\" on the primary");
+        meta.require_installed();
         std::vector<Node> nodes = meta.nodes();
 
         // 2. Every node probed in parallel; an unreachable node is data, not an error.
