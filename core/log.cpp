@@ -92,8 +92,9 @@ void write(Level level, std::string_view message) {
     localtime_r(&tv.tv_sec, &tm);
     char stamp[32];
     std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
-    std::fprintf(s.file ? s.file : stderr, "[%s] [%s] %s\n", stamp, level_name(level).data(),
-                 text.c_str());
+    // Milliseconds: a failover's steps are often less than a second apart.
+    std::fprintf(s.file ? s.file : stderr, "[%s.%03ld] [%s] %s\n", stamp, static_cast<long>(tv.tv_usec / 1000),
+                 level_name(level).data(), text.c_str());
 }
 
 const std::vector<std::string>& warnings() { return state().warnings; }

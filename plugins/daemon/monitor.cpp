@@ -145,9 +145,14 @@ void Monitor::standby_pass() {
     }
     if (!primary_answers()) {
         if (!primary_lost_) {
-            // Reconnect attempts before declaring it lost: the first at once.
+            // Reconnect attempts before declaring it lost: the first at once, the next
+            // ones reconnect_interval after the previous one started, so an attempt
+            // that timed out on a frozen primary has already spent its interval.
+            auto next_attempt = std::chrono::steady_clock::now();
             for (int attempt = 1; attempt <= cfg_.reconnect_attempts && !signals_.stop; ++attempt) {
-                if (attempt > 1) wait(std::chrono::seconds(cfg_.reconnect_interval));
+                wait(std::chrono::duration_cast<std::chrono::milliseconds>(next_attempt -
+                                                                           std::chrono::steady_clock::now()));
+                next_attempt = std::chrono::steady_clock::now() + std::chrono::seconds(cfg_.reconnect_interval);
                 log::warning("primary not answering, attempt " + std::to_string(attempt) + " of " +
                              std::to_string(cfg_.reconnect_attempts));
                 if (primary_answers()) return;

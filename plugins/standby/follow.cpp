@@ -23,6 +23,12 @@ const char* const kReceiverSql =
     "SELECT status, sender_host, sender_port FROM pg_catalog.pg_stat_wal_receiver";
 const char* const kReplayedSql = "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn";
 const char* const kPrimaryLsnSql = "SELECT pg_current_wal_lsn()::text";
+// Where replay stands, and whether the startup process waits for more WAL: then it has
+// replayed every complete record this node holds.
+const char* const kReplaySettledSql =
+    "SELECT pg_last_wal_replay_lsn()::text, pg_last_wal_receive_lsn()::text, "
+    "       EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'startup' AND wait_event IN "
+    "               ('RecoveryWalStream', 'RecoveryWalAll', 'RecoveryRetrieveRetryInterval'))";
 
 class StandbyFollow : public Command {
 public:
@@ -64,10 +70,23 @@ public:
         // 3. The timelines must let this node follow.
         WalPosition mine = query_wal_position(local);
         WalPosition theirs = query_wal_position(primary);
-        FollowVerdict verdict =
-            can_follow(mine.timeline, parse_lsn(mine.lsn).value_or(0), theirs.timeline,
-                       parse_lsn(theirs.lsn).value_or(0),
-                       parse_timeline_history(timeline_history(primary, primary_ci, theirs.timeline)));
+        auto history = parse_timeline_history(timeline_history(primary, primary_ci, theirs.timeline));
+        auto primary_lsn = parse_lsn(theirs.lsn).value_or(0);
+        FollowVerdict verdict = can_follow(mine.timeline, parse_lsn(mine.lsn).value_or(0), theirs.timeline,
+                                           primary_lsn, history);
+        // WAL received past the fork that replay cannot reach is the start of a record
+        // the old primary never finished sending; the new timeline replaces it. Only
+        // replayed WAL past the fork makes this node diverge.
+        if (!verdict.ok) {
+            if (auto replayed = settled_replay_lsn(local)) {
+                FollowVerdict by_replay = can_follow(mine.timeline, *replayed, theirs.timeline, primary_lsn, history);
+                if (by_replay.ok) {
+                    log::info("WAL received past the fork ends in an incomplete record, replayed up to " +
+                              format_lsn(*replayed) + ": following");
+                    verdict = by_replay;
+                }
+            }
+        }
         if (!verdict.ok)
             throw Error(ExitCode::BadConfig, "node " + std::to_string(cfg.node) + " cannot follow the new primary",
                         verdict.reason,
@@ -147,6 +166,21 @@ private:
                         "name the primary to follow: standby follow <host>");
         }
         return {parse_conninfo(writable.front()->conninfo), writable.front()->id};
+    }
+
+    // The replay position once the startup process waits for WAL it does not have, with
+    // nothing new received meanwhile; nullopt if replay is still moving after a few seconds.
+    static std::optional<std::uint64_t> settled_replay_lsn(Connection& local) {
+        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+        std::optional<std::pair<std::string, std::string>> previous;
+        while (std::chrono::steady_clock::now() < until) {
+            Rows r = local.exec(kReplaySettledSql);
+            std::pair<std::string, std::string> now{r.get(0, 0), r.get(0, 1)};
+            if (r.get_bool(0, 2) && previous == now) return parse_lsn(now.first);
+            previous = r.get_bool(0, 2) ? std::optional(now) : std::nullopt;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        return std::nullopt;
     }
 
     void wait_for_streaming(Connection& local, const Conninfo& primary, const std::string& lsn) const {

@@ -15,7 +15,8 @@ namespace pgrm {
 
 namespace {
 
-const char* const kPromoteSql = "SELECT pg_promote(true, $1)";
+// Without waiting: pg_promote(true) checks only every 100 ms; this command polls faster.
+const char* const kPromoteSql = "SELECT pg_promote(false)";
 const char* const kInRecoverySql = "SELECT pg_is_in_recovery()";
 const char* const kStreamingSql =
     "SELECT sender_host, sender_port FROM pg_catalog.pg_stat_wal_receiver WHERE status = 'streaming'";
@@ -57,7 +58,7 @@ public:
                 throw Error(ExitCode::NoRestart,
                             "node " + std::to_string(cfg.node) + " did not leave recovery within " +
                                 std::to_string(wait_s_) + " s");
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
         local.exec(kCheckpointSql);
         WalPosition pos = query_wal_position(local);
@@ -115,8 +116,8 @@ private:
 
     void promote(Connection& local, const Config& cfg) const {
         try {
-            local.exec(kPromoteSql, {std::to_string(wait_s_)});
-            return;
+            if (local.exec(kPromoteSql).get_bool(0, 0)) return;
+            throw Error(ExitCode::NoRestart, "pg_promote() could not signal the postmaster");
         } catch (const Error& e) {
             if (cfg.data_directory.empty()) throw;
             log::warning(std::string("pg_promote() failed, trying pg_ctl promote: ") + e.what());
