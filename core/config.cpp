@@ -11,6 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#define TOML_HEADER_ONLY 1
 #include <toml++/toml.h>
 
 #include "core/conninfo.hpp"
