@@ -319,9 +319,17 @@ void Monitor::primary_pass() {
         ++active;
         if (n.id == cfg_.node) continue;
         try {
-            Connection c = Connection::open(n.conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS});
+            // Kept open between passes: a new backend on every node every second is
+            // work for the servers, not just for this daemon.
+            auto it = node_connections_.find(n.id);
+            if (it == node_connections_.end() || !it->second.second.ok() || it->second.first != n.conninfo)
+                it = node_connections_
+                         .insert_or_assign(n.id, std::pair(n.conninfo, Connection::open(n.conninfo, quick_connect())))
+                         .first;
+            Connection& c = it->second.second;
+            bool in_recovery = c.exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0);
             ++visible;
-            if (c.exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0)) continue;
+            if (in_recovery) continue;
             WalPosition theirs = query_wal_position(c);
             if (theirs.timeline > mine.timeline && !fenced_) {
                 fence("node " + std::to_string(n.id) + " is the primary on newer timeline " +
@@ -330,6 +338,7 @@ void Monitor::primary_pass() {
                                                        "former primary found running; fenced");
             }
         } catch (const Error&) {
+            node_connections_.erase(n.id);
             continue;
         }
     }

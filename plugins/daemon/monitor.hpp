@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -49,6 +50,8 @@ private:
     bool verbose_;
     std::optional<Connection> local_;
     std::optional<Connection> primary_;
+    // The primary's links to the other nodes: node id -> (conninfo, connection).
+    std::map<int, std::pair<std::string, Connection>> node_connections_;
     std::optional<int> primary_id_;
     bool registered_ = false;
     bool primary_lost_ = false;
