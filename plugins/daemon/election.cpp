@@ -1,5 +1,7 @@
 #include "plugins/daemon/election.hpp"
 
+#include "core/timeline.hpp"
+
 namespace pgrm::daemon {
 
 Decision elect(const Peer& self, const std::vector<Peer>& peers, int registered_active) {
@@ -42,8 +44,12 @@ Decision elect(const Peer& self, const std::vector<Peer>& peers, int registered_
                 "node " + std::to_string(furthest->id) + " has more WAL than any node allowed to be "
                 "promoted (priority 0): promoting node " + std::to_string(best->id) +
                     " would lose committed transactions; promote by hand if that is acceptable"};
-    if (best->id == self.id) return {A::Promote, self.id, "this node is the candidate"};
-    return {A::Follow, best->id, "node " + std::to_string(best->id) + " is the candidate"};
+    // What it was chosen from, for whoever reads the log after the fact.
+    std::string positions = "node " + std::to_string(self.id) + " at " + format_lsn(self.wal_end);
+    for (const auto& p : peers)
+        if (p.reachable) positions += ", node " + std::to_string(p.id) + " at " + format_lsn(p.wal_end);
+    if (best->id == self.id) return {A::Promote, self.id, "this node is the candidate (" + positions + ")"};
+    return {A::Follow, best->id, "node " + std::to_string(best->id) + " is the candidate (" + positions + ")"};
 }
 
 }  // namespace pgrm::daemon

@@ -25,6 +25,8 @@ TEST_CASE("the standby with the most WAL is promoted, the others follow it", "[d
     CHECK(on2.node_id == 3);
     Decision on3 = elect(standby(3, 200), {standby(2, 100)}, 3);
     CHECK(on3.action == A::Promote);
+    // The log names what the choice was made from.
+    CHECK(on3.reason == "this node is the candidate (node 3 at 0/C8, node 2 at 0/64)");
 }
 
 TEST_CASE("ties go to the higher priority, then the lower node id", "[daemon]") {
