@@ -19,6 +19,11 @@ Typical use, in test/e2e/test_something.py:
     if __name__ == '__main__':
         sys.exit(harness.main(globals()))
 
+Besides Sandbox and Instance it holds the setup steps that the tests and the benchmarks
+(bench/benchlib.py) share: make_primary, conf_text/write_conf, clone_args, pgbench,
+wait_streaming_from, output, parse_json, freeze/thaw, ... Add such a helper here, once,
+rather than copying it into a test.
+
 Environment:
     PG_BINDIR            PostgreSQL binaries (default: highest /usr/lib/postgresql/*/bin)
     PGRM_BUILD_DIR       meson build dir holding cmd/pgrm (default: <repo>/build)
@@ -31,6 +36,7 @@ OS user `postgres`; otherwise as the current user.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import pwd
 import random
@@ -50,6 +56,9 @@ from typing import Callable, Iterable
 __all__ = [
     'PG_BINDIR', 'PG_USER', 'BUILD_DIR', 'SkipTest', 'PsqlError', 'Instance', 'Sandbox',
     'pg_bin', 'pgrm', 'pgrm_path', 'run_as_pg', 'wait_until', 'main', 'clean_env',
+    'output', 'parse_json', 'children_of', 'freeze', 'thaw', 'end_process_group',
+    'pgbench', 'pgbench_background', 'make_primary', 'conf_text', 'write_conf', 'clone_args',
+    'receiver', 'streaming', 'wait_streaming', 'wait_streaming_from', 'assert_read_only',
 ]
 
 # --------------------------------------------------------------------------------------
@@ -213,6 +222,21 @@ def pgrm(*args, persona: str = 'repmgr', check: int | None = None, env: dict | N
     return proc
 
 
+def output(proc: subprocess.CompletedProcess) -> str:
+    """proc's stdout and stderr, headed, for an assertion message."""
+    return f'--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}'
+
+
+def parse_json(proc: subprocess.CompletedProcess, what: str,
+               error: type[BaseException] = AssertionError) -> dict:
+    """proc's stdout as one JSON document; else raises error (AssertionError for a
+    test, SystemExit for a benchmark) naming what, with the output."""
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError as e:
+        raise error(f'{what}: stdout is not one JSON document ({e})\n{output(proc)}')
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 30, interval: float = 0.2,
                what: str = ''):
     """Calls predicate until it returns something truthy (returned); exceptions count as
@@ -273,16 +297,75 @@ def _read_pidfile(datadir: Path) -> int | None:
         return None
 
 
+def _ppid(pid: int) -> int | None:
+    """The parent of pid, from /proc; None when it cannot be read (gone)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return int(f.read().rsplit(')', 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _ancestors() -> set:
     pids, pid = set(), os.getpid()
     while pid > 1:
         pids.add(pid)
-        try:
-            with open(f'/proc/{pid}/stat') as f:
-                pid = int(f.read().rsplit(')', 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
+        pid = _ppid(pid)
+        if pid is None:
             break
     return pids
+
+
+def children_of(pid: int) -> list:
+    """Pids of the processes whose parent is pid."""
+    return [int(e) for e in os.listdir('/proc') if e.isdigit() and _ppid(int(e)) == pid]
+
+
+def freeze(pid: int) -> list:
+    """SIGSTOPs pid (a postmaster), then every process it forked. Returns the pids
+    stopped, for thaw()."""
+    os.kill(pid, signal.SIGSTOP)
+    pids = [pid]
+    for kid in children_of(pid):
+        try:
+            os.kill(kid, signal.SIGSTOP)
+            pids.append(kid)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def thaw(pids: list):
+    """SIGCONTs every pid still there."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def end_process_group(proc: subprocess.Popen, term_timeout: float | None = 5) -> int | None:
+    """Ends proc, started with start_new_session=True, and all it started: SIGTERM and
+    up to term_timeout seconds to exit (no SIGTERM when term_timeout is None), then SIGKILL
+    to its process group. Returns its exit code (None if still not reaped)."""
+    if term_timeout is not None and proc.poll() is None:
+        try:
+            os.kill(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(term_timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+    return proc.returncode
 
 
 def _processes_under(root: Path) -> list:
@@ -684,6 +767,103 @@ class Sandbox:
                 sys.stderr.write(f'harness: keeping {self.root}\n')
             else:
                 shutil.rmtree(self.root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------
+# Clusters: the setup steps the tests and the benchmarks (bench/benchlib.py) share
+
+
+def pgbench(inst: Instance, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs pgbench -h 127.0.0.1 -p PORT -U postgres ARGS pgbench, as the postgres OS user."""
+    return run_as_pg([pg_bin('pgbench'), '-h', '127.0.0.1', '-p', inst.port, '-U', 'postgres',
+                      *args, 'pgbench'], timeout=timeout)
+
+
+def pgbench_background(inst: Instance, *args, log: Path) -> subprocess.Popen:
+    """pgbench as in pgbench(), started in the background in its own session (end it
+    with end_process_group), its output appended to log."""
+    argv = [pg_bin('pgbench'), '-h', '127.0.0.1', '-p', str(inst.port), '-U', 'postgres',
+            *[str(a) for a in args], 'pgbench']
+    home = _PG_PW.pw_dir if (IS_ROOT and _PG_PW) else None
+    with open(log, 'ab') as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=clean_env(home=home), cwd='/',
+                                preexec_fn=_demote_fn(), start_new_session=True)
+
+
+def make_primary(sb: Sandbox, name: str = 'node1', *, scale: int | None = 1,
+                 extra_conf: dict | None = None, timeout: float = 300) -> Instance:
+    """A new instance, initdb'd (with extra_conf) and started, with a database pgbench
+    filled by pgbench -i -s scale, as the seed's walkthrough does (scale=None: left empty).
+    timeout bounds pgbench -i."""
+    inst = sb.new_instance(name)
+    inst.initdb(extra_conf)
+    inst.start()
+    inst.psql('create database pgbench')
+    if scale is not None:
+        pgbench(inst, '-i', '-s', str(scale), '-q', timeout=timeout)
+    return inst
+
+
+def conf_text(node: int, inst: Instance, cluster: str = 'test',
+              data_directory: bool = True) -> str:
+    """The seed's key=value repmgr.conf for a node (cluster, node, conninfo to database
+    pgbench), and its data directory unless data_directory=False."""
+    text = (f'cluster={cluster}\nnode={node}\n'
+            f"conninfo='host=127.0.0.1 port={inst.port} user=postgres dbname=pgbench'\n")
+    if data_directory:
+        text += f"data_directory='{inst.datadir}'\n"
+    return text
+
+
+def write_conf(sb: Sandbox, node: int, inst: Instance, cluster: str = 'test',
+               name: str | None = None, data_directory: bool = True) -> Path:
+    """Writes conf_text() to the sandbox as <name>.conf (default repmgr<node>.conf);
+    returns its path."""
+    return sb.write_config(name or f'repmgr{node}',
+                           conf_text(node, inst, cluster, data_directory=data_directory))
+
+
+def clone_args(target: Path, source: Instance, *extra, after=()) -> list:
+    """The seed's clone command line: repmgr -D DIR -d pgbench -p PORT -U postgres
+    -R postgres --verbose [extra...] standby clone [after...] 127.0.0.1
+
+    extra: shared options (before the command, as the seed places them); after: the
+    command's own options (--method, --dry-run), placed after the command."""
+    return ['-D', target, '-d', 'pgbench', '-p', source.port, '-U', 'postgres',
+            '-R', 'postgres', '--verbose', *extra, 'standby', 'clone', *after, '127.0.0.1']
+
+
+def receiver(inst: Instance) -> str:
+    """'status|sender_port' of the WAL receiver ('' when there is none)."""
+    return inst.psql('select status, sender_port from pg_stat_wal_receiver')
+
+
+def streaming(inst: Instance) -> bool:
+    """True when inst's WAL receiver is streaming (from any upstream)."""
+    return inst.psql('select status from pg_stat_wal_receiver') == 'streaming'
+
+
+def wait_streaming(inst: Instance, timeout: float = 60):
+    """Waits until inst's WAL receiver streams (from any upstream)."""
+    wait_until(lambda: streaming(inst), timeout=timeout, what=f'{inst.name} to stream')
+
+
+def wait_streaming_from(inst: Instance, upstream: Instance, timeout: float = 60):
+    """Waits until inst's WAL receiver streams from upstream's port."""
+    wait_until(lambda: receiver(inst) == f'streaming|{upstream.port}', timeout=timeout,
+               what=f'{inst.name} to stream from {upstream.name} (port {upstream.port})')
+
+
+def assert_read_only(inst: Instance, sql: str = 'insert into walk values (-999999)',
+                     db: str = 'pgbench'):
+    """Asserts that the write sql fails on inst as a read-only transaction."""
+    try:
+        inst.psql(sql, db=db)
+    except PsqlError as e:
+        assert 'read-only transaction' in e.stderr, e.stderr
+    else:
+        raise AssertionError(f'{inst.name} accepted a write')
 
 
 # --------------------------------------------------------------------------------------

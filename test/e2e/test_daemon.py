@@ -38,52 +38,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import pgrm, wait_until  # noqa: E402
+from harness import (clone_args, make_primary, output, pgrm, wait_streaming_from,  # noqa: E402
+                     wait_until)
 
 
 # --------------------------------------------------------------------------------------
-# Helpers (patterns copied from test_register_clone.py / test_walkthrough.py)
+# Helpers
 
 FAST = {'monitor_interval_secs': 1, 'reconnect_attempts': 2, 'reconnect_interval': 1}
-
-
-def output(proc) -> str:
-    return f'--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}'
-
-
-def make_primary(sb: harness.Sandbox, name: str = 'node1') -> harness.Instance:
-    """initdb + start, then createdb pgbench and pgbench -i -s 1, as the walkthrough does."""
-    n1 = sb.new_instance(name)
-    n1.initdb()
-    n1.start()
-    n1.psql('create database pgbench')
-    harness.run_as_pg([harness.pg_bin('pgbench'), '-i', '-s', '1', '-q', '-h', '127.0.0.1',
-                       '-p', n1.port, '-U', 'postgres', 'pgbench'], timeout=300)
-    return n1
-
-
-def clone_args(target: Path, source: harness.Instance) -> list:
-    """The seed's clone command line: repmgr -D DIR -d pgbench -p PORT -U postgres
-    -R postgres --verbose standby clone 127.0.0.1"""
-    return ['-D', target, '-d', 'pgbench', '-p', source.port, '-U', 'postgres',
-            '-R', 'postgres', '--verbose', 'standby', 'clone', '127.0.0.1']
-
-
-def receiver(inst: harness.Instance) -> str:
-    """'status|sender_port' of the WAL receiver ('' when there is none)."""
-    return inst.psql('select status, sender_port from pg_stat_wal_receiver')
-
-
-def streams_from(inst: harness.Instance, upstream: harness.Instance) -> bool:
-    try:
-        return receiver(inst) == f'streaming|{upstream.port}'
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        return False
-
-
-def wait_streaming_from(inst: harness.Instance, upstream: harness.Instance, timeout: float = 60):
-    wait_until(lambda: streams_from(inst, upstream), timeout=timeout,
-               what=f'{inst.name} to stream from {upstream.name} (port {upstream.port})')
 
 
 def writable(inst: harness.Instance) -> bool:
@@ -168,24 +130,8 @@ class Daemon:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 5) -> int | None:
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:  # the daemon and whatever it started (its own process group)
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        return self.proc.returncode
+        # The daemon and whatever it started (its own process group).
+        return harness.end_process_group(self.proc, timeout)
 
     def tail(self, lines: int = 40) -> str:
         text = self.log_text().splitlines()[-lines:]
@@ -213,14 +159,7 @@ class Cluster:
     def close(self):
         for p in self.bg:
             if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    pass
+                harness.end_process_group(p, term_timeout=None)
         for d in self.daemons.values():
             d.stop()
 
@@ -293,53 +232,9 @@ def setup_three(c: Cluster, node_settings: dict | None = None, sync: bool = Fals
         c.daemons[1].wait_log('this node is the primary')
 
 
-def pg_children(pid: int) -> list:
-    kids = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry}/stat') as f:
-                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid:
-            kids.append(int(entry))
-    return kids
-
-
-def freeze(inst: harness.Instance) -> list:
-    """SIGSTOPs the postmaster, then every process it forked. Returns the pids."""
-    pm = inst.pid()
-    assert pm, f'{inst.name} is not running'
-    os.kill(pm, signal.SIGSTOP)
-    pids = [pm]
-    for kid in pg_children(pm):
-        try:
-            os.kill(kid, signal.SIGSTOP)
-            pids.append(kid)
-        except ProcessLookupError:
-            pass
-    return pids
-
-
-def thaw(pids: list):
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
-
-
 def pgbench_load(c: Cluster, inst: harness.Instance, *args) -> subprocess.Popen:
     """pgbench ... pgbench as the postgres user, in the background (killed on close)."""
-    argv = [harness.pg_bin('pgbench'), '-h', '127.0.0.1', '-p', str(inst.port), '-U', 'postgres',
-            *[str(a) for a in args], 'pgbench']
-    log = open(c.sb.path('pgbench.out'), 'ab')
-    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         env=harness.clean_env(home='/var/lib/postgresql' if harness.IS_ROOT else None),
-                         cwd='/', preexec_fn=harness._demote_fn(), start_new_session=True)
-    log.close()
+    p = harness.pgbench_background(inst, *args, log=c.sb.path('pgbench.out'))
     c.bg.append(p)
     return p
 
@@ -480,10 +375,7 @@ def test_time_lag_grows_while_primary_stopped():
 
 def primary_and_standby(c: Cluster, settings: dict | None = None):
     sb = c.sb
-    n1 = sb.new_instance('node1')
-    n1.initdb()
-    n1.start()
-    n1.psql('create database pgbench')
+    n1 = make_primary(sb, scale=None)
     c.nodes[1] = n1
     c.confs[1] = write_conf(sb, 1, n1, **(settings or {}))
     pgrm('-f', c.confs[1], 'master', 'register', check=0)
@@ -675,7 +567,9 @@ def test_sigstop_primary_then_fenced():
         window = FAST['reconnect_attempts'] * FAST['reconnect_interval']
         pids = []
         try:
-            pids = freeze(n1)
+            pm = n1.pid()
+            assert pm, f'{n1.name} is not running'
+            pids = harness.freeze(pm)
             t_stop = time.monotonic()
             new_id = wait_until(lambda: one_promoted(c), timeout=window + 80,
                                 what='a standby to promote while node1 is frozen')
@@ -684,7 +578,7 @@ def test_sigstop_primary_then_fenced():
             new, other = c.nodes[new_id], c.nodes[5 - new_id]
             wait_streaming_from(other, new, timeout=40)
         finally:
-            thaw(pids)
+            harness.thaw(pids)
         t_cont = time.monotonic()
         # Resumed: node1's own daemon fences it (default_transaction_read_only).
         def fenced():

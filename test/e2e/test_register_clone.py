@@ -7,7 +7,6 @@ pgrm runs as root here (harness.pgrm's default), as users run it on this machine
 itself run the PostgreSQL programs (pg_basebackup, rsync) as the postgres OS user.
 """
 
-import json
 import os
 import re
 import stat
@@ -16,44 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import pgrm, wait_until  # noqa: E402
+from harness import (assert_read_only, clone_args, make_primary, output,  # noqa: E402
+                     parse_json, pgrm, wait_streaming, wait_until, write_conf)
 
 
 # --------------------------------------------------------------------------------------
 # Helpers
-
-
-def conf_text(node: int, inst: harness.Instance, cluster: str = 'test') -> str:
-    """The seed's key=value config for a node."""
-    return (f'cluster={cluster}\nnode={node}\n'
-            f"conninfo='host=127.0.0.1 port={inst.port} user=postgres dbname=pgbench'\n")
-
-
-def write_conf(sb: harness.Sandbox, node: int, inst: harness.Instance,
-               cluster: str = 'test', name: str | None = None) -> Path:
-    return sb.write_config(name or f'repmgr{node}', conf_text(node, inst, cluster))
-
-
-def clone_args(target: Path, source: harness.Instance, *extra, after=()) -> list:
-    """The seed's clone command line: repmgr -D DIR -d pgbench -p PORT -U postgres
-    -R postgres --verbose [extra...] standby clone [after...] 127.0.0.1
-
-    extra: shared options (before the command, as the seed places them); after: the
-    command's own options (--method, --dry-run), placed after the command."""
-    return ['-D', target, '-d', 'pgbench', '-p', source.port, '-U', 'postgres',
-            '-R', 'postgres', '--verbose', *extra, 'standby', 'clone', *after, '127.0.0.1']
-
-
-def parse_json(proc, what: str) -> dict:
-    try:
-        return json.loads(proc.stdout)
-    except json.JSONDecodeError as e:
-        raise AssertionError(f'{what}: stdout is not one JSON document ({e})\n'
-                             f'--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}')
-
-
-def output(proc) -> str:
-    return f'--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}'
 
 
 def snapshot(path: Path) -> dict:
@@ -90,22 +57,6 @@ def wait_count(inst: harness.Instance, sql: str, expected: str, timeout: float =
                what=f'{inst.name}: {sql} = {expected}')
 
 
-def wait_streaming(inst: harness.Instance, timeout: float = 60):
-    wait_until(lambda: inst.psql("select status from pg_stat_wal_receiver") == 'streaming',
-               timeout=timeout, what=f'{inst.name} to stream')
-
-
-def make_primary(sb: harness.Sandbox, name: str = 'node1') -> harness.Instance:
-    """initdb + start, then createdb pgbench and pgbench -i -s 1, as the walkthrough does."""
-    n1 = sb.new_instance(name)
-    n1.initdb()
-    n1.start()
-    n1.psql('create database pgbench')
-    harness.run_as_pg([harness.pg_bin('pgbench'), '-i', '-s', '1', '-q', '-h', '127.0.0.1',
-                       '-p', n1.port, '-U', 'postgres', 'pgbench'], timeout=300)
-    return n1
-
-
 # --------------------------------------------------------------------------------------
 # The walkthrough, and the refusals that need a running cluster
 
@@ -115,7 +66,7 @@ def test_walkthrough_register_clone():
         # ---- 1. The primary, with sample data, registered.
         n1 = make_primary(sb)
         assert n1.psql('select count(*) from pgbench_accounts', db='pgbench') == '100000'
-        conf1 = write_conf(sb, 1, n1)
+        conf1 = write_conf(sb, 1, n1, data_directory=False)
         r = pgrm('-f', conf1, '--verbose', 'master', 'register', check=0)
         assert n1.psql("select count(*) from pg_namespace where nspname = 'repmgr_test'",
                        db='pgbench') == '1', 'schema repmgr_test missing'
@@ -145,7 +96,7 @@ def test_walkthrough_register_clone():
         assert_standby_files(n2.datadir, 'clone node2')
 
         n3 = sb.new_instance('node3')
-        conf3 = write_conf(sb, 3, n3)
+        conf3 = write_conf(sb, 3, n3, data_directory=False)
         r = pgrm('-f', conf3, '--json', *clone_args(n3.datadir, n1), check=0)
         doc = parse_json(r, 'standby clone --json')
         assert doc['ok'] is True, doc
@@ -160,7 +111,7 @@ def test_walkthrough_register_clone():
         assert n2.is_in_recovery() and n3.is_in_recovery()
         wait_streaming(n2)
         wait_streaming(n3)
-        conf2 = write_conf(sb, 2, n2)
+        conf2 = write_conf(sb, 2, n2, data_directory=False)
         r = pgrm('-f', conf2, '--verbose', 'standby', 'register', check=0)
         r = pgrm('-f', conf3, '--json', 'standby', 'register', check=0)
         doc = parse_json(r, 'standby register --json')
@@ -181,12 +132,7 @@ def test_walkthrough_register_clone():
         wait_count(n2, 'select count(*) from walk', '1')
         wait_count(n3, 'select count(*) from walk', '1')
         for s in (n2, n3):
-            try:
-                s.psql('insert into walk values (2)', db='pgbench')
-            except harness.PsqlError as e:
-                assert 'read-only transaction' in e.stderr, e.stderr
-            else:
-                raise AssertionError(f'{s.name} accepted a write')
+            assert_read_only(s, 'insert into walk values (2)')
 
         # ---- 4. Metadata: three nodes, standbys upstream of node 1 (on the primary and,
         # replicated, on a standby).
@@ -259,7 +205,7 @@ def test_walkthrough_register_clone():
         r = pgrm('-f', conf2, '--force', 'master', 'register', check=1)
 
         # standby register in a cluster whose primary was never registered.
-        conf_other = write_conf(sb, 2, n2, cluster='other', name='other2')
+        conf_other = write_conf(sb, 2, n2, cluster='other', name='other2', data_directory=False)
         r = pgrm('-f', conf_other, 'standby', 'register')
         assert r.returncode != 0, output(r)
         assert 'has no registered primary' in r.stderr + r.stdout, output(r)
@@ -374,10 +320,7 @@ def test_clone_help_shows_dry_run_as_a_flag():
 
 def test_clone_wrong_or_missing_password():
     with harness.Sandbox() as sb:
-        n1 = sb.new_instance('node1')
-        n1.initdb()
-        n1.start()
-        n1.psql("create database pgbench")
+        n1 = make_primary(sb, scale=None)
         n1.psql("CREATE ROLE pw LOGIN SUPERUSER PASSWORD 'right'")
         hba = n1.datadir / 'pg_hba.conf'
         hba.write_text('host all pw 127.0.0.1/32 scram-sha-256\n'

@@ -14,20 +14,23 @@ a forced clone, each asserting that nothing changed.
 pgrm runs as root (harness.pgrm's default), through the `repmgr` persona symlink.
 """
 
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import pgrm, wait_until  # noqa: E402
+from harness import (assert_read_only, clone_args, make_primary, output, parse_json,  # noqa: E402
+                     pgrm, receiver, wait_streaming_from, wait_until, write_conf)
 
 
 # --------------------------------------------------------------------------------------
-# Helpers (copied from test_register_clone.py's patterns, extended)
+# Helpers
 
 TIMINGS: list = []
+
+# Every row a test commits goes into walk on the primary (see Cluster.write).
+WALK_TABLE = 'create table walk(i int primary key)'
 
 
 def timed(what: str, fn):
@@ -39,61 +42,8 @@ def timed(what: str, fn):
     return result
 
 
-def conf_text(node: int, inst: harness.Instance, cluster: str = 'test') -> str:
-    """The seed's key=value config for a node, plus its data directory."""
-    return (f'cluster={cluster}\nnode={node}\n'
-            f"conninfo='host=127.0.0.1 port={inst.port} user=postgres dbname=pgbench'\n"
-            f"data_directory='{inst.datadir}'\n")
-
-
-def write_conf(sb: harness.Sandbox, node: int, inst: harness.Instance) -> Path:
-    return sb.write_config(f'repmgr{node}', conf_text(node, inst))
-
-
-def clone_args(target: Path, source: harness.Instance, *extra) -> list:
-    """The seed's clone command line: repmgr -D DIR -d pgbench -p PORT -U postgres
-    -R postgres --verbose [extra...] standby clone 127.0.0.1"""
-    return ['-D', target, '-d', 'pgbench', '-p', source.port, '-U', 'postgres',
-            '-R', 'postgres', '--verbose', *extra, 'standby', 'clone', '127.0.0.1']
-
-
-def parse_json(proc, what: str) -> dict:
-    try:
-        return json.loads(proc.stdout)
-    except json.JSONDecodeError as e:
-        raise AssertionError(f'{what}: stdout is not one JSON document ({e})\n'
-                             f'--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}')
-
-
-def output(proc) -> str:
-    return f'--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}'
-
-
-def receiver(inst: harness.Instance) -> str:
-    """'status|sender_port' of the WAL receiver ('' when there is none)."""
-    return inst.psql('select status, sender_port from pg_stat_wal_receiver')
-
-
-def wait_streaming_from(inst: harness.Instance, upstream: harness.Instance, timeout: float = 60):
-    wait_until(lambda: receiver(inst) == f'streaming|{upstream.port}', timeout=timeout,
-               what=f'{inst.name} to stream from {upstream.name} (port {upstream.port})')
-
-
 def primary_conninfo(inst: harness.Instance) -> str:
     return inst.psql('show primary_conninfo')
-
-
-def make_primary(sb: harness.Sandbox, name: str = 'node1', pgbench: bool = True) -> harness.Instance:
-    """initdb + start, createdb pgbench (and pgbench -i -s 1, as the walkthrough does)."""
-    n1 = sb.new_instance(name)
-    n1.initdb()
-    n1.start()
-    n1.psql('create database pgbench')
-    if pgbench:
-        harness.run_as_pg([harness.pg_bin('pgbench'), '-i', '-s', '1', '-q', '-h', '127.0.0.1',
-                           '-p', n1.port, '-U', 'postgres', 'pgbench'], timeout=300)
-    n1.psql('create table walk(i int primary key)', db='pgbench')
-    return n1
 
 
 class Cluster:
@@ -187,19 +137,11 @@ class Cluster:
         return primary
 
 
-def assert_read_only(inst: harness.Instance):
-    try:
-        inst.psql('insert into walk values (-999999)', db='pgbench')
-    except harness.PsqlError as e:
-        assert 'read-only transaction' in e.stderr, e.stderr
-    else:
-        raise AssertionError(f'{inst.name} accepted a write')
-
-
 def small_cluster(sb: harness.Sandbox, standbys: int = 1, pgbench: bool = False) -> Cluster:
     """node1 primary (registered) and node2.. standbys of it (cloned, started, registered)."""
     c = Cluster(sb)
-    n1 = make_primary(sb, pgbench=pgbench)
+    n1 = make_primary(sb, scale=1 if pgbench else None)
+    n1.psql(WALK_TABLE, db='pgbench')
     conf1 = c.add(1, n1)
     pgrm('-f', conf1, 'master', 'register', check=0)
     for i in range(2, 2 + standbys):
@@ -223,6 +165,7 @@ def test_walkthrough():
 
         # ---- 1. node1 primary with pgbench data; node2, node3 cloned; all registered.
         n1 = make_primary(sb)
+        n1.psql(WALK_TABLE, db='pgbench')
         conf1 = c.add(1, n1)
         pgrm('-f', conf1, '--verbose', 'master', 'register', check=0)
         n2 = sb.new_instance('node2')
