@@ -2,12 +2,13 @@
 
 Builds on test/e2e/harness.py: Sandbox/Instance start real PostgreSQL servers in a
 throw-away directory under /tmp, run_as_pg runs a program as the postgres OS user, pgrm
-runs the built binary (build/cmd/repmgr). See bench/README.md.
+runs the built binary (build/cmd/repmgr); the cluster setup steps (make_primary,
+conf_text, pgbench, waiting for streaming, ...) are harness's too, shared with the e2e
+tests, and re-exported here. See bench/README.md.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -19,11 +20,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'test' / 'e2e'))
 import harness  # noqa: E402
-from harness import pg_bin, pgrm, run_as_pg, wait_until  # noqa: E402,F401
+from harness import (conf_text, end_process_group, freeze, make_primary,  # noqa: E402,F401
+                     parse_json, pg_bin, pgbench, pgbench_background, pgrm, run_as_pg, streaming,
+                     thaw, wait_streaming, wait_streaming_from, wait_until)
 
 __all__ = ['harness', 'pg_bin', 'pgrm', 'run_as_pg', 'wait_until', 'REPO', 'make_primary',
            'pgbench', 'du_bytes', 'remove_tree', 'median', 'timed', 'parse_json', 'fmt_bytes',
-           'check_binary', 'conf_text']
+           'check_binary', 'conf_text', 'end_process_group', 'freeze', 'pgbench_background',
+           'streaming', 'thaw', 'wait_streaming', 'wait_streaming_from']
 
 
 def check_binary():
@@ -32,33 +36,6 @@ def check_binary():
         sys.exit(f'{exe} does not exist: build first (ninja -C {harness.BUILD_DIR})')
     if harness.PG_BINDIR is None:
         sys.exit('no PostgreSQL binaries: set PG_BINDIR')
-
-
-def pgbench(inst: harness.Instance, *args, timeout: float = 3600) -> subprocess.CompletedProcess:
-    return run_as_pg([pg_bin('pgbench'), '-h', '127.0.0.1', '-p', inst.port, '-U', 'postgres',
-                      *args, 'pgbench'], timeout=timeout)
-
-
-def make_primary(sb: harness.Sandbox, name: str, scale: int,
-                 extra_conf: dict | None = None) -> tuple[harness.Instance, float]:
-    """initdb, start, createdb pgbench, pgbench -i -s scale, CHECKPOINT.
-    Returns the instance and the seconds pgbench -i took."""
-    inst = sb.new_instance(name)
-    inst.initdb(extra_conf)
-    inst.start()
-    inst.psql('create database pgbench')
-    t0 = time.monotonic()
-    pgbench(inst, '-i', '-s', str(scale), '-q')
-    load_s = time.monotonic() - t0
-    inst.psql('checkpoint')
-    return inst, load_s
-
-
-def conf_text(cluster: str, node: int, inst: harness.Instance) -> str:
-    """The seed's key=value repmgr.conf."""
-    return (f'cluster={cluster}\nnode={node}\n'
-            f"conninfo='host=127.0.0.1 port={inst.port} user=postgres dbname=pgbench'\n"
-            f"data_directory='{inst.datadir}'\n")
 
 
 def du_bytes(path: Path) -> int:
@@ -83,14 +60,6 @@ def timed(fn, *args, **kwargs):
     t0 = time.monotonic()
     result = fn(*args, **kwargs)
     return time.monotonic() - t0, result
-
-
-def parse_json(proc, what: str) -> dict:
-    try:
-        return json.loads(proc.stdout)
-    except json.JSONDecodeError as e:
-        raise SystemExit(f'{what}: stdout is not one JSON document ({e})\n'
-                         f'--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}')
 
 
 def fmt_bytes(n: int) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (check_binary, du_bytes, fmt_bytes, harness, make_primary, median,  # noqa: E402
-                      pg_bin, pgrm, remove_tree, run_as_pg, timed)
+                      pg_bin, pgbench, pgrm, remove_tree, run_as_pg, timed)
 
 
 def main() -> int:
@@ -36,7 +36,9 @@ def main() -> int:
     check_binary()
 
     with harness.Sandbox(prefix='pgrm-bench-clone-') as sb:
-        primary, load_s = make_primary(sb, 'primary', args.scale)
+        primary = make_primary(sb, 'primary', scale=None)
+        load_s, _ = timed(pgbench, primary, '-i', '-s', str(args.scale), '-q', timeout=3600)
+        primary.psql('checkpoint')
         port = primary.port
         print(f'# primary: PostgreSQL {primary.psql("show server_version")}, port {port}, '
               f'pgbench -i -s {args.scale} in {load_s:.1f} s, '

@@ -44,7 +44,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import check_binary, harness, make_primary, pg_bin, pgrm, wait_until  # noqa: E402
+from benchlib import (check_binary, end_process_group, freeze, harness, make_primary,  # noqa: E402
+                      pgbench_background, pgrm, thaw, wait_streaming_from, wait_until)
 
 MONITOR_INTERVAL = 1
 RECONNECT_ATTEMPTS = 2
@@ -186,7 +187,8 @@ class Cluster:
     def __init__(self, sb: harness.Sandbox, scale: int):
         self.sb = sb
         self.nodes, self.confs, self.daemons, self.bg = {}, {}, {}, []
-        n1, _ = make_primary(sb, 'node1', scale)
+        n1 = make_primary(sb, 'node1', scale=scale, timeout=3600)
+        n1.psql('checkpoint')
         self.nodes[1] = n1
         self.confs[1] = sb.write_config('repmgr1', conf_text(sb, 1, n1))
         pgrm('-f', self.confs[1], 'master', 'register', check=0)
@@ -198,9 +200,7 @@ class Cluster:
                  '-p', n1.port, '-U', 'postgres', 'standby', 'clone', check=0, timeout=3600)
             n.start()
         for i in (2, 3):
-            n = self.nodes[i]
-            wait_until(lambda: n.psql("select status, sender_port from pg_stat_wal_receiver")
-                       == f'streaming|{n1.port}', timeout=120, what=f'{n.name} to stream')
+            wait_streaming_from(self.nodes[i], n1, timeout=120)
             pgrm('-f', self.confs[i], 'standby', 'register', check=0)
         wait_until(lambda: n1.psql("select application_name from pg_stat_replication "
                                    "where state = 'streaming' order by 1") == 'node2\nnode3',
@@ -222,46 +222,13 @@ class Cluster:
                    timeout=30, what='node1 daemon to watch the primary')
 
     def pgbench(self, *args):
-        out = open(self.sb.path('pgbench.out'), 'ab')
-        p = subprocess.Popen(
-            [pg_bin('pgbench'), '-h', '127.0.0.1', '-p', str(self.nodes[1].port), '-U', 'postgres',
-             *[str(a) for a in args], 'pgbench'],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=harness.clean_env(home=harness._PG_PW.pw_dir if harness.IS_ROOT else None),
-            cwd='/', preexec_fn=harness._demote_fn(), start_new_session=True)
-        out.close()
+        p = pgbench_background(self.nodes[1], *args, log=self.sb.path('pgbench.out'))
         self.bg.append(p)
         return p
 
     def close(self):
         for p in self.bg + list(self.daemons.values()):
-            if p.poll() is None:
-                try:
-                    os.kill(p.pid, signal.SIGTERM)
-                    p.wait(5)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    pass
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-
-
-def children_of(pid: int) -> list:
-    kids = []
-    for entry in os.listdir('/proc'):
-        if entry.isdigit():
-            try:
-                with open(f'/proc/{entry}/stat') as f:
-                    if int(f.read().rsplit(')', 1)[1].split()[1]) == pid:
-                        kids.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return kids
+            end_process_group(p)
 
 
 # --------------------------------------------------------------------------------------
@@ -285,14 +252,7 @@ def one_run(scale: int, fault: str, timeout: float) -> dict:
             if fault == 'kill':
                 os.kill(pm, signal.SIGKILL)
             else:
-                os.kill(pm, signal.SIGSTOP)
-                frozen = [pm]
-                for kid in children_of(pm):
-                    try:
-                        os.kill(kid, signal.SIGSTOP)
-                        frozen.append(kid)
-                    except ProcessLookupError:
-                        pass
+                frozen = freeze(pm)
             t_write: dict = {}
             t_stream: dict = {}
             writers_seen = set()
@@ -337,11 +297,7 @@ def one_run(scale: int, fault: str, timeout: float) -> dict:
                         os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
-                for pid in frozen:
-                    try:
-                        os.kill(pid, signal.SIGCONT)
-                    except ProcessLookupError:
-                        pass
+                thaw(frozen)
             c.close()
 
 

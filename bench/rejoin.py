@@ -35,11 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (check_binary, conf_text, du_bytes, fmt_bytes, harness, make_primary,  # noqa: E402
-                      median, parse_json, pgbench, pgrm, remove_tree, timed, wait_until)
-
-
-def streaming(inst: harness.Instance) -> bool:
-    return inst.psql('select status from pg_stat_wal_receiver') == 'streaming'
+                      median, parse_json, pgbench, pgrm, remove_tree, streaming, timed,
+                      wait_streaming, wait_until)
 
 
 def changed_files(root: Path, since: float) -> dict:
@@ -89,12 +86,14 @@ def main() -> int:
 
     with harness.Sandbox(prefix='pgrm-bench-rejoin-') as sb:
         # ---- node1: primary with data, registered.
-        node1, load_s = make_primary(sb, 'node1', args.scale,
-                                     {'wal_keep_size': args.wal_keep_size})
+        node1 = make_primary(sb, 'node1', scale=None,
+                             extra_conf={'wal_keep_size': args.wal_keep_size})
+        load_s, _ = timed(pgbench, node1, '-i', '-s', str(args.scale), '-q', timeout=3600)
+        node1.psql('checkpoint')
         print(f'# node1: PostgreSQL {node1.psql("show server_version")}, pgbench -i -s '
               f'{args.scale} in {load_s:.1f} s, data directory {fmt_bytes(du_bytes(node1.datadir))}, '
               f'wal_keep_size {node1.psql("show wal_keep_size")}', flush=True)
-        conf1 = sb.write_config('repmgr1', conf_text('bench', 1, node1))
+        conf1 = sb.write_config('repmgr1', conf_text(1, node1, cluster='bench'))
         pgrm('-f', conf1, 'master', 'register', check=0)
 
         # ---- node2: cloned, streaming, registered.
@@ -103,8 +102,8 @@ def main() -> int:
                      '-U', 'postgres', 'standby', 'clone', check=0, timeout=3600)
         print(f'# node2 cloned from node1 in {s:.1f} s', flush=True)
         node2.start()
-        wait_until(lambda: streaming(node2), timeout=120, what='node2 to stream')
-        conf2 = sb.write_config('repmgr2', conf_text('bench', 2, node2))
+        wait_streaming(node2, timeout=120)
+        conf2 = sb.write_config('repmgr2', conf_text(2, node2, cluster='bench'))
         pgrm('-f', conf2, 'standby', 'register', check=0)
 
         # ---- failover.
@@ -118,10 +117,10 @@ def main() -> int:
         # ---- writes on the old primary's lost timeline, then on the new primary.
         node1.start()
         assert not node1.is_in_recovery(), 'node1 came up in recovery, expected a primary'
-        pgbench(node1, '-n', '-t', str(args.old_writes), '-c', '2')
+        pgbench(node1, '-n', '-t', str(args.old_writes), '-c', '2', timeout=3600)
         lost_lsn = node1.psql('select pg_current_wal_lsn()')
         node1.stop('fast')
-        pgbench(node2, '-n', '-t', str(args.new_writes))
+        pgbench(node2, '-n', '-t', str(args.new_writes), timeout=3600)
         print(f'# diverged: node1 wrote {args.old_writes}x2 pgbench transactions on timeline 1 '
               f'(up to {lost_lsn}), node2 {args.new_writes} on timeline {tl2} (now at '
               f'{node2.psql("select pg_current_wal_lsn()")})', flush=True)
@@ -165,7 +164,7 @@ def main() -> int:
             if proc.returncode != 0:
                 raise SystemExit(f'rejoin failed: exit code {proc.returncode}\n--- stdout ---\n'
                                  f'{proc.stdout}--- stderr ---\n{proc.stderr}')
-            doc = parse_json(proc, 'forced standby clone --json')
+            doc = parse_json(proc, 'forced standby clone --json', error=SystemExit)
             methods.append(doc['data']['method'])
             rejoin_bytes_all.append(int(doc['data']['bytes_copied']))
             if 'touched' not in first:
@@ -217,7 +216,7 @@ def main() -> int:
         sane = []
         sane.append(('in recovery', node1.is_in_recovery()))
         try:
-            wait_until(lambda: streaming(node1), timeout=60, what='node1 to stream')
+            wait_streaming(node1, timeout=60)
             sane.append(('streaming', True))
         except AssertionError as e:
             sane.append(('streaming', False))
