@@ -8,12 +8,15 @@ one node accepts writes, that every committed row is on every node, and that the
 agrees with what the servers really do.
 
 Then the rejoin of a diverged old primary (it took writes on the dead timeline), the
-rejoin right after a promotion (the PEERS lesson), and the refusals of promote, follow and
-a forced clone, each asserting that nothing changed.
+rejoin right after a promotion (the PEERS lesson), a follow past the start of a record the
+old primary never finished sending, and the refusals of promote, follow and a forced
+clone, each asserting that nothing changed.
 
 pgrm runs as root (harness.pgrm's default), through the `repmgr` persona symlink.
 """
 
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -458,6 +461,44 @@ def test_refuse_follow_across_fork():
         n3.stop('fast')
         _forced_rejoin(c, 3, n2, 'forced clone (rejoin node3 past the fork)')
         _assert_rejoined(c, 3, n2, lost)
+
+
+def test_follow_past_an_incomplete_record():
+    """node3 received the start of a 32 MB WAL record that node1 died sending; node2 never
+    got any of it and is promoted. node3's extra bytes are no transaction (replay cannot
+    reach them), so it follows node2, loses nothing, and replays node2's writes."""
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=2)
+        n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
+        end = n1.psql('select pg_current_wal_lsn()')
+        for n in (n2, n3):
+            wait_until(lambda n=n: n.psql(f"select pg_last_wal_replay_lsn() >= '{end}'") == 't',
+                       what=f'{n.name} to replay up to {end}')
+        # node3's WAL receiver holds still, so what node1 sends next waits in the socket
+        # buffers; node2 is down. Then node1 dies partway through writing one big record.
+        receiver_pid = int(n3.psql('select pid from pg_stat_wal_receiver'))
+        os.kill(receiver_pid, signal.SIGSTOP)
+        try:
+            n2.stop('fast')
+            n1.psql("select pg_logical_emit_message(false, 'pgrm-test', repeat('x', 32 * 1024 * 1024))")
+            time.sleep(0.5)
+            n1.kill9()
+        finally:
+            os.kill(receiver_pid, signal.SIGCONT)
+        wait_until(lambda: not harness.streaming(n3), what='node3 to read what was in flight')
+        received, replayed = n3.psql('select pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()').split('|')
+        assert n3.psql(f"select '{received}'::pg_lsn > '{end}'::pg_lsn") == 't', (
+            f'setup: node3 received nothing past {end} (received {received})')
+        assert replayed == end, f'setup: node3 replayed {replayed}, not {end}'
+
+        n2.start()
+        pgrm('-f', c.confs[2], 'standby', 'promote', check=0)
+        c.nodes.pop(1)
+        c.write(2)
+        r = pgrm('-f', c.confs[3], 'standby', 'follow')
+        assert r.returncode == 0, output(r)
+        assert 'node 3 now streams from node 2' in r.stdout, output(r)
+        c.check()
 
 
 def test_refuse_forced_clone_onto_running_server():
