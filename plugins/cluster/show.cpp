@@ -24,7 +24,8 @@ const char* const kProbeSql =
     "            ELSE pg_catalog.pg_current_wal_lsn()::text END, "
     "       pg_catalog.pg_last_wal_receive_lsn()::text, "
     "       pg_catalog.pg_last_wal_replay_lsn()::text, "
-    "       r.status, r.sender_host, r.sender_port "
+    "       r.status, r.sender_host, r.sender_port, "
+    "       pg_catalog.current_setting('default_transaction_read_only')::bool "
     "  FROM (VALUES (1)) AS one "
     "  LEFT JOIN pg_catalog.pg_stat_wal_receiver AS r ON true";
 
@@ -47,6 +48,7 @@ Probe probe(const std::string& conninfo) {
         p.receiver_status = r.get_opt(0, 4);
         p.sender_host = r.get_opt(0, 5);
         if (!r.is_null(0, 6)) p.sender_port = static_cast<int>(r.get_int(0, 6));
+        p.read_only = r.get_bool(0, 7);
     } catch (const Error& e) {
         p.error = redact_secrets(e.detail().empty() ? e.what()
                                                     : e.what() + (": " + first_line(e.detail())));
@@ -87,6 +89,7 @@ nlohmann::json node_json(const Node& node, const Probe& probe, const NodeView& v
     j["receive_lsn"] = or_null(probe.receive_lsn);
     j["replay_lsn"] = or_null(probe.replay_lsn);
     j["receiver_status"] = or_null(probe.receiver_status);
+    j["read_only"] = probe.reachable ? nlohmann::json(probe.read_only) : nlohmann::json(nullptr);
     j["sender_host"] = or_null(probe.sender_host);
     j["sender_port"] = or_null(probe.sender_port);
     j["error"] = probe.reachable ? nlohmann::json(nullptr) : nlohmann::json(probe.error);
@@ -133,7 +136,12 @@ public:
             nlohmann::json j = node_json(nodes[i], probes[i], view);
             table.rows.push_back(table_row(nodes[i], view, j));
             node_list.push_back(std::move(j));
-            if (view.role_found == "primary") writable.push_back("\"" + nodes[i].name + "\"");
+            if (view.role_found == "primary" && !probes[i].read_only)
+                writable.push_back("\"" + nodes[i].name + "\"");
+            if (view.role_found == "primary" && probes[i].read_only)
+                r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + nodes[i].name +
+                                  "\") is a primary in read-only mode (fenced): to make it a standby, stop "
+                                  "it and rejoin it with \"repmgr -D <data dir> --force standby clone <primary>\"");
             if (!probes[i].reachable && nodes[i].active)
                 r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" +
                                   nodes[i].name + "\") is unreachable: " + probes[i].error);
@@ -165,6 +173,7 @@ std::optional<std::uint64_t> primary_lsn_for(const Node& node, const std::vector
         if (!p.reachable || p.in_recovery || !p.current_lsn) continue;
         auto lsn = parse_lsn(*p.current_lsn);
         if (node.upstream_node_id == nodes[i].id) return lsn;
+        if (p.read_only) continue;
         ++writable;
         only = lsn;
     }
@@ -193,6 +202,7 @@ NodeView derive_view(const Node& node, const Probe& probe, const std::vector<Nod
     } else if (v.role_found == "primary") {
         v.mark = '*';
     }
+    if (!probe.in_recovery && probe.read_only) v.status += ", read-only";
 
     if (probe.in_recovery) {
         v.streaming = probe.receiver_status == "streaming";

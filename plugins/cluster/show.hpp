@@ -18,6 +18,7 @@ struct Probe {
     bool reachable = false;
     std::string error;                          // why not, when unreachable
     bool in_recovery = false;
+    bool read_only = false;                     // default_transaction_read_only: a fenced primary
     std::optional<std::string> current_lsn;     // a primary's pg_current_wal_lsn()
     std::optional<std::string> receive_lsn;     // a standby's pg_last_wal_receive_lsn()
     std::optional<std::string> replay_lsn;      // a standby's pg_last_wal_replay_lsn()
@@ -31,7 +32,7 @@ struct NodeView {
     std::string role;            // as configured: "primary", "inactive standby", ...
     std::string role_found;      // "primary", "standby" or "unreachable"
     char mark = ' ';             // repmgr 5's status mark: '*', ' ', '!', '?', '-'
-    std::string status;          // "running", "running as standby", "unreachable", "inactive"
+    std::string status;          // "running", "running as standby", "running, read-only", "unreachable", "inactive"
     std::string upstream_name;   // empty without an upstream
     std::optional<bool> streaming;       // standbys only
     std::optional<long long> lag_bytes;  // standbys only, when both LSNs are known
@@ -40,8 +41,8 @@ struct NodeView {
 };
 
 // The primary LSN a standby's lag is measured against: its upstream's when that is
-// a writable primary, else the one writable node's; nullopt when there is none or
-// several (split brain). probes[i] belongs to nodes[i].
+// a primary, else the one writable (not read-only) primary's; nullopt when there is
+// none or several (split brain). probes[i] belongs to nodes[i].
 std::optional<std::uint64_t> primary_lsn_for(const Node& node, const std::vector<Node>& nodes,
                                              const std::vector<Probe>& probes);
 

@@ -144,6 +144,13 @@ TEST_CASE("inactive nodes", "[cluster]") {
         auto v = derive_view(old_primary, primary_probe("0/1"), two_nodes, std::nullopt);
         CHECK(v.status_text() == "! running");
     }
+    SECTION("running but fenced by repmgrd: read-only") {
+        Probe fenced = primary_probe("0/1");
+        fenced.read_only = true;
+        auto v = derive_view(old_primary, fenced, two_nodes, std::nullopt);
+        CHECK(v.role_found == "primary");
+        CHECK(v.status_text() == "! running, read-only");
+    }
 }
 
 TEST_CASE("an upstream that is not registered is named by its id", "[cluster]") {
@@ -170,5 +177,12 @@ TEST_CASE("primary_lsn_for picks the writable primary", "[cluster]") {
         CHECK(primary_lsn_for(nodes[1], nodes, probes) == 0x10u);
         Node orphan = node(5, "n5", "standby");
         CHECK_FALSE(primary_lsn_for(orphan, nodes, probes));
+    }
+    SECTION("a read-only (fenced) old primary is not the one writable node") {
+        Probe fenced = primary_probe("0/20");
+        fenced.read_only = true;
+        std::vector<Probe> probes = {primary_probe("0/10"), standby_probe("0/8"), fenced};
+        Node orphan = node(5, "n5", "standby");
+        CHECK(primary_lsn_for(orphan, nodes, probes) == 0x10u);
     }
 }
