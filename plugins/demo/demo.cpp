@@ -1,12 +1,17 @@
 // pgrm demo [start|status|stop]: a three-node cluster on loopback, built by pgrm's own
-// commands (master register, standby clone, standby register), for trying pgrm out.
+// commands (master register, standby clone, standby register) and watched by a repmgrd
+// per node with automatic failover, for trying pgrm out.
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -60,7 +65,22 @@ struct DemoNode {
     int id;
     std::string name, data_dir, config;
     int port;
+    std::string daemon_pid_file() const { return data_dir + "-repmgrd.pid"; }
+    std::string daemon_log() const { return data_dir + "-repmgrd.log"; }
 };
+
+// The pid of the repmgrd holding n's pid file locked; nullopt when none runs.
+std::optional<pid_t> running_daemon(const DemoNode& n) {
+    int fd = ::open(n.daemon_pid_file().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    bool locked = ::flock(fd, LOCK_SH | LOCK_NB) != 0;
+    char buf[32] = {};
+    ssize_t len = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (!locked || len <= 0) return std::nullopt;
+    pid_t pid = static_cast<pid_t>(std::atol(buf));
+    return pid > 0 ? std::optional(pid) : std::nullopt;
+}
 
 std::vector<DemoNode> read_state(const std::string& dir) {
     std::ifstream in(fs::path(dir) / kStateFile);
@@ -149,7 +169,11 @@ public:
             nodes.push_back(n);
             std::ofstream(n.config) << "cluster=demo\nnode=" << n.id << "\nnode_name=" << n.name
                                     << "\nconninfo='host=127.0.0.1 port=" << n.port
-                                    << " user=postgres dbname=pgbench'\ndata_directory='" << n.data_dir << "'\n";
+                                    << " user=postgres dbname=pgbench'\ndata_directory='" << n.data_dir << "'\n"
+                                    << "log_file='" << n.daemon_log() << "'\n"
+                                    << "# repmgrd: fail over on its own, within seconds rather than a minute\n"
+                                    << "failover=automatic\nmonitor_interval_secs=2\n"
+                                    << "reconnect_attempts=3\nreconnect_interval=2\n";
             state["nodes"].push_back({{"id", n.id}, {"name", n.name}, {"data_dir", n.data_dir},
                                       {"config", n.config}, {"port", n.port}});
         }
@@ -183,10 +207,24 @@ public:
             run_self(ctx, {"-f", s.config, "standby", "register"});
         }
 
+        // 4. A repmgrd per node, detached, each holding its pid file.
+        for (const DemoNode& n : nodes) {
+            log::notice("demo: starting repmgrd for " + n.name);
+            ExecSpec spec;
+            spec.argv = {ctx.self_exe, "repmgrd", "-f", n.config, "-d", "--pid-file", n.daemon_pid_file()};
+            ExecResult res = run_program(spec);
+            if (!res.ok()) throw Error(ExitCode::BadConfig, "demo step failed: repmgrd for " + n.name, res.err);
+        }
+
         Result r = status_result(ctx, dir);
         r.lines.insert(r.lines.end(), {
             "",
             "connect:   psql -h 127.0.0.1 -p " + port + " -U postgres pgbench",
+            "lag:       psql -h 127.0.0.1 -p " + port +
+                " -U postgres pgbench -c 'SELECT * FROM repmgr_demo.repl_status'",
+            "failover:  stop node1 (pg_ctl -D " + p.data_dir + " -m immediate stop" +
+                (os_user ? ", as " + *os_user : std::string()) + ") and watch repmgr -f " + nodes[1].config +
+                " cluster show; the daemons log to " + dir + "/node{1,2,3}-repmgrd.log",
             "configs:   " + dir + "/node{1,2,3}.conf   (e.g. repmgr -f " + p.config + " cluster show)",
             "status:    pgrm demo status" + dir_option(),
             "stop:      pgrm demo stop" + dir_option(),
@@ -197,9 +235,25 @@ public:
         return r;
     }
 
-    // cluster show, through pgrm itself, as the demo's picture of itself.
+    // The demo's picture of itself: cluster show, and which daemons run.
     static Result status_result(const Context& ctx, const std::string& dir) {
         std::vector<DemoNode> nodes = read_state(dir);
+        Result r = cluster_show(ctx, dir, nodes);
+        nlohmann::json daemons = nlohmann::json::object();
+        std::string line = "repmgrd:";
+        for (const auto& n : nodes) {
+            auto pid = running_daemon(n);
+            daemons[n.name] = pid ? nlohmann::json(*pid) : nullptr;
+            line += " " + n.name + (pid ? " running (pid " + std::to_string(*pid) + ")" : " not running") + ";";
+        }
+        line.pop_back();
+        r.data["repmgrd_pids"] = daemons;
+        r.lines.push_back(line);
+        return r;
+    }
+
+    // cluster show, through pgrm itself, from the first node that answers.
+    static Result cluster_show(const Context& ctx, const std::string& dir, const std::vector<DemoNode>& nodes) {
         Result r;
         for (const auto& n : nodes) {
             try {
@@ -255,6 +309,19 @@ public:
         std::string dir = fs::absolute(dir_.empty() ? default_dir() : dir_).string();
         std::vector<DemoNode> nodes = read_state(dir);  // refuses a directory that is not a demo
         Result r;
+        // The daemons first: with the servers going down one by one they would fail over.
+        for (const auto& n : nodes) {
+            auto pid = running_daemon(n);
+            if (!pid) continue;
+            ::kill(*pid, SIGTERM);
+            auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            while (running_daemon(n) && std::chrono::steady_clock::now() < until)
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            if (running_daemon(n))
+                throw Error(ExitCode::BadConfig, "repmgrd for " + n.name + " (pid " + std::to_string(*pid) +
+                                                     ") did not stop within 10 s; the servers were left running");
+            r.lines.push_back("stopped repmgrd for " + n.name);
+        }
         for (const auto& n : nodes) {
             LocalServer server(n.data_dir, nullptr);
             if (fs::exists(n.data_dir) && server.running()) {

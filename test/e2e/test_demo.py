@@ -1,12 +1,14 @@
 """pgrm demo: the README's main job brings up a primary and two streaming standbys,
-built by pgrm's own clone and register, and stop removes exactly what it made."""
+built by pgrm's own clone and register, with a repmgrd on each node that fills
+repl_status; stop ends the daemons first and removes exactly what it made."""
 import json
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import pgrm  # noqa: E402
+from harness import pgrm, wait_until  # noqa: E402
 
 
 def test_demo_start_status_stop():
@@ -25,12 +27,26 @@ def test_demo_start_status_stop():
                 assert nodes[name]['streaming'] is True, nodes[name]
                 assert nodes[name]['upstream_node_id'] == 1, nodes[name]
 
+            # A repmgrd per node, and the standbys' lag in the seed's view.
+            pids = doc['data']['repmgrd_pids']
+            assert sorted(pids) == ['node1', 'node2', 'node3'] and all(pids.values()), pids
+            for pid in pids.values():
+                os.kill(pid, 0)
+            primary = harness.Instance('node1', port, demo_dir / 'node1', demo_dir / 'node1.log', demo_dir)
+            wait_until(lambda: primary.psql('select count(*) from repmgr_demo.repl_status',
+                                            db='pgbench') == '2',
+                       timeout=30, what='repl_status rows for both standbys')
+
             # A second demo in the same place is refused, and changes nothing.
             again = pgrm('demo', '--dir', demo_dir, persona='pgrm', check=1)
             assert 'already exists' in again.stderr, again.stderr
         finally:
             stop = pgrm('demo', 'stop', '--dir', demo_dir, persona='pgrm')
         assert stop.returncode == 0, stop.stderr
+        assert 'stopped repmgrd for node1' in stop.stdout, stop.stdout
+        for pid in pids.values():
+            wait_until(lambda pid=pid: not Path(f'/proc/{pid}').exists(), timeout=10,
+                       what=f'repmgrd pid {pid} to exit')
         assert not demo_dir.exists()
 
 
