@@ -22,7 +22,8 @@ other standby's WAL receiver is `streaming` with sender_port = the new primary's
 
 Then the footprint, on a fresh idle cluster (no load): each daemon's VmRSS / VmHWM from
 /proc/<pid>/status, and its CPU time (utime+stime from /proc/<pid>/stat) over --idle
-seconds of monitoring, as a percentage of one core.
+seconds of monitoring, as a percentage of one core; beside it, as a baseline from the
+same run, the RSS of an idle psql holding one connection (the libpq floor).
 
 Prints every run, the medians, and their ratios to the targets (first write <= 1.0 s,
 every standby streaming <= 2.0 s; frozen primary: <= reconnect window + 2 s; daemon RSS
@@ -325,9 +326,20 @@ def footprint(scale: int, idle: int) -> dict:
             pids = {i: p.pid for i, p in c.daemons.items()}
             start = {i: cpu_ticks(pid) for i, pid in pids.items()}
             t0 = time.monotonic()
+            # The floor any libpq client pays here, measured now beside the daemons: an
+            # idle psql holding one connection (the same libpq, libc, libcrypto, gnutls).
+            psql = subprocess.Popen(
+                [harness.pg_bin('psql'), '-X', '-h', '127.0.0.1', '-p', str(c.nodes[2].port),
+                 '-U', 'postgres', '-d', 'pgbench'],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env=harness.clean_env())
+            psql.stdin.write(b'select 1;\n')
+            psql.stdin.flush()
             time.sleep(idle)
             elapsed = time.monotonic() - t0
-            res = {}
+            res = {'psql': status(psql.pid)}
+            psql.stdin.close()
+            psql.wait(10)
             for i, pid in pids.items():
                 used = (cpu_ticks(pid) - start[i]) / tick
                 st = status(pid)
@@ -415,6 +427,11 @@ def main() -> int:
               f'  vs repmgrd {PEER_REPMGRD_RSS_KB / 1024:.1f} MB ratio {f["rss_kb"] / PEER_REPMGRD_RSS_KB:.2f};'
               f'  CPU {f["cpu_s"]:.2f} s = {f["cpu_pct"]:.3f} % of one core'
               f' (repmgrd {PEER_REPMGRD_CPU_PCT[0]}-{PEER_REPMGRD_CPU_PCT[1]} %)')
+    floor = fp['psql']
+    print(f'  baseline, same run: an idle psql holding one connection: VmRSS {floor["VmRSS"] / 1024:.2f} MB'
+          f' [anon {floor["RssAnon"] / 1024:.2f} MB, file-backed {floor["RssFile"] / 1024:.2f} MB];'
+          f' daemon/psql RSS ratio: '
+          + ', '.join(f'node{i} {fp[i]["rss_kb"] / floor["VmRSS"]:.2f}' for i in (1, 2, 3)))
     print(f'\n# total {time.monotonic() - started:.0f} s', flush=True)
     return 0
 
