@@ -3,10 +3,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
+#include <functional>
 
 #include <CLI/CLI.hpp>
 
@@ -43,6 +47,29 @@ int lock_pid_file(const std::string& path) {
     return fd;
 }
 
+// One daemon per node of a cluster on this host, pid file or not: an abstract Unix
+// socket named after the two is bound for the process's life and vanishes with it.
+int lock_node(const Config& cfg) {
+    std::string name = "pgrm-repmgrd/" + std::to_string(cfg.node) + "/" + cfg.cluster;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (name.size() > sizeof addr.sun_path - 1)  // a very long cluster name: its hash
+        name = "pgrm-repmgrd/" + std::to_string(cfg.node) + "/#" + std::to_string(std::hash<std::string>{}(cfg.cluster));
+    std::memcpy(addr.sun_path + 1, name.data(), name.size());  // sun_path[0] = 0: abstract
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw Error(ExitCode::BadConfig, std::string("could not create a socket: ") + std::strerror(errno));
+    auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+        int err = errno;
+        ::close(fd);
+        if (err == EADDRINUSE)
+            throw Error(ExitCode::BadConfig, "repmgrd is already running for node " + std::to_string(cfg.node) +
+                                                 " of cluster \"" + cfg.cluster + "\" on this host");
+        throw Error(ExitCode::BadConfig, std::string("could not take the node's lock: ") + std::strerror(err));
+    }
+    return fd;
+}
+
 void write_pid(int fd) {
     std::string pid = std::to_string(::getpid()) + "\n";
     if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0)
@@ -68,6 +95,7 @@ public:
             log::warning("daemonized without log_file: log lines are lost");
 
         // 1. One daemon per node.
+        int node_lock = lock_node(cfg);
         int pid_fd = pid_file_.empty() ? -1 : lock_pid_file(pid_file_);
 
         // 2. Detach, for classic init.
@@ -91,6 +119,7 @@ public:
             ::unlink(pid_file_.c_str());
             ::close(pid_fd);
         }
+        ::close(node_lock);
         Result r;
         r.exit_code = code;
         r.summary = code == ExitCode::Promoted ? "repmgrd: this standby was promoted; exiting" : "";

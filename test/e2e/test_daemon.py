@@ -404,6 +404,14 @@ def test_sighup_reload_and_pid_file():
         assert second.returncode == 1, output(second)
         assert 'already running' in second.stderr + second.stdout + d.log_text(), output(second)
         assert d.running() and pid_file.read_text().strip() == str(d.pid)
+        # So is one without a pid file, or with another one: one daemon per node.
+        for extra in ([], ['--pid-file', str(sb.path('other.pid'))]):
+            again = subprocess.run([str(harness.pgrm_path('repmgrd')), '-f', str(c.confs[2]), *extra],
+                                   capture_output=True, text=True, timeout=30, env=harness.clean_env())
+            assert again.returncode == 1, output(again)
+            assert 'already running for node 2' in again.stderr, output(again)
+        assert not sb.path('other.pid').exists()
+        assert d.running() and pid_file.read_text().strip() == str(d.pid)
 
         # SIGHUP: a new log_file and monitor interval; the reload is logged in the new file.
         old_log = log_of(c.confs[2])
