@@ -74,6 +74,8 @@ ExitCode Monitor::run() {
             if (!local_ || !local_->ok())
                 local_.emplace(Connection::open(cfg_.conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS}));
             bool in_recovery = local_->exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0);
+            if (!local_error_.empty()) log::notice("local server answers again");
+            local_error_.clear();
             if (!in_recovery && was_primary_ == false && registered_ && !promoted_by_us_ &&
                 cfg_.failover == "manual") {
                 log::error("this standby was promoted outside repmgrd; exiting as repmgr 1.0 did (ERR_PROMOTED)");
@@ -89,7 +91,12 @@ ExitCode Monitor::run() {
                 primary_pass();
             }
         } catch (const Error& e) {
-            log::warning(std::string("local server: ") + e.what() + (e.detail().empty() ? "" : ": " + e.detail()));
+            // Once per distinct failure, not every pass: a server down for an hour
+            // should not bury the log.
+            std::string why = std::string("local server: ") + e.what() + (e.detail().empty() ? "" : ": " + e.detail());
+            if (why != local_error_) log::warning(why);
+            else log::debug(why);
+            local_error_ = why;
             local_.reset();
         }
         wait(std::chrono::seconds(cfg_.monitor_interval_secs));

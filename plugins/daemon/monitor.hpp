@@ -60,6 +60,7 @@ private:
     bool fenced_ = false;
     bool schema_current_ = false;
     bool manual_notice_given_ = false;
+    std::string local_error_;  // the last failure to reach the local server, logged once
     std::optional<std::chrono::steady_clock::time_point> minority_since_;
     std::chrono::steady_clock::time_point last_prune_{};
 };

@@ -455,6 +455,34 @@ def test_sighup_reload_and_pid_file():
         assert not pid_file.exists(), 'pid file left behind after a clean stop'
 
 
+def test_local_server_down_logged_once():
+    """A standby's own server stopped for several passes: one warning, not one a pass;
+    then a line when it answers again, and monitoring resumes."""
+    with harness.Sandbox() as sb, cluster_of(sb) as c:
+        primary_and_standby(c, {'failover': 'manual'})
+        d = c.start_daemon(2)
+        d.wait_log('repmgrd started')
+        wait_until(lambda: c.nodes_sql() == '1|primary|t\n2|standby|t', what='node2 registered')
+        def warnings():
+            return [ln for ln in d.log_text().splitlines() if '[WARNING] local server:' in ln]
+        c.nodes[2].stop('fast')
+        # The session ends, then connections are refused: a warning for each reason,
+        # and none for the passes after.
+        wait_until(lambda: any('could not connect' in w for w in warnings()), timeout=15,
+                   what='the warning that the local server refuses connections')
+        seen = warnings()
+        time.sleep(5 * FAST['monitor_interval_secs'])
+        assert d.running(), d.tail()
+        assert warnings() == seen, 'warned again for the same outage:\n' + '\n'.join(warnings())
+        assert len(seen) <= 2, '\n'.join(seen)
+        c.nodes[2].start()
+        d.wait_log('local server answers again', timeout=20)
+        rows = int(c.nodes[1].psql('select count(*) from repmgr_test.repl_monitor', db='pgbench'))
+        wait_until(lambda: int(c.nodes[1].psql('select count(*) from repmgr_test.repl_monitor',
+                                               db='pgbench')) > rows,
+                   timeout=15, what='monitoring rows again')
+
+
 def test_sighup_keeps_verbose():
     """--verbose on the command line must outlive a SIGHUP: after a reload, info-level
     messages (here "primary check failed", logged at info when the primary is gone) are
