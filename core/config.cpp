@@ -309,6 +309,10 @@ const std::vector<SettingSpec>& settings_table() {
         {"log_file", {}, "string", "", false,
          "file the log is appended to; stderr when empty",
          [](Config& c, const std::string& raw) { c.log_file = raw; }},
+        {"ssh_options", {}, "string", "", false,
+         "options added to ssh when rsync copies from another host (e.g. -p 2222 -i ~/.ssh/repl); "
+         "split on spaces and quotes, never by a shell",
+         [](Config& c, const std::string& raw) { c.ssh_options = checked_command(raw); }},
         {"failover", {}, "string", "manual", false,
          "automatic: repmgrd promotes or follows when the primary is lost; manual: it only logs",
          [](Config& c, const std::string& raw) {

@@ -20,6 +20,7 @@ struct Config {
     int priority = 100;             // failover preference; 0 = never promote
     std::string log_level = "notice";
     std::string log_file;           // empty: stderr
+    std::string ssh_options;        // added to rsync's ssh command line (-p, -i, -o …)
 
     // repmgrd
     std::string failover = "manual";     // or "automatic"

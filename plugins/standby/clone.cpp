@@ -124,6 +124,23 @@ ClonePlan plan_clone(const CloneSituation& s) {
     return plan;
 }
 
+// rsync's --rsh value: ssh that never prompts, plus the configured ssh_options. rsync
+// splits it itself on spaces, keeping quoted words whole (no shell).
+std::string rsync_rsh(const std::string& ssh_options) {
+    std::string rsh = "ssh -o BatchMode=yes";
+    for (const std::string& arg : split_command(ssh_options)) {
+        if (!arg.empty() && arg.find_first_of(" \t'\"") == std::string::npos)
+            rsh += " " + arg;
+        else if (arg.find('"') == std::string::npos)
+            rsh += " \"" + arg + "\"";
+        else if (arg.find('\'') == std::string::npos)
+            rsh += " '" + arg + "'";
+        else
+            throw Error(ExitCode::BadConfig, "ssh_options: an argument cannot hold both kinds of quote");
+    }
+    return rsh;
+}
+
 namespace {
 
 class StandbyClone : public Command {
@@ -222,7 +239,7 @@ public:
         if (plan.method == "pg_basebackup")
             bytes = copy_with_pg_basebackup(ctx, source, target, os_user, major);
         else if (plan.method == "rsync")
-            bytes = copy_with_rsync(ctx, conn, facts, host, target, os_user, major);
+            bytes = copy_with_rsync(ctx, conn, facts, host, target, os_user);
 
         // 5. What the standby needs to start: pg_wal, standby.signal, primary_conninfo.
         ensure_wal_directory(target, os_user);
@@ -417,8 +434,9 @@ private:
 
     unsigned long long copy_with_rsync(const Context& ctx, Connection& conn, const ServerFacts& facts,
                                        const std::string& host, const std::string& target,
-                                       const std::optional<std::string>& os_user, int major) {
+                                       const std::optional<std::string>& os_user) {
         const GlobalOptions& o = ctx.options;
+        std::string rsh = rsync_rsh(ctx.config ? ctx.config->ssh_options : "");
         std::string source_dir = facts.data_directory;
         if (source_dir.empty())
             throw Error(ExitCode::BadConfig, "cannot read the source's data_directory",
@@ -427,13 +445,12 @@ private:
         std::string from = is_local_host(host)
                                ? source_dir + "/"
                                : (o.remote_user.empty() ? "" : o.remote_user + "@") + host + ":" + source_dir + "/";
-        (void)major;
 
         // The backup stays open as long as this session: if anything below fails,
         // closing the connection aborts it on the server.
         conn.exec(facts.version_num >= 150000 ? kBackupStartSql : kBackupStartSqlOld,
                   {"pgrm standby clone"});
-        unsigned long long bytes = rsync(o, from, target + "/", kRsyncExcludes, os_user, true);
+        unsigned long long bytes = rsync(o, rsh, from, target + "/", kRsyncExcludes, os_user, true);
 
         Rows stop = [&] {
             try {
@@ -451,16 +468,16 @@ private:
         std::error_code ec;
         fs::create_directories(fs::path(target) / "pg_wal", ec);
         hand_over((fs::path(target) / "pg_wal").string(), os_user);
-        bytes += rsync(o, from + "pg_wal/", target + "/pg_wal/", {"archive_status/"}, os_user, false);
+        bytes += rsync(o, rsh, from + "pg_wal/", target + "/pg_wal/", {"archive_status/"}, os_user, false);
         return bytes;
     }
 
-    static unsigned long long rsync(const GlobalOptions& o, const std::string& from, const std::string& to,
-                                    const std::vector<std::string>& excludes,
+    static unsigned long long rsync(const GlobalOptions& o, const std::string& rsh, const std::string& from,
+                                    const std::string& to, const std::vector<std::string>& excludes,
                                     const std::optional<std::string>& os_user, bool delete_extra) {
         ExecSpec spec;
         // --checksum: a forced clone compares contents, never trusting size and mtime.
-        spec.argv = {"rsync", "--archive", "--checksum", "--stats", "--rsh=ssh -o BatchMode=yes"};
+        spec.argv = {"rsync", "--archive", "--checksum", "--stats", "--rsh=" + rsh};
         if (delete_extra) spec.argv.push_back("--delete");
         for (const auto& e : excludes) spec.argv.push_back("--exclude=" + e);
         spec.argv.insert(spec.argv.end(), {from, to});

@@ -34,4 +34,8 @@ struct ClonePlan {
 // the target is rewindable, else an rsync delta.
 ClonePlan plan_clone(const CloneSituation& s);
 
+// The ssh command rsync runs (its --rsh value): "ssh -o BatchMode=yes" and the words of
+// ssh_options, each quoted the way rsync reads it when it holds a space.
+std::string rsync_rsh(const std::string& ssh_options);
+
 }  // namespace pgrm

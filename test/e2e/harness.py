@@ -199,16 +199,19 @@ def pgrm_path(persona: str = 'repmgr') -> Path:
 
 def pgrm(*args, persona: str = 'repmgr', check: int | None = None, env: dict | None = None,
          cwd: str | os.PathLike | None = None, timeout: float = 300, input: str | None = None,
-         as_pg_user: bool = False) -> subprocess.CompletedProcess:
+         as_pg_user: bool = False, netns: 'NetNamespace | None' = None) -> subprocess.CompletedProcess:
     """Runs the built binary through its persona symlink (<builddir>/cmd/<persona>).
 
     Output is captured as text. check=N asserts the exit code is N (the message shows the
     command, stdout and stderr). libpq's PG* variables are removed from the environment;
     pass env= to set some. as_pg_user=True runs it as the postgres OS user when we are root
-    (as repmgr is run in production, so files it creates belong to postgres).
+    (as repmgr is run in production, so files it creates belong to postgres). netns= runs
+    it inside that network namespace, as on another host.
     """
     exe = pgrm_path(persona)
     argv = [str(exe)] + [str(a) for a in args]
+    if netns is not None:
+        argv = netns.argv(argv)
     if as_pg_user and IS_ROOT:
         proc = run_as_pg(argv, check=False, env=env, cwd=cwd, timeout=timeout, input=input)
     else:
@@ -654,6 +657,7 @@ class Sandbox:
             os.chown(self.root, _PG_PW.pw_uid, _PG_PW.pw_gid)
         self.instances: dict = {}
         self._cleaned = False
+        self._undo: list = []   # what on_cleanup registered, undone last first
         _live_sandboxes.append(self)
 
     def __enter__(self) -> 'Sandbox':
@@ -688,6 +692,11 @@ class Sandbox:
         path.write_text(text)
         os.chmod(path, 0o644)
         return path
+
+    def on_cleanup(self, undo: Callable[[], None]):
+        """Runs undo when the sandbox is cleaned up, after its servers stopped (for things
+        outside the sandbox's directory: network namespaces, daemons)."""
+        self._undo.append(undo)
 
     def mkdir_for_pg(self, name: str) -> Path:
         """An (empty) directory under root owned by the PostgreSQL OS user."""
@@ -760,6 +769,11 @@ class Sandbox:
         self._cleaned = True
         try:
             self.stop_all()
+            for undo in reversed(self._undo):
+                try:
+                    undo()
+                except Exception:  # noqa: BLE001 - undo the rest anyway
+                    traceback.print_exc()
         finally:
             if self in _live_sandboxes:
                 _live_sandboxes.remove(self)
@@ -864,6 +878,111 @@ def assert_read_only(inst: Instance, sql: str = 'insert into walk values (-99999
         assert 'read-only transaction' in e.stderr, e.stderr
     else:
         raise AssertionError(f'{inst.name} accepted a write')
+
+
+# --------------------------------------------------------------------------------------
+# Other hosts: a network namespace joined by a veth pair, and an sshd (root only)
+
+
+class NetNamespace:
+    """A network namespace linked to this one by a veth pair: a second host. This side
+    gets address `local`, the namespace `remote` (a /30 in 10.231.0.0/16). The same
+    filesystem, its own interfaces: pgrm run inside it (argv()) sees `local` as a
+    remote host. Removed with the sandbox."""
+
+    def __init__(self, sb: Sandbox):
+        if not IS_ROOT:
+            raise SkipTest('network namespaces need root')
+        tag = f'{os.getpid() % 100000}{random.randint(0, 99):02d}'
+        self.name = f'pgrm-{tag}'
+        self.veth = f'pgrm{tag}'
+        subnet = random.SystemRandom().randint(0, 16383)
+        base = f'10.231.{subnet // 64}.{(subnet % 64) * 4}'
+        prefix, last = base.rsplit('.', 1)
+        self.local, self.remote = f'{prefix}.{int(last) + 1}', f'{prefix}.{int(last) + 2}'
+        sb.on_cleanup(self.remove)
+        for argv in (['ip', 'netns', 'add', self.name],
+                     ['ip', 'link', 'add', self.veth + 'a', 'type', 'veth', 'peer', 'name', self.veth + 'b'],
+                     ['ip', 'link', 'set', self.veth + 'b', 'netns', self.name],
+                     ['ip', 'addr', 'add', self.local + '/30', 'dev', self.veth + 'a'],
+                     ['ip', 'link', 'set', self.veth + 'a', 'up'],
+                     self.argv(['ip', 'addr', 'add', self.remote + '/30', 'dev', self.veth + 'b']),
+                     self.argv(['ip', 'link', 'set', self.veth + 'b', 'up']),
+                     self.argv(['ip', 'link', 'set', 'lo', 'up'])):
+            subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+    def argv(self, argv: list) -> list:
+        return ['ip', 'netns', 'exec', self.name, *[str(a) for a in argv]]
+
+    def remove(self):
+        subprocess.run(['ip', 'link', 'del', self.veth + 'a'], capture_output=True, timeout=30)
+        subprocess.run(['ip', 'netns', 'del', self.name], capture_output=True, timeout=30)
+
+
+class Sshd:
+    """An sshd of its own on address:port, letting the PostgreSQL OS user in with a key
+    made for it. ssh_options() is what a client (run as that user) needs: the port, the
+    key and a known_hosts file holding this server's key, so nothing in anyone's ~/.ssh
+    is read or written. log() is sshd's log. Stopped with the sandbox."""
+
+    def __init__(self, sb: Sandbox, address: str):
+        if not IS_ROOT or _PG_PW is None:
+            raise SkipTest('an sshd of its own needs root and a postgres OS user')
+        sshd = shutil.which('sshd') or '/usr/sbin/sshd'
+        if not Path(sshd).is_file():
+            raise SkipTest('no sshd (openssh-server) installed')
+        self.dir = sb.path('ssh')
+        self.dir.mkdir(mode=0o755)
+        host_key, self.client_key = self.dir / 'host_key', self.dir / 'client_key'
+        for key in (host_key, self.client_key):
+            subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(key)],
+                           check=True, capture_output=True, timeout=60)
+        os.chown(self.client_key, _PG_PW.pw_uid, _PG_PW.pw_gid)   # ssh insists on 0600, owned
+        (self.dir / 'authorized_keys').write_text((self.dir / 'client_key.pub').read_text())
+        self.port = free_port()
+        self.address = address
+        self.known_hosts = self.dir / 'known_hosts'
+        self.known_hosts.write_text(f'[{address}]:{self.port} '
+                                    + (self.dir / 'host_key.pub').read_text())
+        config = self.dir / 'sshd_config'
+        config.write_text(f'ListenAddress {address}:{self.port}\n'
+                          f'HostKey {host_key}\n'
+                          f'PidFile {self.dir / "sshd.pid"}\n'
+                          f'AuthorizedKeysFile {self.dir / "authorized_keys"}\n'
+                          'StrictModes no\nUsePAM yes\nPasswordAuthentication no\n'
+                          'KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n'
+                          f'AllowUsers {_PG_PW.pw_name}\nLogLevel VERBOSE\n')
+        Path('/run/sshd').mkdir(mode=0o755, exist_ok=True)   # sshd's privilege separation
+        self.log_path = self.dir / 'sshd.log'
+        with open(self.log_path, 'ab') as log:
+            self.proc = subprocess.Popen([sshd, '-D', '-e', '-f', str(config)], stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        sb.on_cleanup(self.stop)
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise AssertionError(f'sshd exited ({self.proc.returncode}): {self.log()}')
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                return s.connect_ex((address, self.port)) == 0
+        wait_until(listening, timeout=20, what=f'sshd on {address}:{self.port}')
+
+    def ssh_options(self) -> str:
+        return (f'-p {self.port} -i {self.client_key} -o UserKnownHostsFile={self.known_hosts} '
+                f'-o StrictHostKeyChecking=yes')
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors='replace')
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
 
 
 # --------------------------------------------------------------------------------------

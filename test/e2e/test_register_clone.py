@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """End to end: master register, standby clone (pg_basebackup and rsync, fresh and forced
-delta), standby register, cluster show/event, and the refusals around them, following the
+delta, rsync over ssh from another host in a network namespace), standby register, cluster show/event, and the refusals around them, following the
 seed's walkthrough ("Usage walkthrough" of repmgr 1.0's README) on real servers.
 
 pgrm runs as root here (harness.pgrm's default), as users run it on this machine: it must
@@ -316,6 +316,54 @@ def test_clone_help_shows_dry_run_as_a_flag():
     assert lines, output(r)
     assert '--dry-run=' not in lines[0], f'help shows a value for a flag: {lines[0]!r}'
     assert '--method=' in r.stdout, output(r)
+
+
+def test_clone_rsync_over_ssh_from_another_host():
+    """The seed's way: rsync over ssh. pgrm runs in a network namespace (another host),
+    the primary and an sshd of its own listen on this side of a veth pair; ssh_options
+    from the config give ssh the port, key and known host. Without them ssh cannot log in
+    (BatchMode: no prompt) and the clone fails with ERR_BAD_RSYNC (2), leaving no copy."""
+    with harness.Sandbox() as sb:
+        host = harness.NetNamespace(sb)
+        n1 = make_primary(sb, extra_conf={'listen_addresses': f'127.0.0.1,{host.local}'})
+        hba = n1.datadir / 'pg_hba.conf'
+        hba.write_text(hba.read_text() + ''.join(f'host {db} all {a}/32 trust\n'
+                                                 for a in (host.remote, host.local)
+                                                 for db in ('all', 'replication')))
+        n1.psql('select pg_reload_conf()')
+        n1.psql('create table walk(i int primary key); insert into walk values (1)', db='pgbench')
+        sshd = harness.Sshd(sb, host.local)
+
+        def clone(target: Path, conf: Path):
+            return pgrm('-f', conf, '-D', target, '-d', 'pgbench', '-p', n1.port, '-U', 'postgres',
+                        '-R', 'postgres', '--verbose', 'standby', 'clone', '--method', 'rsync',
+                        host.local, netns=host)
+
+        def conf(name: str, extra: str = '') -> Path:
+            return sb.write_config(name, f"cluster=test\nnode=2\nconninfo='host={host.remote} "
+                                         f"port={n1.port} user=postgres dbname=pgbench'\n{extra}")
+
+        # No key for ssh: refused at once, nothing copied.
+        target = sb.path('node2')
+        r = clone(target, conf('plain'))
+        assert r.returncode == 2, output(r)
+        assert 'rsync failed' in r.stderr, output(r)
+        assert not target.exists() or not any(target.iterdir()), f'a failed clone left files in {target}'
+        assert n1.psql("select count(*) from pg_stat_activity where backend_type = 'client backend' "
+                       "and query ilike '%backup%' and pid <> pg_backend_pid()") == '0'
+
+        # With ssh_options: copied over ssh, then a streaming standby with the data.
+        r = clone(target, conf('repmgr2', f"ssh_options='{sshd.ssh_options()}'\n"))
+        assert r.returncode == 0, output(r) + sshd.log()
+        assert 'Accepted publickey for postgres' in sshd.log(), sshd.log()
+        assert (target / 'backup_label').is_file(), output(r)
+        auto = (target / 'postgresql.auto.conf').read_text()
+        assert f'host={host.local}' in auto, auto
+        n2 = sb.new_instance('node2')
+        n2.start()
+        wait_streaming(n2)
+        n1.psql('insert into walk values (2)', db='pgbench')
+        wait_count(n2, 'select count(*) from walk', '2')
 
 
 def test_clone_wrong_or_missing_password():

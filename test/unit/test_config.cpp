@@ -80,7 +80,7 @@ TEST_CASE("settings table lists every setting in order", "[config]") {
     }
     CHECK(names == std::vector<std::string>{"cluster", "node", "conninfo", "node_name",
                                             "data_directory", "pg_bindir", "priority",
-                                            "log_level", "log_file", "failover",
+                                            "log_level", "log_file", "ssh_options", "failover",
                                             "monitor_interval_secs", "reconnect_attempts",
                                             "reconnect_interval", "monitoring_history_days", "fence",
                                             "promote_command", "follow_command", "fence_command"});
@@ -402,4 +402,5 @@ TEST_CASE("repmgrd settings have defaults and are checked", "[config]") {
 
 TEST_CASE("a command setting that cannot be split is refused when loading", "[config]") {
     CHECK(error_of(with_seed("fence_command='/bin/fence \"node 2'\n")).find("repmgr.conf:4: fence_command:") == 0);
+    CHECK(error_of(with_seed("ssh_options='-i \"/keys/a'\n")).find("repmgr.conf:4: ssh_options:") == 0);
 }

@@ -98,3 +98,11 @@ TEST_CASE("a rewindable target with data gets pg_rewind, else rsync says why", "
     CHECK(p.method == "rsync");
     CHECK(p.steps.front() == "no pg_rewind: the target has neither wal_log_hints nor data checksums");
 }
+
+TEST_CASE("rsync's ssh command carries ssh_options, quoted as rsync reads them", "[standby]") {
+    CHECK(rsync_rsh("") == "ssh -o BatchMode=yes");
+    CHECK(rsync_rsh("-p 2222 -i /home/pg/.ssh/repl") == "ssh -o BatchMode=yes -p 2222 -i /home/pg/.ssh/repl");
+    CHECK(rsync_rsh("-i '/keys/my key'") == "ssh -o BatchMode=yes -i \"/keys/my key\"");
+    CHECK(rsync_rsh("-o 'ProxyCommand=nc \"gw\" 22'") == "ssh -o BatchMode=yes -o 'ProxyCommand=nc \"gw\" 22'");
+    CHECK_THROWS_AS(rsync_rsh("-o \"a 'b\\\" c\""), Error);
+}
