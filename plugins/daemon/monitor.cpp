@@ -61,6 +61,12 @@ ConnectOptions Monitor::quick_connect() const {
     return o;
 }
 
+// Queries to other nodes: a frozen or partitioned server answers nothing, and costs
+// one reconnect interval (at most 5 s), not more.
+std::chrono::milliseconds Monitor::remote_timeout() const {
+    return std::min<std::chrono::milliseconds>(kQueryTimeout, std::chrono::seconds(cfg_.reconnect_interval));
+}
+
 std::chrono::seconds Monitor::failover_window() const {
     return std::chrono::seconds(cfg_.reconnect_attempts * cfg_.reconnect_interval + cfg_.monitor_interval_secs);
 }
@@ -191,9 +197,7 @@ bool Monitor::primary_answers() {
             primary_.emplace(Connection::open(primary->conninfo, quick_connect()));
             primary_id_ = primary->id;
         }
-        // A frozen primary answers nothing: give it one reconnect interval, not more.
-        auto timeout = std::min<std::chrono::milliseconds>(kQueryTimeout, std::chrono::seconds(cfg_.reconnect_interval));
-        if (primary_->exec(kInRecoverySql, {}, timeout).get_bool(0, 0)) return false;
+        if (primary_->exec(kInRecoverySql, {}, remote_timeout()).get_bool(0, 0)) return false;
         return true;
     } catch (const Error& e) {
         log::info(std::string("primary check failed: ") + e.what());
@@ -205,7 +209,7 @@ bool Monitor::primary_answers() {
 void Monitor::record_monitoring() {
     try {
         Rows mine = local_->exec(kStandbyPositionSql, {}, kQueryTimeout);
-        std::string primary_lsn = primary_->exec(kPrimaryLsnSql, {}, kQueryTimeout).get(0, 0);
+        std::string primary_lsn = primary_->exec(kPrimaryLsnSql, {}, remote_timeout()).get(0, 0);
         auto received = mine.get_opt(0, 0), replayed = mine.get_opt(0, 1);
         auto p = parse_lsn(primary_lsn).value_or(0);
         auto rcv = parse_lsn(received.value_or(replayed.value_or("0/0"))).value_or(0);
@@ -220,12 +224,12 @@ void Monitor::record_monitoring() {
                            "VALUES ($1, $2, now(), $3, $4, $5, $6, $7, $8)",
                        {std::to_string(*primary_id_), std::to_string(cfg_.node), primary_lsn, received, replayed,
                         std::to_string(replication_lag), std::to_string(apply_lag), mine.get_opt(0, 2)},
-                       kQueryTimeout);
+                       remote_timeout());
         auto now = std::chrono::steady_clock::now();
         if (now - last_prune_ > std::chrono::hours(1)) {
             primary_->exec("DELETE FROM " + schema + ".repl_monitor WHERE standby_node = $1 AND "
                            "last_monitor_time < now() - make_interval(days => $2)",
-                           {std::to_string(cfg_.node), std::to_string(cfg_.monitoring_history_days)}, kQueryTimeout);
+                           {std::to_string(cfg_.node), std::to_string(cfg_.monitoring_history_days)}, remote_timeout());
             last_prune_ = now;
         }
         log::debug("monitored: lag " + std::to_string(replication_lag) + " bytes, apply lag " +
@@ -257,7 +261,7 @@ void Monitor::failover() {
         Peer p{n.id, n.priority};
         try {
             Connection c = Connection::open(n.conninfo, quick_connect());
-            Rows r = c.exec(kPeerSql, {std::to_string(window_s), primary_host, primary_port}, kQueryTimeout);
+            Rows r = c.exec(kPeerSql, {std::to_string(window_s), primary_host, primary_port}, remote_timeout());
             p.reachable = true;
             p.in_recovery = r.get_bool(0, 0);
             p.wal_end = parse_lsn(r.get(0, 1)).value_or(0);
@@ -291,8 +295,8 @@ void Monitor::failover() {
         bool writable = false;
         while (target && !writable && !signals_.stop && std::chrono::steady_clock::now() < until) {
             try {
-                Connection c = Connection::open(target->conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS});
-                writable = !c.exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0);
+                Connection c = Connection::open(target->conninfo, quick_connect());
+                writable = !c.exec(kInRecoverySql, {}, remote_timeout()).get_bool(0, 0);
             } catch (const Error&) {
             }
             if (!writable) wait(100ms);
@@ -334,7 +338,7 @@ void Monitor::primary_pass() {
                          .insert_or_assign(n.id, std::pair(n.conninfo, Connection::open(n.conninfo, quick_connect())))
                          .first;
             Connection& c = it->second.second;
-            bool in_recovery = c.exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0);
+            bool in_recovery = c.exec(kInRecoverySql, {}, remote_timeout()).get_bool(0, 0);
             ++visible;
             if (in_recovery) continue;
             WalPosition theirs = query_wal_position(c);

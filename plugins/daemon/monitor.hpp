@@ -43,6 +43,7 @@ private:
     void wait(std::chrono::milliseconds duration);
     std::chrono::seconds failover_window() const;
     ConnectOptions quick_connect() const;
+    std::chrono::milliseconds remote_timeout() const;
 
     Config cfg_;
     std::string self_exe_;

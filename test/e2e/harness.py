@@ -36,6 +36,7 @@ OS user `postgres`; otherwise as the current user.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
 import pwd
@@ -168,14 +169,22 @@ def _demote_fn() -> Callable[[], None] | None:
 
 def run_as_pg(argv: list, *, check: bool = True, env: dict | None = None,
               cwd: str | os.PathLike | None = None, timeout: float | None = 120,
-              input: str | None = None) -> subprocess.CompletedProcess:
-    """Runs argv as the PostgreSQL OS user, capturing text output."""
+              input: str | None = None, netns: 'NetNamespace | None' = None) -> subprocess.CompletedProcess:
+    """Runs argv as the PostgreSQL OS user, capturing text output; inside netns if given."""
     home = _PG_PW.pw_dir if (IS_ROOT and _PG_PW) else None
     if cwd is None:
         cwd = '/'  # root's cwd may not be readable by postgres
+    demote = _demote_fn()
+
+    def preexec():
+        if netns is not None:
+            netns.enter()
+        if demote is not None:
+            demote()
     proc = subprocess.run(
         [str(a) for a in argv], capture_output=True, text=True, env=clean_env(env, home),
-        cwd=str(cwd), timeout=timeout, input=input, preexec_fn=_demote_fn())
+        cwd=str(cwd), timeout=timeout, input=input,
+        preexec_fn=preexec if (netns is not None or demote is not None) else None)
     if check and proc.returncode != 0:
         raise PsqlError(proc.returncode, proc.args, proc.stdout, proc.stderr)
     return proc
@@ -429,6 +438,9 @@ class Instance:
         self.socket_dir = Path(socket_dir)
         self.sandbox = sandbox
         self.superuser = PG_USER
+        # Set before start() to run the server on another host; psql then goes through
+        # the Unix socket, which the shared filesystem reaches from any namespace.
+        self.netns: 'NetNamespace | None' = None
 
     def __repr__(self):
         return f'Instance({self.name!r}, port={self.port}, datadir={str(self.datadir)!r})'
@@ -486,7 +498,7 @@ class Instance:
         argv += ['-w'] if wait else ['-W']
         argv.append('start')
         try:
-            run_as_pg(argv, timeout=timeout + 30)
+            run_as_pg(argv, timeout=timeout + 30, netns=self.netns)
         except PsqlError as e:
             e.stderr = (e.stderr or '') + self.log_tail()
             raise
@@ -545,7 +557,8 @@ class Instance:
         """Runs sql through psql (unaligned, tuples only, stop on error); returns stdout
         stripped. Raises PsqlError (a CalledProcessError) carrying stderr on failure."""
         proc = run_as_pg([pg_bin('psql'), '-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1',
-                          '-h', '127.0.0.1', '-p', str(self.port), '-U', user or self.superuser,
+                          '-h', str(self.socket_dir) if self.netns else '127.0.0.1',
+                          '-p', str(self.port), '-U', user or self.superuser,
                           '-d', db, '-c', sql], timeout=timeout)
         return proc.stdout.strip()
 
@@ -884,6 +897,10 @@ def assert_read_only(inst: Instance, sql: str = 'insert into walk values (-99999
 # Other hosts: a network namespace joined by a veth pair, and an sshd (root only)
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_CLONE_NEWNET = 0x40000000
+
+
 class NetNamespace:
     """A network namespace linked to this one by a veth pair: a second host. This side
     gets address `local`, the namespace `remote` (a /30 in 10.231.0.0/16). The same
@@ -913,6 +930,21 @@ class NetNamespace:
 
     def argv(self, argv: list) -> list:
         return ['ip', 'netns', 'exec', self.name, *[str(a) for a in argv]]
+
+    def enter(self):
+        """Moves the calling process into the namespace (for a preexec_fn)."""
+        fd = os.open(f'/var/run/netns/{self.name}', os.O_RDONLY)
+        try:
+            if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f'setns {self.name}: {os.strerror(err)}')
+        finally:
+            os.close(fd)
+
+    def link(self, up: bool):
+        """Cuts (up=False) or restores the link between the two hosts."""
+        subprocess.run(['ip', 'link', 'set', self.veth + 'a', 'up' if up else 'down'],
+                       check=True, capture_output=True, timeout=30)
 
     def remove(self):
         subprocess.run(['ip', 'link', 'del', self.veth + 'a'], capture_output=True, timeout=30)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import (clone_args, make_primary, output, pgrm, wait_streaming_from,  # noqa: E402
+from harness import (clone_args, make_primary, output, pgrm, wait_streaming, wait_streaming_from,  # noqa: E402
                      wait_until)
 
 
@@ -99,7 +99,8 @@ class Daemon:
     """repmgrd -f conf --verbose, in the foreground, as a child of this test (own
     process group, so that stop() can end it and anything it started)."""
 
-    def __init__(self, sb: harness.Sandbox, name: str, conf: Path, *extra, verbose: bool = True):
+    def __init__(self, sb: harness.Sandbox, name: str, conf: Path, *extra, verbose: bool = True,
+                 netns: harness.NetNamespace | None = None):
         self.name = name
         self.conf = conf
         self.out = sb.path(f'repmgrd-{name}.out')  # stdout/stderr, before log_file applies
@@ -107,6 +108,8 @@ class Daemon:
         if verbose:
             argv.append('--verbose')
         argv += [str(a) for a in extra]
+        if netns is not None:
+            argv = netns.argv(argv)   # ip netns exec execs it: the pid stays the daemon's
         self.argv = argv
         with open(self.out, 'ab') as f:
             self.proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT,
@@ -147,8 +150,8 @@ class Cluster:
         self.daemons: dict = {}  # id -> Daemon
         self.bg: list = []      # other background processes (pgbench)
 
-    def start_daemon(self, node_id: int, *extra) -> Daemon:
-        d = Daemon(self.sb, f'node{node_id}', self.confs[node_id], *extra)
+    def start_daemon(self, node_id: int, *extra, netns: harness.NetNamespace | None = None) -> Daemon:
+        d = Daemon(self.sb, f'node{node_id}', self.confs[node_id], *extra, netns=netns)
         self.daemons[node_id] = d
         return d
 
@@ -647,6 +650,74 @@ def test_sigstop_primary_then_fenced():
         if t_promoted > window + 18:
             raise AssertionError(f'a frozen primary took {t_promoted:.1f} s to be replaced '
                                  f'(reconnect window {window} s){c.daemons[new_id].tail(60)}')
+
+
+# --------------------------------------------------------------------------------------
+# 6b. A primary on another host, cut off by a network partition, fences itself
+
+
+def test_partitioned_primary_fences_itself():
+    """node1 runs on another host (a network namespace) and its link goes down: node2 and
+    node3, a majority, elect one of them; node1's own daemon, cut off from the majority
+    for longer than the failover window, makes node1 read-only. With the link back,
+    node1 stays fenced and cluster show says so."""
+    with harness.Sandbox() as sb, cluster_of(sb) as c:
+        host = harness.NetNamespace(sb)
+        here = host.local   # node2's and node3's address, as node1 reaches them
+
+        n1 = sb.new_instance('node1')
+        n1.netns = host
+        n1.initdb({'listen_addresses': f'127.0.0.1,{host.remote}'})
+        hba = n1.datadir / 'pg_hba.conf'   # the clones copy it
+        hba.write_text(hba.read_text() + ''.join(f'host {db} all {a}/32 trust\n'
+                                                 for a in (host.local, host.remote)
+                                                 for db in ('all', 'replication')))
+        n1.start()
+        n1.psql('create database pgbench')
+        n1.psql('create table t(x int)', db='pgbench')
+        c.nodes[1] = n1
+        c.confs[1] = write_conf(sb, 1, n1, conninfo=f'host={host.remote} port={n1.port} '
+                                                    'user=postgres dbname=pgbench')
+        pgrm('-f', c.confs[1], 'master', 'register', check=0)
+        for i in (2, 3):
+            n = sb.new_instance(f'node{i}')
+            c.nodes[i] = n
+            c.confs[i] = write_conf(sb, i, n, conninfo=f'host={here} port={n.port} '
+                                                       'user=postgres dbname=pgbench')
+            pgrm('-f', c.confs[i], '-D', n.datadir, '-d', 'pgbench', '-p', n1.port, '-U', 'postgres',
+                 'standby', 'clone', host.remote, check=0)
+            n.append_conf({'listen_addresses': f'127.0.0.1,{here}'})
+            n.start()
+            wait_streaming(n)
+            pgrm('-f', c.confs[i], 'standby', 'register', check=0)
+        c.start_daemon(1, netns=host)
+        c.start_daemon(2)
+        c.start_daemon(3)
+        c.daemons[1].wait_log('this node is the primary')
+        wait_until(lambda: n1.psql('select count(distinct standby_node) from repmgr_test.repl_monitor',
+                                   db='pgbench') == '2', timeout=30, what='monitoring rows of both standbys')
+        assert writable(n1)
+
+        host.link(False)
+        t_cut = time.monotonic()
+        new_id = wait_until(lambda: one_promoted(c), timeout=60,
+                            what='node2 or node3 to be promoted while node1 is cut off')
+        print(f'# link down -> node{new_id} writable in {time.monotonic() - t_cut:.2f} s', flush=True)
+        new, other = c.nodes[new_id], c.nodes[5 - new_id]
+        wait_streaming_from(other, new, timeout=40)
+        # Through its Unix socket, still reachable: node1 fences itself.
+        wait_until(lambda: not writable(n1), timeout=30, what='node1 to fence itself')
+        print(f'# link down -> node1 fenced in {time.monotonic() - t_cut:.2f} s', flush=True)
+        c.daemons[1].wait_log('cut off from a majority', timeout=5)
+        assert n1.psql("show default_transaction_read_only") == 'on'
+        new.psql('insert into t values (1)', db='pgbench')
+
+        host.link(True)
+        time.sleep(3)
+        assert not writable(n1) and writable(new) and not writable(other)
+        show = pgrm('-f', c.confs[new_id], 'cluster', 'show', check=0)
+        assert 'read-only mode (fenced)' in show.stdout, show.stdout
+        assert 'more than one primary is writable' not in show.stdout + show.stderr, show.stdout
 
 
 # --------------------------------------------------------------------------------------
