@@ -127,9 +127,11 @@ void Monitor::reload_config() {
     }
 }
 
+// A SIGHUP does not cut it short: the reload waits for the next pass, or the
+// reconnect attempts would run back to back and declare a primary lost too soon.
 void Monitor::wait(std::chrono::milliseconds duration) {
     auto until = std::chrono::steady_clock::now() + duration;
-    while (!signals_.stop && !signals_.reload) {
+    while (!signals_.stop) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
         if (left.count() <= 0) return;
         int slice = static_cast<int>(std::min<long long>(left.count(), 100));
@@ -156,7 +158,9 @@ void Monitor::standby_pass() {
         registered_ = local_meta.node(cfg_.node).has_value() || run_self({"standby", "register"}, "");
         if (!registered_) return;
     }
-    if (!primary_answers()) {
+    // The pass's check only raises suspicion, so it may be quick; the reconnect attempts
+    // that confirm it each get the full interval.
+    if (!primary_answers(std::max<std::chrono::milliseconds>(250ms, remote_timeout() / 2))) {
         if (!primary_lost_) {
             // Reconnect attempts before declaring it lost: the first at once, the next
             // ones reconnect_interval after the previous one started, so an attempt
@@ -168,7 +172,7 @@ void Monitor::standby_pass() {
                 next_attempt = std::chrono::steady_clock::now() + std::chrono::seconds(cfg_.reconnect_interval);
                 log::warning("primary not answering, attempt " + std::to_string(attempt) + " of " +
                              std::to_string(cfg_.reconnect_attempts));
-                if (primary_answers()) return;
+                if (primary_answers(remote_timeout())) return;
             }
             primary_lost_ = true;
             log::error("primary node " + (primary_id_ ? std::to_string(*primary_id_) : std::string("?")) +
@@ -187,7 +191,7 @@ void Monitor::standby_pass() {
     record_monitoring();
 }
 
-bool Monitor::primary_answers() {
+bool Monitor::primary_answers(std::chrono::milliseconds timeout) {
     try {
         Metadata local_meta(*local_, cfg_.cluster);
         auto primary = local_meta.active_primary();
@@ -197,7 +201,7 @@ bool Monitor::primary_answers() {
             primary_.emplace(Connection::open(primary->conninfo, quick_connect()));
             primary_id_ = primary->id;
         }
-        if (primary_->exec(kInRecoverySql, {}, remote_timeout()).get_bool(0, 0)) return false;
+        if (primary_->exec(kInRecoverySql, {}, timeout).get_bool(0, 0)) return false;
         return true;
     } catch (const Error& e) {
         log::info(std::string("primary check failed: ") + e.what());

@@ -33,12 +33,12 @@ private:
     void reload_config();
     void standby_pass();
     void primary_pass();
-    bool primary_answers();
+    bool primary_answers(std::chrono::milliseconds timeout);
     void record_monitoring();
     void failover();
     void fence(const std::string& why);
     bool run_self(const std::vector<std::string>& args, const std::string& override_command);
-    // Sleeps up to seconds, waking at once on a signal or when the primary's
+    // Sleeps up to duration, waking at once on SIGTERM/SIGINT or when the primary's
     // connection closes (a killed primary's backends hang up right away).
     void wait(std::chrono::milliseconds duration);
     std::chrono::seconds failover_window() const;

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -484,6 +485,30 @@ def test_local_server_down_logged_once():
         wait_until(lambda: int(c.nodes[1].psql('select count(*) from repmgr_test.repl_monitor',
                                                db='pgbench')) > rows,
                    timeout=15, what='monitoring rows again')
+
+
+def test_sighup_does_not_shorten_reconnect_attempts():
+    """SIGHUPs (logrotate) while the primary is being retried: the attempts still wait
+    reconnect_interval apart, so the primary is not declared lost early."""
+    with harness.Sandbox() as sb, cluster_of(sb) as c:
+        primary_and_standby(c, {'failover': 'manual', 'reconnect_attempts': 3,
+                                'reconnect_interval': 2})
+        d = c.start_daemon(2)
+        wait_until(lambda: c.nodes_sql() == '1|primary|t\n2|standby|t', what='node2 registered')
+        c.nodes[1].stop('fast')
+        d.wait_log('attempt 1 of 3', timeout=15)
+        for _ in range(10):
+            os.kill(d.pid, signal.SIGHUP)
+            time.sleep(0.2)
+        d.wait_log('is lost', timeout=30)
+
+        def stamp(pattern: str) -> float:
+            line = next(ln for ln in d.log_text().splitlines() if pattern in ln)
+            return datetime.strptime(line[1:24], '%Y-%m-%d %H:%M:%S.%f').timestamp()
+        spent = stamp('is lost') - stamp('attempt 1 of 3')
+        assert spent >= 3.9, f'declared lost {spent:.2f} s after the first attempt, not 2 x 2 s{d.tail(20)}'
+        d.wait_log('configuration reloaded', timeout=10)
+        assert d.running(), d.tail()
 
 
 def test_sighup_keeps_verbose():
