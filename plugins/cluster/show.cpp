@@ -16,8 +16,10 @@ namespace pgrm::cluster {
 
 namespace {
 
-// One round trip per node: its role, the WAL positions that role has, and its WAL
-// receiver (one row at most; the LEFT JOIN keeps a row when there is none).
+// One round trip per node: its role, the WAL positions that role has, its WAL receiver
+// (one row at most; the LEFT JOIN keeps a row when there is none), and whether the
+// server's own configuration makes it read-only, as repmgrd's fence does (a value set
+// for this session, by PGOPTIONS or ALTER ROLE, does not count).
 const char* const kProbeSql =
     "SELECT pg_catalog.pg_is_in_recovery(), "
     "       CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL "
@@ -25,7 +27,8 @@ const char* const kProbeSql =
     "       pg_catalog.pg_last_wal_receive_lsn()::text, "
     "       pg_catalog.pg_last_wal_replay_lsn()::text, "
     "       r.status, r.sender_host, r.sender_port, "
-    "       pg_catalog.current_setting('default_transaction_read_only')::bool "
+    "       (SELECT s.setting = 'on' AND s.source = 'configuration file' "
+    "          FROM pg_catalog.pg_settings AS s WHERE s.name = 'default_transaction_read_only') "
     "  FROM (VALUES (1)) AS one "
     "  LEFT JOIN pg_catalog.pg_stat_wal_receiver AS r ON true";
 
@@ -140,8 +143,9 @@ public:
                 writable.push_back("\"" + nodes[i].name + "\"");
             if (view.role_found == "primary" && probes[i].read_only)
                 r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + nodes[i].name +
-                                  "\") is a primary in read-only mode (fenced): to make it a standby, stop "
-                                  "it and rejoin it with \"repmgr -D <data dir> --force standby clone <primary>\"");
+                                  "\") is a primary in read-only mode (fenced; a client can still ask for a "
+                                  "read-write transaction): to make it a standby, stop it and rejoin it with "
+                                  "\"repmgr -D <data dir> --force standby clone <primary>\"");
             if (!probes[i].reachable && nodes[i].active)
                 r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" +
                                   nodes[i].name + "\") is unreachable: " + probes[i].error);

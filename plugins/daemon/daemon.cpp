@@ -44,6 +44,9 @@ int lock_pid_file(const std::string& path) {
                                              (n > 0 ? std::string(" (pid ") + std::string(buf, strcspn(buf, "\n")) + ")" : ""),
                     "pid file \"" + path + "\" is locked");
     }
+    // Empty until write_pid: a stale pid from an earlier run must never be read as ours.
+    if (::ftruncate(fd, 0) != 0)
+        throw Error(ExitCode::BadConfig, "could not truncate pid file \"" + path + "\": " + std::strerror(errno));
     return fd;
 }
 

@@ -69,16 +69,19 @@ struct DemoNode {
     std::string daemon_log() const { return data_dir + "-repmgrd.log"; }
 };
 
-// The pid of the repmgrd holding n's pid file locked; nullopt when none runs.
+// The pid of the repmgrd holding n's pid file locked; nullopt when none runs. A daemon
+// that has just started holds the lock before it writes its pid: wait a moment for it.
 std::optional<pid_t> running_daemon(const DemoNode& n) {
     int fd = ::open(n.daemon_pid_file().c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return std::nullopt;
-    bool locked = ::flock(fd, LOCK_SH | LOCK_NB) != 0;
-    char buf[32] = {};
-    ssize_t len = ::read(fd, buf, sizeof buf - 1);
+    pid_t pid = 0;
+    for (int tries = 0; tries < 20 && pid <= 0; ++tries) {
+        if (::flock(fd, LOCK_SH | LOCK_NB) == 0) break;  // not locked: no daemon
+        char buf[32] = {};
+        if (::pread(fd, buf, sizeof buf - 1, 0) > 0) pid = static_cast<pid_t>(std::atol(buf));
+        if (pid <= 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     ::close(fd);
-    if (!locked || len <= 0) return std::nullopt;
-    pid_t pid = static_cast<pid_t>(std::atol(buf));
     return pid > 0 ? std::optional(pid) : std::nullopt;
 }
 
