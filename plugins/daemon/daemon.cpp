@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 
 #include <CLI/CLI.hpp>
@@ -50,14 +51,19 @@ int lock_pid_file(const std::string& path) {
     return fd;
 }
 
-// One daemon per node of a cluster on this host, pid file or not: an abstract Unix
-// socket named after the two is bound for the process's life and vanishes with it.
+// One daemon per node on this host, pid file or not: an abstract Unix socket named
+// after the cluster, the node and its server (data directory, else conninfo) is bound
+// for the process's life and vanishes with it. Two demo clusters of the same name in
+// different directories are different nodes.
 int lock_node(const Config& cfg) {
-    std::string name = "pgrm-repmgrd/" + std::to_string(cfg.node) + "/" + cfg.cluster;
+    std::error_code ec;
+    std::string server = cfg.data_directory.empty()
+                             ? cfg.conninfo
+                             : std::filesystem::weakly_canonical(cfg.data_directory, ec).string();
+    std::string name = "pgrm-repmgrd/" + std::to_string(std::hash<std::string>{}(
+                                             cfg.cluster + '\n' + std::to_string(cfg.node) + '\n' + server));
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    if (name.size() > sizeof addr.sun_path - 1)  // a very long cluster name: its hash
-        name = "pgrm-repmgrd/" + std::to_string(cfg.node) + "/#" + std::to_string(std::hash<std::string>{}(cfg.cluster));
     std::memcpy(addr.sun_path + 1, name.data(), name.size());  // sun_path[0] = 0: abstract
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) throw Error(ExitCode::BadConfig, std::string("could not create a socket: ") + std::strerror(errno));

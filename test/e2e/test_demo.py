@@ -50,6 +50,25 @@ def test_demo_start_status_stop():
         assert not demo_dir.exists()
 
 
+def test_two_demos_side_by_side():
+    """Two demos (both clusters are named "demo") in two directories: each gets its three
+    daemons; one daemon per node means per server, not per node id and cluster name."""
+    with harness.Sandbox() as sb:
+        dirs = [sb.path('a'), sb.path('b')]
+        try:
+            for d in dirs:
+                port = harness.free_port(20000, 30000)
+                pgrm('demo', '--dir', d, '--port', port, persona='pgrm', check=0, timeout=300)
+            for d in dirs:
+                doc = json.loads(pgrm('demo', 'status', '--dir', d, '--json', persona='pgrm',
+                                      check=0).stdout)
+                pids = doc['data']['repmgrd_pids']
+                assert all(pids.values()), f'{d}: {pids}'
+        finally:
+            for d in dirs:
+                pgrm('demo', 'stop', '--dir', d, persona='pgrm')
+
+
 def test_demo_stop_refuses_a_directory_it_did_not_make():
     with harness.Sandbox() as sb:
         other = sb.path('not-a-demo')
