@@ -40,8 +40,8 @@ const char* const kReadHistorySql = "SELECT pg_read_file('pg_wal/' || $1)";
 
 }  // namespace
 
-WalPosition query_wal_position(Connection& conn) {
-    Rows r = conn.exec(kWalPositionSql);
+WalPosition query_wal_position(Connection& conn, std::chrono::milliseconds timeout) {
+    Rows r = conn.exec(kWalPositionSql, {}, timeout);
     return {static_cast<int>(r.get_int(0, 0)), r.get(0, 1)};
 }
 

@@ -27,7 +27,7 @@ struct WalPosition {
     int timeline = 0;
     std::string lsn;
 };
-WalPosition query_wal_position(Connection& conn);
+WalPosition query_wal_position(Connection& conn, std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
 
 // The content of the server's history file of timeline tli ("" for timeline 1),
 // read with pg_read_file, else with TIMELINE_HISTORY over a replication connection.

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <future>
 #include <thread>
 
 #include "core/error.hpp"
@@ -67,6 +68,13 @@ std::chrono::milliseconds Monitor::remote_timeout() const {
     return std::min<std::chrono::milliseconds>(kQueryTimeout, std::chrono::seconds(cfg_.reconnect_interval));
 }
 
+// A standby declares a primary lost (reconnect_attempts - 1) * reconnect_interval after
+// its first failed check at the earliest, and its siblings stop hearing the primary a
+// monitoring interval after that; the primary fences within that time.
+std::chrono::seconds Monitor::fence_after() const {
+    return std::chrono::seconds((cfg_.reconnect_attempts - 1) * cfg_.reconnect_interval + cfg_.monitor_interval_secs);
+}
+
 std::chrono::seconds Monitor::failover_window() const {
     return std::chrono::seconds(cfg_.reconnect_attempts * cfg_.reconnect_interval + cfg_.monitor_interval_secs);
 }
@@ -88,11 +96,17 @@ ExitCode Monitor::run() {
                 return ExitCode::Promoted;
             }
             if (in_recovery) {
-                if (was_primary_) log::notice("this node is now a standby; monitoring it as one");
+                if (was_primary_) {
+                    log::notice("this node is now a standby; monitoring it as one");
+                    node_links_.clear();
+                }
                 was_primary_ = false;
                 standby_pass();
             } else {
-                if (!was_primary_) log::notice("this node is the primary; watching liveness and quorum");
+                if (!was_primary_) {
+                    log::notice("this node is the primary; watching liveness and quorum");
+                    last_majority_ = std::chrono::steady_clock::now();
+                }
                 was_primary_ = true;
                 primary_pass();
             }
@@ -326,35 +340,56 @@ void Monitor::primary_pass() {
     std::string schema = schema_of(*local_, cfg_.cluster);
 
     // Who is there: reachable standbys count toward a majority; another writable node
-    // on a newer timeline means this node is a former primary.
+    // on a newer timeline means this node is a former primary. Every node at once, over
+    // connections kept between passes: a silent node costs one reconnect interval per
+    // pass, not one per node, and a new backend every second would be work for them.
+    auto pass_start = std::chrono::steady_clock::now();
+    WalPosition mine = query_wal_position(*local_, kQueryTimeout);
+    std::vector<Node> others;
     int active = 0, visible = 1;
-    WalPosition mine = query_wal_position(*local_);
     for (const auto& n : meta.nodes()) {
         if (!n.active) continue;
         ++active;
-        if (n.id == cfg_.node) continue;
-        try {
-            // Kept open between passes: a new backend on every node every second is
-            // work for the servers, not just for this daemon.
-            auto it = node_connections_.find(n.id);
-            if (it == node_connections_.end() || !it->second.second.ok() || it->second.first != n.conninfo)
-                it = node_connections_
-                         .insert_or_assign(n.id, std::pair(n.conninfo, Connection::open(n.conninfo, quick_connect())))
-                         .first;
-            Connection& c = it->second.second;
-            bool in_recovery = c.exec(kInRecoverySql, {}, remote_timeout()).get_bool(0, 0);
-            ++visible;
-            if (in_recovery) continue;
-            WalPosition theirs = query_wal_position(c);
-            if (theirs.timeline > mine.timeline && !fenced_) {
-                fence("node " + std::to_string(n.id) + " is the primary on newer timeline " +
-                      std::to_string(theirs.timeline) + "; this node is a former primary and must be rejoined");
-                Metadata(c, cfg_.cluster).record_event(cfg_.node, "primary_fenced", true,
-                                                       "former primary found running; fenced");
+        if (n.id != cfg_.node) others.push_back(n);
+    }
+    struct Seen {
+        bool reachable = false;
+        bool in_recovery = true;
+        int timeline = 0;
+    };
+    std::vector<std::future<Seen>> seen;
+    for (const Node& n : others) node_links_.try_emplace(n.id);
+    for (const Node& n : others) {
+        seen.push_back(std::async(std::launch::async, [this, &n, &link = node_links_.at(n.id)] {
+            Seen s;
+            try {
+                if (!link.conn || !link.conn->ok() || link.conninfo != n.conninfo) {
+                    link.conn.reset();
+                    link.conn.emplace(Connection::open(n.conninfo, quick_connect()));
+                    link.conninfo = n.conninfo;
+                }
+                s.in_recovery = link.conn->exec(kInRecoverySql, {}, remote_timeout()).get_bool(0, 0);
+                if (!s.in_recovery) s.timeline = query_wal_position(*link.conn, remote_timeout()).timeline;
+                s.reachable = true;
+            } catch (const Error&) {
+                link.conn.reset();
             }
-        } catch (const Error&) {
-            node_connections_.erase(n.id);
-            continue;
+            return s;
+        }));
+    }
+    for (size_t i = 0; i < others.size(); ++i) {
+        Seen s = seen[i].get();
+        if (!s.reachable) continue;
+        ++visible;
+        if (s.in_recovery || s.timeline <= mine.timeline || fenced_) continue;
+        const Node& n = others[i];
+        fence("node " + std::to_string(n.id) + " is the primary on newer timeline " + std::to_string(s.timeline) +
+              "; this node is a former primary and must be rejoined");
+        try {
+            Metadata(*node_links_.at(n.id).conn, cfg_.cluster)
+                .record_event(cfg_.node, "primary_fenced", true, "former primary found running; fenced");
+        } catch (const Error& e) {
+            log::warning(std::string("could not record the fence on node ") + std::to_string(n.id) + ": " + e.what());
         }
     }
     if (!fenced_) {
@@ -368,17 +403,16 @@ void Monitor::primary_pass() {
         }
     }
 
-    // Cut off from a majority for longer than a standby needs to fail over: fence, so
-    // a partitioned primary never keeps taking writes beside a new one.
+    // Cut off from a majority since before a standby could declare it lost: fence, so a
+    // partitioned primary stops taking writes before, as a rule, a standby is promoted.
     bool minority = cfg_.failover == "automatic" && active >= 3 && visible * 2 <= active;
     if (!minority) {
-        minority_since_.reset();
+        last_majority_ = pass_start;
         return;
     }
-    if (!minority_since_) minority_since_ = std::chrono::steady_clock::now();
     log::warning("this primary sees " + std::to_string(visible) + " of " + std::to_string(active) + " nodes");
-    if (!fenced_ && std::chrono::steady_clock::now() - *minority_since_ > failover_window())
-        fence("cut off from a majority of the cluster for longer than the failover window");
+    if (!fenced_ && std::chrono::steady_clock::now() - last_majority_ > fence_after())
+        fence("cut off from a majority of the cluster for " + std::to_string(fence_after().count()) + " s");
 }
 
 void Monitor::fence(const std::string& why) {

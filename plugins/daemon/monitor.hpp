@@ -42,6 +42,7 @@ private:
     // connection closes (a killed primary's backends hang up right away).
     void wait(std::chrono::milliseconds duration);
     std::chrono::seconds failover_window() const;
+    std::chrono::seconds fence_after() const;
     ConnectOptions quick_connect() const;
     std::chrono::milliseconds remote_timeout() const;
 
@@ -51,8 +52,12 @@ private:
     bool verbose_;
     std::optional<Connection> local_;
     std::optional<Connection> primary_;
-    // The primary's links to the other nodes: node id -> (conninfo, connection).
-    std::map<int, std::pair<std::string, Connection>> node_connections_;
+    // The primary's links to the other nodes, kept between passes.
+    struct NodeLink {
+        std::string conninfo;
+        std::optional<Connection> conn;
+    };
+    std::map<int, NodeLink> node_links_;
     std::optional<int> primary_id_;
     bool registered_ = false;
     bool primary_lost_ = false;
@@ -62,7 +67,8 @@ private:
     bool schema_current_ = false;
     bool manual_notice_given_ = false;
     std::string local_error_;  // the last failure to reach the local server, logged once
-    std::optional<std::chrono::steady_clock::time_point> minority_since_;
+    // When this primary last saw a majority (the start of that pass).
+    std::chrono::steady_clock::time_point last_majority_{};
     std::chrono::steady_clock::time_point last_prune_{};
 };
 
