@@ -88,8 +88,6 @@ ExitCode Monitor::run() {
             if (!local_ || !local_->ok())
                 local_.emplace(Connection::open(cfg_.conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS}));
             bool in_recovery = local_->exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0);
-            if (!local_error_.empty()) log::notice("local server answers again");
-            local_error_.clear();
             if (!in_recovery && was_primary_ == false && registered_ && !promoted_by_us_ &&
                 cfg_.failover == "manual") {
                 log::error("this standby was promoted outside repmgrd; exiting as repmgr 1.0 did (ERR_PROMOTED)");
@@ -110,6 +108,9 @@ ExitCode Monitor::run() {
                 was_primary_ = true;
                 primary_pass();
             }
+            // Only a whole pass proves it: one that fails midway would log this every time.
+            if (!local_error_.empty()) log::notice("local server answers again");
+            local_error_.clear();
         } catch (const Error& e) {
             // Once per distinct failure, not every pass: a server down for an hour
             // should not bury the log.
