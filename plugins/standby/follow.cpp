@@ -180,6 +180,8 @@ private:
             previous = r.get_bool(0, 2) ? std::optional(now) : std::nullopt;
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
+        log::info("replay did not settle within 3 s (or this role cannot see the startup process's "
+                  "wait: it needs pg_read_all_stats); judging by received WAL");
         return std::nullopt;
     }
 
