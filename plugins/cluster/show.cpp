@@ -141,7 +141,7 @@ public:
             node_list.push_back(std::move(j));
             if (view.role_found == "primary" && !probes[i].read_only)
                 writable.push_back("\"" + nodes[i].name + "\"");
-            if (view.role_found == "primary" && probes[i].read_only)
+            else if (view.role_found == "primary")
                 r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + nodes[i].name +
                                   "\") is a primary in read-only mode (fenced; a client can still ask for a "
                                   "read-write transaction): to make it a standby, stop it and rejoin it with "

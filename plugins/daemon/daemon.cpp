@@ -79,9 +79,10 @@ int lock_node(const Config& cfg) {
     return fd;
 }
 
+// Into the file lock_pid_file emptied.
 void write_pid(int fd) {
     std::string pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0)
+    if (::pwrite(fd, pid.data(), pid.size(), 0) < 0)
         log::warning(std::string("could not write the pid file: ") + std::strerror(errno));
 }
 

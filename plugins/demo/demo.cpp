@@ -97,17 +97,17 @@ std::vector<DemoNode> read_state(const std::string& dir) {
     return nodes;
 }
 
-// Runs pgrm itself (as /proc/self/exe, never whatever is on PATH) as repmgr.
-ExecResult run_self(const Context& ctx, std::vector<std::string> args, bool json = false) {
+// Runs pgrm itself (as /proc/self/exe, never whatever is on PATH) as persona
+// (repmgr or repmgrd).
+ExecResult run_self(const Context& ctx, const std::string& persona, std::vector<std::string> args) {
     ExecSpec spec;
-    spec.argv = {ctx.self_exe, "repmgr"};
+    spec.argv = {ctx.self_exe, persona};
     spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-    if (json) spec.argv.push_back("--json");
     log::info("running: " + describe_argv(spec.argv));
     ExecResult res = run_program(spec);
     if (!res.ok())
         throw Error(static_cast<ExitCode>(res.exit_code > 0 && res.exit_code <= 9 ? res.exit_code : 1),
-                    "demo step failed: repmgr " + describe_argv(args), res.err);
+                    "demo step failed: " + persona + " " + describe_argv(args), res.err);
     return res;
 }
 
@@ -199,24 +199,21 @@ public:
                os_user);
 
         // 3. Everything else with pgrm's own commands, exactly as a user types them.
-        run_self(ctx, {"-f", p.config, "master", "register"});
+        run_self(ctx, "repmgr", {"-f", p.config, "master", "register"});
         for (int i = 1; i < kNodes; ++i) {
             const DemoNode& s = nodes[i];
             log::notice("demo: cloning " + s.name + " with \"repmgr standby clone\", port " + std::to_string(s.port));
-            run_self(ctx, {"-D", s.data_dir, "-d", "pgbench", "-h", "127.0.0.1", "-p", port, "-U",
+            run_self(ctx, "repmgr", {"-D", s.data_dir, "-d", "pgbench", "-h", "127.0.0.1", "-p", port, "-U",
                            "postgres", "-f", s.config, "standby", "clone"});
             set_auto_conf(s.data_dir, "port", std::to_string(s.port));
             start_server(s, os_user);
-            run_self(ctx, {"-f", s.config, "standby", "register"});
+            run_self(ctx, "repmgr", {"-f", s.config, "standby", "register"});
         }
 
         // 4. A repmgrd per node, detached, each holding its pid file.
         for (const DemoNode& n : nodes) {
             log::notice("demo: starting repmgrd for " + n.name);
-            ExecSpec spec;
-            spec.argv = {ctx.self_exe, "repmgrd", "-f", n.config, "-d", "--pid-file", n.daemon_pid_file()};
-            ExecResult res = run_program(spec);
-            if (!res.ok()) throw Error(ExitCode::BadConfig, "demo step failed: repmgrd for " + n.name, res.err);
+            run_self(ctx, "repmgrd", {"-f", n.config, "-d", "--pid-file", n.daemon_pid_file()});
         }
 
         Result r = status_result(ctx, dir);
@@ -260,11 +257,11 @@ public:
         Result r;
         for (const auto& n : nodes) {
             try {
-                ExecResult show = run_self(ctx, {"-f", n.config, "cluster", "show"}, true);
+                ExecResult show = run_self(ctx, "repmgr", {"-f", n.config, "cluster", "show", "--json"});
                 nlohmann::json doc = nlohmann::json::parse(show.out);
                 r.data = doc["data"];
                 r.data["dir"] = dir;
-                ExecResult text = run_self(ctx, {"-f", n.config, "cluster", "show"});
+                ExecResult text = run_self(ctx, "repmgr", {"-f", n.config, "cluster", "show"});
                 r.lines.push_back(text.out.substr(0, text.out.find_last_not_of('\n') + 1));
                 return r;
             } catch (const Error&) {
