@@ -941,6 +941,14 @@ class NetNamespace:
         finally:
             os.close(fd)
 
+    def trust(self, inst: 'Instance'):
+        """Lets both ends of the link into inst (any database, and replication) without a
+        password: appended to its pg_hba.conf, read at the next start or reload."""
+        hba = inst.datadir / 'pg_hba.conf'
+        hba.write_text(hba.read_text() + ''.join(f'host {db} all {a}/32 trust\n'
+                                                 for a in (self.local, self.remote)
+                                                 for db in ('all', 'replication')))
+
     def link(self, up: bool):
         """Cuts (up=False) or restores the link between the two hosts."""
         subprocess.run(['ip', 'link', 'set', self.veth + 'a', 'up' if up else 'down'],

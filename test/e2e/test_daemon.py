@@ -699,10 +699,7 @@ def test_partitioned_primary_fences_itself():
         n1 = sb.new_instance('node1')
         n1.netns = host
         n1.initdb({'listen_addresses': f'127.0.0.1,{host.remote}'})
-        hba = n1.datadir / 'pg_hba.conf'   # the clones copy it
-        hba.write_text(hba.read_text() + ''.join(f'host {db} all {a}/32 trust\n'
-                                                 for a in (host.local, host.remote)
-                                                 for db in ('all', 'replication')))
+        host.trust(n1)   # the clones copy its pg_hba.conf
         n1.start()
         n1.psql('create database pgbench')
         n1.psql('create table t(x int)', db='pgbench')

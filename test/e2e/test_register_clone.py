@@ -326,10 +326,7 @@ def test_clone_rsync_over_ssh_from_another_host():
     with harness.Sandbox() as sb:
         host = harness.NetNamespace(sb)
         n1 = make_primary(sb, extra_conf={'listen_addresses': f'127.0.0.1,{host.local}'})
-        hba = n1.datadir / 'pg_hba.conf'
-        hba.write_text(hba.read_text() + ''.join(f'host {db} all {a}/32 trust\n'
-                                                 for a in (host.remote, host.local)
-                                                 for db in ('all', 'replication')))
+        host.trust(n1)
         n1.psql('select pg_reload_conf()')
         n1.psql('create table walk(i int primary key); insert into walk values (1)', db='pgbench')
         sshd = harness.Sshd(sb, host.local)

@@ -327,17 +327,25 @@ def test_rejoin_diverged_old_primary():
         _assert_rejoined(c, 1, n2, lost)
 
 
+def _node1_ahead_and_down(sb: harness.Sandbox):
+    """node1 primary, node2 its standby; node2 stopped, 50 rows committed on node1 alone
+    (lost with it), node1 stopped, node2 started again, still a standby. Returns the
+    cluster, node1, node2 and the lost rows."""
+    c = small_cluster(sb, standbys=1)
+    n1, n2 = c.nodes[1], c.nodes[2]
+    n2.stop('fast')
+    lost = list(range(-50, 0))
+    n1.psql('insert into walk select g from generate_series(-50, -1) g', db='pgbench')
+    n1.stop('fast')
+    n2.start()
+    return c, n1, n2, lost
+
+
 def test_rejoin_right_after_promote():
     """PEERS lesson: the forced clone right after the promotion, with no pause, while the
     old primary holds WAL the new one never received (node2 was stopped first)."""
     with harness.Sandbox() as sb:
-        c = small_cluster(sb, standbys=1)
-        n1, n2 = c.nodes[1], c.nodes[2]
-        n2.stop('fast')
-        lost = list(range(-50, 0))
-        n1.psql('insert into walk select g from generate_series(-50, -1) g', db='pgbench')
-        n1.stop('fast')
-        n2.start()
+        c, n1, n2, lost = _node1_ahead_and_down(sb)
         assert n2.is_in_recovery()
         timed('standby promote (behind, node1 down)',
               lambda: pgrm('-f', c.confs[2], 'standby', 'promote', check=0))
@@ -350,13 +358,7 @@ def test_rejoin_after_promote_outside_pgrm():
     """The same, promoted by pg_ctl (no CHECKPOINT from pgrm's promote): the clone's own
     checkpoint must make pg_rewind see the new timeline."""
     with harness.Sandbox() as sb:
-        c = small_cluster(sb, standbys=1)
-        n1, n2 = c.nodes[1], c.nodes[2]
-        n2.stop('fast')
-        lost = list(range(-50, 0))
-        n1.psql('insert into walk select g from generate_series(-50, -1) g', db='pgbench')
-        n1.stop('fast')
-        n2.start()
+        c, n1, n2, lost = _node1_ahead_and_down(sb)
         harness.run_as_pg([harness.pg_bin('pg_ctl'), '-D', n2.datadir, '-w', 'promote'])
         # The metadata, as pgrm's promote would have left it (the rejoin re-registers
         # node1 only under an active registered primary).
