@@ -62,7 +62,7 @@ Connection Connection::open(const std::string& conninfo, const ConnectOptions& o
 
 Connection Connection::open(const Conninfo& given, const ConnectOptions& options) {
     Conninfo ci = given;
-    ci.set_default("connect_timeout", std::to_string(options.connect_timeout_s));
+    ci.set_default("connect_timeout", std::to_string(options.connect_timeout.count()));
     ci.set_default("fallback_application_name", options.application_name);
     if (options.replication) {
         ci.set("replication", "true");

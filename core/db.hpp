@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 
 #include "core/conninfo.hpp"
+#include "core/timeouts.hpp"
 
 namespace pgrm {
 
@@ -35,7 +36,7 @@ private:
 };
 
 struct ConnectOptions {
-    int connect_timeout_s = 10;           // added only when the conninfo has none
+    std::chrono::seconds connect_timeout = timeouts::kConnect;  // added only when the conninfo has none
     std::string application_name = "pgrm";  // as fallback_application_name
     bool replication = false;             // a physical replication connection
     // When set, connect without blocking and give up after this long: libpq's own

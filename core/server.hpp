@@ -6,6 +6,7 @@
 #include "core/config.hpp"
 #include "core/db.hpp"
 #include "core/exec.hpp"
+#include "core/timeouts.hpp"
 
 namespace pgrm {
 
@@ -45,6 +46,8 @@ std::string pg_program(const std::string& name, const Config* config, int major_
 std::optional<std::string> postgres_os_user(const std::string& path,
                                             const std::string& fallback = "postgres");
 
+inline constexpr int kServerControlS = static_cast<int>(timeouts::kServerControl.count());
+
 // Local server control through pg_ctl, run as the data directory's owner.
 class LocalServer {
 public:
@@ -52,10 +55,10 @@ public:
 
     // pg_ctl status: true when a postmaster is running on this data directory.
     bool running() const;
-    ExecResult start(int timeout_s = 60) const;
-    ExecResult stop(const std::string& mode = "fast", int timeout_s = 60) const;
-    ExecResult restart(int timeout_s = 60) const;
-    ExecResult promote(int timeout_s = 60) const;
+    ExecResult start(int timeout_s = kServerControlS) const;
+    ExecResult stop(const std::string& mode = "fast", int timeout_s = kServerControlS) const;
+    ExecResult restart(int timeout_s = kServerControlS) const;
+    ExecResult promote(int timeout_s = kServerControlS) const;
     const std::string& data_directory() const { return data_directory_; }
 
 private:

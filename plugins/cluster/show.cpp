@@ -10,6 +10,7 @@
 #include "core/conninfo.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/timeouts.hpp"
 #include "plugins/cluster/cluster.hpp"
 
 namespace pgrm::cluster {
@@ -32,8 +33,7 @@ const char* const kProbeSql =
     "  FROM (VALUES (1)) AS one "
     "  LEFT JOIN pg_catalog.pg_stat_wal_receiver AS r ON true";
 
-constexpr int kConnectTimeoutS = 3;  // a conninfo's own connect_timeout wins
-constexpr std::chrono::milliseconds kQueryTimeout{5000};
+constexpr auto kQueryTimeout = timeouts::kProbeQuery;
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
@@ -41,7 +41,7 @@ Probe probe(const std::string& conninfo) {
     Probe p;
     try {
         Connection conn =
-            Connection::open(conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS});
+            Connection::open(conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect});
         Rows r = conn.exec(kProbeSql, {}, kQueryTimeout);
         p.reachable = true;
         p.in_recovery = r.get_bool(0, 0);

@@ -11,6 +11,7 @@
 #include "core/metadata.hpp"
 #include "core/server.hpp"
 #include "core/timeline.hpp"
+#include "core/timeouts.hpp"
 #include "plugins/daemon/election.hpp"
 
 namespace pgrm::daemon {
@@ -19,8 +20,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr auto kQueryTimeout = 5000ms;
-constexpr int kConnectTimeoutS = 2;
+constexpr auto kQueryTimeout = timeouts::kDaemonLocalQuery;
 
 const char* const kInRecoverySql = "SELECT pg_is_in_recovery()";
 const char* const kAliveSql = "SELECT 1";
@@ -52,32 +52,16 @@ std::string schema_of(Connection& c, const std::string& cluster) {
 Monitor::Monitor(Config config, std::string self_exe, Signals& signals, bool verbose)
     : cfg_(std::move(config)), self_exe_(std::move(self_exe)), signals_(signals), verbose_(verbose) {}
 
-// Connections to other nodes give up after one reconnect interval (at most the usual
-// two seconds), so a frozen server costs no more than the interval it is checked at.
+// Connections to other nodes give up after one reconnect interval (libpq's own
+// connect_timeout cannot go below 2 s).
 ConnectOptions Monitor::quick_connect() const {
     ConnectOptions o;
-    o.connect_timeout_s = kConnectTimeoutS;
-    o.deadline = std::min<std::chrono::milliseconds>(std::chrono::seconds(kConnectTimeoutS),
-                                                     std::chrono::seconds(cfg_.reconnect_interval));
+    o.connect_timeout = timeouts::kDaemonLocalConnect;
+    o.deadline = timeouts::remote_connect(cfg_);
     return o;
 }
 
-// Queries to other nodes: a frozen or partitioned server answers nothing, and costs
-// one reconnect interval (at most 5 s), not more.
-std::chrono::milliseconds Monitor::remote_timeout() const {
-    return std::min<std::chrono::milliseconds>(kQueryTimeout, std::chrono::seconds(cfg_.reconnect_interval));
-}
-
-// A standby declares a primary lost (reconnect_attempts - 1) * reconnect_interval after
-// its first failed check at the earliest, and its siblings stop hearing the primary a
-// monitoring interval after that; the primary fences within that time.
-std::chrono::seconds Monitor::fence_after() const {
-    return std::chrono::seconds((cfg_.reconnect_attempts - 1) * cfg_.reconnect_interval + cfg_.monitor_interval_secs);
-}
-
-std::chrono::seconds Monitor::failover_window() const {
-    return std::chrono::seconds(cfg_.reconnect_attempts * cfg_.reconnect_interval + cfg_.monitor_interval_secs);
-}
+std::chrono::milliseconds Monitor::remote_timeout() const { return timeouts::remote_query(cfg_); }
 
 ExitCode Monitor::run() {
     log::notice("repmgrd started for node " + std::to_string(cfg_.node) + " of cluster \"" + cfg_.cluster +
@@ -86,7 +70,7 @@ ExitCode Monitor::run() {
         if (signals_.reload) reload_config();
         try {
             if (!local_ || !local_->ok())
-                local_.emplace(Connection::open(cfg_.conninfo, ConnectOptions{.connect_timeout_s = kConnectTimeoutS}));
+                local_.emplace(Connection::open(cfg_.conninfo, ConnectOptions{.connect_timeout = timeouts::kDaemonLocalConnect}));
             bool in_recovery = local_->exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0);
             if (!in_recovery && was_primary_ == false && registered_ && !promoted_by_us_ &&
                 cfg_.failover == "manual") {
@@ -175,7 +159,7 @@ void Monitor::standby_pass() {
     }
     // The pass's check only raises suspicion, so it may be quick; the reconnect attempts
     // that confirm it each get the full interval.
-    if (!primary_answers(std::max<std::chrono::milliseconds>(250ms, remote_timeout() / 2))) {
+    if (!primary_answers(timeouts::health_check(cfg_))) {
         if (!primary_lost_) {
             // Reconnect attempts before declaring it lost: the first at once, the next
             // ones reconnect_interval after the previous one started, so an attempt
@@ -245,7 +229,7 @@ void Monitor::record_monitoring() {
                         std::to_string(replication_lag), std::to_string(apply_lag), mine.get_opt(0, 2)},
                        remote_timeout());
         auto now = std::chrono::steady_clock::now();
-        if (now - last_prune_ > std::chrono::hours(1)) {
+        if (now - last_prune_ > timeouts::kMonitoringPrune) {
             primary_->exec("DELETE FROM " + schema + ".repl_monitor WHERE standby_node = $1 AND "
                            "last_monitor_time < now() - make_interval(days => $2)",
                            {std::to_string(cfg_.node), std::to_string(cfg_.monitoring_history_days)}, remote_timeout());
@@ -265,7 +249,7 @@ void Monitor::failover() {
     int registered_active = 0;
     std::vector<Peer> peers;
     std::vector<const Node*> peer_nodes;
-    int window_s = static_cast<int>(failover_window().count());
+    int window_s = static_cast<int>(timeouts::failover_window(cfg_).count());
     std::string primary_host, primary_port = "5432";
     for (const auto& n : nodes) {
         if (!primary_id_ || n.id != *primary_id_) continue;
@@ -310,7 +294,7 @@ void Monitor::failover() {
         // The candidate promotes itself; follow once it accepts writes.
         const Node* target = nullptr;
         for (const Node* n : peer_nodes) if (n->id == d.node_id) target = n;
-        auto until = std::chrono::steady_clock::now() + failover_window();
+        auto until = std::chrono::steady_clock::now() + timeouts::failover_window(cfg_);
         bool writable = false;
         while (target && !writable && !signals_.stop && std::chrono::steady_clock::now() < until) {
             try {
@@ -412,8 +396,8 @@ void Monitor::primary_pass() {
         return;
     }
     log::warning("this primary sees " + std::to_string(visible) + " of " + std::to_string(active) + " nodes");
-    if (!fenced_ && std::chrono::steady_clock::now() - last_majority_ > fence_after())
-        fence("cut off from a majority of the cluster for " + std::to_string(fence_after().count()) + " s");
+    if (!fenced_ && std::chrono::steady_clock::now() - last_majority_ > timeouts::fence_after(cfg_))
+        fence("cut off from a majority of the cluster for " + std::to_string(timeouts::fence_after(cfg_).count()) + " s");
 }
 
 void Monitor::fence(const std::string& why) {
@@ -421,7 +405,7 @@ void Monitor::fence(const std::string& why) {
     log::error("fencing this primary: " + why);
     try {
         if (cfg_.fence == "shutdown" && !cfg_.data_directory.empty()) {
-            ExecResult res = LocalServer(cfg_.data_directory, &cfg_).stop("fast", 60);
+            ExecResult res = LocalServer(cfg_.data_directory, &cfg_).stop("fast");
             if (!res.ok()) log::error("fencing: pg_ctl stop failed: " + res.err);
         } else {
             local_->exec(kFenceReadOnlySql, {}, kQueryTimeout);
@@ -444,7 +428,7 @@ bool Monitor::run_self(const std::vector<std::string>& args, const std::string& 
         spec.argv = {self_exe_, "repmgr", "-f", cfg_.path};
         spec.argv.insert(spec.argv.end(), args.begin(), args.end());
     }
-    spec.timeout = std::chrono::minutes(5);
+    spec.timeout = timeouts::kDaemonChild;
     log::notice("running: " + describe_argv(spec.argv));
     try {
         ExecResult res = run_program(spec);

@@ -41,8 +41,6 @@ private:
     // Sleeps up to duration, waking at once on SIGTERM/SIGINT or when the primary's
     // connection closes (a killed primary's backends hang up right away).
     void wait(std::chrono::milliseconds duration);
-    std::chrono::seconds failover_window() const;
-    std::chrono::seconds fence_after() const;
     ConnectOptions quick_connect() const;
     std::chrono::milliseconds remote_timeout() const;
 

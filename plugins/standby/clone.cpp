@@ -19,6 +19,7 @@
 #include "core/metadata.hpp"
 #include "core/recovery.hpp"
 #include "core/server.hpp"
+#include "core/timeouts.hpp"
 #include "plugins/standby/standby.hpp"
 
 namespace pgrm {
@@ -276,7 +277,7 @@ private:
         spec.argv = {pg_program("pg_controldata", ctx.config ? &*ctx.config : nullptr, major), "-D", target};
         spec.run_as = os_user;
         spec.env["LC_ALL"] = "C";  // English keys
-        spec.timeout = std::chrono::seconds(30);
+        spec.timeout = timeouts::kHelperProgram;
         ExecResult res = run_program(spec);
         std::map<std::string, std::string> out;
         if (!res.ok()) return out;

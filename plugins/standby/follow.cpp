@@ -11,6 +11,7 @@
 #include "core/metadata.hpp"
 #include "core/recovery.hpp"
 #include "core/server.hpp"
+#include "core/timeouts.hpp"
 #include "core/timeline.hpp"
 #include "plugins/standby/standby.hpp"
 
@@ -130,7 +131,7 @@ public:
 
 private:
     std::string node_;
-    int wait_s_ = 60;
+    int wait_s_ = static_cast<int>(timeouts::kServerControl.count());
 
     // The given host (with -p, -U, -d or this node's own user and database), else the
     // only registered node that accepts writes.
@@ -150,7 +151,7 @@ private:
         for (const auto& n : nodes) {
             if (n.id == ctx.cfg().node) continue;
             try {
-                Connection c = Connection::open(n.conninfo, ConnectOptions{.connect_timeout_s = 3});
+                Connection c = Connection::open(n.conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect});
                 if (!query_server_facts(c).in_recovery) writable.push_back(&n);
             } catch (const Error& e) {
                 log::info("node " + std::to_string(n.id) + " is not reachable: " + e.what());
@@ -171,7 +172,7 @@ private:
     // The replay position once the startup process waits for WAL it does not have, with
     // nothing new received meanwhile; nullopt if replay is still moving after a few seconds.
     static std::optional<std::uint64_t> settled_replay_lsn(Connection& local) {
-        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+        auto until = std::chrono::steady_clock::now() + timeouts::kReplaySettle;
         std::optional<std::pair<std::string, std::string>> previous;
         while (std::chrono::steady_clock::now() < until) {
             Rows r = local.exec(kReplaySettledSql);

@@ -9,6 +9,7 @@
 #include "core/log.hpp"
 #include "core/metadata.hpp"
 #include "core/server.hpp"
+#include "core/timeouts.hpp"
 #include "plugins/standby/standby.hpp"
 
 namespace pgrm {
@@ -89,7 +90,7 @@ public:
     }
 
 private:
-    int wait_s_ = 60;
+    int wait_s_ = static_cast<int>(timeouts::kServerControl.count());
 
     static void refuse_if_primary_alive(Connection& local, const std::vector<Node>& nodes, int self) {
         Rows streaming = local.exec(kStreamingSql);
@@ -101,7 +102,7 @@ private:
         for (const auto& n : nodes) {
             if (n.id == self || !n.active) continue;
             try {
-                Connection other = Connection::open(n.conninfo, ConnectOptions{.connect_timeout_s = 3});
+                Connection other = Connection::open(n.conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect});
                 if (!query_server_facts(other).in_recovery)
                     throw Error(ExitCode::BadConfig,
                                 "node " + std::to_string(n.id) + " (\"" + n.name +

@@ -1,0 +1,51 @@
+#pragma once
+
+#include <chrono>
+
+#include "core/config.hpp"
+
+// Every wait pgrm does, named once. The fixed ones are documented in repmgr.conf(5)
+// ("TIMEOUTS"); the daemon's follow from its settings, so a user tunes one knob.
+namespace pgrm::timeouts {
+
+using namespace std::chrono_literals;
+
+// Commands (repmgr ...)
+// libpq's connect_timeout, added only when a conninfo has none of its own.
+inline constexpr std::chrono::seconds kConnect = 10s;
+// A command asking other registered nodes whether they are alive (promote, follow,
+// cluster show): short, since a dead node must not stall the command for long.
+inline constexpr std::chrono::seconds kProbeConnect = 3s;
+inline constexpr std::chrono::milliseconds kProbeQuery = 5000ms;
+// pg_ctl start/stop/restart/promote, and the default --wait of promote and follow.
+inline constexpr std::chrono::seconds kServerControl = 60s;
+// How long follow waits for replay to settle before judging by received WAL.
+inline constexpr std::chrono::seconds kReplaySettle = 3s;
+// Short helper programs (pg_controldata, chown).
+inline constexpr std::chrono::seconds kHelperProgram = 30s;
+
+// repmgrd
+// Its own server: connecting and each query.
+inline constexpr std::chrono::seconds kDaemonLocalConnect = 2s;
+inline constexpr std::chrono::milliseconds kDaemonLocalQuery = 5000ms;
+// A command repmgrd runs (promote, follow, fence_command).
+inline constexpr std::chrono::minutes kDaemonChild = 5min;
+// How often old repl_monitor rows are pruned.
+inline constexpr std::chrono::hours kMonitoringPrune = 1h;
+
+// Derived from the settings.
+// Connecting to another node: one reconnect interval, at most kDaemonLocalConnect, so a
+// frozen server costs no more than the interval it is checked at.
+std::chrono::milliseconds remote_connect(const Config& cfg);
+// A query to another node: one reconnect interval, at most kDaemonLocalQuery.
+std::chrono::milliseconds remote_query(const Config& cfg);
+// A pass's first health check only raises suspicion: half a remote query, at least 250 ms.
+std::chrono::milliseconds health_check(const Config& cfg);
+// From the first failed check until every standby has declared a primary lost and
+// its siblings stopped hearing it.
+std::chrono::seconds failover_window(const Config& cfg);
+// A primary cut off from a majority fences after this: when a standby could declare it
+// lost at the earliest ((reconnect_attempts - 1) * reconnect_interval) plus one pass.
+std::chrono::seconds fence_after(const Config& cfg);
+
+}  // namespace pgrm::timeouts
