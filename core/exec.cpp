@@ -481,4 +481,11 @@ std::vector<std::string> split_command(const std::string& line) {
     return argv;
 }
 
+std::string last_line(const std::string& text) {
+    std::string t = text;
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) t.pop_back();
+    size_t nl = t.find_last_of('\n');
+    return nl == std::string::npos ? t : t.substr(nl + 1);
+}
+
 }  // namespace pgrm

@@ -46,4 +46,7 @@ std::vector<std::string> split_command(const std::string& line);
 // For log lines: the argv joined with shell-like quoting, for humans only.
 std::string describe_argv(const std::vector<std::string>& argv);
 
+// The last line of a program's output, for an error's detail.
+std::string last_line(const std::string& text);
+
 }  // namespace pgrm

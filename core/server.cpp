@@ -103,6 +103,15 @@ std::optional<std::string> postgres_os_user(const std::string& path, const std::
     return fallback;
 }
 
+void hand_over(const std::string& path, const std::optional<std::string>& os_user) {
+    if (!os_user) return;
+    ExecSpec chown;
+    chown.argv = {"chown", *os_user + ":", path};
+    ExecResult res = run_program(chown);
+    if (!res.ok())
+        throw Error(ExitCode::BadConfig, "could not give \"" + path + "\" to \"" + *os_user + "\"", res.err);
+}
+
 bool is_local_host(const std::string& host) {
     return host.empty() || host[0] == '/' || host == "localhost" || host == "::1" ||
            std::regex_match(host, std::regex(R"(127\.\d+\.\d+\.\d+)"));

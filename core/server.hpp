@@ -46,6 +46,10 @@ std::string pg_program(const std::string& name, const Config* config, int major_
 std::optional<std::string> postgres_os_user(const std::string& path,
                                             const std::string& fallback = "postgres");
 
+// Gives a file or directory we created to os_user (chown), when there is one: files we
+// create as root belong to the user PostgreSQL runs as.
+void hand_over(const std::string& path, const std::optional<std::string>& os_user);
+
 inline constexpr int kServerControlS = static_cast<int>(timeouts::kServerControl.count());
 
 // Local server control through pg_ctl, run as the data directory's owner.

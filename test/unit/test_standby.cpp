@@ -12,7 +12,7 @@ CloneSituation empty_target() {
     CloneSituation s;
     s.target = "/data/standby";
     s.method = "pg_basebackup";
-    s.source_host = "node1";
+    s.source.host = "node1";
     return s;
 }
 
@@ -62,12 +62,12 @@ TEST_CASE("a running target is refused even with --force", "[standby]") {
 TEST_CASE("the rsync method names where it copies from", "[standby]") {
     auto s = empty_target();
     s.method = "rsync";
-    s.remote_user = "postgres";
+    s.source.remote_user = "postgres";
     ClonePlan p = plan_clone(s);
     bool names_remote = false;
     for (const auto& step : p.steps) names_remote |= step.find("postgres@node1 over ssh") != std::string::npos;
     CHECK(names_remote);
-    s.source_local = true;
+    s.source.local = true;
     p = plan_clone(s);
     bool names_local = false;
     for (const auto& step : p.steps) names_local |= step.find("local source directory") != std::string::npos;
@@ -90,19 +90,26 @@ TEST_CASE("a rewindable target with data gets pg_rewind, else rsync says why", "
     s.target_exists = true;
     s.target_empty = false;
     s.force = true;
-    s.target_rewindable = true;
-    CHECK(plan_clone(s).method == "pg_rewind");
-    s.target_rewindable = false;
-    s.not_rewindable_because = "the target has neither wal_log_hints nor data checksums";
+    s.rewind.possible = true;
     ClonePlan p = plan_clone(s);
+    CHECK(p.method == "pg_rewind");
+    CHECK(p.delta);
+    CHECK(p.steps.back() == "write standby.signal and primary_conninfo in postgresql.auto.conf");
+    s.rewind = {false, "the target has neither wal_log_hints nor data checksums"};
+    p = plan_clone(s);
     CHECK(p.method == "rsync");
     CHECK(p.steps.front() == "no pg_rewind: the target has neither wal_log_hints nor data checksums");
 }
 
-TEST_CASE("rsync's ssh command carries ssh_options, quoted as rsync reads them", "[standby]") {
-    CHECK(rsync_rsh("") == "ssh -o BatchMode=yes");
-    CHECK(rsync_rsh("-p 2222 -i /home/pg/.ssh/repl") == "ssh -o BatchMode=yes -p 2222 -i /home/pg/.ssh/repl");
-    CHECK(rsync_rsh("-i '/keys/my key'") == "ssh -o BatchMode=yes -i \"/keys/my key\"");
-    CHECK(rsync_rsh("-o 'ProxyCommand=nc \"gw\" 22'") == "ssh -o BatchMode=yes -o 'ProxyCommand=nc \"gw\" 22'");
-    CHECK_THROWS_AS(rsync_rsh("-o \"a 'b\\\" c\""), Error);
+TEST_CASE("--method is ignored over existing files: a rejoin picks its own", "[standby]") {
+    auto s = empty_target();
+    s.target_exists = true;
+    s.target_empty = false;
+    s.force = true;
+    s.method = "pg_basebackup";
+    s.rewind = {false, "the target holds no readable PostgreSQL data directory"};
+    CHECK(plan_clone(s).method == "rsync");
+    s.method = "rsync";
+    s.rewind.possible = true;
+    CHECK(plan_clone(s).method == "pg_rewind");
 }

@@ -1,0 +1,261 @@
+#include "core/rejoin.hpp"
+
+#include <sys/stat.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/exec.hpp"
+#include "core/log.hpp"
+#include "core/timeouts.hpp"
+
+namespace pgrm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// So that the promoted source's control file names its current timeline: until it
+// checkpoints, pg_rewind would wrongly conclude that no rewind is needed.
+const char* const kCheckpointSql = "CHECKPOINT";
+const char* const kBackupStartSql = "SELECT pg_backup_start($1, true)";           // PG 15+
+const char* const kBackupStartSqlOld = "SELECT pg_start_backup($1, true, false)";  // PG 12-14
+const char* const kBackupStopSql = "SELECT labelfile, spcmapfile FROM pg_backup_stop(true)";
+const char* const kBackupStopSqlOld =
+    "SELECT labelfile, spcmapfile FROM pg_stop_backup(false, true)";
+
+// Left out of an rsync copy, as pg_basebackup leaves them out.
+const std::vector<std::string> kRsyncExcludes = {
+    "pg_wal/*", "postmaster.pid", "postmaster.opts", "pg_replslot/*", "pg_dynshmem/*",
+    "pg_notify/*", "pg_serial/*", "pg_snapshots/*", "pg_stat_tmp/*", "pg_subtrans/*",
+    "pgsql_tmp*", "pg_internal.init", "backup_label", "backup_label.old", "tablespace_map",
+    "standby.signal", "recovery.signal", "log/"};
+
+constexpr int kRsyncPartialTransfer = 24;  // "some files vanished before they could be transferred"
+
+std::string describe(const RsyncSource& from) {
+    if (from.local) return "the local source directory";
+    return (from.remote_user.empty() ? "" : from.remote_user + "@") + from.host + " over ssh";
+}
+
+// "Total transferred file size: 1,234 bytes" from rsync --stats.
+unsigned long long transferred_bytes(const std::string& stats) {
+    const std::string key = "Total transferred file size: ";
+    size_t at = stats.find(key);
+    if (at == std::string::npos) return 0;
+    unsigned long long n = 0;
+    for (size_t i = at + key.size(); i < stats.size() && stats[i] != ' '; ++i)
+        if (std::isdigit(static_cast<unsigned char>(stats[i]))) n = n * 10 + (stats[i] - '0');
+    return n;
+}
+
+ControlData control_data(const std::string& target, const CopyEnv& env) {
+    ExecSpec spec;
+    spec.argv = {pg_program("pg_controldata", env.config, env.major), "-D", target};
+    spec.run_as = env.os_user;
+    spec.env["LC_ALL"] = "C";  // English keys
+    spec.timeout = timeouts::kHelperProgram;
+    ExecResult res = run_program(spec);
+    return res.ok() ? parse_control_data(res.out) : ControlData{};
+}
+
+unsigned long long rsync(const std::string& from, const std::string& to,
+                         const std::vector<std::string>& excludes, bool delete_extra, const CopyEnv& env) {
+    ExecSpec spec;
+    // --checksum: a delta compares contents, never trusting size and mtime.
+    spec.argv = {"rsync", "--archive", "--checksum", "--stats",
+                 "--rsh=" + rsync_rsh(env.config ? env.config->ssh_options : "")};
+    if (delete_extra) spec.argv.push_back("--delete");
+    for (const auto& e : excludes) spec.argv.push_back("--exclude=" + e);
+    spec.argv.insert(spec.argv.end(), {from, to});
+    spec.run_as = env.os_user;
+    log::info("running: " + describe_argv(spec.argv));
+    ExecResult res = run_program(spec);
+    bool partial = res.exit_code == kRsyncPartialTransfer;
+    if (partial && env.ignore_rsync_warning)
+        log::warning("rsync: some files vanished during the copy (ignored with -I)");
+    else if (!res.ok())
+        throw Error(ExitCode::BadRsync, "rsync failed with exit code " + std::to_string(res.exit_code),
+                    last_line(res.err),
+                    partial ? "files changing on a live server is expected: -I ignores it" : "");
+    return transferred_bytes(res.out);
+}
+
+void write_backup_file(const fs::path& path, const std::string& text, const CopyEnv& env) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    if (!f || std::fwrite(text.data(), 1, text.size(), f) != text.size() || std::fclose(f) != 0)
+        throw Error(ExitCode::StopBackup, "could not write \"" + path.string() + "\"");
+    ::chmod(path.c_str(), 0600);
+    hand_over(path.string(), env.os_user);
+}
+
+// pg_rewind against the source, after a checkpoint there. Returns the bytes it copied.
+unsigned long long rewind(Connection& conn, const Conninfo& source, const std::string& target,
+                          const CopyEnv& env) {
+    conn.exec(kCheckpointSql);
+    Conninfo server = source;
+    server.erase("password");  // pg_rewind finds it in PGPASSWORD or the passfile
+    ExecSpec spec;
+    spec.argv = {pg_program("pg_rewind", env.config, env.major), "--target-pgdata", target,
+                 "--source-server", server.str(), "--progress"};
+    spec.run_as = env.os_user;
+    spec.env["LC_ALL"] = "C";
+    unsigned long long bytes = 0;
+    spec.on_stderr_line = [&bytes](const std::string& line) {
+        // "pg_rewind: need to copy 52 MB (total source directory size is 84 MB)"
+        const std::string key = "need to copy ";
+        if (size_t at = line.find(key); at != std::string::npos)
+            bytes = std::strtoull(line.c_str() + at + key.size(), nullptr, 10) * 1024 * 1024;
+        if (line.find(" kB (") == std::string::npos) log::info(line);  // not progress
+    };
+    log::info("running: " + describe_argv(spec.argv));
+    ExecResult res = run_program(spec);
+    if (!res.ok())
+        throw Error(ExitCode::BadRsync, "pg_rewind failed with exit code " + std::to_string(res.exit_code),
+                    last_line(res.err));
+    return bytes;
+}
+
+}  // namespace
+
+ControlData parse_control_data(const std::string& pg_controldata_output) {
+    std::map<std::string, std::string> values;
+    std::istringstream in(pg_controldata_output);
+    std::string line;
+    while (std::getline(in, line)) {
+        size_t colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        size_t v = line.find_first_not_of(' ', colon + 1);
+        values[line.substr(0, colon)] = v == std::string::npos ? "" : line.substr(v);
+    }
+    ControlData c;
+    if (auto id = values.find("Database system identifier"); id != values.end())
+        c.system_identifier = id->second;
+    c.wal_log_hints = values["wal_log_hints setting"] == "on";
+    // Only a "0" rules checksums out (PostgreSQL 12+ always prints the line).
+    auto checksums = values.find("Data page checksum version");
+    c.data_checksums = checksums == values.end() || checksums->second != "0";
+    return c;
+}
+
+RewindCheck judge_rewind(const ControlData& target, const std::string& source_system_identifier) {
+    RewindCheck r;
+    if (!target.system_identifier)
+        r.why_not = "the target holds no readable PostgreSQL data directory";
+    else if (*target.system_identifier != source_system_identifier)
+        r.why_not = "the target is another database system (" + *target.system_identifier + ")";
+    else if (!target.wal_log_hints && !target.data_checksums)
+        r.why_not = "the target has neither wal_log_hints nor data checksums";
+    else
+        r.possible = true;
+    return r;
+}
+
+std::vector<std::string> rsync_steps(const RsyncSource& from, bool delta) {
+    if (!from.local && from.host.empty()) throw Error(ExitCode::BadConfig, "rsync needs the source's host name");
+    return {"start a non-exclusive backup on the source (pg_backup_start)",
+            std::string(delta ? "copy only changed files" : "copy the data directory") + " with rsync from " +
+                describe(from),
+            "stop the backup (pg_backup_stop) and write backup_label",
+            "copy the WAL written during the backup"};
+}
+
+RejoinPlan plan_rejoin(const RewindCheck& rewind, const RsyncSource& from) {
+    RejoinPlan plan;
+    if (rewind.possible) {
+        plan.method = "pg_rewind";
+        plan.steps = {"checkpoint the source, so its control file names its current timeline",
+                      "rewind the target with pg_rewind (only blocks changed since the fork); "
+                      "if that fails, copy changed files with rsync"};
+        return plan;
+    }
+    plan.method = "rsync";
+    if (!rewind.why_not.empty()) plan.steps.push_back("no pg_rewind: " + rewind.why_not);
+    for (auto& step : rsync_steps(from, true)) plan.steps.push_back(std::move(step));
+    return plan;
+}
+
+// rsync splits its --rsh value itself on spaces, keeping quoted words whole (no shell).
+std::string rsync_rsh(const std::string& ssh_options) {
+    std::string rsh = "ssh -o BatchMode=yes";
+    for (const std::string& arg : split_command(ssh_options)) {
+        if (!arg.empty() && arg.find_first_of(" \t'\"") == std::string::npos)
+            rsh += " " + arg;
+        else if (arg.find('"') == std::string::npos)
+            rsh += " \"" + arg + "\"";
+        else if (arg.find('\'') == std::string::npos)
+            rsh += " '" + arg + "'";
+        else
+            throw Error(ExitCode::BadConfig, "ssh_options: an argument cannot hold both kinds of quote");
+    }
+    return rsh;
+}
+
+RewindCheck check_rewind(const std::string& target, const ServerFacts& source, const CopyEnv& env) {
+    RewindCheck r = judge_rewind(control_data(target, env), source.system_identifier);
+    if (!r.possible) log::warning("no pg_rewind: " + r.why_not + "; using rsync");
+    return r;
+}
+
+unsigned long long rsync_from_source(Connection& conn, const ServerFacts& facts, const RsyncSource& from,
+                                     const std::string& target, const CopyEnv& env) {
+    std::string source_dir = facts.data_directory;
+    if (source_dir.empty())
+        throw Error(ExitCode::BadConfig, "cannot read the source's data_directory",
+                    "the rsync method needs a superuser or pg_read_all_settings member",
+                    "use -U with such a role, or --method pg_basebackup");
+    std::string from_dir = from.local ? source_dir + "/"
+                                      : (from.remote_user.empty() ? "" : from.remote_user + "@") + from.host +
+                                            ":" + source_dir + "/";
+
+    // The backup stays open as long as this session: if anything below fails, closing
+    // the connection aborts it on the server.
+    conn.exec(facts.version_num >= 150000 ? kBackupStartSql : kBackupStartSqlOld, {"pgrm standby clone"});
+    unsigned long long bytes = rsync(from_dir, target + "/", kRsyncExcludes, true, env);
+
+    Rows stop = [&] {
+        try {
+            return conn.exec(facts.version_num >= 150000 ? kBackupStopSql : kBackupStopSqlOld);
+        } catch (const Error& e) {
+            throw Error(ExitCode::StopBackup, "could not stop the backup on the source", e.what());
+        }
+    }();
+    write_backup_file(fs::path(target) / "backup_label", stop.get(0, 0), env);
+    if (!stop.is_null(0, 1) && !stop.get(0, 1).empty())
+        write_backup_file(fs::path(target) / "tablespace_map", stop.get(0, 1), env);
+
+    // The WAL from the backup's start to its end, so the standby can reach a consistent
+    // state even if the source recycles it before the standby connects.
+    std::error_code ec;
+    fs::create_directories(fs::path(target) / "pg_wal", ec);
+    hand_over((fs::path(target) / "pg_wal").string(), env.os_user);
+    bytes += rsync(from_dir + "pg_wal/", target + "/pg_wal/", {"archive_status/"}, false, env);
+    return bytes;
+}
+
+RejoinOutcome rejoin(const RewindCheck& check, Connection& conn, const Conninfo& source,
+                     const ServerFacts& facts, const RsyncSource& from, const std::string& target,
+                     const CopyEnv& env) {
+    RejoinOutcome out;
+    out.method = check.possible ? "pg_rewind" : "rsync";
+    if (check.possible) {
+        try {
+            out.bytes = rewind(conn, source, target, env);
+            return out;
+        } catch (const Error& e) {
+            log::warning(std::string("pg_rewind failed, copying changed files with rsync instead: ") + e.what() +
+                         (e.detail().empty() ? "" : " (" + e.detail() + ")"));
+            out.method = "rsync";
+            out.rewind_error = e.what();
+        }
+    }
+    out.bytes = rsync_from_source(conn, facts, from, target, env);
+    return out;
+}
+
+}  // namespace pgrm

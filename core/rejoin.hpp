@@ -1,0 +1,94 @@
+#pragma once
+
+// Rejoin: bringing a stopped data directory back in line with a running source of the
+// same database system. pg_rewind when the target allows it (after a CHECKPOINT on the
+// source), else an rsync --checksum delta inside a backup on the source. Shared by
+// `standby clone --force` and, soon, `node rejoin` and switchover; the rsync copy
+// serves a fresh `standby clone --method rsync` too.
+//
+// The planning functions are pure (unit-tested); the rest runs programs and SQL.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/db.hpp"
+#include "core/server.hpp"
+
+namespace pgrm {
+
+// What pg_controldata says about a data directory, as far as rewinding goes.
+struct ControlData {
+    std::optional<std::string> system_identifier;  // none: no readable data directory
+    bool wal_log_hints = false;
+    bool data_checksums = false;
+};
+
+// Reads pg_controldata's "Key: value" lines (LC_ALL=C).
+ControlData parse_control_data(const std::string& pg_controldata_output);
+
+// Whether pg_rewind can bring the target onto the source, and if not, why.
+struct RewindCheck {
+    bool possible = false;
+    std::string why_not;  // for the plan and the warning, when not possible
+};
+
+// pg_rewind needs the target to be an earlier state of the source's own database system,
+// with wal_log_hints or checksums so it can copy only what diverged.
+RewindCheck judge_rewind(const ControlData& target, const std::string& source_system_identifier);
+
+// Where rsync copies from: the source's data directory on this machine or over ssh.
+struct RsyncSource {
+    bool local = false;
+    std::string host;
+    std::string remote_user;  // -R
+};
+
+// The steps of an rsync copy under a backup on the source (delta: over existing files,
+// copying only what changed). Throws pgrm::Error(BadConfig) without a host to reach.
+std::vector<std::string> rsync_steps(const RsyncSource& from, bool delta);
+
+// How to bring existing files in line: "pg_rewind" or "rsync", and the steps.
+struct RejoinPlan {
+    std::string method;
+    std::vector<std::string> steps;
+};
+RejoinPlan plan_rejoin(const RewindCheck& rewind, const RsyncSource& from);
+
+// rsync's --rsh value: "ssh -o BatchMode=yes" and the words of ssh_options, each quoted
+// the way rsync reads it when it holds a space.
+std::string rsync_rsh(const std::string& ssh_options);
+
+// How the programs run: the config (pg_bindir, ssh_options), the OS user that owns the
+// target (when we are root), the source's major version, and -I.
+struct CopyEnv {
+    const Config* config = nullptr;
+    std::optional<std::string> os_user;
+    int major = 0;
+    bool ignore_rsync_warning = false;
+};
+
+// Runs pg_controldata on the target and judges it; logs why when pg_rewind is out.
+RewindCheck check_rewind(const std::string& target, const ServerFacts& source, const CopyEnv& env);
+
+// Copies the source's data directory with rsync --checksum between pg_backup_start and
+// pg_backup_stop on conn, writes backup_label (and tablespace_map), then copies the WAL
+// written meanwhile. Returns the bytes transferred.
+unsigned long long rsync_from_source(Connection& conn, const ServerFacts& facts, const RsyncSource& from,
+                                     const std::string& target, const CopyEnv& env);
+
+// What a rejoin did.
+struct RejoinOutcome {
+    std::string method;        // "pg_rewind", or "rsync" (planned, or after pg_rewind failed)
+    unsigned long long bytes = 0;
+    std::string rewind_error;  // why pg_rewind failed, when it did
+};
+
+// Brings the stopped target in line with the source on conn: pg_rewind when the check
+// allows it, falling back to an rsync delta if it fails; else the rsync delta.
+RejoinOutcome rejoin(const RewindCheck& rewind, Connection& conn, const Conninfo& source,
+                     const ServerFacts& facts, const RsyncSource& from, const std::string& target,
+                     const CopyEnv& env);
+
+}  // namespace pgrm
