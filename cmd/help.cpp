@@ -5,7 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "cmd/cli.hpp"
+#include "cmd/options.hpp"
 
 namespace pgrm {
 

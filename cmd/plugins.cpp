@@ -1,5 +1,7 @@
 #include "cmd/plugins.hpp"
 
+#include "plugins/plugins.hpp"
+
 namespace pgrm {
 
 void register_plugins(Registry& registry) {

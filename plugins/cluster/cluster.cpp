@@ -1,5 +1,5 @@
-#include "cmd/plugins.hpp"
 #include "plugins/cluster/cluster.hpp"
+#include "plugins/plugins.hpp"
 
 namespace pgrm {
 

@@ -15,10 +15,10 @@
 
 #include <CLI/CLI.hpp>
 
-#include "cmd/plugins.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "plugins/daemon/monitor.hpp"
+#include "plugins/plugins.hpp"
 
 namespace pgrm {
 

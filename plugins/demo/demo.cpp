@@ -16,12 +16,12 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "cmd/plugins.hpp"
 #include "core/error.hpp"
 #include "core/exec.hpp"
 #include "core/log.hpp"
 #include "core/recovery.hpp"
 #include "core/server.hpp"
+#include "plugins/plugins.hpp"
 
 namespace pgrm {
 

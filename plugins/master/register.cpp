@@ -2,11 +2,11 @@
 // metadata, creating or upgrading the schema repmgr_<cluster> first.
 #include <CLI/CLI.hpp>
 
-#include "cmd/plugins.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/metadata.hpp"
 #include "core/server.hpp"
+#include "plugins/plugins.hpp"
 
 namespace pgrm {
 

@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "cmd/plugins.hpp"
 #include "core/metadata.hpp"
+#include "plugins/plugins.hpp"
 
 namespace pgrm {
 
