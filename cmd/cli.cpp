@@ -82,10 +82,9 @@ struct Cli::Impl {
             if (spec.personas & persona.persona) spec.bind(app, spec.names, parsed);
 
         std::map<std::string, CLI::App*> groups;
-        for (const auto& command : registry.commands()) {
+        for (Command* command : commands_of(registry, persona.persona)) {
             auto spec = command->spec();
-            if (!(spec.personas & persona.persona)) continue;
-            CLI::App* target = &app;  // repmgrd is the daemon command itself
+            CLI::App* target = &app;  // repmgrd is its one command, the daemon, itself
             if (persona.persona != PersonaRepmgrd) {
                 CLI::App*& group = groups[spec.group];
                 if (!group) {
@@ -95,7 +94,7 @@ struct Cli::Impl {
                 target = spec.name.empty() ? group : group->add_subcommand(spec.name, spec.summary);
             }
             command->declare(*target);
-            bound.emplace_back(command.get(), target);
+            bound.emplace_back(command, target);
         }
     }
 

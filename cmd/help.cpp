@@ -70,9 +70,8 @@ std::string persona_help(const Registry& registry, const PersonaChoice& persona,
     // Usage lines: one per group, its commands in registration order.
     std::vector<std::string> order;
     std::map<std::string, std::vector<std::string>> names;
-    for (const auto& c : registry.commands()) {
+    for (const Command* c : commands_of(registry, persona.persona)) {
         auto s = c->spec();
-        if (!(s.personas & persona.persona)) continue;
         if (!names.count(s.group)) order.push_back(s.group);
         if (!s.name.empty()) names[s.group].push_back(s.name);
         else names[s.group];
@@ -112,9 +111,8 @@ std::string persona_help(const Registry& registry, const PersonaChoice& persona,
                "node and then exits.\nCOMMANDS:\n";
         std::vector<std::pair<std::string, std::string>> rows;
         size_t width = 0;
-        for (const auto& c : registry.commands()) {
+        for (const Command* c : commands_of(registry, persona.persona)) {
             auto s = c->spec();
-            if (!(s.personas & persona.persona)) continue;
             std::string left = usage_word(s) + (s.args.empty() ? "" : " " + s.args);
             width = std::max(width, left.size());
             rows.emplace_back(left, s.summary);

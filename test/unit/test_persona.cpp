@@ -1,9 +1,30 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
+#include "cmd/cli.hpp"
 #include "cmd/persona.hpp"
+#include "cmd/plugins.hpp"
 #include "core/error.hpp"
 
 using namespace pgrm;
+
+namespace {
+
+// A command that claims the repmgrd persona besides the daemon.
+class SecondDaemonCommand : public Command {
+public:
+    Spec spec() const override { return {"watch", "", "", "a second daemon-side command", PersonaRepmgrd}; }
+    Result run(Context&) override { return {}; }
+};
+
+std::vector<std::string> full_names(const std::vector<Command*>& commands) {
+    std::vector<std::string> out;
+    for (const Command* c : commands) out.push_back(c->full_name());
+    return out;
+}
+
+}  // namespace
 
 TEST_CASE("persona comes from the program name", "[persona]") {
     auto c = resolve_persona({"/usr/bin/repmgr", "standby", "clone"});
@@ -51,4 +72,43 @@ TEST_CASE("an unknown program name is an error naming it", "[persona]") {
         CHECK(std::string(e.what()).find("\"foo\"") != std::string::npos);
     }
     CHECK_THROWS_AS(resolve_persona({"repmgrx"}), Error);
+}
+
+TEST_CASE("each persona's command list and the registry agree", "[persona]") {
+    Registry registry;
+    register_plugins(registry);
+    const std::vector<std::string> seed = {"master register", "standby register", "standby clone",
+                                           "standby promote", "standby follow"};
+    for (Persona p : {PersonaRepmgr, PersonaRepmgrd, PersonaPgrm}) {
+        std::vector<std::string> listed = persona_commands(p);
+        CHECK(full_names(commands_of(registry, p)) == listed);
+        if (p == PersonaRepmgrd) continue;
+        for (const auto& name : seed)
+            CHECK(std::find(listed.begin(), listed.end(), name) != listed.end());
+    }
+    CHECK(persona_commands(PersonaRepmgrd) == std::vector<std::string>{"daemon"});
+}
+
+TEST_CASE("a second daemon-side command is refused, not silently ignored", "[persona]") {
+    Registry registry;
+    register_plugins(registry);
+    registry.add(std::make_unique<SecondDaemonCommand>());
+    try {
+        Cli cli(registry, resolve_persona({"repmgrd"}));
+        FAIL("repmgrd's tree was built with a command its list leaves out");
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()).find("\"watch\"") != std::string::npos);
+    }
+    // The other personas do not hold it and are unaffected.
+    CHECK_NOTHROW(Cli(registry, resolve_persona({"repmgr"})));
+}
+
+TEST_CASE("a listed command that no plugin registers is an error naming it", "[persona]") {
+    Registry registry;  // no plugins
+    try {
+        Cli cli(registry, resolve_persona({"repmgrd"}));
+        FAIL("repmgrd's tree was built without its daemon");
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()).find("\"daemon\"") != std::string::npos);
+    }
 }
