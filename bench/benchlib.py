@@ -3,7 +3,7 @@
 Builds on test/e2e/harness.py: Sandbox/Instance start real PostgreSQL servers in a
 throw-away directory under /tmp, run_as_pg runs a program as the postgres OS user, pgrm
 runs the built binary (build/cmd/repmgr); the cluster setup steps (make_primary,
-conf_text, pgbench, waiting for streaming, ...) are harness's too, shared with the e2e
+write_conf, pgbench, waiting for streaming, ...) are harness's too, shared with the e2e
 tests, and re-exported here. See bench/README.md.
 """
 
@@ -20,13 +20,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'test' / 'e2e'))
 import harness  # noqa: E402
-from harness import (conf_text, end_process_group, freeze, make_primary,  # noqa: E402,F401
-                     parse_json, pg_bin, pgbench, pgbench_background, pgrm, run_as_pg, streaming,
-                     thaw, wait_streaming, wait_streaming_from, wait_until)
+from harness import (end_process_group, freeze, make_primary, parse_json, pg_bin,  # noqa: E402,F401
+                     pgbench, pgbench_background, pgrm, run_as_pg, streaming, thaw,
+                     wait_streaming, wait_streaming_from, wait_until, write_conf)
 
 __all__ = ['harness', 'pg_bin', 'pgrm', 'run_as_pg', 'wait_until', 'REPO', 'make_primary',
            'pgbench', 'du_bytes', 'remove_tree', 'median', 'timed', 'parse_json', 'fmt_bytes',
-           'check_binary', 'conf_text', 'end_process_group', 'freeze', 'pgbench_background',
+           'check_binary', 'write_conf', 'end_process_group', 'freeze', 'pgbench_background',
            'streaming', 'thaw', 'wait_streaming', 'wait_streaming_from']
 
 

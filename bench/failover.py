@@ -46,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (check_binary, end_process_group, freeze, harness, make_primary,  # noqa: E402
-                      pgbench_background, pgrm, thaw, wait_streaming_from, wait_until)
+                      pgbench_background, pgrm, thaw, wait_streaming_from, wait_until, write_conf)
 
 MONITOR_INTERVAL = 1
 RECONNECT_ATTEMPTS = 2
@@ -175,13 +175,12 @@ class Probe:
 # Cluster
 
 
-def conf_text(sb, node: int, inst: harness.Instance) -> str:
-    return (f'cluster=bench\nnode={node}\nnode_name=node{node}\n'
-            f"conninfo='host=127.0.0.1 port={inst.port} user=postgres dbname=pgbench'\n"
-            f"data_directory='{inst.datadir}'\n"
-            f"log_file='{sb.path(f'repmgrd{node}.log')}'\n"
-            f'failover=automatic\nmonitor_interval_secs={MONITOR_INTERVAL}\n'
-            f'reconnect_attempts={RECONNECT_ATTEMPTS}\nreconnect_interval={RECONNECT_INTERVAL}\n')
+def daemon_settings(sb, node: int) -> dict:
+    """What a benchmarked node's repmgr.conf adds to harness.conf_text's: its name, the
+    daemon's log file, automatic failover and the fast timings above."""
+    return {'node_name': f'node{node}', 'log_file': sb.path(f'repmgrd{node}.log'),
+            'failover': 'automatic', 'monitor_interval_secs': MONITOR_INTERVAL,
+            'reconnect_attempts': RECONNECT_ATTEMPTS, 'reconnect_interval': RECONNECT_INTERVAL}
 
 
 class Cluster:
@@ -191,12 +190,12 @@ class Cluster:
         n1 = make_primary(sb, 'node1', scale=scale, timeout=3600)
         n1.psql('checkpoint')
         self.nodes[1] = n1
-        self.confs[1] = sb.write_config('repmgr1', conf_text(sb, 1, n1))
+        self.confs[1] = write_conf(sb, 1, n1, cluster='bench', **daemon_settings(sb, 1))
         pgrm('-f', self.confs[1], 'master', 'register', check=0)
         for i in (2, 3):
             n = sb.new_instance(f'node{i}')
             self.nodes[i] = n
-            self.confs[i] = sb.write_config(f'repmgr{i}', conf_text(sb, i, n))
+            self.confs[i] = write_conf(sb, i, n, cluster='bench', **daemon_settings(sb, i))
             pgrm('-f', self.confs[i], '-D', n.datadir, '-d', 'pgbench', '-h', '127.0.0.1',
                  '-p', n1.port, '-U', 'postgres', 'standby', 'clone', check=0, timeout=3600)
             n.start()

@@ -34,9 +34,9 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (check_binary, conf_text, du_bytes, fmt_bytes, harness, make_primary,  # noqa: E402
-                      median, parse_json, pgbench, pgrm, remove_tree, streaming, timed,
-                      wait_streaming, wait_until)
+from benchlib import (check_binary, du_bytes, fmt_bytes, harness, make_primary, median,  # noqa: E402
+                      parse_json, pgbench, pgrm, remove_tree, streaming, timed, wait_streaming,
+                      wait_until, write_conf)
 
 
 def changed_files(root: Path, since: float) -> dict:
@@ -93,7 +93,7 @@ def main() -> int:
         print(f'# node1: PostgreSQL {node1.psql("show server_version")}, pgbench -i -s '
               f'{args.scale} in {load_s:.1f} s, data directory {fmt_bytes(du_bytes(node1.datadir))}, '
               f'wal_keep_size {node1.psql("show wal_keep_size")}', flush=True)
-        conf1 = sb.write_config('repmgr1', conf_text(1, node1, cluster='bench'))
+        conf1 = write_conf(sb, 1, node1, cluster='bench')
         pgrm('-f', conf1, 'master', 'register', check=0)
 
         # ---- node2: cloned, streaming, registered.
@@ -103,7 +103,7 @@ def main() -> int:
         print(f'# node2 cloned from node1 in {s:.1f} s', flush=True)
         node2.start()
         wait_streaming(node2, timeout=120)
-        conf2 = sb.write_config('repmgr2', conf_text(2, node2, cluster='bench'))
+        conf2 = write_conf(sb, 2, node2, cluster='bench')
         pgrm('-f', conf2, 'standby', 'register', check=0)
 
         # ---- failover.

@@ -833,22 +833,29 @@ def make_primary(sb: Sandbox, name: str = 'node1', *, scale: int | None = 1,
 
 
 def conf_text(node: int, inst: Instance, cluster: str = 'test',
-              data_directory: bool = True) -> str:
+              data_directory: bool = True, **settings) -> str:
     """The seed's key=value repmgr.conf for a node (cluster, node, conninfo to database
-    pgbench), and its data directory unless data_directory=False."""
-    text = (f'cluster={cluster}\nnode={node}\n'
-            f"conninfo='host=127.0.0.1 port={inst.port} user=postgres dbname=pgbench'\n")
+    pgbench unless conninfo= says otherwise), its data directory unless
+    data_directory=False, then any further settings (node_name='node1',
+    failover='automatic', reconnect_attempts=2, ...): strings and paths quoted, numbers
+    bare, None left out."""
+    conninfo = settings.pop('conninfo', f'host=127.0.0.1 port={inst.port} user=postgres dbname=pgbench')
+    text = f"cluster={cluster}\nnode={node}\nconninfo='{conninfo}'\n"
     if data_directory:
         text += f"data_directory='{inst.datadir}'\n"
+    for key, value in settings.items():
+        if value is None:
+            continue
+        text += f"{key}='{value}'\n" if isinstance(value, (str, Path)) else f'{key}={value}\n'
     return text
 
 
 def write_conf(sb: Sandbox, node: int, inst: Instance, cluster: str = 'test',
-               name: str | None = None, data_directory: bool = True) -> Path:
+               name: str | None = None, data_directory: bool = True, **settings) -> Path:
     """Writes conf_text() to the sandbox as <name>.conf (default repmgr<node>.conf);
     returns its path."""
     return sb.write_config(name or f'repmgr{node}',
-                           conf_text(node, inst, cluster, data_directory=data_directory))
+                           conf_text(node, inst, cluster, data_directory=data_directory, **settings))
 
 
 def clone_args(target: Path, source: Instance, *extra, after=()) -> list:

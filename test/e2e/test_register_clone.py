@@ -336,9 +336,9 @@ def test_clone_rsync_over_ssh_from_another_host():
                         '-R', 'postgres', '--verbose', 'standby', 'clone', '--method', 'rsync',
                         host.local, netns=host)
 
-        def conf(name: str, extra: str = '') -> Path:
-            return sb.write_config(name, f"cluster=test\nnode=2\nconninfo='host={host.remote} "
-                                         f"port={n1.port} user=postgres dbname=pgbench'\n{extra}")
+        def conf(name: str, **settings) -> Path:
+            return write_conf(sb, 2, n1, name=name, data_directory=False, **settings,
+                              conninfo=f'host={host.remote} port={n1.port} user=postgres dbname=pgbench')
 
         # No key for ssh: refused at once, nothing copied.
         target = sb.path('node2')
@@ -350,7 +350,7 @@ def test_clone_rsync_over_ssh_from_another_host():
                        "and query ilike '%backup%' and pid <> pg_backend_pid()") == '0'
 
         # With ssh_options: copied over ssh, then a streaming standby with the data.
-        r = clone(target, conf('repmgr2', f"ssh_options='{sshd.ssh_options()}'\n"))
+        r = clone(target, conf('repmgr2', ssh_options=sshd.ssh_options()))
         assert r.returncode == 0, output(r) + sshd.log()
         assert 'Accepted publickey for postgres' in sshd.log(), sshd.log()
         assert (target / 'backup_label').is_file(), output(r)

@@ -483,7 +483,9 @@ def test_follow_past_an_incomplete_record():
         try:
             n2.stop('fast')
             n1.psql("select pg_logical_emit_message(false, 'pgrm-test', repeat('x', 32 * 1024 * 1024))")
-            time.sleep(0.5)
+            # Until the WAL writer flushes part of the record and node1 sends it to node3.
+            wait_until(lambda: n1.psql(f"select sent_lsn > '{end}' from pg_stat_replication") == 't',
+                       what='node1 to send part of the record to node3')
             n1.kill9()
         finally:
             os.kill(receiver_pid, signal.SIGCONT)
