@@ -37,22 +37,6 @@ struct Fixture {
 
 }  // namespace
 
-TEST_CASE("every seed command is registered for repmgr", "[cli]") {
-    Registry registry;
-    register_plugins(registry);
-    for (auto [group, name] : std::vector<std::pair<std::string, std::string>>{
-             {"master", "register"}, {"standby", "register"}, {"standby", "clone"},
-             {"standby", "promote"}, {"standby", "follow"}}) {
-        Command* c = registry.find(group, name);
-        REQUIRE(c != nullptr);
-        CHECK((c->spec().personas & PersonaRepmgr));
-        CHECK((c->spec().personas & PersonaPgrm));
-    }
-    Command* daemon = registry.find("daemon", "");
-    REQUIRE(daemon != nullptr);
-    CHECK((daemon->spec().personas & PersonaRepmgrd));
-}
-
 TEST_CASE("the seed README's command lines parse to the intended command", "[cli]") {
     Fixture f;
     SECTION("clone with every option before the command") {
