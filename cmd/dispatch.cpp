@@ -40,9 +40,11 @@ std::optional<Config> load_config_for(const Command& command, const GlobalOption
     return load_config(std::filesystem::absolute(*path).string());
 }
 
-void print_error(const Error& e, bool json, const std::string& command) {
+void print_error(const Error& e, bool json, const std::string& command,
+                 const std::optional<log::WarningCapture>& capture) {
     if (json) {
-        render_error_json(command, e, log::warnings(), std::cout);
+        render_error_json(command, e, capture ? capture->warnings() : std::vector<std::string>{},
+                          std::cout);
         return;
     }
     std::cerr << "ERROR: " << redact_secrets(e.what()) << '\n';
@@ -56,6 +58,9 @@ int dispatch(const std::vector<std::string>& argv) {
     // Known before parsing, so even a parse error comes out as JSON.
     bool json = std::find(argv.begin(), argv.end(), "--json") != argv.end();
     std::string command_name;
+    // This run's warnings, for its result; none for a command that runs until stopped.
+    std::optional<log::WarningCapture> capture;
+    capture.emplace();
     try {
         PersonaChoice persona = resolve_persona(argv);
         Registry registry;
@@ -74,6 +79,7 @@ int dispatch(const std::vector<std::string>& argv) {
             return 0;
         }
 
+        if (inv.command->spec().preconditions & LongRunning) capture.reset();
         if (inv.options.verbose) log::set_level(log::Level::Info);
         Context ctx;
         ctx.options = inv.options;
@@ -87,17 +93,18 @@ int dispatch(const std::vector<std::string>& argv) {
 
         Result result = inv.command->run(ctx);
         if (json)
-            render_json(command_name, result, log::warnings(), std::cout);
+            render_json(command_name, result,
+                        capture ? capture->warnings() : std::vector<std::string>{}, std::cout);
         else
             render_text(result, std::cout);
         return static_cast<int>(result.exit_code);
     } catch (const Error& e) {
-        print_error(e, json, command_name);
+        print_error(e, json, command_name, capture);
         return static_cast<int>(e.code());
     } catch (const std::exception& e) {
         // A bug or resource failure: still one clear line and a non-zero exit.
         print_error(Error(ExitCode::BadConfig, std::string("internal error: ") + e.what()), json,
-                    command_name);
+                    command_name, capture);
         return static_cast<int>(ExitCode::BadConfig);
     }
 }

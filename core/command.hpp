@@ -25,6 +25,7 @@ enum Persona : unsigned {
 enum Precondition : unsigned {
     NeedsNothing = 0,
     NeedsConfig = 1u << 0,     // a repmgr.conf must be found and valid
+    LongRunning = 1u << 1,     // runs until stopped: no warnings kept for its result
 };
 
 // The seed's options, shared by every repmgr command, before or after the command.

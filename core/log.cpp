@@ -19,7 +19,7 @@ struct State {
     Level threshold = Level::Notice;
     std::string path;
     FILE* file = nullptr;  // null: stderr
-    std::vector<std::string> warnings;
+    WarningCapture* capture = nullptr;  // the innermost live one
 };
 State& state() {
     static State s;
@@ -83,7 +83,7 @@ void write(Level level, std::string_view message) {
     auto& s = state();
     std::string text = redact_secrets(message);
     std::lock_guard lock(s.mutex);
-    if (level == Level::Warning) s.warnings.push_back(text);
+    if (level == Level::Warning && s.capture) s.capture->warnings_.push_back(text);
     if (level < s.threshold) return;
 
     timeval tv{};
@@ -97,6 +97,23 @@ void write(Level level, std::string_view message) {
                  level_name(level).data(), text.c_str());
 }
 
-const std::vector<std::string>& warnings() { return state().warnings; }
+WarningCapture::WarningCapture() {
+    auto& s = state();
+    std::lock_guard lock(s.mutex);
+    outer_ = s.capture;
+    s.capture = this;
+}
+
+WarningCapture::~WarningCapture() {
+    auto& s = state();
+    std::lock_guard lock(s.mutex);
+    // Scoped, so the innermost is always the one ending.
+    s.capture = outer_;
+}
+
+std::vector<std::string> WarningCapture::warnings() const {
+    std::lock_guard lock(state().mutex);
+    return warnings_;
+}
 
 }  // namespace pgrm::log

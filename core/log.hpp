@@ -21,9 +21,27 @@ void set_file(const std::string& path);  // empty: stderr; throws pgrm::Error if
 void reopen();                            // after logrotate (SIGHUP)
 
 // "[2026-11-26 09:10:11] [WARNING] message", secrets redacted. Warnings are also kept
-// for the JSON document's "warnings".
+// by the innermost live WarningCapture, if any.
 void write(Level level, std::string_view message);
-const std::vector<std::string>& warnings();
+
+// Collects the warnings logged while it lives, for one command run's result (the JSON
+// document's "warnings"). Outside any capture nothing is kept: a process that runs for
+// months (repmgrd) must not grow with every warning it logs. Captures nest; each collects
+// only what is logged while it is the innermost.
+class WarningCapture {
+public:
+    WarningCapture();
+    ~WarningCapture();
+    WarningCapture(const WarningCapture&) = delete;
+    WarningCapture& operator=(const WarningCapture&) = delete;
+
+    std::vector<std::string> warnings() const;
+
+private:
+    friend void write(Level, std::string_view);
+    WarningCapture* outer_;
+    std::vector<std::string> warnings_;
+};
 
 inline void debug(std::string_view m) { write(Level::Debug, m); }
 inline void info(std::string_view m) { write(Level::Info, m); }

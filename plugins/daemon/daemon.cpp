@@ -90,7 +90,7 @@ class Daemon : public Command {
 public:
     Spec spec() const override {
         return {"daemon", "", "", "monitors the cluster, records lag, and manages failover (repmgrd)",
-                PersonaRepmgrd | PersonaPgrm, NeedsConfig, {}};
+                PersonaRepmgrd | PersonaPgrm, NeedsConfig | LongRunning, {}};
     }
 
     void declare(CLI::App& app) override {

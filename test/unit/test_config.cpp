@@ -63,8 +63,8 @@ struct CwdGuard {
     ~CwdGuard() { fs::current_path(saved); }
 };
 
-bool warned(const std::string& message) {
-    const auto& w = pgrm::log::warnings();
+bool warned(const pgrm::log::WarningCapture& capture, const std::string& message) {
+    const auto w = capture.warnings();
     return std::find(w.begin(), w.end(), message) != w.end();
 }
 
@@ -307,15 +307,16 @@ TEST_CASE("a missing required setting is reported, the first in table order", "[
 TEST_CASE("an unknown setting is a warning, not an error", "[config]") {
     const auto saved = pgrm::log::level();
     pgrm::log::set_level(pgrm::log::Level::Error);  // keep the test output quiet
+    pgrm::log::WarningCapture capture;
     Config c = parse_config(with_seed("failover_mode=automatic\n"), "repmgr.conf");
     pgrm::log::set_level(saved);
     CHECK(c.node == 2);
-    CHECK(warned("repmgr.conf:4: unknown setting \"failover_mode\" ignored"));
+    CHECK(warned(capture, "repmgr.conf:4: unknown setting \"failover_mode\" ignored"));
 
     pgrm::log::set_level(pgrm::log::Level::Error);
     c = parse_config(toml_seed + "Reconnect_Tries = 6\n", "r.toml");
     pgrm::log::set_level(saved);
-    CHECK(warned("r.toml:4: unknown setting \"Reconnect_Tries\" ignored"));
+    CHECK(warned(capture, "r.toml:4: unknown setting \"Reconnect_Tries\" ignored"));
 }
 
 TEST_CASE("load_config reads a file, or says why it cannot", "[config]") {
