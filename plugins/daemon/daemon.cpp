@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -32,11 +33,23 @@ extern "C" void on_signal(int sig) {
     else g_signals->stop = true;
 }
 
-// Holds the lock for the process's life: a second daemon on the node is refused.
+// Holds the lock for the process's life: a second daemon on the node is refused. Never
+// through a symbolic link (run as root, the daemon would truncate whatever file it names),
+// never waiting on a FIFO, and only a regular file: nothing is written before that is known.
 int lock_pid_file(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+    if (fd < 0 && errno == ELOOP)
+        throw Error(ExitCode::BadConfig, "pid file \"" + path + "\" is a symbolic link", "",
+                    "name the file itself");
+    if (fd < 0 && errno == EISDIR)
+        throw Error(ExitCode::BadConfig, "pid file \"" + path + "\" is not a regular file");
     if (fd < 0)
         throw Error(ExitCode::BadConfig, "could not open pid file \"" + path + "\": " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        throw Error(ExitCode::BadConfig, "pid file \"" + path + "\" is not a regular file");
+    }
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
         char buf[32] = {};
         ssize_t n = ::read(fd, buf, sizeof buf - 1);

@@ -10,8 +10,10 @@ reconnect_interval=1.
      standby's daemon registers its standby (repl_nodes row, standby_register event);
   2. time_lag grows while the primary is stopped (failover = manual);
   3. SIGHUP reloads the config (new log_file) and keeps running; a second daemon on the
-     same --pid-file is refused (exit 1); the log file is reopened (rotation); a broken
-     config is refused and the daemon runs on; --verbose survives a reload;
+     same --pid-file is refused (exit 1), and so is a pid file that is a symbolic link,
+     a directory or a FIFO (the link's target untouched); the log file is reopened
+     (rotation); a broken config is refused and the daemon runs on; --verbose survives a
+     reload;
   4. SIGTERM stops it within 1 s with exit code 0;
   5. automatic failover after kill -9 of the primary under pgbench load with quorum
      synchronous replication: exactly one standby promotes, the other follows, no
@@ -457,6 +459,39 @@ def test_sighup_reload_and_pid_file():
         rc = d.stop()
         assert rc == 0, f'exit code {rc}\n{d.tail()}'
         assert not pid_file.exists(), 'pid file left behind after a clean stop'
+
+
+def test_pid_file_never_follows_a_link():
+    """--pid-file naming a symbolic link (to a file it must not touch), a directory or a
+    FIFO is refused with exit 1 before anything is written; the target is unchanged. No
+    server is needed: the pid file is taken before the daemon connects."""
+    with harness.Sandbox() as sb:
+        n1 = sb.new_instance('node1')   # only for its port and data directory path
+        conf = harness.write_conf(sb, 1, n1, log_file=sb.path('repmgrd1.log'))
+        victim = sb.path('victim')
+        victim.write_text('precious\n')
+        link = sb.path('repmgrd.pid')
+        link.symlink_to(victim)
+        fifo = sb.path('fifo.pid')
+        os.mkfifo(fifo)
+        cases = [(link, 'is a symbolic link'), (sb.root, 'is not a regular file'),
+                 (fifo, 'is not a regular file')]
+        for path, why in cases:
+            d = subprocess.Popen([str(harness.pgrm_path('repmgrd')), '-f', str(conf),
+                                  '--pid-file', str(path)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=harness.clean_env(),
+                                 start_new_session=True)
+            try:
+                out, err = d.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                harness.end_process_group(d)
+                raise AssertionError(f'repmgrd started with --pid-file {path} ({why}); '
+                                     f'the link target now holds {victim.read_text()!r}')
+            proc = subprocess.CompletedProcess(d.args, d.returncode, out, err)
+            assert proc.returncode == 1, output(proc)
+            assert f'pid file "{path}" {why}' in proc.stderr, output(proc)
+            assert victim.read_text() == 'precious\n', f'the link target was written: {output(proc)}'
+        assert link.is_symlink() and fifo.exists()
 
 
 def test_local_server_down_logged_once():
