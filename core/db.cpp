@@ -2,6 +2,8 @@
 
 #include <poll.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 
 #include "core/error.hpp"
@@ -21,12 +23,6 @@ void route_notice(void*, const char* message) {
     log::debug(trim_message(message));
 }
 
-bool password_refused(PGconn* conn, const std::string& message) {
-    if (PQconnectionNeedsPassword(conn)) return true;  // asked for one and had none
-    return message.find("password authentication failed") != std::string::npos ||
-           message.find("no password supplied") != std::string::npos;
-}
-
 Error query_error(PGresult* res, PGconn* conn, std::string_view sql) {
     const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
     const char* detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : nullptr;
@@ -39,7 +35,132 @@ Error query_error(PGresult* res, PGconn* conn, std::string_view sql) {
     return e;
 }
 
+bool has(std::string_view text, std::string_view what) { return text.find(what) != std::string_view::npos; }
+
+bool sqlstate_char(char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z'); }
+
+// How long connecting may take: the deadline if given, else connect_timeout per host
+// (libpq's rule: at least 2 s, 0 for ever); zero means no limit.
+std::chrono::milliseconds connect_budget(const Conninfo& ci, const ConnectOptions& options) {
+    if (options.deadline.count() > 0) return options.deadline;
+    long long seconds = std::atoll(ci.get("connect_timeout").value_or("0").c_str());
+    if (seconds <= 0) return std::chrono::milliseconds{0};
+    long long hosts = 1;
+    for (const char* key : {"host", "hostaddr"}) {
+        std::string v = ci.get(key).value_or("");
+        hosts = std::max<long long>(hosts, 1 + std::count(v.begin(), v.end(), ','));
+    }
+    return std::chrono::seconds(std::max(seconds, 2LL) * hosts);
+}
+
 }  // namespace
+
+std::string_view connect_failure_name(ConnectFailure failure) {
+    switch (failure) {
+        case ConnectFailure::Refused: return "refused";
+        case ConnectFailure::Unreachable: return "unreachable";
+        case ConnectFailure::PasswordRefused: return "password_refused";
+        case ConnectFailure::AuthenticationFailed: return "authentication_failed";
+        case ConnectFailure::TooManyClients: return "too_many_clients";
+        case ConnectFailure::StartingUp: return "starting_up";
+        case ConnectFailure::ShuttingDown: return "shutting_down";
+        case ConnectFailure::CrashRecovery: return "crash_recovery";
+        case ConnectFailure::NotAccepting: return "not_accepting_connections";
+        case ConnectFailure::ServerError: return "server_error";
+        case ConnectFailure::Other: break;
+    }
+    return "other";
+}
+
+std::string_view describe(ConnectFailure failure) {
+    switch (failure) {
+        case ConnectFailure::Refused: return "connection refused";
+        case ConnectFailure::Unreachable: return "unreachable";
+        case ConnectFailure::PasswordRefused: return "password refused";
+        case ConnectFailure::AuthenticationFailed: return "authentication failed";
+        case ConnectFailure::TooManyClients: return "too many clients";
+        case ConnectFailure::StartingUp: return "starting up";
+        case ConnectFailure::ShuttingDown: return "shutting down";
+        case ConnectFailure::CrashRecovery: return "in crash recovery";
+        case ConnectFailure::NotAccepting: return "not accepting connections";
+        case ConnectFailure::ServerError: return "refused the connection";
+        case ConnectFailure::Other: break;
+    }
+    return "could not connect";
+}
+
+bool server_alive(ConnectFailure failure) {
+    switch (failure) {
+        case ConnectFailure::Refused:
+        case ConnectFailure::Unreachable:
+        case ConnectFailure::Other:
+            return false;
+        default:
+            return true;
+    }
+}
+
+ConnectMessage parse_connect_message(std::string_view verbose) {
+    ConnectMessage m;
+    std::string text(verbose);
+    // Verbose messages put the code after the severity: "FATAL:  28P01: password ...".
+    for (size_t at = text.find(":  "); at != std::string::npos; at = text.find(":  ", at + 1)) {
+        size_t code = at + 3;
+        if (code + 7 > text.size() || text.compare(code + 5, 2, ": ") != 0) continue;
+        if (!std::all_of(text.begin() + code, text.begin() + code + 5, sqlstate_char)) continue;
+        m.sqlstate = text.substr(code, 5);
+        text.erase(code, 7);
+        break;
+    }
+    size_t line_start = 0;
+    while (line_start < text.size()) {
+        size_t end = text.find('\n', line_start);
+        size_t next = end == std::string::npos ? text.size() : end + 1;
+        if (text.compare(line_start, 10, "LOCATION: ") == 0) {
+            text.erase(line_start, next - line_start);
+            continue;
+        }
+        line_start = next;
+    }
+    m.text = trim_message(text);
+    return m;
+}
+
+ConnectFailure classify_connect_failure(std::string_view sqlstate, std::string_view message,
+                                        bool needs_password) {
+    using F = ConnectFailure;
+    if (sqlstate == "28P01") return F::PasswordRefused;
+    if (sqlstate.substr(0, 2) == "28") return F::AuthenticationFailed;
+    if (sqlstate == "53300") return F::TooManyClients;
+    if (sqlstate == "57P01") return F::ShuttingDown;
+    if (sqlstate == "57P02") return F::CrashRecovery;
+    if (sqlstate == "57P03") {
+        if (has(message, "shutting down")) return F::ShuttingDown;
+        if (has(message, "in recovery mode")) return F::CrashRecovery;
+        if (has(message, "starting up") || has(message, "not yet accepting")) return F::StartingUp;
+        return F::NotAccepting;
+    }
+    if (!sqlstate.empty()) return F::ServerError;
+
+    // No SQLSTATE: libpq's own findings, or a server too old to send one.
+    if (needs_password || has(message, "no password supplied") ||
+        has(message, "password authentication failed"))
+        return F::PasswordRefused;
+    if (has(message, "pg_hba.conf")) return F::AuthenticationFailed;
+    if (has(message, "too many clients") || has(message, "connection slots are reserved"))
+        return F::TooManyClients;
+    if (has(message, "the database system is starting up") || has(message, "not yet accepting"))
+        return F::StartingUp;
+    if (has(message, "the database system is shutting down")) return F::ShuttingDown;
+    if (has(message, "the database system is in recovery mode")) return F::CrashRecovery;
+    if (has(message, "Connection refused") || has(message, "No such file or directory"))
+        return F::Refused;
+    if (has(message, "timeout expired") || has(message, "timed out") ||
+        has(message, "No route to host") || has(message, "unreachable") ||
+        has(message, "could not translate host name"))
+        return F::Unreachable;
+    return F::Other;
+}
 
 std::optional<std::string> Rows::get_opt(int row, int col) const {
     if (is_null(row, col)) return std::nullopt;
@@ -78,35 +199,43 @@ Connection Connection::open(const Conninfo& given, const ConnectOptions& options
 
     std::string description = ci.redacted();
     log::debug("connecting: " + description);
-    PGconn* raw = options.deadline.count() > 0 ? PQconnectStartParams(keys.data(), values.data(), 0)
-                                               : PQconnectdbParams(keys.data(), values.data(), 0);
-    if (!raw) throw Error(ExitCode::DbConnection, "could not connect: out of memory");
+    // Polled rather than PQconnectdbParams, so verbose error messages can be asked for
+    // before the server answers: they carry the SQLSTATE of its refusal.
+    PGconn* raw = PQconnectStartParams(keys.data(), values.data(), 0);
+    if (!raw) throw ConnectionError(ConnectFailure::Other, "could not connect: out of memory");
     Connection conn(raw, description);
     PQsetNoticeProcessor(raw, route_notice, nullptr);
-    if (options.deadline.count() > 0 && PQstatus(raw) != CONNECTION_BAD) {
-        auto until = std::chrono::steady_clock::now() + options.deadline;
-        PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-        while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+    PQsetErrorVerbosity(raw, PQERRORS_VERBOSE);
+    std::chrono::milliseconds budget = connect_budget(ci, options);
+    auto until = std::chrono::steady_clock::now() + budget;
+    PostgresPollingStatusType st = PQstatus(raw) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        int wait_ms = -1;
+        if (budget.count() > 0) {
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                 until - std::chrono::steady_clock::now());
             if (left.count() <= 0)
-                throw Error(ExitCode::DbConnection, "could not connect to \"" + description + "\"",
-                            "no answer within " + std::to_string(options.deadline.count()) + " ms");
-            pollfd pfd{PQsocket(raw), static_cast<short>(st == PGRES_POLLING_READING ? POLLIN : POLLOUT), 0};
-            int n = ::poll(&pfd, 1, static_cast<int>(left.count()));
-            if (n < 0 && errno != EINTR) break;
-            if (n > 0) st = PQconnectPoll(raw);
+                throw ConnectionError(ConnectFailure::Unreachable,
+                                      "could not connect to \"" + description + "\"",
+                                      "no answer within " + std::to_string(budget.count()) + " ms");
+            wait_ms = static_cast<int>(left.count());
         }
+        pollfd pfd{PQsocket(raw), static_cast<short>(st == PGRES_POLLING_READING ? POLLIN : POLLOUT), 0};
+        int n = ::poll(&pfd, 1, wait_ms);
+        if (n < 0 && errno != EINTR) break;
+        if (n > 0) st = PQconnectPoll(raw);
     }
     if (PQstatus(raw) != CONNECTION_OK) {
-        std::string message = trim_message(PQerrorMessage(raw));
-        if (password_refused(raw, message))
-            throw Error(ExitCode::BadPassword, "password refused connecting to \"" +
-                                                   description + "\"",
-                        message, "check the password in ~/.pgpass or PGPASSFILE");
-        throw Error(ExitCode::DbConnection,
-                    "could not connect to \"" + description + "\"", message);
+        ConnectMessage m = parse_connect_message(PQerrorMessage(raw));
+        ConnectFailure failure = classify_connect_failure(m.sqlstate, m.text, PQconnectionNeedsPassword(raw));
+        log::debug("connection failed (" + std::string(connect_failure_name(failure)) +
+                   (m.sqlstate.empty() ? "" : ", SQLSTATE " + m.sqlstate) + ")");
+        if (failure == ConnectFailure::PasswordRefused)
+            throw ConnectionError(failure, "password refused connecting to \"" + description + "\"",
+                                  m.text, "check the password in ~/.pgpass or PGPASSFILE");
+        throw ConnectionError(failure, "could not connect to \"" + description + "\"", m.text);
     }
+    PQsetErrorVerbosity(raw, PQERRORS_DEFAULT);
     return conn;
 }
 
