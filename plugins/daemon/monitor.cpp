@@ -12,6 +12,7 @@
 #include "core/server.hpp"
 #include "core/timeline.hpp"
 #include "core/timeouts.hpp"
+#include "plugins/daemon/child.hpp"
 #include "plugins/daemon/election.hpp"
 
 namespace pgrm::daemon {
@@ -154,7 +155,7 @@ void Monitor::standby_pass() {
     }
     // The seed's daemon registers its standby when it is missing.
     if (!registered_) {
-        registered_ = local_meta.node(cfg_.node).has_value() || run_self({"standby", "register"}, "");
+        registered_ = local_meta.node(cfg_.node).has_value() || run_self({"standby", "register"}, "").ok;
         if (!registered_) return;
     }
     // The pass's check only raises suspicion, so it may be quick; the reconnect attempts
@@ -284,7 +285,7 @@ void Monitor::failover() {
         promoted_by_us_ = true;
         // --force: the election already judged the primary lost; a frozen primary would
         // otherwise keep this standby's receiver "streaming" until wal_receiver_timeout.
-        if (run_self({"standby", "promote", "--force"}, cfg_.promote_command)) {
+        if (run_self({"standby", "promote", "--force"}, cfg_.promote_command).ok) {
             primary_lost_ = false;
             primary_.reset();
         } else {
@@ -312,7 +313,7 @@ void Monitor::failover() {
         Conninfo ci = parse_conninfo(target->conninfo);
         std::vector<std::string> follow = {"standby", "follow", ci.get("host").value_or("")};
         if (auto port = ci.get("port")) follow.insert(follow.end(), {"-p", *port});
-        if (run_self(follow, cfg_.follow_command)) {
+        if (run_self(follow, cfg_.follow_command).ok) {
             primary_lost_ = false;
             primary_.reset();
         }
@@ -418,26 +419,50 @@ void Monitor::fence(const std::string& why) {
     if (!cfg_.fence_command.empty()) run_self({}, cfg_.fence_command);
 }
 
-// Runs pgrm's own command (the same code path as typing it), or the configured
-// override; true when it succeeded.
-bool Monitor::run_self(const std::vector<std::string>& args, const std::string& override_command) {
-    ExecSpec spec;
-    if (!override_command.empty()) {
-        spec.argv = split_command(override_command);
-    } else {
-        spec.argv = {self_exe_, "repmgr", "-f", cfg_.path};
-        spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-    }
-    spec.timeout = timeouts::kDaemonChild;
-    log::notice("running: " + describe_argv(spec.argv));
+// Runs pgrm's own command (the same code path as typing it) with --json, or the
+// configured override. Whatever the outcome, what the command logged goes into the
+// daemon's log: a warning from a command that succeeded matters too.
+ChildOutcome Monitor::run_self(const std::vector<std::string>& args, const std::string& override_command) {
+    std::string what;  // prefixes what it logged: "standby promote", or the program
+    for (const auto& a : args) what += (what.empty() ? "" : " ") + a;
     try {
+        ExecSpec spec;
+        if (!override_command.empty()) {
+            spec.argv = split_command(override_command);
+            if (!spec.argv.empty()) what = spec.argv.front();
+        } else {
+            spec.argv = {self_exe_, "repmgr", "-f", cfg_.path, "--json"};
+            if (verbose_) spec.argv.push_back("--verbose");
+            spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+        }
+        spec.timeout = timeouts::kDaemonChild;
+        log::notice("running: " + describe_argv(spec.argv));
         ExecResult res = run_program(spec);
-        if (!res.out.empty()) log::notice(res.out.substr(0, res.out.find_last_not_of('\n') + 1));
-        if (!res.ok()) log::error("failed (exit " + std::to_string(res.exit_code) + "): " + res.err);
-        return res.ok();
+        auto lines = [](const std::string& text, auto each) {
+            for (size_t at = 0; at < text.size();) {
+                size_t end = std::min(text.find('\n', at), text.size());
+                if (end > at) each(std::string_view(text).substr(at, end - at));
+                at = end + 1;
+            }
+        };
+        lines(res.err, [&](std::string_view line) {
+            auto [level, text] = read_log_line(line);
+            log::write(level, what + ": " + text);
+        });
+        ChildOutcome outcome;
+        if (override_command.empty()) {
+            outcome = read_outcome(res);
+        } else {
+            // Someone else's program: its output as it is, success by exit status.
+            lines(res.out, [&](std::string_view line) { log::notice(what + ": " + std::string(line)); });
+            outcome = {res.ok(), res.ok() ? "succeeded" : "failed (exit status " + std::to_string(res.exit_code) + ")"};
+        }
+        if (outcome.ok) log::notice(outcome.message.empty() ? what + " succeeded" : outcome.message);
+        else log::error(what + " failed: " + outcome.message);
+        return outcome;
     } catch (const Error& e) {
-        log::error(e.what());
-        return false;
+        log::error(what + " could not run: " + e.what());
+        return {false, e.what()};
     }
 }
 

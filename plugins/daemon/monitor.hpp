@@ -9,6 +9,7 @@
 #include "core/config.hpp"
 #include "core/db.hpp"
 #include "core/exit_code.hpp"
+#include "plugins/daemon/child.hpp"
 
 namespace pgrm::daemon {
 
@@ -37,7 +38,7 @@ private:
     void record_monitoring();
     void failover();
     void fence(const std::string& why);
-    bool run_self(const std::vector<std::string>& args, const std::string& override_command);
+    ChildOutcome run_self(const std::vector<std::string>& args, const std::string& override_command);
     // Sleeps up to duration, waking at once on SIGTERM/SIGINT or when the primary's
     // connection closes (a killed primary's backends hang up right away).
     void wait(std::chrono::milliseconds duration);

@@ -394,6 +394,25 @@ def primary_and_standby(c: Cluster, settings: dict | None = None):
     wait_streaming_from(n2, n1)
 
 
+def test_commands_it_runs_are_logged_when_they_succeed():
+    """node2 does not stream when its daemon registers it: standby register succeeds with
+    a warning. The daemon runs it with --json and logs its log lines (the warning) and
+    its result's summary, not only when it fails."""
+    with harness.Sandbox() as sb, cluster_of(sb) as c:
+        primary_and_standby(c, {'failover': 'manual'})
+        n2 = c.nodes[2]
+        n2.psql("alter system set primary_conninfo = 'host=127.0.0.1 port=1 user=postgres'")
+        n2.psql('select pg_reload_conf()')
+        wait_until(lambda: not harness.streaming(n2), what='node2 to stop streaming')
+        d = c.start_daemon(2)
+        wait_until(lambda: c.nodes_sql() == '1|primary|t\n2|standby|t', what="node2's daemon to register node2")
+        d.wait_log(r'\[WARNING\] standby register: this standby is not streaming; '
+                   r'recording the primary as its upstream', timeout=5)
+        d.wait_log(r'\[NOTICE\] standby register: node 2 \("node2"\) registered as standby of node 1',
+                   timeout=5)
+        d.wait_log(r'running: \S+ repmgr -f \S+ --json --verbose standby register', timeout=5)
+
+
 def test_sighup_reload_and_pid_file():
     with harness.Sandbox() as sb, cluster_of(sb) as c:
         primary_and_standby(c, {'failover': 'manual'})
