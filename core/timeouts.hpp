@@ -21,6 +21,9 @@ inline constexpr std::chrono::milliseconds kProbeQuery = 5000ms;
 inline constexpr std::chrono::seconds kServerControl = 60s;
 // How long follow waits for replay to settle before judging by received WAL.
 inline constexpr std::chrono::seconds kReplaySettle = 3s;
+// How long standby register waits for its standby to replay what its upstream has
+// (the metadata "master register" has just written there).
+inline constexpr std::chrono::seconds kRegisterReplay = 30s;
 // Short helper programs (pg_controldata, chown).
 inline constexpr std::chrono::seconds kHelperProgram = 30s;
 

@@ -292,6 +292,36 @@ def test_walkthrough_register_clone():
         wait_count(other, 'select count(*) from walk', '1003')
 
 
+def test_register_back_to_back():
+    """A script runs master register and, at once, standby register (issue 10, item 5):
+    standby register waits until the standby has replayed its upstream's current WAL, so
+    the metadata master register has just written is there. Several rounds, replay held
+    back by recovery_min_apply_delay in some (then the race is lost every time without
+    the wait) and free in others; each round starts from no metadata at all."""
+    with harness.Sandbox() as sb:
+        n1 = make_primary(sb, scale=None)
+        n2 = sb.new_instance('node2')
+        pgrm(*clone_args(n2.datadir, n1), check=0)
+        n2.start()
+        wait_streaming(n2)
+        conf1 = write_conf(sb, 1, n1, data_directory=False)
+        conf2 = write_conf(sb, 2, n2, data_directory=False)
+        has_schema = "select count(*) from pg_namespace where nspname = 'repmgr_test'"
+        for delay in ('1s', '0', '500ms', '0', '1s'):
+            n2.psql(f"alter system set recovery_min_apply_delay = '{delay}'")
+            n2.psql('select pg_reload_conf()')
+            pgrm('-f', conf1, 'master', 'register', check=0)
+            r = pgrm('-f', conf2, '--json', 'standby', 'register', check=0)
+            doc = parse_json(r, f'standby register right after master register (delay {delay})')
+            assert doc['data']['node']['upstream_node_id'] == 1, doc
+            assert n1.psql('select id, type from repmgr_test.repl_nodes order by id',
+                           db='pgbench') == '1|primary\n2|standby'
+            # The next round starts with no metadata on either node.
+            n1.psql('drop schema repmgr_test cascade', db='pgbench')
+            wait_until(lambda: n2.psql(has_schema, db='pgbench') == '0', timeout=30,
+                       what='node2 to replay the dropped schema')
+
+
 # --------------------------------------------------------------------------------------
 # Refusals needing their own setup
 
