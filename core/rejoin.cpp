@@ -1,11 +1,13 @@
 #include "core/rejoin.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -30,7 +32,7 @@ const char* const kBackupStopSqlOld =
     "SELECT labelfile, spcmapfile FROM pg_stop_backup(false, true)";
 
 // Left out of an rsync copy, as pg_basebackup leaves them out.
-const std::vector<std::string> kRsyncExcludes = {
+const std::vector<std::string> kBasebackupExcludes = {
     "pg_wal/*", "postmaster.pid", "postmaster.opts", "pg_replslot/*", "pg_dynshmem/*",
     "pg_notify/*", "pg_serial/*", "pg_snapshots/*", "pg_stat_tmp/*", "pg_subtrans/*",
     "pgsql_tmp*", "pg_internal.init", "backup_label", "backup_label.old", "tablespace_map",
@@ -165,6 +167,73 @@ std::vector<std::string> rsync_steps(const RsyncSource& from, bool delta) {
             "copy the WAL written during the backup"};
 }
 
+const std::vector<std::string>& node_config_files() {
+    static const std::vector<std::string> files = {"postgresql.conf", "postgresql.auto.conf", "pg_hba.conf",
+                                                   "pg_ident.conf"};
+    return files;
+}
+
+std::vector<std::string> rsync_excludes(bool delta) {
+    std::vector<std::string> excludes = kBasebackupExcludes;
+    if (delta)
+        for (const std::string& name : node_config_files()) excludes.push_back("/" + name);  // top level only
+    return excludes;
+}
+
+std::vector<KeptFile> keep_config_files(const std::string& target) {
+    std::vector<KeptFile> kept;
+    for (const std::string& name : node_config_files()) {
+        KeptFile f;
+        f.name = name;
+        fs::path path = fs::path(target) / name;
+        struct stat st {};
+        if (::lstat(path.c_str(), &st) == 0) {
+            if (!S_ISREG(st.st_mode))
+                throw Error(ExitCode::BadConfig, "\"" + path.string() + "\" is not a regular file", "",
+                            "a rejoin keeps the node's own configuration files; move this one aside");
+            std::ifstream in(path, std::ios::binary);
+            std::stringstream text;
+            text << in.rdbuf();
+            if (!in)
+                throw Error(ExitCode::BadConfig, "could not read \"" + path.string() + "\"", "",
+                            "a rejoin keeps the node's own configuration files and must read them first");
+            f.content = text.str();
+            f.mode = st.st_mode & 07777;
+            f.uid = st.st_uid;
+            f.gid = st.st_gid;
+        }
+        kept.push_back(std::move(f));
+    }
+    return kept;
+}
+
+void restore_config_files(const std::string& target, const std::vector<KeptFile>& kept) {
+    for (const KeptFile& f : kept) {
+        fs::path path = fs::path(target) / f.name;
+        std::error_code ec;
+        if (!f.content) {
+            if (fs::remove(path, ec)) log::info("removed \"" + path.string() + "\", which the target did not have");
+            continue;
+        }
+        fs::path tmp = path;
+        tmp += ".pgrm-tmp";
+        {
+            std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+            out << *f.content;
+            if (!out.flush())
+                throw Error(ExitCode::BadConfig, "could not write \"" + tmp.string() + "\"", "",
+                            "the node's own " + f.name + " must be put back by hand");
+        }
+        if (::chown(tmp.c_str(), f.uid, f.gid) != 0 && geteuid() == 0)
+            log::warning("could not give \"" + path.string() + "\" back to its owner");
+        ::chmod(tmp.c_str(), f.mode);
+        fs::rename(tmp, path, ec);
+        if (ec)
+            throw Error(ExitCode::BadConfig, "could not put back \"" + path.string() + "\": " + ec.message());
+    }
+    log::info("kept the target's own configuration files");
+}
+
 RejoinPlan plan_rejoin(const RewindCheck& rewind, const RsyncSource& from) {
     RejoinPlan plan;
     if (rewind.possible) {
@@ -172,11 +241,14 @@ RejoinPlan plan_rejoin(const RewindCheck& rewind, const RsyncSource& from) {
         plan.steps = {"checkpoint the source, so its control file names its current timeline",
                       "rewind the target with pg_rewind (only blocks changed since the fork); "
                       "if that fails, copy changed files with rsync"};
-        return plan;
+    } else {
+        plan.method = "rsync";
+        if (!rewind.why_not.empty()) plan.steps.push_back("no pg_rewind: " + rewind.why_not);
+        for (auto& step : rsync_steps(from, true)) plan.steps.push_back(std::move(step));
     }
-    plan.method = "rsync";
-    if (!rewind.why_not.empty()) plan.steps.push_back("no pg_rewind: " + rewind.why_not);
-    for (auto& step : rsync_steps(from, true)) plan.steps.push_back(std::move(step));
+    std::string names;
+    for (const std::string& name : node_config_files()) names += (names.empty() ? "" : ", ") + name;
+    plan.steps.push_back("keep the target's own configuration files (" + names + ")");
     return plan;
 }
 
@@ -203,7 +275,7 @@ RewindCheck check_rewind(const std::string& target, const ServerFacts& source, c
 }
 
 unsigned long long rsync_from_source(Connection& conn, const ServerFacts& facts, const RsyncSource& from,
-                                     const std::string& target, const CopyEnv& env) {
+                                     const std::string& target, const CopyEnv& env, bool delta) {
     std::string source_dir = facts.data_directory;
     if (source_dir.empty())
         throw Error(ExitCode::BadConfig, "cannot read the source's data_directory",
@@ -216,7 +288,7 @@ unsigned long long rsync_from_source(Connection& conn, const ServerFacts& facts,
     // The backup stays open as long as this session: if anything below fails, closing
     // the connection aborts it on the server.
     conn.exec(facts.version_num >= 150000 ? kBackupStartSql : kBackupStartSqlOld, {"pgrm standby clone"});
-    unsigned long long bytes = rsync(from_dir, target + "/", kRsyncExcludes, true, env);
+    unsigned long long bytes = rsync(from_dir, target + "/", rsync_excludes(delta), true, env);
 
     Rows stop = [&] {
         try {
@@ -241,20 +313,28 @@ unsigned long long rsync_from_source(Connection& conn, const ServerFacts& facts,
 RejoinOutcome rejoin(const RewindCheck& check, Connection& conn, const Conninfo& source,
                      const ServerFacts& facts, const RsyncSource& from, const std::string& target,
                      const CopyEnv& env) {
+    std::vector<KeptFile> kept = keep_config_files(target);
     RejoinOutcome out;
     out.method = check.possible ? "pg_rewind" : "rsync";
-    if (check.possible) {
-        try {
-            out.bytes = rewind(conn, source, target, env);
-            return out;
-        } catch (const Error& e) {
-            log::warning(std::string("pg_rewind failed, copying changed files with rsync instead: ") + e.what() +
-                         (e.detail().empty() ? "" : " (" + e.detail() + ")"));
-            out.method = "rsync";
-            out.rewind_error = e.what();
+    try {
+        if (check.possible) {
+            try {
+                out.bytes = rewind(conn, source, target, env);
+                restore_config_files(target, kept);
+                return out;
+            } catch (const Error& e) {
+                log::warning(std::string("pg_rewind failed, copying changed files with rsync instead: ") +
+                             e.what() + (e.detail().empty() ? "" : " (" + e.detail() + ")"));
+                out.method = "rsync";
+                out.rewind_error = e.what();
+            }
         }
+        out.bytes = rsync_from_source(conn, facts, from, target, env, true);
+    } catch (...) {
+        restore_config_files(target, kept);
+        throw;
     }
-    out.bytes = rsync_from_source(conn, facts, from, target, env);
+    restore_config_files(target, kept);
     return out;
 }
 

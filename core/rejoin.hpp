@@ -49,6 +49,31 @@ struct RsyncSource {
 // copying only what changed). Throws pgrm::Error(BadConfig) without a host to reach.
 std::vector<std::string> rsync_steps(const RsyncSource& from, bool delta);
 
+// The configuration files PostgreSQL reads from the data directory unless told to look
+// elsewhere. They describe the node (its port, who may connect), not the database: a
+// rejoin keeps the target's own, where pg_rewind and rsync would bring the source's.
+const std::vector<std::string>& node_config_files();
+
+// What rsync leaves out of a copy of the source's data directory: what pg_basebackup
+// leaves out, and in a delta the target's own configuration files.
+std::vector<std::string> rsync_excludes(bool delta);
+
+// One of the target's configuration files as it was before a rejoin.
+struct KeptFile {
+    std::string name;                    // relative to the data directory
+    std::optional<std::string> content;  // none: the target had no such file
+    unsigned mode = 0600;
+    unsigned uid = 0, gid = 0;
+};
+
+// Reads the target's node_config_files(); throws pgrm::Error(BadConfig) when one that
+// exists cannot be read (a rejoin would then lose it).
+std::vector<KeptFile> keep_config_files(const std::string& target);
+
+// Puts them back as they were (content, mode, owner); a file the target did not have
+// is removed, so the target ends with exactly its own configuration.
+void restore_config_files(const std::string& target, const std::vector<KeptFile>& kept);
+
 // How to bring existing files in line: "pg_rewind" or "rsync", and the steps.
 struct RejoinPlan {
     std::string method;
@@ -74,9 +99,10 @@ RewindCheck check_rewind(const std::string& target, const ServerFacts& source, c
 
 // Copies the source's data directory with rsync --checksum between pg_backup_start and
 // pg_backup_stop on conn, writes backup_label (and tablespace_map), then copies the WAL
-// written meanwhile. Returns the bytes transferred.
+// written meanwhile. delta: over the target's files, keeping its configuration files.
+// Returns the bytes transferred.
 unsigned long long rsync_from_source(Connection& conn, const ServerFacts& facts, const RsyncSource& from,
-                                     const std::string& target, const CopyEnv& env);
+                                     const std::string& target, const CopyEnv& env, bool delta);
 
 // What a rejoin did.
 struct RejoinOutcome {
@@ -86,7 +112,8 @@ struct RejoinOutcome {
 };
 
 // Brings the stopped target in line with the source on conn: pg_rewind when the check
-// allows it, falling back to an rsync delta if it fails; else the rsync delta.
+// allows it, falling back to an rsync delta if it fails; else the rsync delta. The
+// target keeps its own configuration files (node_config_files()), even when this fails.
 RejoinOutcome rejoin(const RewindCheck& rewind, Connection& conn, const Conninfo& source,
                      const ServerFacts& facts, const RsyncSource& from, const std::string& target,
                      const CopyEnv& env);

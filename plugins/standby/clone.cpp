@@ -188,7 +188,7 @@ public:
         } else if (plan.method == "pg_basebackup") {
             bytes = copy_with_pg_basebackup(ctx, source, target, env);
         } else {
-            bytes = rsync_from_source(conn, facts, s.source, target, env);
+            bytes = rsync_from_source(conn, facts, s.source, target, env, false);
         }
 
         // 5. What the standby needs to start: pg_wal, standby.signal, primary_conninfo.

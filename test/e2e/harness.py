@@ -491,10 +491,13 @@ class Instance:
         # postgresql.conf, but must still come up on its own port and socket directory.
         return f'-p {self.port} -k {self.socket_dir}'
 
-    def start(self, wait: bool = True, timeout: int = 120):
+    def start(self, wait: bool = True, timeout: int = 120, overrides: bool = True):
+        """pg_ctl start; overrides=False leaves out the port and socket directory
+        options, so the server runs on what its own configuration files say."""
         self._ensure_socket_dir()
-        argv = [pg_bin('pg_ctl'), '-D', self.datadir, '-l', self.logfile,
-                '-o', self._server_opts(), '-t', str(timeout)]
+        argv = [pg_bin('pg_ctl'), '-D', self.datadir, '-l', self.logfile, '-t', str(timeout)]
+        if overrides:
+            argv += ['-o', self._server_opts()]
         argv += ['-w'] if wait else ['-W']
         argv.append('start')
         try:

@@ -1,3 +1,11 @@
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include <catch2/catch.hpp>
 
 #include "core/error.hpp"
@@ -22,6 +30,17 @@ ControlData control(const std::string& id, bool hints, bool checksums) {
     c.data_checksums = checksums;
     return c;
 }
+
+namespace fs = std::filesystem;
+
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+void spill(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::trunc) << text; }
 
 bool has_step(const RejoinPlan& p, const std::string& text) {
     for (const auto& step : p.steps)
@@ -70,7 +89,7 @@ TEST_CASE("pg_rewind needs the same database system and hints or checksums", "[r
 TEST_CASE("a rewindable target is rewound after a checkpoint on the source", "[rejoin]") {
     RejoinPlan p = plan_rejoin({true, ""}, {false, "node1", "postgres"});
     CHECK(p.method == "pg_rewind");
-    REQUIRE(p.steps.size() == 2);
+    REQUIRE(p.steps.size() == 3);
     CHECK(p.steps[0].find("checkpoint the source") == 0);
     CHECK(p.steps[1].find("if that fails, copy changed files with rsync") != std::string::npos);
 }
@@ -101,4 +120,63 @@ TEST_CASE("rsync's ssh command carries ssh_options, quoted as rsync reads them",
     CHECK(rsync_rsh("-i '/keys/my key'") == "ssh -o BatchMode=yes -i \"/keys/my key\"");
     CHECK(rsync_rsh("-o 'ProxyCommand=nc \"gw\" 22'") == "ssh -o BatchMode=yes -o 'ProxyCommand=nc \"gw\" 22'");
     CHECK_THROWS_AS(rsync_rsh("-o \"a 'b\\\" c\""), Error);
+}
+
+TEST_CASE("either way the plan keeps the target's own configuration files", "[rejoin]") {
+    for (bool rewind : {true, false}) {
+        RejoinPlan p = plan_rejoin({rewind, ""}, {true, "", ""});
+        CHECK(p.steps.back() ==
+              "keep the target's own configuration files (postgresql.conf, postgresql.auto.conf, "
+              "pg_hba.conf, pg_ident.conf)");
+    }
+}
+
+TEST_CASE("an rsync delta leaves the target's configuration files alone; a fresh copy brings them", "[rejoin]") {
+    auto has = [](const std::vector<std::string>& v, const std::string& s) {
+        return std::find(v.begin(), v.end(), s) != v.end();
+    };
+    std::vector<std::string> delta = rsync_excludes(true), fresh = rsync_excludes(false);
+    for (const std::string& name : node_config_files()) {
+        CHECK(has(delta, "/" + name));  // anchored: a file of that name deeper down is copied
+        CHECK_FALSE(has(fresh, "/" + name));
+    }
+    for (const char* always : {"postmaster.pid", "pg_wal/*", "standby.signal", "backup_label"}) {
+        CHECK(has(delta, always));
+        CHECK(has(fresh, always));
+    }
+}
+
+TEST_CASE("kept configuration files come back as they were; ones the target lacked go", "[rejoin]") {
+    char tmpl[] = "/tmp/pgrm-unit-rejoin-XXXXXX";
+    REQUIRE(mkdtemp(tmpl));
+    fs::path dir = tmpl;
+    spill(dir / "postgresql.conf", "port = 5433\n");
+    spill(dir / "pg_hba.conf", "host all all 192.0.2.1/32 trust\n");
+    spill(dir / "postgresql.auto.conf", "cluster_name = 'node1'\n");
+    ::chmod((dir / "pg_hba.conf").c_str(), 0640);
+    // no pg_ident.conf: this target keeps it elsewhere
+
+    std::vector<KeptFile> kept = keep_config_files(dir.string());
+    REQUIRE(kept.size() == node_config_files().size());
+
+    // What a rewind from the source leaves behind.
+    spill(dir / "postgresql.conf", "port = 5432\n");
+    spill(dir / "pg_hba.conf", "host all all 0.0.0.0/0 trust\n");
+    spill(dir / "postgresql.auto.conf", "primary_conninfo = 'host=node0'\n");
+    spill(dir / "pg_ident.conf", "source's map\n");
+    ::chmod((dir / "pg_hba.conf").c_str(), 0600);
+
+    restore_config_files(dir.string(), kept);
+    CHECK(slurp(dir / "postgresql.conf") == "port = 5433\n");
+    CHECK(slurp(dir / "pg_hba.conf") == "host all all 192.0.2.1/32 trust\n");
+    CHECK(slurp(dir / "postgresql.auto.conf") == "cluster_name = 'node1'\n");
+    CHECK_FALSE(fs::exists(dir / "pg_ident.conf"));
+    CHECK((fs::status(dir / "pg_hba.conf").permissions() & fs::perms::all) ==
+          (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read));
+    CHECK_FALSE(fs::exists(dir / "postgresql.conf.pgrm-tmp"));
+
+    // A configuration "file" that is a directory cannot be kept: refused before anything changes.
+    fs::create_directory(dir / "pg_ident.conf");
+    CHECK_THROWS_AS(keep_config_files(dir.string()), Error);
+    fs::remove_all(dir);
 }
