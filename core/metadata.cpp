@@ -175,6 +175,19 @@ void Metadata::repoint_standbys(int from_id, int to_id) {
                {cluster_, std::to_string(from_id), std::to_string(to_id)});
 }
 
+bool Metadata::remove_node(const Node& judged, const std::string& event, const std::string& details) {
+    return conn_
+               .exec("WITH gone AS (DELETE FROM " + schema_ +
+                         ".repl_nodes WHERE cluster = $1 AND id = $2 AND type = $3 AND active = $4 "
+                         "RETURNING id) "
+                         "INSERT INTO " + schema_ +
+                         ".events (node_id, event, successful, details) "
+                         "SELECT id, $5, true, $6 FROM gone RETURNING node_id",
+                     {cluster_, std::to_string(judged.id), judged.type, judged.active ? "true" : "false", event,
+                      redact_secrets(details)})
+               .size() == 1;
+}
+
 void Metadata::record_event(int node_id, const std::string& event, bool successful,
                             const std::string& details) {
     conn_.exec("INSERT INTO " + schema_ +

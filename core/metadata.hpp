@@ -63,6 +63,11 @@ public:
     // Standbys whose upstream was from_id now have to_id as theirs.
     void repoint_standbys(int from_id, int to_id);
 
+    // Removes the node's record, only if it still has the type and active flag it was
+    // judged on, and records event about it (details as given) in the same statement;
+    // false when the record changed or vanished meanwhile, so nothing was done.
+    bool remove_node(const Node& judged, const std::string& event, const std::string& details);
+
     void record_event(int node_id, const std::string& event, bool successful,
                       const std::string& details);
     // The newest events first; node_id and event (an event name) filter when given.

@@ -6,7 +6,7 @@
 #include "core/log.hpp"
 #include "core/metadata.hpp"
 #include "core/server.hpp"
-#include "plugins/plugins.hpp"
+#include "plugins/master/master.hpp"
 
 namespace pgrm {
 
@@ -86,6 +86,6 @@ private:
 
 }  // namespace
 
-void register_master(Registry& registry) { registry.add(std::make_unique<MasterRegister>()); }
+void register_master_register(Registry& registry) { registry.add(std::make_unique<MasterRegister>()); }
 
 }  // namespace pgrm

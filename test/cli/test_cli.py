@@ -61,8 +61,8 @@ def test_binaries_exist():
 def test_repmgr_help():
     r = pgrm('--help', check=0)
     for needle in ('Usage:',
-                   ' repmgr [OPTIONS] master  {register}',
-                   'standby {register|clone|promote|follow}',
+                   ' repmgr [OPTIONS] master  {register|unregister}',
+                   'standby {register|clone|promote|follow|unregister}',
                    'General options:',
                    'Connection options:',
                    'Configuration options:',

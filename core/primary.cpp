@@ -1,0 +1,47 @@
+#include "core/primary.hpp"
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/timeouts.hpp"
+
+namespace pgrm {
+
+namespace {
+
+const char* const kInRecoverySql = "SELECT pg_catalog.pg_is_in_recovery()";
+// Read-only as cluster show judges it: only the server's own configuration counts, not
+// a value set for this session.
+const char* const kAcceptsWritesSql =
+    "SELECT NOT pg_catalog.pg_is_in_recovery() AND NOT coalesce("
+    "  (SELECT s.setting = 'on' AND s.source = 'configuration file' "
+    "     FROM pg_catalog.pg_settings AS s WHERE s.name = 'default_transaction_read_only'), false)";
+
+}  // namespace
+
+PrimaryLink connect_primary(Connection& local, const std::string& cluster, const ConnectOptions& options) {
+    Metadata local_meta(local, cluster);
+    local_meta.require_installed();
+    std::optional<Node> primary = local_meta.active_primary();
+    if (!primary)
+        throw Error(ExitCode::BadConfig, "cluster \"" + cluster + "\" has no active primary registered", "",
+                    "run \"repmgr master register\" on the primary");
+    Connection conn = Connection::open(primary->conninfo, options);
+    if (conn.exec(kInRecoverySql).get_bool(0, 0))
+        throw Error(ExitCode::BadConfig,
+                    "registered primary node " + std::to_string(primary->id) + " (\"" + primary->name +
+                        "\") is in recovery",
+                    "", "promote a standby, or register the current primary with \"repmgr master register --force\"");
+    return {std::move(*primary), std::move(conn)};
+}
+
+std::optional<bool> accepts_writes(const std::string& conninfo) {
+    try {
+        Connection conn = Connection::open(conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect});
+        return conn.exec(kAcceptsWritesSql, {}, timeouts::kProbeQuery).get_bool(0, 0);
+    } catch (const Error& e) {
+        log::info("could not ask \"" + redact_secrets(conninfo) + "\" whether it accepts writes: " + e.what());
+        return std::nullopt;
+    }
+}
+
+}  // namespace pgrm
