@@ -304,6 +304,14 @@ long long Connection::run(std::string_view sql, const std::vector<Param>& params
     return n.empty() ? 0 : std::atoll(n.c_str());
 }
 
+bool Connection::hung_up(std::chrono::milliseconds wait) {
+    if (!ok()) return true;
+    pollfd pfd{PQsocket(conn_.get()), POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(wait.count())) <= 0) return false;
+    PQconsumeInput(conn_.get());
+    return PQstatus(conn_.get()) != CONNECTION_OK;
+}
+
 std::string Connection::quote_identifier(std::string_view name) const {
     char* quoted = PQescapeIdentifier(conn_.get(), name.data(), name.size());
     if (!quoted) throw Error(ExitCode::DbQuery, "could not quote identifier \"" + std::string(name) + "\"");

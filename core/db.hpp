@@ -126,7 +126,10 @@ public:
 
     int server_version() const { return PQserverVersion(conn_.get()); }  // 150018
     bool ok() const { return conn_ && PQstatus(conn_.get()) == CONNECTION_OK; }
-    PGconn* raw() const { return conn_.get(); }
+    // Waits up to `wait` for the server to send anything; true when the connection is
+    // then closed: a killed server's backend hangs up at once, so a caller sleeping on
+    // this notices it without asking.
+    bool hung_up(std::chrono::milliseconds wait);
     // The conninfo it was opened with, password hidden: for messages.
     const std::string& describe() const { return description_; }
 

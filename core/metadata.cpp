@@ -64,13 +64,16 @@ nlohmann::json to_json(const Node& n) {
     return j;
 }
 
-Metadata::Metadata(Connection& conn, const std::string& cluster)
+Metadata::Metadata(Connection& conn, const std::string& cluster, std::chrono::milliseconds timeout)
     : conn_(conn), cluster_(cluster), schema_name_("repmgr_" + cluster),
-      schema_(conn.quote_identifier("repmgr_" + cluster)) {}
+      schema_(conn.quote_identifier("repmgr_" + cluster)), timeout_(timeout) {}
+
+Rows Metadata::exec(std::string_view sql, const std::vector<Param>& params) {
+    return conn_.exec(sql, params, timeout_);
+}
 
 bool Metadata::installed() {
-    return conn_
-        .exec("SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = $1 "
+    return exec("SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = $1 "
               "AND tablename = 'schema_version'",
               {schema_name_})
         .size() == 1;
@@ -85,7 +88,7 @@ void Metadata::require_installed() {
 int Metadata::version() {
     if (!installed()) return 0;
     return static_cast<int>(
-        conn_.exec("SELECT coalesce(max(version), 0) FROM " + schema_ + ".schema_version")
+        exec("SELECT coalesce(max(version), 0) FROM " + schema_ + ".schema_version")
             .get_int(0, 0));
 }
 
@@ -94,7 +97,7 @@ int Metadata::install_or_upgrade() {
     // once cannot both create the schema.
     conn_.run("BEGIN");
     try {
-        conn_.exec("SELECT pg_advisory_xact_lock(hashtext($1))", {schema_name_});
+        exec("SELECT pg_advisory_xact_lock(hashtext($1))", {schema_name_});
         conn_.run("CREATE SCHEMA IF NOT EXISTS " + schema_);
         conn_.run("CREATE TABLE IF NOT EXISTS " + schema_ +
                   ".schema_version (version integer PRIMARY KEY, "
@@ -105,21 +108,30 @@ int Metadata::install_or_upgrade() {
             if (m.version <= current) continue;
             log::info("applying metadata schema step " + std::string(m.file) + " to " + schema_name_);
             conn_.run("SET LOCAL search_path TO " + schema_ + ", pg_catalog");
-            conn_.exec(m.sql);
-            conn_.exec("INSERT INTO " + schema_ + ".schema_version (version) VALUES ($1)",
+            exec(m.sql);
+            exec("INSERT INTO " + schema_ + ".schema_version (version) VALUES ($1)",
                        {std::to_string(m.version)});
             newest = m.version;
         }
         conn_.run("COMMIT");
         return newest;
     } catch (...) {
-        if (conn_.ok()) PQexec(conn_.raw(), "ROLLBACK");
+        try {
+            if (conn_.ok()) conn_.run("ROLLBACK");
+        } catch (const Error&) {
+            // The first error is the one to report.
+        }
         throw;
     }
 }
 
+bool Metadata::current() {
+    const auto& steps = schema::migrations();
+    return version() >= (steps.empty() ? 0 : steps.back().version);
+}
+
 std::vector<Node> Metadata::nodes() {
-    Rows r = conn_.exec(std::string("SELECT ") + kNodeColumns + " FROM " + schema_ +
+    Rows r = exec(std::string("SELECT ") + kNodeColumns + " FROM " + schema_ +
                         ".repl_nodes WHERE cluster = $1 ORDER BY id",
                         {cluster_});
     std::vector<Node> out;
@@ -128,7 +140,7 @@ std::vector<Node> Metadata::nodes() {
 }
 
 std::optional<Node> Metadata::node(int id) {
-    Rows r = conn_.exec(std::string("SELECT ") + kNodeColumns + " FROM " + schema_ +
+    Rows r = exec(std::string("SELECT ") + kNodeColumns + " FROM " + schema_ +
                         ".repl_nodes WHERE cluster = $1 AND id = $2",
                         {cluster_, std::to_string(id)});
     if (r.empty()) return std::nullopt;
@@ -136,7 +148,7 @@ std::optional<Node> Metadata::node(int id) {
 }
 
 std::optional<Node> Metadata::active_primary() {
-    Rows r = conn_.exec(std::string("SELECT ") + kNodeColumns + " FROM " + schema_ +
+    Rows r = exec(std::string("SELECT ") + kNodeColumns + " FROM " + schema_ +
                         ".repl_nodes WHERE cluster = $1 AND type = 'primary' AND active "
                         "ORDER BY updated_at DESC LIMIT 1",
                         {cluster_});
@@ -145,8 +157,7 @@ std::optional<Node> Metadata::active_primary() {
 }
 
 bool Metadata::save_node(const Node& n) {
-    return conn_
-        .exec("INSERT INTO " + schema_ +
+    return exec("INSERT INTO " + schema_ +
                   ".repl_nodes AS r (id, cluster, name, conninfo, type, upstream_node_id, priority, "
                   "active, data_directory) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
                   "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, conninfo = EXCLUDED.conninfo, "
@@ -162,43 +173,69 @@ bool Metadata::save_node(const Node& n) {
 }
 
 void Metadata::deactivate_other_primaries(int keep_id) {
-    conn_.exec("UPDATE " + schema_ +
+    exec("UPDATE " + schema_ +
                    ".repl_nodes SET active = false, updated_at = now() "
                    "WHERE cluster = $1 AND type = 'primary' AND id <> $2 AND active",
                {cluster_, std::to_string(keep_id)});
 }
 
 void Metadata::repoint_standbys(int from_id, int to_id) {
-    conn_.exec("UPDATE " + schema_ +
+    exec("UPDATE " + schema_ +
                    ".repl_nodes SET upstream_node_id = $3, updated_at = now() "
                    "WHERE cluster = $1 AND type = 'standby' AND upstream_node_id = $2",
                {cluster_, std::to_string(from_id), std::to_string(to_id)});
 }
 
 bool Metadata::remove_node(const Node& judged, const std::string& event, const std::string& details) {
-    return conn_
-               .exec("WITH gone AS (DELETE FROM " + schema_ +
-                         ".repl_nodes WHERE cluster = $1 AND id = $2 AND type = $3 AND active = $4 "
-                         "RETURNING id) "
-                         "INSERT INTO " + schema_ +
-                         ".events (node_id, event, successful, details) "
-                         "SELECT id, $5, true, $6 FROM gone RETURNING node_id",
-                     {cluster_, std::to_string(judged.id), judged.type, judged.active ? "true" : "false", event,
-                      redact_secrets(details)})
+    return exec("WITH gone AS (DELETE FROM " + schema_ +
+                    ".repl_nodes WHERE cluster = $1 AND id = $2 AND type = $3 AND active = $4 "
+                    "RETURNING id) "
+                    "INSERT INTO " + schema_ +
+                    ".events (node_id, event, successful, details) "
+                    "SELECT id, $5, true, $6 FROM gone RETURNING node_id",
+                {cluster_, std::to_string(judged.id), judged.type, judged.active ? "true" : "false", event,
+                 redact_secrets(details)})
                .size() == 1;
 }
 
 void Metadata::record_event(int node_id, const std::string& event, bool successful,
-                            const std::string& details) {
-    conn_.exec("INSERT INTO " + schema_ +
-                   ".events (node_id, event, successful, details) VALUES ($1, $2, $3, $4)",
+                            const std::string& details,
+                            std::optional<std::chrono::system_clock::time_point> at) {
+    Param when;
+    if (at) {
+        auto us = std::chrono::duration_cast<std::chrono::microseconds>(at->time_since_epoch()).count();
+        when = std::to_string(us / 1000000) + "." + std::to_string(1000000 + us % 1000000).substr(1);
+    }
+    exec("INSERT INTO " + schema_ +
+                   ".events (node_id, event, successful, details, event_timestamp) "
+                   "VALUES ($1, $2, $3, $4, coalesce(to_timestamp($5::double precision), now()))",
                {std::to_string(node_id), event, successful ? "true" : "false",
-                redact_secrets(details)});
+                redact_secrets(details), when});
+}
+
+void Metadata::record_monitoring(const MonitoringRow& m) {
+    exec("INSERT INTO " + schema_ +
+             ".repl_monitor (primary_node, standby_node, last_monitor_time, "
+             "last_wal_primary_location, last_wal_standby_location, last_wal_standby_replayed, "
+             "replication_lag, apply_lag, last_replayed_xact_time) "
+             "VALUES ($1, $2, now(), $3, $4, $5, $6, $7, $8)",
+         {std::to_string(m.primary_node), std::to_string(m.standby_node), m.primary_lsn, m.received, m.replayed,
+          std::to_string(m.replication_lag), std::to_string(m.apply_lag), m.last_replayed_xact_time});
+}
+
+void Metadata::prune_monitoring(int standby_node, int keep_days) {
+    exec("DELETE FROM " + schema_ + ".repl_monitor WHERE standby_node = $1 AND "
+         "last_monitor_time < now() - make_interval(days => $2)",
+         {std::to_string(standby_node), std::to_string(keep_days)});
+}
+
+void Metadata::record_last_seen(int node_id) {
+    exec("UPDATE " + schema_ + ".repl_nodes SET last_seen = now() WHERE id = $1", {std::to_string(node_id)});
 }
 
 std::vector<Event> Metadata::events(int limit, std::optional<int> node_id,
                                     const std::optional<std::string>& event) {
-    Rows r = conn_.exec("SELECT id, node_id, event, successful, "
+    Rows r = exec("SELECT id, node_id, event, successful, "
                         "to_char(event_timestamp, 'YYYY-MM-DD HH24:MI:SS.MS TZ'), "
                         "coalesce(details, '') FROM " + schema_ +
                             ".events WHERE ($2::int IS NULL OR node_id = $2) "

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,6 +30,17 @@ nlohmann::json to_json(const Node& node);  // conninfo with the password hidden
 Node node_from_config(const Config& cfg, const std::string& type, std::optional<int> upstream,
                       const std::string& data_directory = "");
 
+// One row of repl_monitor: a standby's daemon records one per pass.
+struct MonitoringRow {
+    int primary_node = 0;
+    int standby_node = 0;
+    std::string primary_lsn;                          // pg_current_wal_lsn() on the primary
+    std::optional<std::string> received, replayed;    // the standby's positions
+    long long replication_lag = 0;                    // bytes, primary to received
+    long long apply_lag = 0;                          // bytes, received to replayed
+    std::optional<std::string> last_replayed_xact_time;
+};
+
 struct Event {
     long long id = 0;
     int node_id = 0;
@@ -42,7 +54,10 @@ struct Event {
 // (normally the primary's). Every SQL statement about the metadata lives here.
 class Metadata {
 public:
-    Metadata(Connection& conn, const std::string& cluster);
+    // timeout: each statement gives up after it (the daemon's, so a hung server cannot
+    // freeze it); zero waits as long as the server takes.
+    Metadata(Connection& conn, const std::string& cluster,
+             std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
 
     const std::string& schema() const { return schema_name_; }
     bool installed();
@@ -51,6 +66,8 @@ public:
     // Creates the schema or upgrades it to the newest version; returns that version.
     int install_or_upgrade();
     int version();
+    // The schema is at the newest version this binary knows.
+    bool current();
 
     std::vector<Node> nodes();
     std::optional<Node> node(int id);
@@ -68,17 +85,28 @@ public:
     // false when the record changed or vanished meanwhile, so nothing was done.
     bool remove_node(const Node& judged, const std::string& event, const std::string& details);
 
+    // at: when it happened, when that was earlier than now (the daemon records its state
+    // changes once a primary can be written to).
     void record_event(int node_id, const std::string& event, bool successful,
-                      const std::string& details);
+                      const std::string& details,
+                      std::optional<std::chrono::system_clock::time_point> at = std::nullopt);
     // The newest events first; node_id and event (an event name) filter when given.
     std::vector<Event> events(int limit, std::optional<int> node_id,
                               const std::optional<std::string>& event = std::nullopt);
 
+    // The daemon's records: monitoring history, pruned to the newest days, and the
+    // primary's heartbeat (repl_nodes.last_seen).
+    void record_monitoring(const MonitoringRow& row);
+    void prune_monitoring(int standby_node, int keep_days);
+    void record_last_seen(int node_id);
+
 private:
+    Rows exec(std::string_view sql, const std::vector<Param>& params = {});
     Connection& conn_;
     std::string cluster_;
     std::string schema_name_;   // repmgr_<cluster>
     std::string schema_;        // the same, quoted for SQL
+    std::chrono::milliseconds timeout_;
 };
 
 }  // namespace pgrm

@@ -38,6 +38,24 @@ const char* const kWalPositionSql =
 
 const char* const kReadHistorySql = "SELECT pg_read_file('pg_wal/' || $1)";
 
+const char* const kInRecoverySql = "SELECT pg_is_in_recovery()";
+const char* const kCurrentLsnSql = "SELECT pg_current_wal_lsn()::text";
+const char* const kStandbyPositionsSql =
+    "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
+    "       pg_last_xact_replay_timestamp()";
+const char* const kPeerViewSql =
+    "SELECT pg_is_in_recovery(), "
+    "       coalesce(greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')::text, "
+    "       r.sender_host, r.sender_port, "
+    "       coalesce(r.status = 'streaming' "
+    "                AND r.last_msg_receipt_time > now() - make_interval(secs => $1), false) "
+    "  FROM (SELECT 1) AS one LEFT JOIN pg_catalog.pg_stat_wal_receiver AS r ON true";
+const char* const kReadOnlySql = "ALTER SYSTEM SET default_transaction_read_only = on";
+const char* const kReloadSql = "SELECT pg_reload_conf()";
+const char* const kEndClientsSql =
+    "SELECT count(pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity "
+    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
+
 }  // namespace
 
 WalPosition query_wal_position(Connection& conn, std::chrono::milliseconds timeout) {
@@ -71,6 +89,36 @@ ServerFacts query_server_facts(Connection& conn) {
 
 std::string show_setting(Connection& conn, const std::string& name) {
     return conn.exec("SELECT current_setting($1)", {name}).get(0, 0);
+}
+
+bool query_in_recovery(Connection& conn, std::chrono::milliseconds timeout) {
+    return conn.exec(kInRecoverySql, {}, timeout).get_bool(0, 0);
+}
+
+std::string query_current_lsn(Connection& conn, std::chrono::milliseconds timeout) {
+    return conn.exec(kCurrentLsnSql, {}, timeout).get(0, 0);
+}
+
+StandbyPositions query_standby_positions(Connection& conn, std::chrono::milliseconds timeout) {
+    Rows r = conn.exec(kStandbyPositionsSql, {}, timeout);
+    return {r.get_opt(0, 0), r.get_opt(0, 1), r.get_opt(0, 2)};
+}
+
+PeerView query_peer_view(Connection& conn, std::chrono::seconds heard_within, std::chrono::milliseconds timeout) {
+    Rows r = conn.exec(kPeerViewSql, {std::to_string(heard_within.count())}, timeout);
+    PeerView v;
+    v.in_recovery = r.get_bool(0, 0);
+    v.wal_end = r.get(0, 1);
+    v.sender_host = r.get_opt(0, 2);
+    if (!r.is_null(0, 3)) v.sender_port = static_cast<int>(r.get_int(0, 3));
+    v.receiver_heard = r.get_bool(0, 4);
+    return v;
+}
+
+void make_read_only(Connection& conn, std::chrono::milliseconds timeout) {
+    conn.exec(kReadOnlySql, {}, timeout);
+    conn.exec(kReloadSql, {}, timeout);
+    conn.exec(kEndClientsSql, {}, timeout);
 }
 
 std::string pg_program(const std::string& name, const Config* config, int major_version) {

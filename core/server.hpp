@@ -37,6 +37,34 @@ std::string timeline_history(Connection& conn, const Conninfo& conninfo, int tli
 // A setting's value as the server reports it (SHOW name).
 std::string show_setting(Connection& conn, const std::string& name);
 
+// What repmgrd asks servers on every pass, one round trip each, giving up after timeout.
+bool query_in_recovery(Connection& conn, std::chrono::milliseconds timeout);
+// A primary's WAL insert position.
+std::string query_current_lsn(Connection& conn, std::chrono::milliseconds timeout);
+
+// A standby's WAL received and replayed, and when the last transaction it replayed was
+// committed (each unknown before it has any).
+struct StandbyPositions {
+    std::optional<std::string> received, replayed, last_replayed_xact_time;
+};
+StandbyPositions query_standby_positions(Connection& conn, std::chrono::milliseconds timeout);
+
+// Another node as a standby sees it after the primary went silent: its role, its WAL end
+// (the furthest received or replayed), and its WAL receiver: where it streams from and
+// whether it heard from there within `heard_within`.
+struct PeerView {
+    bool in_recovery = true;
+    std::string wal_end;
+    std::optional<std::string> sender_host;
+    std::optional<int> sender_port;
+    bool receiver_heard = false;  // streaming, with a message received within the window
+};
+PeerView query_peer_view(Connection& conn, std::chrono::seconds heard_within, std::chrono::milliseconds timeout);
+
+// Fences a primary without stopping it: default_transaction_read_only = on, kept in
+// postgresql.auto.conf and reloaded, then every client session ended.
+void make_read_only(Connection& conn, std::chrono::milliseconds timeout);
+
 // PostgreSQL programs: from the config's pg_bindir, else the bindir of the given
 // major version (/usr/lib/postgresql/15/bin), else the newest installed, else PATH.
 std::string pg_program(const std::string& name, const Config* config, int major_version = 0);

@@ -1,18 +1,14 @@
 #include "plugins/daemon/monitor.hpp"
 
-#include <poll.h>
-
 #include <future>
 #include <thread>
 
 #include "core/error.hpp"
 #include "core/exec.hpp"
 #include "core/log.hpp"
-#include "core/metadata.hpp"
 #include "core/server.hpp"
 #include "core/timeline.hpp"
 #include "core/timeouts.hpp"
-#include "plugins/daemon/child.hpp"
 #include "plugins/daemon/election.hpp"
 
 namespace pgrm::daemon {
@@ -22,30 +18,19 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr auto kQueryTimeout = timeouts::kDaemonLocalQuery;
+// State changes kept while no primary takes them; the oldest go first.
+constexpr size_t kMaxPendingEvents = 64;
 
-const char* const kInRecoverySql = "SELECT pg_is_in_recovery()";
-const char* const kAliveSql = "SELECT 1";
-// This standby's positions and the time of the last transaction it replayed.
-const char* const kStandbyPositionSql =
-    "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
-    "       pg_last_xact_replay_timestamp()";
-const char* const kPrimaryLsnSql = "SELECT pg_current_wal_lsn()::text";
-// The daemon's view of a sibling after the primary went silent: its role, its WAL end,
-// and whether its WAL receiver still hears from the primary.
-const char* const kPeerSql =
-    "SELECT pg_is_in_recovery(), "
-    "       coalesce(greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')::text, "
-    "       EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming' "
-    "               AND sender_host = $2 AND sender_port = $3::int "
-    "               AND last_msg_receipt_time > now() - make_interval(secs => $1))";
-const char* const kFenceReadOnlySql = "ALTER SYSTEM SET default_transaction_read_only = on";
-const char* const kReloadSql = "SELECT pg_reload_conf()";
-const char* const kTerminateClientsSql =
-    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
-
-std::string schema_of(Connection& c, const std::string& cluster) {
-    return c.quote_identifier("repmgr_" + cluster);
+log::Level level_of(State to) {
+    switch (to) {
+    case State::LocalServerDown:
+    case State::Unregistered:
+    case State::PrimaryLostConfirming: return log::Level::Warning;
+    case State::PrimaryLost:
+    case State::Electing:
+    case State::Fenced: return log::Level::Error;
+    default: return log::Level::Notice;
+    }
 }
 
 }  // namespace
@@ -67,48 +52,26 @@ std::chrono::milliseconds Monitor::remote_timeout() const { return timeouts::rem
 ExitCode Monitor::run() {
     log::notice("repmgrd started for node " + std::to_string(cfg_.node) + " of cluster \"" + cfg_.cluster +
                 "\" (failover " + cfg_.failover + ")");
-    while (!signals_.stop) {
+    board_.enter(State::Starting, "repmgrd started", std::chrono::system_clock::now());
+    while (state_ != State::Stopped) {
         if (signals_.reload) reload_config();
-        try {
-            if (!local_ || !local_->ok())
-                local_.emplace(Connection::open(cfg_.conninfo, ConnectOptions{.connect_timeout = timeouts::kDaemonLocalConnect}));
-            bool in_recovery = local_->exec(kInRecoverySql, {}, kQueryTimeout).get_bool(0, 0);
-            if (!in_recovery && was_primary_ == false && registered_ && !promoted_by_us_ &&
-                cfg_.failover == "manual") {
-                log::error("this standby was promoted outside repmgrd; exiting as repmgr 1.0 did (ERR_PROMOTED)");
-                return ExitCode::Promoted;
-            }
-            if (in_recovery) {
-                if (was_primary_) {
-                    log::notice("this node is now a standby; monitoring it as one");
-                    node_links_.clear();
-                }
-                was_primary_ = false;
-                standby_pass();
-            } else {
-                if (!was_primary_) {
-                    log::notice("this node is the primary; watching liveness and quorum");
-                    last_majority_ = std::chrono::steady_clock::now();
-                }
-                was_primary_ = true;
-                primary_pass();
-            }
-            // Only a whole pass proves it: one that fails midway would log this every time.
-            if (!local_error_.empty()) log::notice("local server answers again");
-            local_error_.clear();
-        } catch (const Error& e) {
-            // Once per distinct failure, not every pass: a server down for an hour
-            // should not bury the log.
-            std::string why = std::string("local server: ") + e.what() + (e.detail().empty() ? "" : ": " + e.detail());
-            if (why != local_error_) log::warning(why);
-            else log::debug(why);
-            local_error_ = why;
-            local_.reset();
-        }
-        wait(std::chrono::seconds(cfg_.monitor_interval_secs));
+        Observation seen = observe();
+        Transition t = next_state(state_, seen);
+        arrived_at_once_ = t.at_once;
+        if (t.to != state_) enter(t, seen);
+        if (state_ != State::Stopped && !t.at_once) wait(std::chrono::seconds(cfg_.monitor_interval_secs));
+    }
+    // What happened last, where a primary still takes it.
+    try {
+        if (local_ && local_->ok() && !query_in_recovery(*local_, kQueryTimeout))
+            flush_events(*local_, kQueryTimeout);
+        else if (primary_ && primary_->ok())
+            flush_events(*primary_, remote_timeout());
+    } catch (const Error& e) {
+        log::debug(std::string("state changes not recorded: ") + e.what());
     }
     log::notice("repmgrd stopping");
-    return ExitCode::Success;
+    return promoted_outside_ ? ExitCode::Promoted : ExitCode::Success;
 }
 
 void Monitor::reload_config() {
@@ -134,129 +97,235 @@ void Monitor::wait(std::chrono::milliseconds duration) {
     while (!signals_.stop) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
         if (left.count() <= 0) return;
-        int slice = static_cast<int>(std::min<long long>(left.count(), 100));
+        auto slice = std::min(left, std::chrono::milliseconds(100));
         if (primary_ && primary_->ok()) {
-            pollfd pfd{PQsocket(primary_->raw()), POLLIN, 0};
-            if (::poll(&pfd, 1, slice) > 0) {
-                PQconsumeInput(primary_->raw());
-                if (PQstatus(primary_->raw()) != CONNECTION_OK) return;  // the primary hung up
-            }
+            if (primary_->hung_up(slice)) return;
         } else {
-            std::this_thread::sleep_for(std::chrono::milliseconds(slice));
+            std::this_thread::sleep_for(slice);
         }
     }
 }
 
-void Monitor::standby_pass() {
-    Metadata local_meta(*local_, cfg_.cluster);
-    if (!local_meta.installed()) {
-        log::warning("no metadata for cluster \"" + cfg_.cluster + "\" yet: register the primary first");
-        return;
-    }
-    // The seed's daemon registers its standby when it is missing.
-    if (!registered_) {
-        registered_ = local_meta.node(cfg_.node).has_value() || run_self({"standby", "register"}, "").ok;
-        if (!registered_) return;
-    }
-    // The pass's check only raises suspicion, so it may be quick; the reconnect attempts
-    // that confirm it each get the full interval.
-    if (!primary_answers(timeouts::health_check(cfg_))) {
-        if (!primary_lost_) {
-            // Reconnect attempts before declaring it lost: the first at once, the next
-            // ones reconnect_interval after the previous one started, so an attempt
-            // that timed out on a frozen primary has already spent its interval.
-            auto next_attempt = std::chrono::steady_clock::now();
-            for (int attempt = 1; attempt <= cfg_.reconnect_attempts && !signals_.stop; ++attempt) {
-                wait(std::chrono::duration_cast<std::chrono::milliseconds>(next_attempt -
-                                                                           std::chrono::steady_clock::now()));
-                next_attempt = std::chrono::steady_clock::now() + std::chrono::seconds(cfg_.reconnect_interval);
-                log::warning("primary not answering, attempt " + std::to_string(attempt) + " of " +
-                             std::to_string(cfg_.reconnect_attempts));
-                if (primary_answers(remote_timeout())) return;
-            }
-            primary_lost_ = true;
-            log::error("primary node " + (primary_id_ ? std::to_string(*primary_id_) : std::string("?")) +
-                       " is lost");
-        }
-        if (cfg_.failover == "automatic")
-            failover();
-        else if (!manual_notice_given_)
-            log::notice("failover = manual: not promoting; run \"repmgr standby promote\" on the chosen standby");
-        manual_notice_given_ = true;
-        return;
-    }
-    if (primary_lost_) log::notice("a primary answers again");
-    primary_lost_ = false;
-    manual_notice_given_ = false;
-    record_monitoring();
-}
+// --------------------------------------------------------------------------------------
+// One pass, and the transitions
 
-bool Monitor::primary_answers(std::chrono::milliseconds timeout) {
+Observation Monitor::observe() {
+    Observation o;
+    o.stop_requested = signals_.stop;
+    o.automatic = cfg_.failover == "automatic";
+    if (o.stop_requested) return o;
     try {
-        Metadata local_meta(*local_, cfg_.cluster);
+        probe_local(o);
+        o.unregistered = check_registration(o.in_recovery);
+        if (o.unregistered.empty() && o.in_recovery) {
+            switch (state_) {
+            case State::PrimaryLostConfirming: confirm_primary_lost(o); break;
+            case State::PrimaryLost: check_primary(o, timeouts::health_check(cfg_)); break;
+            case State::Electing:
+                // Straight after the reconnect attempts the primary was just found lost.
+                if (!arrived_at_once_) check_primary(o, timeouts::health_check(cfg_));
+                if (!o.primary_answers) o.election = hold_election();
+                break;
+            case State::Promoting: o.promote = promote(); break;
+            case State::FollowingNewPrimary: o.follow = follow_candidate(); break;
+            default:
+                check_primary(o, timeouts::health_check(cfg_));
+                if (o.primary_answers) record_monitoring();
+            }
+        } else if (o.unregistered.empty() && state_ != State::Fenced) {
+            probe_nodes(o);
+            if (!o.newer_primary) record_heartbeat();
+        }
+        o.primary_id = primary_id_;
+        // Only a whole pass proves the local server is back.
+        local_error_.clear();
+    } catch (const Error& e) {
+        // Once per distinct failure, not every pass: a server down for an hour
+        // should not bury the log.
+        o.local_up = false;
+        o.local_error = std::string(e.what()) + (e.detail().empty() ? "" : ": " + e.detail());
+        if (state_ == State::LocalServerDown && o.local_error != local_error_)
+            log::warning("local server: " + o.local_error);
+        else if (state_ == State::LocalServerDown)
+            log::debug("local server: " + o.local_error);
+        local_error_ = o.local_error;
+        local_.reset();
+    }
+    board_.pass_done(o.in_recovery ? primary_id_ : std::nullopt, std::chrono::system_clock::now());
+    return o;
+}
+
+void Monitor::enter(const Transition& t, const Observation& seen) {
+    State from = state_;
+    state_ = t.to;
+    auto now = std::chrono::system_clock::now();
+    board_.enter(t.to, t.reason, now);
+    bool promoted_outside = t.to == State::Stopped && !seen.stop_requested;
+    log::write(promoted_outside ? log::Level::Error : level_of(t.to), "state " + std::string(state_name(from)) + " -> " + std::string(state_name(t.to)) +
+                                   ": " + t.reason);
+    queue_event(t.to, t.reason, now);
+
+    // What entering a state does once.
+    bool was_primary = from == State::Primary || from == State::Fenced;
+    switch (t.to) {
+    case State::Primary:
+        primary_.reset();
+        break;
+    case State::Fenced:
+        fence(t.reason);
+        if (seen.newer_primary) {
+            // The new primary learns it, and takes this node's pending state changes.
+            try {
+                Connection& there = *node_links_.at(*seen.newer_primary).conn;
+                Metadata(there, cfg_.cluster, remote_timeout())
+                    .record_event(cfg_.node, "primary_fenced", true, "former primary found running; fenced");
+                flush_events(there, remote_timeout());
+            } catch (const std::exception& e) {
+                log::warning("could not record the fence on node " + std::to_string(*seen.newer_primary) + ": " +
+                             e.what());
+            }
+        }
+        break;
+    case State::Stopped:
+        promoted_outside_ = promoted_outside;
+        break;
+    default:
+        if (was_primary && seen.in_recovery) {
+            node_links_.clear();
+            schema_current_ = false;  // promoted again later, it checks again
+        }
+    }
+}
+
+void Monitor::queue_event(State state, const std::string& reason, std::chrono::system_clock::time_point at) {
+    if (events_.size() == kMaxPendingEvents) {
+        log::debug("state change not recorded (too many waiting for a primary): " + events_.front().event);
+        events_.pop_front();
+    }
+    events_.push_back({"repmgrd_" + std::string(state_name(state)), reason, at});
+}
+
+void Monitor::flush_events(Connection& primary, std::chrono::milliseconds timeout) {
+    Metadata meta(primary, cfg_.cluster, timeout);
+    while (!events_.empty()) {
+        const PendingEvent& e = events_.front();
+        meta.record_event(cfg_.node, e.event, true, e.details, e.at);
+        events_.pop_front();
+    }
+}
+
+// --------------------------------------------------------------------------------------
+// Steps of every state
+
+void Monitor::probe_local(Observation& o) {
+    if (!local_ || !local_->ok())
+        local_.emplace(Connection::open(cfg_.conninfo, ConnectOptions{.connect_timeout = timeouts::kDaemonLocalConnect}));
+    o.in_recovery = query_in_recovery(*local_, kQueryTimeout);
+    o.local_up = true;
+}
+
+// Empty when this node is in the metadata; else why not. The seed's daemon registers its
+// standby when it is missing.
+std::string Monitor::check_registration(bool in_recovery) {
+    if (registered_) return "";
+    Metadata meta(*local_, cfg_.cluster, kQueryTimeout);
+    if (!meta.installed())
+        return "no metadata for cluster \"" + cfg_.cluster + "\" yet: register the primary first";
+    if (meta.node(cfg_.node)) {
+        registered_ = true;
+        return "";
+    }
+    if (!in_recovery)
+        return "node " + std::to_string(cfg_.node) + " is not registered: run \"repmgr master register\"";
+    ChildOutcome registered = run_self({"standby", "register"}, "");
+    registered_ = registered.ok;
+    return registered.ok ? "" : "standby register failed: " + registered.message;
+}
+
+// --------------------------------------------------------------------------------------
+// Steps of a standby
+
+void Monitor::check_primary(Observation& o, std::chrono::milliseconds timeout) {
+    try {
+        Metadata local_meta(*local_, cfg_.cluster, kQueryTimeout);
         auto primary = local_meta.active_primary();
-        if (!primary) return false;
+        if (!primary) return;
         if (!primary_ || !primary_->ok() || primary_id_ != primary->id) {
             primary_.reset();
-            primary_.emplace(Connection::open(primary->conninfo, quick_connect()));
             primary_id_ = primary->id;
+            primary_.emplace(Connection::open(primary->conninfo, quick_connect()));
         }
-        if (primary_->exec(kInRecoverySql, {}, timeout).get_bool(0, 0)) return false;
-        return true;
+        o.primary_answers = !query_in_recovery(*primary_, timeout);
     } catch (const Error& e) {
         log::info(std::string("primary check failed: ") + e.what());
         primary_.reset();
-        return false;
     }
 }
 
+// Reconnect attempts before declaring the primary lost: the first at once, the next ones
+// reconnect_interval after the previous one started, so an attempt that timed out on a
+// frozen primary has already spent its interval. Each gets the full interval: the
+// pass's check only raised suspicion.
+void Monitor::confirm_primary_lost(Observation& o) {
+    o.reconnect_attempts = cfg_.reconnect_attempts;
+    auto next_attempt = std::chrono::steady_clock::now();
+    for (int attempt = 1; attempt <= cfg_.reconnect_attempts && !signals_.stop; ++attempt) {
+        wait(std::chrono::duration_cast<std::chrono::milliseconds>(next_attempt - std::chrono::steady_clock::now()));
+        next_attempt = std::chrono::steady_clock::now() + std::chrono::seconds(cfg_.reconnect_interval);
+        log::warning("primary not answering, attempt " + std::to_string(attempt) + " of " +
+                     std::to_string(cfg_.reconnect_attempts));
+        check_primary(o, remote_timeout());
+        if (o.primary_answers) return;
+    }
+    o.primary_lost = !signals_.stop;
+}
+
+// The monitoring history: one repl_monitor row on the primary per pass, pruned hourly.
 void Monitor::record_monitoring() {
     try {
-        Rows mine = local_->exec(kStandbyPositionSql, {}, kQueryTimeout);
-        std::string primary_lsn = primary_->exec(kPrimaryLsnSql, {}, remote_timeout()).get(0, 0);
-        auto received = mine.get_opt(0, 0), replayed = mine.get_opt(0, 1);
-        auto p = parse_lsn(primary_lsn).value_or(0);
-        auto rcv = parse_lsn(received.value_or(replayed.value_or("0/0"))).value_or(0);
-        auto rpl = parse_lsn(replayed.value_or("0/0")).value_or(0);
-        long long replication_lag = p > rcv ? static_cast<long long>(p - rcv) : 0;
-        long long apply_lag = rcv > rpl ? static_cast<long long>(rcv - rpl) : 0;
-        std::string schema = schema_of(*primary_, cfg_.cluster);
-        primary_->exec("INSERT INTO " + schema +
-                           ".repl_monitor (primary_node, standby_node, last_monitor_time, "
-                           "last_wal_primary_location, last_wal_standby_location, last_wal_standby_replayed, "
-                           "replication_lag, apply_lag, last_replayed_xact_time) "
-                           "VALUES ($1, $2, now(), $3, $4, $5, $6, $7, $8)",
-                       {std::to_string(*primary_id_), std::to_string(cfg_.node), primary_lsn, received, replayed,
-                        std::to_string(replication_lag), std::to_string(apply_lag), mine.get_opt(0, 2)},
-                       remote_timeout());
+        StandbyPositions mine = query_standby_positions(*local_, kQueryTimeout);
+        MonitoringRow row;
+        row.primary_node = *primary_id_;
+        row.standby_node = cfg_.node;
+        row.primary_lsn = query_current_lsn(*primary_, remote_timeout());
+        row.received = mine.received;
+        row.replayed = mine.replayed;
+        row.last_replayed_xact_time = mine.last_replayed_xact_time;
+        auto p = parse_lsn(row.primary_lsn).value_or(0);
+        auto rcv = parse_lsn(mine.received.value_or(mine.replayed.value_or("0/0"))).value_or(0);
+        auto rpl = parse_lsn(mine.replayed.value_or("0/0")).value_or(0);
+        row.replication_lag = p > rcv ? static_cast<long long>(p - rcv) : 0;
+        row.apply_lag = rcv > rpl ? static_cast<long long>(rcv - rpl) : 0;
+        Metadata meta(*primary_, cfg_.cluster, remote_timeout());
+        meta.record_monitoring(row);
         auto now = std::chrono::steady_clock::now();
         if (now - last_prune_ > timeouts::kMonitoringPrune) {
-            primary_->exec("DELETE FROM " + schema + ".repl_monitor WHERE standby_node = $1 AND "
-                           "last_monitor_time < now() - make_interval(days => $2)",
-                           {std::to_string(cfg_.node), std::to_string(cfg_.monitoring_history_days)}, remote_timeout());
+            meta.prune_monitoring(cfg_.node, cfg_.monitoring_history_days);
             last_prune_ = now;
         }
-        log::debug("monitored: lag " + std::to_string(replication_lag) + " bytes, apply lag " +
-                   std::to_string(apply_lag) + " bytes");
+        flush_events(*primary_, remote_timeout());
+        log::debug("monitored: lag " + std::to_string(row.replication_lag) + " bytes, apply lag " +
+                   std::to_string(row.apply_lag) + " bytes");
     } catch (const Error& e) {
         log::warning(std::string("could not record monitoring: ") + e.what());
         primary_.reset();
     }
 }
 
-void Monitor::failover() {
-    Metadata local_meta(*local_, cfg_.cluster);
+// What every other active node but the lost primary says, and the election's verdict.
+Decision Monitor::hold_election() {
+    Metadata local_meta(*local_, cfg_.cluster, kQueryTimeout);
     std::vector<Node> nodes = local_meta.nodes();
     int registered_active = 0;
     std::vector<Peer> peers;
-    std::vector<const Node*> peer_nodes;
-    int window_s = static_cast<int>(timeouts::failover_window(cfg_).count());
-    std::string primary_host, primary_port = "5432";
+    auto window = std::chrono::duration_cast<std::chrono::seconds>(timeouts::failover_window(cfg_));
+    std::string primary_host;
+    int primary_port = 5432;
     for (const auto& n : nodes) {
         if (!primary_id_ || n.id != *primary_id_) continue;
         Conninfo ci = parse_conninfo(n.conninfo);
         primary_host = ci.get("host").value_or("");
-        primary_port = ci.get("port").value_or("5432");
+        primary_port = std::atoi(ci.get("port").value_or("5432").c_str());
     }
     for (const auto& n : nodes) {
         if (!n.active) continue;
@@ -265,77 +334,79 @@ void Monitor::failover() {
         Peer p{n.id, n.priority};
         try {
             Connection c = Connection::open(n.conninfo, quick_connect());
-            Rows r = c.exec(kPeerSql, {std::to_string(window_s), primary_host, primary_port}, remote_timeout());
+            PeerView v = query_peer_view(c, window, remote_timeout());
             p.reachable = true;
-            p.in_recovery = r.get_bool(0, 0);
-            p.wal_end = parse_lsn(r.get(0, 1)).value_or(0);
-            p.sees_primary = r.get_bool(0, 2);
+            p.in_recovery = v.in_recovery;
+            p.wal_end = parse_lsn(v.wal_end).value_or(0);
+            p.sees_primary = v.receiver_heard && v.sender_host == primary_host && v.sender_port == primary_port;
         } catch (const Error& e) {
             log::info("node " + std::to_string(n.id) + " unreachable: " + e.what());
         }
         peers.push_back(p);
-        peer_nodes.push_back(&n);
     }
     Peer self{cfg_.node, cfg_.priority, true, true, false, 0};
-    self.wal_end = parse_lsn(query_wal_position(*local_).lsn).value_or(0);
+    self.wal_end = parse_lsn(query_wal_position(*local_, kQueryTimeout).lsn).value_or(0);
 
     Decision d = elect(self, peers, registered_active);
     log::notice("failover: " + d.reason);
-    if (d.action == Decision::Action::Promote) {
-        promoted_by_us_ = true;
-        // --force: the election already judged the primary lost; a frozen primary would
-        // otherwise keep this standby's receiver "streaming" until wal_receiver_timeout.
-        if (run_self({"standby", "promote", "--force"}, cfg_.promote_command).ok) {
-            primary_lost_ = false;
-            primary_.reset();
-        } else {
-            promoted_by_us_ = false;
-        }
-    } else if (d.action == Decision::Action::Follow) {
-        // The candidate promotes itself; follow once it accepts writes.
-        const Node* target = nullptr;
-        for (const Node* n : peer_nodes) if (n->id == d.node_id) target = n;
-        auto until = std::chrono::steady_clock::now() + timeouts::failover_window(cfg_);
-        bool writable = false;
-        while (target && !writable && !signals_.stop && std::chrono::steady_clock::now() < until) {
-            try {
-                Connection c = Connection::open(target->conninfo, quick_connect());
-                writable = !c.exec(kInRecoverySql, {}, remote_timeout()).get_bool(0, 0);
-            } catch (const Error&) {
-            }
-            if (!writable) wait(100ms);
-        }
-        if (!writable) {
-            log::warning("node " + std::to_string(d.node_id) + " did not become the primary; electing again");
-            return;
-        }
-        // Named, so follow need not probe every node (a frozen one costs a timeout).
-        Conninfo ci = parse_conninfo(target->conninfo);
-        std::vector<std::string> follow = {"standby", "follow", ci.get("host").value_or("")};
-        if (auto port = ci.get("port")) follow.insert(follow.end(), {"-p", *port});
-        if (run_self(follow, cfg_.follow_command).ok) {
-            primary_lost_ = false;
-            primary_.reset();
-        }
-    }
+    candidate_.reset();
+    if (d.action == Decision::Action::Follow)
+        for (const auto& n : nodes)
+            if (n.id == d.node_id) candidate_ = n;
+    return d;
 }
 
-void Monitor::primary_pass() {
-    Metadata meta(*local_, cfg_.cluster);
-    if (!meta.installed() || !meta.node(cfg_.node)) return;
-    std::string schema = schema_of(*local_, cfg_.cluster);
+ChildOutcome Monitor::promote() {
+    // --force: the election already judged the primary lost; a frozen primary would
+    // otherwise keep this standby's receiver "streaming" until wal_receiver_timeout.
+    ChildOutcome out = run_self({"standby", "promote", "--force"}, cfg_.promote_command);
+    if (out.ok) primary_.reset();
+    return out;
+}
 
-    // Who is there: reachable standbys count toward a majority; another writable node
-    // on a newer timeline means this node is a former primary. Every node at once, over
-    // connections kept between passes: a silent node costs one reconnect interval per
-    // pass, not one per node, and a new backend every second would be work for them.
+// The candidate promotes itself; follow once it accepts writes.
+ChildOutcome Monitor::follow_candidate() {
+    if (!candidate_) return {false, "no candidate to follow"};
+    auto window = timeouts::failover_window(cfg_);
+    auto until = std::chrono::steady_clock::now() + window;
+    bool writable = false;
+    while (!writable && !signals_.stop && std::chrono::steady_clock::now() < until) {
+        try {
+            Connection c = Connection::open(candidate_->conninfo, quick_connect());
+            writable = !query_in_recovery(c, remote_timeout());
+        } catch (const Error&) {
+        }
+        if (!writable) wait(100ms);
+    }
+    if (!writable)
+        return {false, "node " + std::to_string(candidate_->id) + " did not become the primary within " +
+                           std::to_string(window.count()) + " s"};
+    // Named, so follow need not probe every node (a frozen one costs a timeout).
+    Conninfo ci = parse_conninfo(candidate_->conninfo);
+    std::vector<std::string> follow = {"standby", "follow", ci.get("host").value_or("")};
+    if (auto port = ci.get("port")) follow.insert(follow.end(), {"-p", *port});
+    ChildOutcome out = run_self(follow, cfg_.follow_command);
+    if (out.ok) primary_.reset();
+    return out;
+}
+
+// --------------------------------------------------------------------------------------
+// Steps of a primary
+
+// Who is there: reachable nodes count toward a majority; another writable node on a newer
+// timeline means this node is a former primary. Every node at once, over connections kept
+// between passes: a silent node costs one reconnect interval per pass, not one per node,
+// and a new backend every second would be work for them.
+void Monitor::probe_nodes(Observation& o) {
     auto pass_start = std::chrono::steady_clock::now();
     WalPosition mine = query_wal_position(*local_, kQueryTimeout);
+    Metadata meta(*local_, cfg_.cluster, kQueryTimeout);
     std::vector<Node> others;
-    int active = 0, visible = 1;
+    o.nodes_active = 0;
+    o.nodes_visible = 1;
     for (const auto& n : meta.nodes()) {
         if (!n.active) continue;
-        ++active;
+        ++o.nodes_active;
         if (n.id != cfg_.node) others.push_back(n);
     }
     struct Seen {
@@ -354,7 +425,7 @@ void Monitor::primary_pass() {
                     link.conn.emplace(Connection::open(n.conninfo, quick_connect()));
                     link.conninfo = n.conninfo;
                 }
-                s.in_recovery = link.conn->exec(kInRecoverySql, {}, remote_timeout()).get_bool(0, 0);
+                s.in_recovery = query_in_recovery(*link.conn, remote_timeout());
                 if (!s.in_recovery) s.timeline = query_wal_position(*link.conn, remote_timeout()).timeline;
                 s.reachable = true;
             } catch (const Error&) {
@@ -366,58 +437,58 @@ void Monitor::primary_pass() {
     for (size_t i = 0; i < others.size(); ++i) {
         Seen s = seen[i].get();
         if (!s.reachable) continue;
-        ++visible;
-        if (s.in_recovery || s.timeline <= mine.timeline || fenced_) continue;
-        const Node& n = others[i];
-        fence("node " + std::to_string(n.id) + " is the primary on newer timeline " + std::to_string(s.timeline) +
-              "; this node is a former primary and must be rejoined");
-        try {
-            Metadata(*node_links_.at(n.id).conn, cfg_.cluster)
-                .record_event(cfg_.node, "primary_fenced", true, "former primary found running; fenced");
-        } catch (const Error& e) {
-            log::warning(std::string("could not record the fence on node ") + std::to_string(n.id) + ": " + e.what());
-        }
-    }
-    if (!fenced_) {
-        try {
-            if (!schema_current_) meta.install_or_upgrade();  // an older schema gains last_seen
-            schema_current_ = true;
-            local_->exec("UPDATE " + schema + ".repl_nodes SET last_seen = now() WHERE id = $1",
-                         {std::to_string(cfg_.node)}, kQueryTimeout);
-        } catch (const Error& e) {
-            log::warning(std::string("could not record this primary as alive: ") + e.what());
+        ++o.nodes_visible;
+        if (!s.in_recovery && s.timeline > mine.timeline && !o.newer_primary) {
+            o.newer_primary = others[i].id;
+            o.newer_timeline = s.timeline;
         }
     }
 
-    // Cut off from a majority since before a standby could declare it lost: fence, so a
-    // partitioned primary stops taking writes before, as a rule, a standby is promoted.
-    bool minority = cfg_.failover == "automatic" && active >= 3 && visible * 2 <= active;
-    if (!minority) {
+    // Cut off from a majority since before a standby could declare it lost: the
+    // transition fences, so a partitioned primary stops taking writes before, as a rule,
+    // a standby is promoted. The count starts when this node becomes the primary.
+    if (state_ != State::Primary || !o.automatic || sees_majority(o.nodes_visible, o.nodes_active)) {
         last_majority_ = pass_start;
-        return;
+    } else {
+        log::warning("this primary sees " + std::to_string(o.nodes_visible) + " of " +
+                     std::to_string(o.nodes_active) + " nodes");
     }
-    log::warning("this primary sees " + std::to_string(visible) + " of " + std::to_string(active) + " nodes");
-    if (!fenced_ && std::chrono::steady_clock::now() - last_majority_ > timeouts::fence_after(cfg_))
-        fence("cut off from a majority of the cluster for " + std::to_string(timeouts::fence_after(cfg_).count()) + " s");
+    o.without_majority = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                               last_majority_);
+    o.fence_after = timeouts::fence_after(cfg_);
+}
+
+// The primary's heartbeat (repl_nodes.last_seen), after bringing an older schema (one
+// without last_seen) to the newest version, once; then the state changes waiting.
+void Monitor::record_heartbeat() {
+    try {
+        Metadata meta(*local_, cfg_.cluster, kQueryTimeout);
+        if (!schema_current_ && !meta.current()) meta.install_or_upgrade();
+        schema_current_ = true;
+        meta.record_last_seen(cfg_.node);
+        flush_events(*local_, kQueryTimeout);
+    } catch (const Error& e) {
+        log::warning(std::string("could not record this primary as alive: ") + e.what());
+    }
 }
 
 void Monitor::fence(const std::string& why) {
-    fenced_ = true;
     log::error("fencing this primary: " + why);
     try {
         if (cfg_.fence == "shutdown" && !cfg_.data_directory.empty()) {
             ExecResult res = LocalServer(cfg_.data_directory, &cfg_).stop("fast");
             if (!res.ok()) log::error("fencing: pg_ctl stop failed: " + res.err);
         } else {
-            local_->exec(kFenceReadOnlySql, {}, kQueryTimeout);
-            local_->exec(kReloadSql, {}, kQueryTimeout);
-            local_->exec(kTerminateClientsSql, {}, kQueryTimeout);
+            make_read_only(*local_, kQueryTimeout);
         }
     } catch (const Error& e) {
         log::error(std::string("fencing failed: ") + e.what());
     }
     if (!cfg_.fence_command.empty()) run_self({}, cfg_.fence_command);
 }
+
+// --------------------------------------------------------------------------------------
+// Commands it runs
 
 // Runs pgrm's own command (the same code path as typing it) with --json, or the
 // configured override. Whatever the outcome, what the command logged goes into the
@@ -455,7 +526,8 @@ ChildOutcome Monitor::run_self(const std::vector<std::string>& args, const std::
         } else {
             // Someone else's program: its output as it is, success by exit status.
             lines(res.out, [&](std::string_view line) { log::notice(what + ": " + std::string(line)); });
-            outcome = {res.ok(), res.ok() ? "succeeded" : "failed (exit status " + std::to_string(res.exit_code) + ")"};
+            outcome = {res.ok(), what + (res.ok() ? " succeeded" : " failed (exit status " +
+                                                                     std::to_string(res.exit_code) + ")")};
         }
         if (outcome.ok) log::notice(outcome.message.empty() ? what + " succeeded" : outcome.message);
         else log::error(what + " failed: " + outcome.message);

@@ -2,14 +2,18 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/config.hpp"
 #include "core/db.hpp"
 #include "core/exit_code.hpp"
+#include "core/metadata.hpp"
 #include "plugins/daemon/child.hpp"
+#include "plugins/daemon/state.hpp"
 
 namespace pgrm::daemon {
 
@@ -19,9 +23,11 @@ struct Signals {
     std::atomic<bool> reload{false};
 };
 
-// repmgrd's loop: on a standby, lag monitoring, failure detection and failover; on the
-// primary, liveness, quorum and fencing. Every SQL statement and program it runs is
-// named at the top of monitor.cpp.
+// repmgrd's loop: each pass runs the steps of its current state (see state.hpp), then
+// moves to the state next_state() gives. On a standby: registration, the primary's
+// health check and the monitoring history; when the primary is lost, the reconnect
+// attempts, the election, promote or follow. On the primary: the other nodes probed,
+// fencing, and the heartbeat.
 class Monitor {
 public:
     // verbose: --verbose was given, which a reload must not forget.
@@ -29,15 +35,33 @@ public:
     // Runs until asked to stop; the exit code is ERR_PROMOTED when this standby was
     // promoted from outside with failover = manual, as repmgr 1.0's daemon exited.
     ExitCode run();
+    // The current state, from any thread.
+    Snapshot snapshot() const { return board_.snapshot(); }
 
 private:
+    // One pass: what the current state's steps found.
+    Observation observe();
+    void enter(const Transition& t, const Observation& seen);
     void reload_config();
-    void standby_pass();
-    void primary_pass();
-    bool primary_answers(std::chrono::milliseconds timeout);
+
+    // Steps.
+    void probe_local(Observation& o);
+    std::string check_registration(bool in_recovery);
+    void check_primary(Observation& o, std::chrono::milliseconds timeout);
+    void confirm_primary_lost(Observation& o);
     void record_monitoring();
-    void failover();
+    Decision hold_election();
+    ChildOutcome promote();
+    ChildOutcome follow_candidate();
+    void probe_nodes(Observation& o);
+    void record_heartbeat();
     void fence(const std::string& why);
+
+    // State changes become events (repmgrd_<state>) in the metadata, which only a primary
+    // takes: they wait here, a bounded number, until one can be written to.
+    void queue_event(State state, const std::string& reason, std::chrono::system_clock::time_point at);
+    void flush_events(Connection& primary, std::chrono::milliseconds timeout);
+
     ChildOutcome run_self(const std::vector<std::string>& args, const std::string& override_command);
     // Sleeps up to duration, waking at once on SIGTERM/SIGINT or when the primary's
     // connection closes (a killed primary's backends hang up right away).
@@ -49,26 +73,38 @@ private:
     std::string self_exe_;
     Signals& signals_;
     bool verbose_;
+
+    State state_ = State::Starting;
+    StateBoard board_;
+    bool arrived_at_once_ = false;       // the last transition ran this step without a wait
+    bool promoted_outside_ = false;      // why the daemon stopped
+
     std::optional<Connection> local_;
+    std::string local_error_;            // the last failure to reach the local server, logged once
+    bool registered_ = false;            // seen in the metadata once: no need to ask again
+
+    // A standby's primary, and the node elected to replace it.
     std::optional<Connection> primary_;
-    // The primary's links to the other nodes, kept between passes.
+    std::optional<int> primary_id_;
+    std::optional<Node> candidate_;
+    std::chrono::steady_clock::time_point last_prune_{};
+
+    // A primary's links to the other nodes, kept between passes.
     struct NodeLink {
         std::string conninfo;
         std::optional<Connection> conn;
     };
     std::map<int, NodeLink> node_links_;
-    std::optional<int> primary_id_;
-    bool registered_ = false;
-    bool primary_lost_ = false;
-    bool was_primary_ = false;
-    bool promoted_by_us_ = false;
-    bool fenced_ = false;
-    bool schema_current_ = false;
-    bool manual_notice_given_ = false;
-    std::string local_error_;  // the last failure to reach the local server, logged once
     // When this primary last saw a majority (the start of that pass).
     std::chrono::steady_clock::time_point last_majority_{};
-    std::chrono::steady_clock::time_point last_prune_{};
+    bool schema_current_ = false;
+
+    struct PendingEvent {
+        std::string event;
+        std::string details;
+        std::chrono::system_clock::time_point at;
+    };
+    std::deque<PendingEvent> events_;
 };
 
 }  // namespace pgrm::daemon

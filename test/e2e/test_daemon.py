@@ -521,8 +521,8 @@ def test_local_server_down_logged_once():
         d = c.start_daemon(2)
         d.wait_log('repmgrd started')
         wait_until(lambda: c.nodes_sql() == '1|primary|t\n2|standby|t', what='node2 registered')
-        def warnings():
-            return [ln for ln in d.log_text().splitlines() if '[WARNING] local server:' in ln]
+        def warnings():  # the change of state, then each new reason
+            return [ln for ln in d.log_text().splitlines() if '[WARNING]' in ln and 'local server:' in ln]
         c.nodes[2].stop('fast')
         # The session ends, then connections are refused: a warning for each reason,
         # and none for the passes after.
@@ -670,6 +670,21 @@ def test_failover_kill9_under_load():
         assert rows == str(new_id), rows
         assert new.psql("select count(*) from repmgr_test.events where event = 'standby_promote' "
                         f"and node_id = {new_id}", db='pgbench') == '1'
+        # Each daemon's way there, as state changes recorded (once a primary took them)
+        # at the time they happened.
+        def states(node_id: int) -> str:
+            return new.psql("select string_agg(event, ' ' order by event_timestamp, id) from repmgr_test.events "
+                            f"where node_id = {node_id} and event like 'repmgrd_%'", db='pgbench')
+        wait_until(lambda: states(new_id).endswith('repmgrd_primary_lost_confirming repmgrd_electing '
+                                                   'repmgrd_promoting repmgrd_primary'),
+                   timeout=15, what=f"node{new_id}'s states, recorded")
+        wait_until(lambda: states(5 - new_id).endswith('repmgrd_primary_lost_confirming repmgrd_electing '
+                                                       'repmgrd_following_new_primary repmgrd_standby'),
+                   timeout=15, what=f"node{5 - new_id}'s states, recorded")
+        assert states(new_id).startswith('repmgrd_standby'), states(new_id)
+        assert new.psql("select details from repmgr_test.events where event = 'repmgrd_promoting' "
+                        f"and node_id = {new_id}", db='pgbench').startswith('this node is the candidate'), \
+            'the election\'s reason is the promotion\'s'
         for i in (2, 3):
             assert c.daemons[i].running(), c.daemons[i].tail()
 

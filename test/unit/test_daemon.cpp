@@ -1,7 +1,12 @@
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <set>
+#include <thread>
+
 #include "plugins/daemon/child.hpp"
 #include "plugins/daemon/election.hpp"
+#include "plugins/daemon/state.hpp"
 
 using namespace pgrm::daemon;
 using A = Decision::Action;
@@ -122,4 +127,241 @@ TEST_CASE("a command's log lines keep their level in the daemon's log", "[daemon
     CHECK(read_log_line("pg_ctl: server promoted") == std::pair{Level::Notice, std::string("pg_ctl: server promoted")});
     CHECK(read_log_line("[x] [LOUD] y") == std::pair{Level::Notice, std::string("[x] [LOUD] y")});
     CHECK(read_log_line("[unterminated") == std::pair{Level::Notice, std::string("[unterminated")});
+}
+
+// --------------------------------------------------------------------------------------
+// The daemon's states
+
+namespace {
+
+using S = State;
+
+Observation standby_seen(bool primary_answers = true) {
+    Observation o;
+    o.local_up = true;
+    o.in_recovery = true;
+    o.automatic = true;
+    o.primary_id = 1;
+    o.primary_answers = primary_answers;
+    return o;
+}
+
+Observation primary_seen(int visible = 3, int active = 3) {
+    Observation o;
+    o.local_up = true;
+    o.in_recovery = false;
+    o.automatic = true;
+    o.nodes_active = active;
+    o.nodes_visible = visible;
+    o.fence_after = std::chrono::seconds(51);
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("a standby whose primary answers is following it; one that misses a check confirms at once",
+          "[daemon]") {
+    Transition t = next_state(S::Starting, standby_seen());
+    CHECK(t.to == S::Standby);
+    CHECK(t.reason == "following primary node 1");
+    CHECK_FALSE(t.at_once);
+    CHECK(next_state(S::Standby, standby_seen()).to == S::Standby);
+    CHECK(next_state(S::Standby, standby_seen()).reason.empty());  // no change, nothing to say
+
+    Transition miss = next_state(S::Standby, standby_seen(false));
+    CHECK(miss.to == S::PrimaryLostConfirming);
+    CHECK(miss.at_once);  // the reconnect attempts start now, not a pass later
+}
+
+TEST_CASE("the reconnect attempts end in a lost primary, or in the primary back", "[daemon]") {
+    Observation lost = standby_seen(false);
+    lost.primary_lost = true;
+    lost.reconnect_attempts = 6;
+    Transition t = next_state(S::PrimaryLostConfirming, lost);
+    CHECK(t.to == S::Electing);
+    CHECK(t.at_once);
+    CHECK(t.reason == "primary node 1 is lost: no answer to 6 reconnect attempts");
+
+    lost.automatic = false;
+    t = next_state(S::PrimaryLostConfirming, lost);
+    CHECK(t.to == S::PrimaryLost);
+    CHECK_FALSE(t.at_once);
+    CHECK(t.reason.find("failover = manual: not promoting") != std::string::npos);
+
+    CHECK(next_state(S::PrimaryLostConfirming, standby_seen(true)).to == S::Standby);
+    // Asked to stop midway: neither.
+    Observation midway = standby_seen(false);
+    CHECK(next_state(S::PrimaryLostConfirming, midway).to == S::PrimaryLostConfirming);
+    // With failover = manual the lost primary stays lost until one answers.
+    Observation still = standby_seen(false);
+    still.automatic = false;
+    CHECK(next_state(S::PrimaryLost, still).to == S::PrimaryLost);
+    Transition back = next_state(S::PrimaryLost, standby_seen(true));
+    CHECK(back.to == S::Standby);
+    CHECK(back.reason == "a primary answers again: primary node 1");
+}
+
+TEST_CASE("the election's verdict decides between promoting, following and waiting", "[daemon]") {
+    Observation o = standby_seen(false);
+    o.election = Decision{Decision::Action::Promote, 2, "this node is the candidate (node 2 at 0/64)"};
+    Transition t = next_state(S::Electing, o);
+    CHECK(t.to == S::Promoting);
+    CHECK(t.at_once);
+    CHECK(t.reason == "this node is the candidate (node 2 at 0/64)");
+
+    o.election = Decision{Decision::Action::Follow, 3, "node 3 is the candidate"};
+    CHECK(next_state(S::Electing, o).to == S::FollowingNewPrimary);
+    CHECK(next_state(S::Electing, o).at_once);
+
+    o.election = Decision{Decision::Action::Wait, 0, "not a majority"};
+    CHECK(next_state(S::Electing, o).to == S::Electing);
+
+    CHECK(next_state(S::Electing, standby_seen(true)).to == S::Standby);
+    // failover = manual after a reload: the election stops.
+    Observation manual = standby_seen(false);
+    manual.automatic = false;
+    CHECK(next_state(S::Electing, manual).to == S::PrimaryLost);
+}
+
+TEST_CASE("promote and follow are judged by their command's outcome", "[daemon]") {
+    Observation o = standby_seen(false);
+    o.promote = ChildOutcome{true, "standby promote: node 2 promoted"};
+    Transition t = next_state(S::Promoting, o);  // the server may still be leaving recovery
+    CHECK(t.to == S::Primary);
+    CHECK(t.reason == "standby promote: node 2 promoted");
+
+    o.promote = ChildOutcome{false, "pg_ctl failed"};
+    t = next_state(S::Promoting, o);
+    CHECK(t.to == S::Electing);
+    CHECK_FALSE(t.at_once);  // the next election waits for the next pass
+    CHECK(t.reason == "standby promote failed: pg_ctl failed");
+
+    Observation f = standby_seen(false);
+    f.follow = ChildOutcome{true, "standby follow: node 3 now streams from node 2"};
+    CHECK(next_state(S::FollowingNewPrimary, f).to == S::Standby);
+    f.follow = ChildOutcome{false, "node 2 did not become the primary within 62 s"};
+    t = next_state(S::FollowingNewPrimary, f);
+    CHECK(t.to == S::Electing);
+    CHECK(t.reason == "not following: node 2 did not become the primary within 62 s");
+}
+
+TEST_CASE("a standby promoted from outside stops a manual daemon, not an automatic one", "[daemon]") {
+    Observation o = primary_seen();
+    o.automatic = false;
+    for (State from : {S::Standby, S::PrimaryLost, S::PrimaryLostConfirming}) {
+        Transition t = next_state(from, o);
+        CHECK(t.to == S::Stopped);
+        CHECK(t.reason.find("promoted outside repmgrd") != std::string::npos);
+    }
+    // Started on a primary: no promotion seen.
+    CHECK(next_state(S::Starting, o).to == S::Primary);
+    o.automatic = true;
+    CHECK(next_state(S::Standby, o).to == S::Primary);
+}
+
+TEST_CASE("a primary fences itself on a newer primary, or cut off from a majority for too long", "[daemon]") {
+    CHECK(next_state(S::Starting, primary_seen()).to == S::Primary);
+    CHECK(next_state(S::Primary, primary_seen()).to == S::Primary);
+
+    Observation newer = primary_seen();
+    newer.newer_primary = 3;
+    newer.newer_timeline = 2;
+    Transition t = next_state(S::Primary, newer);
+    CHECK(t.to == S::Fenced);
+    CHECK(t.reason == "node 3 is the primary on newer timeline 2; this node is a former primary and must be rejoined");
+
+    Observation cut = primary_seen(1, 3);
+    cut.without_majority = std::chrono::seconds(50);
+    CHECK(next_state(S::Primary, cut).to == S::Primary);  // not yet
+    cut.without_majority = std::chrono::seconds(52);
+    t = next_state(S::Primary, cut);
+    CHECK(t.to == S::Fenced);
+    CHECK(t.reason.find("cut off from a majority") != std::string::npos);
+    cut.automatic = false;  // with failover = manual no standby promotes: nothing to fence against
+    CHECK(next_state(S::Primary, cut).to == S::Primary);
+    // Two nodes have no majority to lose.
+    Observation two = primary_seen(1, 2);
+    two.without_majority = std::chrono::hours(1);
+    CHECK(next_state(S::Primary, two).to == S::Primary);
+    CHECK(sees_majority(2, 3));
+    CHECK_FALSE(sees_majority(2, 4));
+}
+
+TEST_CASE("a fenced primary stays fenced until it is a standby again", "[daemon]") {
+    CHECK(next_state(S::Fenced, primary_seen()).to == S::Fenced);
+    CHECK(next_state(S::Fenced, primary_seen(1, 3)).to == S::Fenced);
+    Transition t = next_state(S::Fenced, standby_seen());
+    CHECK(t.to == S::Standby);
+    CHECK(t.reason == "this node is now a standby; following primary node 1");
+}
+
+TEST_CASE("the local server down, back, and a node without metadata", "[daemon]") {
+    Observation down;
+    down.local_up = false;
+    down.local_error = "could not connect";
+    for (State from : {S::Starting, S::Standby, S::Electing, S::Primary, S::Fenced}) {
+        Transition t = next_state(from, down);
+        CHECK(t.to == S::LocalServerDown);
+        CHECK(t.reason == "local server: could not connect");
+    }
+    CHECK(next_state(S::LocalServerDown, down).to == S::LocalServerDown);
+    Transition back = next_state(S::LocalServerDown, standby_seen());
+    CHECK(back.to == S::Standby);
+    CHECK(back.reason == "local server answers again; following primary node 1");
+
+    Observation none = standby_seen();
+    none.unregistered = "no metadata for cluster \"test\" yet: register the primary first";
+    Transition t = next_state(S::Starting, none);
+    CHECK(t.to == S::Unregistered);
+    CHECK(t.reason == none.unregistered);
+    CHECK(next_state(S::Unregistered, none).to == S::Unregistered);
+    CHECK(next_state(S::Unregistered, standby_seen()).to == S::Standby);
+}
+
+TEST_CASE("asked to stop, every state stops", "[daemon]") {
+    Observation stop;
+    stop.stop_requested = true;
+    for (State from : {S::Starting, S::LocalServerDown, S::Standby, S::PrimaryLostConfirming, S::Electing,
+                       S::Promoting, S::FollowingNewPrimary, S::Primary, S::Fenced}) {
+        Transition t = next_state(from, stop);
+        CHECK(t.to == S::Stopped);
+        CHECK(t.reason == "asked to stop");
+    }
+    CHECK(next_state(S::Stopped, standby_seen()).to == S::Stopped);
+}
+
+TEST_CASE("every state has its own name, the suffix of its event", "[daemon]") {
+    std::set<std::string> names;
+    for (int i = 0; i <= static_cast<int>(S::Stopped); ++i) names.insert(std::string(state_name(static_cast<State>(i))));
+    CHECK(names.size() == static_cast<size_t>(S::Stopped) + 1);
+    CHECK(names.count("primary_lost_confirming") == 1);
+    CHECK(names.count("following_new_primary") == 1);
+    CHECK(names.count("unknown") == 0);
+}
+
+TEST_CASE("the state is read whole from another thread while the monitor changes it", "[daemon]") {
+    StateBoard board;
+    std::atomic<bool> done{false};
+    std::thread writer([&] {
+        for (int i = 0; i < 20000; ++i) {
+            bool lost = i % 2;
+            board.enter(lost ? S::PrimaryLost : S::Standby, lost ? "lost" : "following",
+                        std::chrono::system_clock::time_point(std::chrono::seconds(i)));
+            board.pass_done(lost ? std::nullopt : std::optional<int>(1), std::chrono::system_clock::now());
+        }
+        done = true;
+    });
+    int torn = 0, reads = 0;
+    while (!done) {
+        Snapshot s = board.snapshot();
+        ++reads;
+        if ((s.state == S::PrimaryLost) != (s.reason == "lost") && s.state != S::Starting) ++torn;
+    }
+    writer.join();
+    CHECK(torn == 0);
+    CHECK(reads > 0);
+    Snapshot last = board.snapshot();
+    CHECK(last.state == S::PrimaryLost);
+    CHECK(last.since == std::chrono::system_clock::time_point(std::chrono::seconds(19999)));
+    CHECK_FALSE(last.upstream);
 }

@@ -1,0 +1,135 @@
+#include "plugins/daemon/state.hpp"
+
+namespace pgrm::daemon {
+
+namespace {
+
+std::string node_name(std::optional<int> id) {
+    return id ? "primary node " + std::to_string(*id) : std::string("the primary (none registered as active)");
+}
+
+bool is_standby_side(State s) {
+    return s == State::Standby || s == State::PrimaryLostConfirming || s == State::PrimaryLost ||
+           s == State::Electing || s == State::FollowingNewPrimary;
+}
+
+// This node accepts writes.
+Transition as_primary(State from, const Observation& o) {
+    if (is_standby_side(from) && !o.automatic)
+        return {State::Stopped, "this standby was promoted outside repmgrd and failover = manual; "
+                                "exiting as repmgr 1.0 did (ERR_PROMOTED)"};
+    if (from == State::Fenced) return {from, ""};
+    if (!o.unregistered.empty()) return {State::Unregistered, o.unregistered};
+    if (o.newer_primary)
+        return {State::Fenced, "node " + std::to_string(*o.newer_primary) + " is the primary on newer timeline " +
+                                   std::to_string(o.newer_timeline) +
+                                   "; this node is a former primary and must be rejoined"};
+    if (o.automatic && !sees_majority(o.nodes_visible, o.nodes_active) && o.without_majority > o.fence_after)
+        return {State::Fenced,
+                "cut off from a majority of the cluster (it sees " + std::to_string(o.nodes_visible) + " of " +
+                    std::to_string(o.nodes_active) + " nodes) for more than " +
+                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(o.fence_after).count()) + " s"};
+    return {State::Primary, "this node is the primary; watching liveness and quorum"};
+}
+
+// This node is a standby.
+Transition as_standby(State from, const Observation& o) {
+    if (!o.unregistered.empty()) return {State::Unregistered, o.unregistered};
+    std::string primary = node_name(o.primary_id);
+    auto lost = [&] {
+        std::string why = primary + " is lost: no answer to " + std::to_string(o.reconnect_attempts) +
+                          " reconnect attempts";
+        if (o.automatic) return Transition{State::Electing, why, true};
+        return Transition{State::PrimaryLost, why + "; failover = manual: not promoting; run \"repmgr standby "
+                                                    "promote\" on the chosen standby"};
+    };
+    switch (from) {
+    case State::PrimaryLostConfirming:
+        if (o.primary_answers) return {State::Standby, primary + " answers again"};
+        if (o.primary_lost) return lost();
+        return {from, ""};  // stopped midway
+    case State::PrimaryLost:
+    case State::Electing:
+        if (o.primary_answers) return {State::Standby, "a primary answers again: " + primary};
+        if (from == State::PrimaryLost && o.automatic)
+            return {State::Electing, primary + " is lost and failover is now automatic", true};
+        if (from == State::Electing && !o.automatic)
+            return {State::PrimaryLost, primary + " is lost and failover is now manual: not promoting"};
+        if (from == State::Electing && o.election) {
+            if (o.election->action == Decision::Action::Promote) return {State::Promoting, o.election->reason, true};
+            if (o.election->action == Decision::Action::Follow)
+                return {State::FollowingNewPrimary, o.election->reason, true};
+        }
+        return {from, ""};
+    case State::Promoting:
+        return {State::Electing, "standby promote failed: " + (o.promote ? o.promote->message : std::string("not run"))};
+    case State::FollowingNewPrimary:
+        if (o.follow && o.follow->ok) return {State::Standby, o.follow->message};
+        return {State::Electing, "not following: " + (o.follow ? o.follow->message : std::string("not run"))};
+    default:
+        break;
+    }
+    // Starting, LocalServerDown, Unregistered, Standby, and a former primary.
+    bool was_primary = from == State::Primary || from == State::Fenced;
+    if (o.primary_answers) {
+        return {State::Standby, (was_primary ? "this node is now a standby; " : "") + std::string("following ") + primary};
+    }
+    return {State::PrimaryLostConfirming, primary + " did not answer", true};
+}
+
+}  // namespace
+
+std::string_view state_name(State state) {
+    switch (state) {
+    case State::Starting: return "starting";
+    case State::LocalServerDown: return "local_server_down";
+    case State::Unregistered: return "unregistered";
+    case State::Standby: return "standby";
+    case State::PrimaryLostConfirming: return "primary_lost_confirming";
+    case State::PrimaryLost: return "primary_lost";
+    case State::Electing: return "electing";
+    case State::Promoting: return "promoting";
+    case State::FollowingNewPrimary: return "following_new_primary";
+    case State::Primary: return "primary";
+    case State::Fenced: return "fenced";
+    case State::Stopped: return "stopped";
+    }
+    return "unknown";
+}
+
+bool sees_majority(int visible, int active) { return active < 3 || visible * 2 > active; }
+
+Transition next_state(State from, const Observation& o) {
+    if (from == State::Stopped) return {from, ""};
+    if (o.stop_requested) return {State::Stopped, "asked to stop"};
+    if (!o.local_up) {
+        if (from == State::LocalServerDown) return {from, ""};
+        return {State::LocalServerDown, "local server: " + o.local_error};
+    }
+    // A promotion is judged by its outcome: the server may not have left recovery yet.
+    if (from == State::Promoting && o.promote && o.promote->ok) return {State::Primary, o.promote->message};
+    Transition t = o.in_recovery ? as_standby(from, o) : as_primary(from, o);
+    if (t.to == from) return {from, ""};
+    if (from == State::LocalServerDown) t.reason = "local server answers again; " + t.reason;
+    return t;
+}
+
+void StateBoard::enter(State state, std::string reason, std::chrono::system_clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    current_.state = state;
+    current_.since = now;
+    current_.reason = std::move(reason);
+}
+
+void StateBoard::pass_done(std::optional<int> upstream, std::chrono::system_clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    current_.upstream = upstream;
+    current_.last_pass = now;
+}
+
+Snapshot StateBoard::snapshot() const {
+    std::lock_guard lock(mutex_);
+    return current_;
+}
+
+}  // namespace pgrm::daemon

@@ -1,0 +1,100 @@
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "plugins/daemon/child.hpp"
+#include "plugins/daemon/election.hpp"
+
+// repmgrd's states and every transition between them, in one place. The monitor runs the
+// step of its current state, which fills in an Observation; next_state() (pure, unit
+// tested) says where that leads and why; the monitor logs the transition, records it as
+// an event (repmgrd_<state>) and publishes it in a Snapshot that other threads read.
+namespace pgrm::daemon {
+
+enum class State {
+    Starting,               // no pass has finished yet
+    LocalServerDown,        // this node's server does not answer
+    Unregistered,           // no metadata yet, or this node is not in it
+    Standby,                // a standby whose primary answers: monitoring history recorded
+    PrimaryLostConfirming,  // the primary missed a check: the reconnect attempts run
+    PrimaryLost,            // lost with failover = manual: waits for a primary, or a person
+    Electing,               // lost with failover = automatic: an election every pass
+    Promoting,              // elected: standby promote runs
+    FollowingNewPrimary,    // another node was elected: wait for it, then standby follow
+    Primary,                // this node accepts writes: nodes probed, heartbeat, quorum
+    Fenced,                 // a primary that fenced itself (read-only, or stopped)
+    Stopped,                // the daemon exits
+};
+
+// "primary_lost_confirming": in the log, in events (repmgrd_<name>), in the snapshot.
+std::string_view state_name(State state);
+
+// What one pass found. Each state's step fills in what it asked; the rest keeps its
+// default.
+struct Observation {
+    bool stop_requested = false;     // SIGTERM or SIGINT
+    bool automatic = false;          // failover = automatic
+
+    // This node's server.
+    bool local_up = false;
+    std::string local_error;         // why it does not answer
+    bool in_recovery = true;
+    std::string unregistered;        // why this node is not (yet) in the metadata; empty: it is
+
+    // A standby's primary.
+    std::optional<int> primary_id;   // as registered
+    bool primary_answers = false;    // the pass's check, or a reconnect attempt, succeeded
+    bool primary_lost = false;       // every reconnect attempt failed
+    int reconnect_attempts = 0;
+    std::optional<Decision> election;
+    std::optional<ChildOutcome> promote;
+    std::optional<ChildOutcome> follow;
+
+    // A primary's view of the others.
+    int nodes_active = 0;            // active registered nodes, itself included
+    int nodes_visible = 0;           // of those, the ones it reached, itself included
+    std::chrono::milliseconds without_majority{0};  // since the last pass that saw a majority
+    std::chrono::milliseconds fence_after{0};
+    std::optional<int> newer_primary;     // a writable node on a newer timeline
+    int newer_timeline = 0;
+};
+
+struct Transition {
+    State to = State::Starting;
+    std::string reason;              // for the log and the event, always filled on a change
+    bool at_once = false;            // the next step runs now, not after monitor_interval_secs
+};
+
+// A primary sees a majority when it reaches more than half of the active registered nodes;
+// below three nodes there is no quorum to lose.
+bool sees_majority(int visible, int active);
+
+// Where a pass that started in `from` leads. Returns {from, ""} when nothing changes.
+Transition next_state(State from, const Observation& seen);
+
+// The daemon's state as other threads see it (the HTTP endpoint, node status).
+struct Snapshot {
+    State state = State::Starting;
+    std::chrono::system_clock::time_point since{};
+    std::string reason;
+    std::optional<int> upstream;     // the primary this standby follows
+    std::chrono::system_clock::time_point last_pass{};  // epoch: no pass finished yet
+};
+
+// Written by the monitor's thread, read from any other: a copy under a mutex.
+class StateBoard {
+public:
+    void enter(State state, std::string reason, std::chrono::system_clock::time_point now);
+    void pass_done(std::optional<int> upstream, std::chrono::system_clock::time_point now);
+    Snapshot snapshot() const;
+
+private:
+    mutable std::mutex mutex_;
+    Snapshot current_;
+};
+
+}  // namespace pgrm::daemon
