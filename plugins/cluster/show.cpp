@@ -52,6 +52,10 @@ Probe probe(const std::string& conninfo) {
         p.sender_host = r.get_opt(0, 5);
         if (!r.is_null(0, 6)) p.sender_port = static_cast<int>(r.get_int(0, 6));
         p.read_only = r.get_bool(0, 7);
+    } catch (const ConnectionError& e) {
+        p.failure = e.failure();
+        p.error = redact_secrets(e.detail().empty() ? e.what()
+                                                    : e.what() + (": " + first_line(e.detail())));
     } catch (const Error& e) {
         p.error = redact_secrets(e.detail().empty() ? e.what()
                                                     : e.what() + (": " + first_line(e.detail())));
@@ -96,6 +100,7 @@ nlohmann::json node_json(const Node& node, const Probe& probe, const NodeView& v
     j["sender_host"] = or_null(probe.sender_host);
     j["sender_port"] = or_null(probe.sender_port);
     j["error"] = probe.reachable ? nlohmann::json(nullptr) : nlohmann::json(probe.error);
+    j["connection_failure"] = probe.failure ? nlohmann::json(connect_failure_name(*probe.failure)) : nlohmann::json(nullptr);
     return j;
 }
 
@@ -146,7 +151,10 @@ public:
                                   "\") is a primary in read-only mode (fenced; a client can still ask for a "
                                   "read-write transaction): to make it a standby, stop it and rejoin it with "
                                   "\"repmgr -D <data dir> --force standby clone <primary>\"");
-            if (!probes[i].reachable && nodes[i].active)
+            if (view.role_found == "unknown")
+                r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + nodes[i].name +
+                                  "\") is running but refused our connection: " + probes[i].error);
+            else if (!probes[i].reachable && nodes[i].active)
                 r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" +
                                   nodes[i].name + "\") is unreachable: " + probes[i].error);
         }
@@ -189,6 +197,13 @@ NodeView derive_view(const Node& node, const Probe& probe, const std::vector<Nod
     NodeView v;
     v.role = node.active ? node.type : "inactive " + node.type;
     v.upstream_name = upstream_name(node, nodes);
+    if (!probe.reachable && probe.failure && server_alive(*probe.failure)) {
+        // It answered: running, though what it is cannot be asked.
+        v.role_found = "unknown";
+        v.mark = node.active ? '?' : '!';
+        v.status = "running, " + std::string(describe(*probe.failure));
+        return v;
+    }
     if (!probe.reachable) {
         v.role_found = "unreachable";
         v.mark = node.active ? '?' : '-';

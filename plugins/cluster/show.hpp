@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/db.hpp"
 #include "core/metadata.hpp"
 #include "core/timeline.hpp"
 
@@ -17,6 +18,7 @@ namespace pgrm::cluster {
 struct Probe {
     bool reachable = false;
     std::string error;                          // why not, when unreachable
+    std::optional<ConnectFailure> failure;      // its class, when connecting failed
     bool in_recovery = false;
     bool read_only = false;                     // default_transaction_read_only: a fenced primary
     std::optional<std::string> current_lsn;     // a primary's pg_current_wal_lsn()
@@ -30,9 +32,10 @@ struct Probe {
 // A node as cluster show presents it.
 struct NodeView {
     std::string role;            // as configured: "primary", "inactive standby", ...
-    std::string role_found;      // "primary", "standby" or "unreachable"
+    std::string role_found;      // "primary", "standby", "unknown" (it runs but refused us) or "unreachable"
     char mark = ' ';             // repmgr 5's status mark: '*', ' ', '!', '?', '-'
-    std::string status;          // "running", "running as standby", "running, read-only", "unreachable", "inactive"
+    std::string status;          // "running", "running as standby", "running, read-only",
+                                 // "running, password refused", "unreachable", "inactive"
     std::string upstream_name;   // empty without an upstream
     std::optional<bool> streaming;       // standbys only
     std::optional<long long> lag_bytes;  // standbys only, when both LSNs are known

@@ -150,12 +150,10 @@ private:
         std::vector<const Node*> writable;
         for (const auto& n : nodes) {
             if (n.id == ctx.cfg().node) continue;
-            try {
-                Connection c = Connection::open(n.conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect});
-                if (!query_server_facts(c).in_recovery) writable.push_back(&n);
-            } catch (const Error& e) {
-                log::info("node " + std::to_string(n.id) + " is not reachable: " + e.what());
-            }
+            if (accepts_writes(n, "it may be the primary: let this node in (pg_hba.conf, ~/.pgpass, "
+                                  "max_connections), or name the primary to follow: standby follow <host>")
+                    .value_or(false))
+                writable.push_back(&n);
         }
         if (writable.empty())
             throw Error(ExitCode::BadConfig, "no registered node accepts writes", "",

@@ -101,17 +101,12 @@ private:
                         "", "a primary that still sends WAL is alive: stop it first, or use --force");
         for (const auto& n : nodes) {
             if (n.id == self || !n.active) continue;
-            try {
-                Connection other = Connection::open(n.conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect});
-                if (!query_server_facts(other).in_recovery)
-                    throw Error(ExitCode::BadConfig,
-                                "node " + std::to_string(n.id) + " (\"" + n.name +
-                                    "\") is running and accepts writes",
-                                "", "stop it first, or use --force if it will never take writes again");
-            } catch (const Error& e) {
-                if (e.code() == ExitCode::BadConfig) throw;
-                log::info("node " + std::to_string(n.id) + " is not reachable: " + e.what());
-            }
+            if (accepts_writes(n, "it may still accept writes: let this node in (pg_hba.conf, ~/.pgpass, "
+                                  "max_connections) and try again, or stop it; --force promotes anyway")
+                    .value_or(false))
+                throw Error(ExitCode::BadConfig,
+                            "node " + std::to_string(n.id) + " (\"" + n.name + "\") is running and accepts writes",
+                            "", "stop it first, or use --force if it will never take writes again");
         }
     }
 

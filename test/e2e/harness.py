@@ -60,6 +60,7 @@ __all__ = [
     'output', 'parse_json', 'children_of', 'freeze', 'thaw', 'end_process_group',
     'pgbench', 'pgbench_background', 'make_primary', 'conf_text', 'write_conf', 'clone_args',
     'receiver', 'streaming', 'wait_streaming', 'wait_streaming_from', 'assert_read_only',
+    'WALK_TABLE', 'primary_conninfo', 'Cluster', 'small_cluster', 'hold_all_connections',
 ]
 
 # --------------------------------------------------------------------------------------
@@ -871,6 +872,125 @@ def clone_args(target: Path, source: Instance, *extra, after=()) -> list:
             '-R', 'postgres', '--verbose', *extra, 'standby', 'clone', *after, '127.0.0.1']
 
 
+# Every row a test commits goes into walk on the primary (see Cluster.write).
+WALK_TABLE = 'create table walk(i int primary key)'
+
+
+def primary_conninfo(inst: Instance) -> str:
+    return inst.psql('show primary_conninfo')
+
+
+class Cluster:
+    """The nodes by id, their config files, and every row committed to walk."""
+
+    def __init__(self, sb: Sandbox):
+        self.sb = sb
+        self.nodes: dict = {}   # id -> Instance
+        self.confs: dict = {}   # id -> Path
+        self.committed: list = []
+        self._next = 1
+
+    def add(self, node_id: int, inst: Instance) -> Path:
+        self.nodes[node_id] = inst
+        self.confs[node_id] = write_conf(self.sb, node_id, inst)
+        return self.confs[node_id]
+
+    def id_of(self, inst: Instance) -> int:
+        return next(i for i, n in self.nodes.items() if n is inst)
+
+    def running(self) -> list:
+        return [n for n in self.nodes.values() if n.is_running()]
+
+    def writable(self) -> list:
+        return [n for n in self.running() if not n.is_in_recovery()]
+
+    def primary(self) -> Instance:
+        w = self.writable()
+        assert len(w) == 1, f'expected exactly one writable node, found {[n.name for n in w]}'
+        return w[0]
+
+    def write(self, count: int = 3, on: Instance | None = None) -> list:
+        """Inserts count new rows on the primary (or on); remembers them once committed."""
+        target = on or self.primary()
+        rows = list(range(self._next, self._next + count))
+        self._next += count
+        target.psql('insert into walk values ' + ', '.join(f'({r})' for r in rows), db='pgbench')
+        self.committed.extend(rows)
+        return rows
+
+    def rows(self, inst: Instance) -> list:
+        text = inst.psql('select i from walk order by i', db='pgbench')
+        return [int(x) for x in text.split()] if text else []
+
+    def metadata(self, inst: Instance | None = None) -> dict:
+        """id -> (type, active, upstream) from repmgr_test.repl_nodes."""
+        text = (inst or self.primary()).psql(
+            "select id, type, active, coalesce(upstream_node_id::text, '') "
+            "from repmgr_test.repl_nodes where cluster = 'test' order by id", db='pgbench')
+        out = {}
+        for line in text.splitlines():
+            i, typ, active, up = line.split('|')
+            out[int(i)] = (typ, active == 't', int(up) if up else None)
+        return out
+
+    def check(self, lagging=()):
+        """Exactly one running node is writable; every committed row (and no other) is on
+        every running node (the lagging ones excepted: standbys not yet re-pointed); the
+        metadata on the primary agrees: the writable node is the one active primary row,
+        and every running standby is an active standby row whose upstream is the primary
+        (and, unless lagging, it really streams from it)."""
+        running = self.running()
+        writable = [n for n in running if not n.is_in_recovery()]
+        assert len(writable) == 1, (
+            f'exactly one writable node expected among {[n.name for n in running]}, '
+            f'found {[n.name for n in writable]}')
+        primary = writable[0]
+        pid = self.id_of(primary)
+        want = sorted(self.committed)
+        got = self.rows(primary)
+        assert got == want, f'{primary.name} (primary) has rows {got}, expected {want}'
+        for n in running:
+            if n is primary or n in lagging:
+                continue
+            wait_until(lambda n=n: self.rows(n) == want, timeout=60,
+                       what=f'{n.name} to have exactly the committed rows {want}')
+            wait_streaming_from(n, primary)
+        meta = self.metadata(primary)
+        active_primaries = sorted(i for i, (t, a, _) in meta.items() if t == 'primary' and a)
+        assert active_primaries == [pid], (
+            f'metadata: active primary rows {active_primaries}, but {primary.name} (node {pid}) '
+            f'is the writable one: {meta}')
+        for n in running:
+            if n is primary:
+                continue
+            i = self.id_of(n)
+            assert i in meta, f'metadata: running standby node {i} is not registered: {meta}'
+            assert meta[i] == ('standby', True, pid), (
+                f'metadata: node {i} is a running standby of node {pid}, but its row is '
+                f'{meta[i]} (type, active, upstream): {meta}')
+        return primary
+
+
+def small_cluster(sb: Sandbox, standbys: int = 1, pgbench: bool = False,
+                  extra_conf: dict | None = None) -> Cluster:
+    """node1 primary (registered, with extra_conf, which its standbys copy) and node2..
+    standbys of it (cloned, started, registered)."""
+    c = Cluster(sb)
+    n1 = make_primary(sb, scale=1 if pgbench else None, extra_conf=extra_conf)
+    n1.psql(WALK_TABLE, db='pgbench')
+    conf1 = c.add(1, n1)
+    pgrm('-f', conf1, 'master', 'register', check=0)
+    for i in range(2, 2 + standbys):
+        n = sb.new_instance(f'node{i}')
+        pgrm(*clone_args(n.datadir, n1), check=0)
+        n.start()
+        wait_streaming_from(n, n1)
+        pgrm('-f', c.add(i, n), 'standby', 'register', check=0)
+    c.write(2)
+    c.check()
+    return c
+
+
 def receiver(inst: Instance) -> str:
     """'status|sender_port' of the WAL receiver ('' when there is none)."""
     return inst.psql('select status, sender_port from pg_stat_wal_receiver')
@@ -890,6 +1010,42 @@ def wait_streaming_from(inst: Instance, upstream: Instance, timeout: float = 60)
     """Waits until inst's WAL receiver streams from upstream's port."""
     wait_until(lambda: receiver(inst) == f'streaming|{upstream.port}', timeout=timeout,
                what=f'{inst.name} to stream from {upstream.name} (port {upstream.port})')
+
+
+def hold_all_connections(sb: Sandbox, inst: Instance, timeout: float = 60) -> Callable[[], None]:
+    """Takes every connection slot of inst, the superuser's reserved ones included:
+    psql sessions sleeping in the background, one more until a new connection is refused
+    with "too many clients". Returns a function that ends them (the sandbox's cleanup
+    does too) and waits until inst lets a client in again."""
+    sessions: list = []
+    home = _PG_PW.pw_dir if (IS_ROOT and _PG_PW) else None
+    argv = [pg_bin('psql'), '-X', '-q', '-h', '127.0.0.1', '-p', str(inst.port), '-U', inst.superuser,
+            '-d', 'postgres', '-c', 'select pg_sleep(3600)']
+    # A sleeping backend notices its client is gone only when it checks.
+    env = clean_env({'PGOPTIONS': '-c client_connection_check_interval=100'}, home=home)
+
+    def full() -> bool:
+        probe = run_as_pg([pg_bin('psql'), '-X', '-A', '-t', '-h', '127.0.0.1', '-p', str(inst.port),
+                           '-U', inst.superuser, '-d', 'postgres', '-c', 'select 1'], check=False, timeout=30)
+        if probe.returncode != 0 and 'too many clients' in probe.stderr:
+            return True
+        sessions.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         stdin=subprocess.DEVNULL, env=env, cwd='/',
+                                         preexec_fn=_demote_fn(), start_new_session=True))
+        return False
+
+    def release():
+        for proc in sessions:
+            end_process_group(proc, term_timeout=None)
+        sessions.clear()
+
+    sb.on_cleanup(release)
+    wait_until(full, timeout=timeout, interval=0.1, what=f'every connection slot of {inst.name} taken')
+
+    def release_and_wait():
+        release()
+        wait_until(inst.accepts_connections, timeout=timeout, what=f'{inst.name} to let clients in again')
+    return release_and_wait
 
 
 def assert_read_only(inst: Instance, sql: str = 'insert into walk values (-999999)',

@@ -23,17 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import (assert_read_only, clone_args, make_primary, output, parse_json,  # noqa: E402
-                     pgrm, receiver, wait_streaming_from, wait_until, write_conf)
+from harness import (WALK_TABLE, Cluster, assert_read_only, clone_args, make_primary,  # noqa: E402
+                     output, parse_json, pgrm, primary_conninfo, receiver, small_cluster,
+                     wait_streaming_from, wait_until, write_conf)
 
 
 # --------------------------------------------------------------------------------------
 # Helpers
 
 TIMINGS: list = []
-
-# Every row a test commits goes into walk on the primary (see Cluster.write).
-WALK_TABLE = 'create table walk(i int primary key)'
 
 
 def timed(what: str, fn):
@@ -43,119 +41,6 @@ def timed(what: str, fn):
     TIMINGS.append((what, dt))
     print(f'# timing: {what}: {dt:.2f} s', flush=True)
     return result
-
-
-def primary_conninfo(inst: harness.Instance) -> str:
-    return inst.psql('show primary_conninfo')
-
-
-class Cluster:
-    """The nodes by id, their config files, and every row committed to walk."""
-
-    def __init__(self, sb: harness.Sandbox):
-        self.sb = sb
-        self.nodes: dict = {}   # id -> Instance
-        self.confs: dict = {}   # id -> Path
-        self.committed: list = []
-        self._next = 1
-
-    def add(self, node_id: int, inst: harness.Instance) -> Path:
-        self.nodes[node_id] = inst
-        self.confs[node_id] = write_conf(self.sb, node_id, inst)
-        return self.confs[node_id]
-
-    def id_of(self, inst: harness.Instance) -> int:
-        return next(i for i, n in self.nodes.items() if n is inst)
-
-    def running(self) -> list:
-        return [n for n in self.nodes.values() if n.is_running()]
-
-    def writable(self) -> list:
-        return [n for n in self.running() if not n.is_in_recovery()]
-
-    def primary(self) -> harness.Instance:
-        w = self.writable()
-        assert len(w) == 1, f'expected exactly one writable node, found {[n.name for n in w]}'
-        return w[0]
-
-    def write(self, count: int = 3, on: harness.Instance | None = None) -> list:
-        """Inserts count new rows on the primary (or on); remembers them once committed."""
-        target = on or self.primary()
-        rows = list(range(self._next, self._next + count))
-        self._next += count
-        target.psql('insert into walk values ' + ', '.join(f'({r})' for r in rows), db='pgbench')
-        self.committed.extend(rows)
-        return rows
-
-    def rows(self, inst: harness.Instance) -> list:
-        text = inst.psql('select i from walk order by i', db='pgbench')
-        return [int(x) for x in text.split()] if text else []
-
-    def metadata(self, inst: harness.Instance | None = None) -> dict:
-        """id -> (type, active, upstream) from repmgr_test.repl_nodes."""
-        text = (inst or self.primary()).psql(
-            "select id, type, active, coalesce(upstream_node_id::text, '') "
-            "from repmgr_test.repl_nodes where cluster = 'test' order by id", db='pgbench')
-        out = {}
-        for line in text.splitlines():
-            i, typ, active, up = line.split('|')
-            out[int(i)] = (typ, active == 't', int(up) if up else None)
-        return out
-
-    def check(self, lagging=()):
-        """Exactly one running node is writable; every committed row (and no other) is on
-        every running node (the lagging ones excepted: standbys not yet re-pointed); the
-        metadata on the primary agrees: the writable node is the one active primary row,
-        and every running standby is an active standby row whose upstream is the primary
-        (and, unless lagging, it really streams from it)."""
-        running = self.running()
-        writable = [n for n in running if not n.is_in_recovery()]
-        assert len(writable) == 1, (
-            f'exactly one writable node expected among {[n.name for n in running]}, '
-            f'found {[n.name for n in writable]}')
-        primary = writable[0]
-        pid = self.id_of(primary)
-        want = sorted(self.committed)
-        got = self.rows(primary)
-        assert got == want, f'{primary.name} (primary) has rows {got}, expected {want}'
-        for n in running:
-            if n is primary or n in lagging:
-                continue
-            wait_until(lambda n=n: self.rows(n) == want, timeout=60,
-                       what=f'{n.name} to have exactly the committed rows {want}')
-            wait_streaming_from(n, primary)
-        meta = self.metadata(primary)
-        active_primaries = sorted(i for i, (t, a, _) in meta.items() if t == 'primary' and a)
-        assert active_primaries == [pid], (
-            f'metadata: active primary rows {active_primaries}, but {primary.name} (node {pid}) '
-            f'is the writable one: {meta}')
-        for n in running:
-            if n is primary:
-                continue
-            i = self.id_of(n)
-            assert i in meta, f'metadata: running standby node {i} is not registered: {meta}'
-            assert meta[i] == ('standby', True, pid), (
-                f'metadata: node {i} is a running standby of node {pid}, but its row is '
-                f'{meta[i]} (type, active, upstream): {meta}')
-        return primary
-
-
-def small_cluster(sb: harness.Sandbox, standbys: int = 1, pgbench: bool = False) -> Cluster:
-    """node1 primary (registered) and node2.. standbys of it (cloned, started, registered)."""
-    c = Cluster(sb)
-    n1 = make_primary(sb, scale=1 if pgbench else None)
-    n1.psql(WALK_TABLE, db='pgbench')
-    conf1 = c.add(1, n1)
-    pgrm('-f', conf1, 'master', 'register', check=0)
-    for i in range(2, 2 + standbys):
-        n = sb.new_instance(f'node{i}')
-        pgrm(*clone_args(n.datadir, n1), check=0)
-        n.start()
-        wait_streaming_from(n, n1)
-        pgrm('-f', c.add(i, n), 'standby', 'register', check=0)
-    c.write(2)
-    c.check()
-    return c
 
 
 # --------------------------------------------------------------------------------------

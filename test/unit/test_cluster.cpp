@@ -2,6 +2,7 @@
 
 #include "plugins/cluster/show.hpp"
 
+using pgrm::ConnectFailure;
 using pgrm::Node;
 using pgrm::cluster::derive_view;
 using pgrm::parse_lsn;
@@ -130,6 +131,19 @@ TEST_CASE("an unreachable node is marked ?", "[cluster]") {
     CHECK(v.upstream_name == "n1");
     CHECK_FALSE(v.streaming);
     CHECK_FALSE(v.lag_bytes);
+}
+
+TEST_CASE("a node that answers but refuses us is running, its role unknown", "[cluster]") {
+    Probe p = unreachable_probe();
+    p.failure = ConnectFailure::PasswordRefused;
+    auto v = derive_view(two_nodes[0], p, two_nodes, std::nullopt);
+    CHECK(v.role_found == "unknown");
+    CHECK(v.status_text() == "? running, password refused");
+    p.failure = ConnectFailure::TooManyClients;
+    CHECK(derive_view(two_nodes[1], p, two_nodes, std::nullopt).status == "running, too many clients");
+    // Nothing listening is still unreachable.
+    p.failure = ConnectFailure::Refused;
+    CHECK(derive_view(two_nodes[1], p, two_nodes, std::nullopt).status_text() == "? unreachable");
 }
 
 TEST_CASE("inactive nodes", "[cluster]") {

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""End to end: safety judgements on real servers.
+
+- A primary that answers but will not let us in (refuses our password, has no
+  connection slot left) is alive: standby promote and standby follow refuse rather
+  than take it for gone, and cluster show says why it could not be asked.
+
+pgrm runs as root (harness.pgrm's default), through the `repmgr` persona symlink.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from harness import (hold_all_connections, output, parse_json, pgrm,  # noqa: E402
+                     primary_conninfo, receiver, small_cluster, wait_until)
+
+
+# --------------------------------------------------------------------------------------
+# Helpers
+
+
+def require_password(inst: harness.Instance, password: str = 'secret') -> str:
+    """Makes inst ask for the superuser's password on TCP connections to database
+    pgbench (where the metadata lives; the harness's own psql uses database postgres).
+    Returns the pg_hba.conf line, for allow_again()."""
+    inst.psql(f"alter role {inst.superuser} password '{password}'")
+    line = f'host pgbench {inst.superuser} 127.0.0.1/32 scram-sha-256\n'
+    hba = inst.datadir / 'pg_hba.conf'
+    hba.write_text(line + hba.read_text())
+    inst.psql('select pg_reload_conf()')
+    return line
+
+
+def allow_again(inst: harness.Instance, line: str):
+    hba = inst.datadir / 'pg_hba.conf'
+    hba.write_text(hba.read_text().replace(line, '', 1))
+    inst.psql('select pg_reload_conf()')
+
+
+def stop_streaming(standby: harness.Instance) -> str:
+    """Empties the standby's primary_conninfo, so promote gets past its "still streams"
+    check and asks the registered nodes; returns the old value for resume_streaming()."""
+    original = primary_conninfo(standby)
+    standby.psql("alter system set primary_conninfo = ''")
+    standby.psql('select pg_reload_conf()')
+    wait_until(lambda: receiver(standby) == '', what=f'{standby.name} to stop streaming')
+    return original
+
+
+def resume_streaming(standby: harness.Instance, original: str):
+    standby.psql("alter system set primary_conninfo = '" + original.replace("'", "''") + "'")
+    standby.psql('select pg_reload_conf()')
+
+
+# --------------------------------------------------------------------------------------
+# A live primary we cannot use is not a lost one
+
+
+def test_promote_refuses_when_the_primary_refuses_our_password():
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=1)
+        n1, n2 = c.nodes[1], c.nodes[2]
+        original = stop_streaming(n2)
+        line = require_password(n1)
+        meta = c.metadata(n2)
+
+        # No password at all, then a wrong one: both are ERR_BAD_PASSWORD, and nothing
+        # changes: node2 stays a standby, node1 the one writable node.
+        for env in (None, {'PGPASSWORD': 'wrong'}):
+            r = pgrm('-f', c.confs[2], 'standby', 'promote', env=env, check=9)
+            assert 'node 1' in r.stderr and 'password refused' in r.stderr, output(r)
+            assert n2.is_in_recovery(), f'node2 was promoted\n{output(r)}'
+            assert c.metadata(n2) == meta
+        assert not n1.is_in_recovery()
+
+        # cluster show: node1 runs, and why it could not be asked.
+        r = pgrm('-f', c.confs[2], 'cluster', 'show', check=0)
+        row = next(l for l in r.stdout.splitlines() if '| node1' in l or ' node1 ' in l)
+        assert 'running, password refused' in row, output(r)
+        doc = parse_json(pgrm('-f', c.confs[2], '--json', 'cluster', 'show', check=0), 'cluster show --json')
+        node1 = next(n for n in doc['data']['nodes'] if n['id'] == 1)
+        assert node1['connection_failure'] == 'password_refused', node1
+        assert node1['status'] == 'running, password refused', node1
+
+        allow_again(n1, line)
+        resume_streaming(n2, original)
+        c.write(1)
+        c.check()
+
+
+def test_promote_refuses_when_the_primary_has_no_slot_left():
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=1,
+                          extra_conf={'max_connections': 12, 'superuser_reserved_connections': 0})
+        n1, n2 = c.nodes[1], c.nodes[2]
+        original = stop_streaming(n2)
+        meta = c.metadata(n2)
+        release = hold_all_connections(sb, n1)
+        r = pgrm('-f', c.confs[2], 'standby', 'promote', check=6)
+        assert 'node 1' in r.stderr and 'too many clients' in r.stderr, output(r)
+        assert n2.is_in_recovery(), f'node2 was promoted\n{output(r)}'
+        assert c.metadata(n2) == meta
+        release()
+        assert not n1.is_in_recovery()
+        resume_streaming(n2, original)
+        c.write(1)
+        c.check()
+
+
+def test_follow_refuses_while_a_node_refuses_our_password():
+    """node1 refuses our password; node2 was promoted by force (the daemon's way). node1
+    may still take writes, so node3 must not pick node2 on its own."""
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=2)
+        n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
+        require_password(n1)
+        stop_streaming(n2)
+        pgrm('-f', c.confs[2], '--force', 'standby', 'promote', check=0)
+        before = primary_conninfo(n3)
+        r = pgrm('-f', c.confs[3], 'standby', 'follow', check=9)
+        assert 'node 1' in r.stderr and 'password refused' in r.stderr, output(r)
+        assert primary_conninfo(n3) == before
+        wait_until(lambda: receiver(n3) == f'streaming|{n1.port}', what='node3 to stream from node1 still')
+        # Named, the new primary is followed: the user decided.
+        pgrm('-f', c.confs[3], 'standby', 'follow', '127.0.0.1', '-p', n2.port, check=0)
+
+
+if __name__ == '__main__':
+    sys.exit(harness.main(globals()))
