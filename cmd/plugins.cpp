@@ -7,6 +7,7 @@ namespace pgrm {
 void register_plugins(Registry& registry) {
     register_master(registry);
     register_standby(registry);
+    register_node(registry);
     register_cluster(registry);
     register_daemon(registry);
     register_demo(registry);

@@ -56,16 +56,6 @@ unsigned long long transferred_bytes(const std::string& stats) {
     return n;
 }
 
-ControlData control_data(const std::string& target, const CopyEnv& env) {
-    ExecSpec spec;
-    spec.argv = {pg_program("pg_controldata", env.config, env.major), "-D", target};
-    spec.run_as = env.os_user;
-    spec.env["LC_ALL"] = "C";  // English keys
-    spec.timeout = timeouts::kHelperProgram;
-    ExecResult res = run_program(spec);
-    return res.ok() ? parse_control_data(res.out) : ControlData{};
-}
-
 unsigned long long rsync(const std::string& from, const std::string& to,
                          const std::vector<std::string>& excludes, bool delete_extra, const CopyEnv& env) {
     ExecSpec spec;
@@ -123,6 +113,17 @@ unsigned long long rewind(Connection& conn, const Conninfo& source, const std::s
     return bytes;
 }
 
+// A standby not shut down cleanly, started once as a standby (its crash recovery
+// replays only WAL it has, read-only) and stopped: then "shut down in recovery".
+void finish_recovery_as_standby(const std::string& target, const CopyEnv& env) {
+    LocalServer server(target, env.config);
+    log::info("the target standby was not shut down cleanly: starting and stopping it once");
+    ExecResult res = server.start();
+    if (res.ok()) res = server.stop("fast");
+    if (!res.ok())
+        throw Error(ExitCode::NoRestart, "could not start and stop the target standby once", last_line(res.err));
+}
+
 }  // namespace
 
 ControlData parse_control_data(const std::string& pg_controldata_output) {
@@ -142,10 +143,21 @@ ControlData parse_control_data(const std::string& pg_controldata_output) {
     // Only a "0" rules checksums out (PostgreSQL 12+ always prints the line).
     auto checksums = values.find("Data page checksum version");
     c.data_checksums = checksums == values.end() || checksums->second != "0";
+    c.state = values["Database cluster state"];
     return c;
 }
 
-RewindCheck judge_rewind(const ControlData& target, const std::string& source_system_identifier) {
+ControlData read_control_data(const std::string& data_directory, const CopyEnv& env) {
+    ExecSpec spec;
+    spec.argv = {pg_program("pg_controldata", env.config, env.major), "-D", data_directory};
+    spec.run_as = env.os_user;
+    spec.env["LC_ALL"] = "C";  // English keys
+    spec.timeout = timeouts::kHelperProgram;
+    ExecResult res = run_program(spec);
+    return res.ok() ? parse_control_data(res.out) : ControlData{};
+}
+
+RewindCheck judge_rewind(const ControlData& target, const std::string& source_system_identifier, bool standby) {
     RewindCheck r;
     if (!target.system_identifier)
         r.why_not = "the target holds no readable PostgreSQL data directory";
@@ -155,6 +167,8 @@ RewindCheck judge_rewind(const ControlData& target, const std::string& source_sy
         r.why_not = "the target has neither wal_log_hints nor data checksums";
     else
         r.possible = true;
+    if (r.possible && !target.shut_down_cleanly())
+        r.before = standby ? RewindCheck::Before::StartAndStopAsStandby : RewindCheck::Before::SingleUserRecovery;
     return r;
 }
 
@@ -238,9 +252,15 @@ RejoinPlan plan_rejoin(const RewindCheck& rewind, const RsyncSource& from) {
     RejoinPlan plan;
     if (rewind.possible) {
         plan.method = "pg_rewind";
-        plan.steps = {"checkpoint the source, so its control file names its current timeline",
-                      "rewind the target with pg_rewind (only blocks changed since the fork); "
-                      "if that fails, copy changed files with rsync"};
+        if (rewind.before == RewindCheck::Before::StartAndStopAsStandby)
+            plan.steps.push_back("the target is a standby that was not shut down cleanly: start it once as a "
+                                 "standby and stop it, so that its crash recovery is finished");
+        plan.steps.push_back("checkpoint the source, so its control file names its current timeline");
+        plan.steps.push_back(std::string("rewind the target with pg_rewind (only blocks changed since the fork") +
+                             (rewind.before == RewindCheck::Before::SingleUserRecovery
+                                  ? "; it first finishes the target's crash recovery in single-user mode"
+                                  : "") +
+                             "); if that fails, copy changed files with rsync");
     } else {
         plan.method = "rsync";
         if (!rewind.why_not.empty()) plan.steps.push_back("no pg_rewind: " + rewind.why_not);
@@ -269,7 +289,8 @@ std::string rsync_rsh(const std::string& ssh_options) {
 }
 
 RewindCheck check_rewind(const std::string& target, const ServerFacts& source, const CopyEnv& env) {
-    RewindCheck r = judge_rewind(control_data(target, env), source.system_identifier);
+    RewindCheck r = judge_rewind(read_control_data(target, env), source.system_identifier,
+                                 fs::exists(fs::path(target) / "standby.signal"));
     if (!r.possible) log::warning("no pg_rewind: " + r.why_not + "; using rsync");
     return r;
 }
@@ -319,6 +340,7 @@ RejoinOutcome rejoin(const RewindCheck& check, Connection& conn, const Conninfo&
     try {
         if (check.possible) {
             try {
+                if (check.before == RewindCheck::Before::StartAndStopAsStandby) finish_recovery_as_standby(target, env);
                 out.bytes = rewind(conn, source, target, env);
                 restore_config_files(target, kept);
                 return out;

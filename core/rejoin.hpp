@@ -2,9 +2,10 @@
 
 // Rejoin: bringing a stopped data directory back in line with a running source of the
 // same database system. pg_rewind when the target allows it (after a CHECKPOINT on the
-// source), else an rsync --checksum delta inside a backup on the source. Shared by
-// `standby clone --force` and, soon, `node rejoin` and switchover; the rsync copy
-// serves a fresh `standby clone --method rsync` too.
+// source), else an rsync --checksum delta inside a backup on the source; either way the
+// target keeps its own configuration files. Shared by `standby clone --force` and
+// `node rejoin` (and soon switchover); the rsync copy serves a fresh
+// `standby clone --method rsync` too.
 //
 // The planning functions are pure (unit-tested); the rest runs programs and SQL.
 
@@ -23,6 +24,10 @@ struct ControlData {
     std::optional<std::string> system_identifier;  // none: no readable data directory
     bool wal_log_hints = false;
     bool data_checksums = false;
+    std::string state;  // "Database cluster state": "shut down", "in production", ...
+
+    // pg_rewind rewinds only a data directory whose server was shut down cleanly.
+    bool shut_down_cleanly() const { return state == "shut down" || state == "shut down in recovery"; }
 };
 
 // Reads pg_controldata's "Key: value" lines (LC_ALL=C).
@@ -32,11 +37,19 @@ ControlData parse_control_data(const std::string& pg_controldata_output);
 struct RewindCheck {
     bool possible = false;
     std::string why_not;  // for the plan and the warning, when not possible
+    // A target not shut down cleanly needs its crash recovery finished first: pg_rewind
+    // does that itself in single-user mode, which cannot run a standby; a standby is
+    // started once as a standby and stopped. Recovering a standby as a primary would
+    // write WAL its upstream never wrote, on the same timeline, which pg_rewind cannot see.
+    enum class Before { Nothing, SingleUserRecovery, StartAndStopAsStandby };
+    Before before = Before::Nothing;
 };
 
 // pg_rewind needs the target to be an earlier state of the source's own database system,
-// with wal_log_hints or checksums so it can copy only what diverged.
-RewindCheck judge_rewind(const ControlData& target, const std::string& source_system_identifier);
+// with wal_log_hints or checksums so it can copy only what diverged. standby: the target
+// holds standby.signal.
+RewindCheck judge_rewind(const ControlData& target, const std::string& source_system_identifier,
+                         bool standby = false);
 
 // Where rsync copies from: the source's data directory on this machine or over ssh.
 struct RsyncSource {
@@ -93,6 +106,9 @@ struct CopyEnv {
     int major = 0;
     bool ignore_rsync_warning = false;
 };
+
+// Runs pg_controldata on a data directory; nothing known when it fails.
+ControlData read_control_data(const std::string& data_directory, const CopyEnv& env);
 
 // Runs pg_controldata on the target and judges it; logs why when pg_rewind is out.
 RewindCheck check_rewind(const std::string& target, const ServerFacts& source, const CopyEnv& env);

@@ -8,6 +8,7 @@ namespace pgrm {
 // in one list: cmd depends on plugins, never the other way.
 void register_master(Registry& registry);
 void register_standby(Registry& registry);
+void register_node(Registry& registry);
 void register_cluster(Registry& registry);
 void register_daemon(Registry& registry);
 void register_demo(Registry& registry);

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
-"""End to end: bringing a failed primary back as a standby keeps the node's own
-configuration files (its port, its pg_hba.conf lines), whether the forced `standby clone`
-rewinds it with pg_rewind or copies an rsync delta; each rejoined server is then started
-on its own configuration alone (no -p/-k on the command line) and must replay a write.
+"""End to end: `node rejoin`, and the forced `standby clone` it shares core/rejoin with.
+
+A failed primary (stopped, or killed -9) comes back as a standby of the promoted one right
+after the promotion; so does a standby killed -9. Each keeps its own configuration files
+(its port, its pg_hba.conf lines), whether rewound with pg_rewind or copied by an rsync
+delta, and runs on them alone (no -p/-k on the command line): `node rejoin` starts it
+itself, and it must stream from the primary and replay a write made there. `--dry-run`
+and the refusals change nothing.
 
 pgrm runs as root (harness.pgrm's default), through the `repmgr` persona symlink.
 """
 
+import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,6 +76,12 @@ def assert_runs_on_own_config(inst: harness.Instance, primary: harness.Instance)
     """inst, started on its own configuration files alone, is a standby on its own port
     with its own pg_hba.conf line, streaming from primary and replaying a new write."""
     inst.start(overrides=False)
+    assert_standby_on_own_config(inst, primary)
+
+
+def assert_standby_on_own_config(inst: harness.Instance, primary: harness.Instance):
+    """inst runs as a standby on its own port with its own pg_hba.conf line, streaming
+    from primary and replaying a new write."""
     assert inst.psql('show port') == str(inst.port)
     assert inst.psql('show cluster_name') == f'own-{inst.name}'
     rules = inst.psql("select count(*) from pg_hba_file_rules "
@@ -77,16 +89,16 @@ def assert_runs_on_own_config(inst: harness.Instance, primary: harness.Instance)
     assert rules == '1', f'{inst.name}: its own pg_hba.conf line is not in effect'
     assert inst.is_in_recovery(), f'{inst.name} came back writable'
     wait_streaming_from(inst, primary)
-    primary.psql('insert into walk values (1000)', db='pgbench')
-    wait_until(lambda: inst.psql('select count(*) from walk where i = 1000', db='pgbench') == '1',
+    row = int(primary.psql('select coalesce(max(i), 0) + 1 from walk', db='pgbench'))
+    primary.psql(f'insert into walk values ({row})', db='pgbench')
+    wait_until(lambda: inst.psql(f'select count(*) from walk where i = {row}', db='pgbench') == '1',
                what=f'{inst.name} to replay a write made on {primary.name}')
 
 
-def failed_over(sb: harness.Sandbox, crash: bool):
+def registered_pair(sb: harness.Sandbox):
     """node1 primary and node2 its standby, both registered, each with configuration of
-    its own (node2's port in postgresql.auto.conf, as `pgrm demo` sets it); then node1
-    stops (crash: killed -9) and node2 is promoted by `standby promote`. Returns node1,
-    node2 and their repmgr.conf files."""
+    its own (node2's port in postgresql.auto.conf, as `pgrm demo` sets it), and one row
+    in walk replayed on node2. Returns node1, node2 and their repmgr.conf files."""
     n1 = make_primary(sb, scale=None)
     n1.psql('create table walk(i int primary key)', db='pgbench')
     own_config(n1, in_auto_conf=False)
@@ -103,6 +115,13 @@ def failed_over(sb: harness.Sandbox, crash: bool):
     n1.psql('insert into walk values (1)', db='pgbench')
     wait_until(lambda: n2.psql('select count(*) from walk', db='pgbench') == '1',
                what='node2 to replay the first row')
+    return n1, n2, conf1, conf2
+
+
+def failed_over(sb: harness.Sandbox, crash: bool):
+    """registered_pair(), then node1 stops (crash: killed -9) and node2 is promoted by
+    `standby promote`, and takes a write. Returns what registered_pair() does."""
+    n1, n2, conf1, conf2 = registered_pair(sb)
     if crash:
         n1.kill9()
     else:
@@ -110,6 +129,131 @@ def failed_over(sb: harness.Sandbox, crash: bool):
     pgrm('-f', conf2, 'standby', 'promote', check=0)
     n2.psql('insert into walk values (2)', db='pgbench')
     return n1, n2, conf1, conf2
+
+
+def rejoin_args(conf: Path, entry: harness.Instance, *after) -> list:
+    """node rejoin with conf, asking entry (any running node) for the cluster's state."""
+    return ['-f', conf, '--json', 'node', 'rejoin', *after, '-h', '127.0.0.1', '-p', entry.port]
+
+
+def timed(what: str, fn):
+    t0 = time.monotonic()
+    result = fn()
+    print(f'# timing: {what}: {time.monotonic() - t0:.2f} s', flush=True)
+    return result
+
+
+def metadata(primary: harness.Instance) -> str:
+    return primary.psql('select id, type, active, upstream_node_id from repmgr_test.repl_nodes order by id; '
+                        'select count(*) from repmgr_test.events', db='pgbench')
+
+
+def tree(inst: harness.Instance) -> dict:
+    """Relative path -> (size, mtime_ns, mode) of everything in inst's data directory."""
+    out = {}
+    for root, dirs, files in os.walk(inst.datadir):
+        for name in dirs + files:
+            p = Path(root) / name
+            st = p.lstat()
+            out[str(p.relative_to(inst.datadir))] = (st.st_size, st.st_mtime_ns, st.st_mode)
+    return out
+
+
+def assert_rejoined(inst: harness.Instance, conf: Path, primary: harness.Instance, primary_id: int,
+                    doc: dict, before: dict):
+    """After node rejoin: its own configuration, running as a standby of primary (started by
+    pgrm) and replaying, shown so by cluster show, with a node_rejoin event."""
+    assert doc['ok'] is True and doc['data']['primary_node_id'] == primary_id, doc
+    assert 'rewind_error' not in doc['data'], doc
+    assert doc['data']['replayed_lsn'], doc
+    assert_config_kept(inst, before, primary)
+    assert inst.is_running(), f'{inst.name} was not started'
+    assert_standby_on_own_config(inst, primary)
+    show = parse_json(pgrm('-f', conf, '--json', 'cluster', 'show', check=0), 'cluster show --json')
+    me = next(n for n in show['data']['nodes'] if n['name'] == inst.name)
+    assert me['type'] == 'standby' and me['upstream_node_id'] == primary_id, me
+    assert me['role_found'] == 'standby' and me['streaming'] is True, me
+    events = primary.psql("select successful from repmgr_test.events where event = 'node_rejoin'", db='pgbench')
+    assert events == 't', f'node_rejoin events: {events!r}'
+
+
+# --------------------------------------------------------------------------------------
+# node rejoin
+
+
+def test_rejoin_crashed_primary_right_after_promote():
+    """node1 killed -9, node2 promoted, and at once node1 rejoins: pg_rewind (after its
+    own single-user crash recovery, and a checkpoint on node2 so that it sees timeline 2)
+    with node1's own port and pg_hba.conf, started by pgrm on them."""
+    with harness.Sandbox() as sb:
+        n1, n2, conf1, _ = failed_over(sb, crash=True)
+        before = config_files(n1)
+        r = timed('node rejoin right after promote (crashed node1)',
+                  lambda: pgrm(*rejoin_args(conf1, n2), check=0))
+        doc = parse_json(r, 'node rejoin --json')
+        assert doc['data']['method'] == 'pg_rewind', doc
+        assert any('single-user' in s for s in doc['data']['steps']), doc
+        assert_rejoined(n1, conf1, n2, 2, doc, before)
+        assert n1.psql('select count(*) from walk where i = 2', db='pgbench') == '1'
+
+
+def test_rejoin_dry_run_then_stopped_primary():
+    """node1 stopped cleanly, node2 promoted: without a node to ask, and with --dry-run,
+    nothing changes; then the rejoin itself."""
+    with harness.Sandbox() as sb:
+        n1, n2, conf1, _ = failed_over(sb, crash=False)
+        files, meta = tree(n1), metadata(n2)
+
+        r = pgrm('-f', conf1, 'node', 'rejoin', check=1)
+        assert 'no running node named' in r.stderr, output(r)
+        r = pgrm(*rejoin_args(conf1, n2, '--dry-run'), check=0)
+        doc = parse_json(r, 'node rejoin --dry-run --json')
+        assert doc['data']['dry_run'] is True and doc['data']['method'] == 'pg_rewind', doc
+        assert 'wal_log_hints' in doc['data']['why'], doc
+        assert doc['data']['primary_node_id'] == 2, doc
+        r = pgrm('-f', conf1, 'node', 'rejoin', '--dry-run', '-h', '127.0.0.1', '-p', n2.port, check=0)
+        assert '1. checkpoint the source' in r.stdout and 'with pg_rewind' in r.stdout, output(r)
+        assert not n1.is_running(), 'a dry run started node1'
+        assert tree(n1) == files, 'a dry run changed node1\'s data directory'
+        assert metadata(n2) == meta, 'a dry run changed the metadata'
+
+        before = config_files(n1)
+        r = timed('node rejoin (node1 stopped cleanly)', lambda: pgrm(*rejoin_args(conf1, n2), check=0))
+        assert_rejoined(n1, conf1, n2, 2, parse_json(r, 'node rejoin --json'), before)
+
+
+def test_rejoin_crashed_standby():
+    """A standby killed -9 cannot be recovered in single-user mode (no standby mode
+    there), and recovering it as a primary would write WAL its primary never wrote: it is
+    started and stopped once as a standby, then rewound."""
+    with harness.Sandbox() as sb:
+        n1, n2, _, conf2 = registered_pair(sb)
+        n2.kill9()
+        n1.psql('insert into walk values (2)', db='pgbench')
+        before = config_files(n2)
+        r = timed('node rejoin (crashed standby)', lambda: pgrm(*rejoin_args(conf2, n1), check=0))
+        doc = parse_json(r, 'node rejoin --json')
+        assert doc['data']['method'] == 'pg_rewind', doc
+        assert any('start it once as a standby' in s for s in doc['data']['steps']), doc
+        assert_rejoined(n2, conf2, n1, 1, doc, before)
+
+
+def test_rejoin_refuses_a_running_server():
+    """A running server is never rewound: refused, exit 1, and nothing changes."""
+    with harness.Sandbox() as sb:
+        n1, n2, _, conf2 = registered_pair(sb)
+        before, meta = config_files(n2), metadata(n1)
+        pid = n2.pid()
+        r = pgrm(*rejoin_args(conf2, n1), check=1)
+        doc = parse_json(r, 'refused node rejoin --json')
+        assert doc['ok'] is False and 'is running' in doc['error']['message'], doc
+        assert 'pg_ctl' in doc['error']['hint'], doc
+        r = pgrm('-f', conf2, 'node', 'rejoin', '-h', '127.0.0.1', '-p', n1.port, check=1)
+        assert r.stderr.startswith('ERROR: the server of node 2 is running'), output(r)
+        assert n2.pid() == pid and n2.is_in_recovery(), 'the refusal touched node2'
+        wait_streaming_from(n2, n1)
+        assert config_files(n2) == before, 'the refusal changed node2\'s configuration'
+        assert metadata(n1) == meta, 'the refusal changed the metadata'
 
 
 # --------------------------------------------------------------------------------------

@@ -180,3 +180,32 @@ TEST_CASE("kept configuration files come back as they were; ones the target lack
     CHECK_THROWS_AS(keep_config_files(dir.string()), Error);
     fs::remove_all(dir);
 }
+
+TEST_CASE("the cluster state tells a clean shutdown from a crash", "[rejoin]") {
+    std::string text = kControlData;
+    CHECK(parse_control_data(text).state == "shut down");
+    CHECK(parse_control_data(text).shut_down_cleanly());
+    for (const char* state : {"shut down in recovery"})
+        CHECK(parse_control_data(std::string(text).replace(text.find("shut down"), 9, state)).shut_down_cleanly());
+    for (const char* state : {"in production", "in archive recovery", "in crash recovery", "shutting down"})
+        CHECK_FALSE(parse_control_data(std::string(text).replace(text.find("shut down"), 9, state)).shut_down_cleanly());
+}
+
+TEST_CASE("a crash is finished before pg_rewind: by pg_rewind itself, or for a standby by a start and stop",
+          "[rejoin]") {
+    const std::string source = "7300000000000000001";
+    ControlData c = control(source, true, false);
+    c.state = "shut down";
+    CHECK(judge_rewind(c, source).before == RewindCheck::Before::Nothing);
+    CHECK(judge_rewind(c, source, true).before == RewindCheck::Before::Nothing);
+    c.state = "in production";
+    CHECK(judge_rewind(c, source).before == RewindCheck::Before::SingleUserRecovery);
+    c.state = "in archive recovery";
+    CHECK(judge_rewind(c, source, true).before == RewindCheck::Before::StartAndStopAsStandby);
+    // No pg_rewind, nothing to prepare: rsync's backup_label starts recovery afresh.
+    c.wal_log_hints = false;
+    CHECK(judge_rewind(c, source, true).before == RewindCheck::Before::Nothing);
+
+    RejoinPlan p = plan_rejoin(judge_rewind(control(source, true, false), source), {true, "", ""});
+    CHECK(p.steps[1].find("in single-user mode") != std::string::npos);  // control() has no state: a crash
+}

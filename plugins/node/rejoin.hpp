@@ -1,0 +1,52 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/metadata.hpp"
+#include "core/rejoin.hpp"
+
+namespace pgrm {
+
+// A registered node as node rejoin found it when it asked.
+struct NodeProbe {
+    Node node;                    // as the metadata it was read from records it
+    bool reachable = false;       // we connected and asked
+    bool writable = false;        // not in recovery
+    bool marked_primary = false;  // its own metadata records it as the active primary
+    std::string why_not;          // when not reachable: the connection failure
+};
+
+// The current primary: the one node (not this one) that accepts writes and whose own
+// metadata records it as the active primary. Refuses with pgrm::Error(BadConfig) when
+// there is none or more than one writable node.
+const Node& choose_primary(const std::vector<NodeProbe>& probes, int self);
+
+// This node, as found before anything changes.
+struct LocalNode {
+    int id = 0;
+    std::string data_directory;
+    bool running = false;         // a postmaster runs on the data directory
+    bool standby_signal = false;  // standby.signal is there
+    ControlData control;          // pg_controldata of the data directory
+};
+
+// Refuses (pgrm::Error(BadConfig)) what no primary could change: a running server (never
+// rewound under its feet), a directory holding no data directory.
+void check_local_node(const LocalNode& local);
+
+// How this node becomes a standby of the primary, and why that way.
+struct NodeRejoinPlan {
+    RewindCheck rewind;
+    std::string method;              // "pg_rewind" or "rsync"
+    std::string why;                 // for --dry-run and the result
+    std::vector<std::string> steps;  // numbered by --dry-run
+};
+
+// Refuses another database system (a re-clone, not a rejoin); else pg_rewind when the
+// data directory allows it, an rsync delta when it does not. wait_s: the replay proof's bound.
+NodeRejoinPlan plan_node_rejoin(const LocalNode& local, const Node& primary,
+                                const std::string& primary_system_identifier, const RsyncSource& from,
+                                int wait_s);
+
+}  // namespace pgrm
