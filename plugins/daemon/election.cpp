@@ -49,7 +49,9 @@ Decision elect(const Peer& self, const std::vector<Peer>& peers, int registered_
     for (const auto& p : peers)
         if (p.reachable) positions += ", node " + std::to_string(p.id) + " at " + format_lsn(p.wal_end);
     if (best->id == self.id) return {A::Promote, self.id, "this node is the candidate (" + positions + ")"};
-    return {A::Follow, best->id, "node " + std::to_string(best->id) + " is the candidate (" + positions + ")"};
+    return {A::Follow, best->id,
+            "node " + std::to_string(best->id) + " is the candidate (" + positions + ")" +
+                (self.priority == 0 ? "; this node has priority 0 and is never promoted" : "")};
 }
 
 }  // namespace pgrm::daemon

@@ -37,7 +37,8 @@ struct Decision {
 //     may be the isolated one (a two-node cluster therefore never promotes by itself);
 //  4. candidate: highest WAL end, then highest priority, then lowest id, among self and
 //     reachable peers with priority > 0; wait if a priority-0 node has more WAL than it
-//     (acknowledged commits would be lost); promote if it is self, else follow it.
+//     (acknowledged commits would be lost); promote if it is self, else follow it
+//     (saying so when self has priority 0).
 Decision elect(const Peer& self, const std::vector<Peer>& peers, int registered_active);
 
 }  // namespace pgrm::daemon

@@ -56,7 +56,7 @@ from typing import Callable, Iterable
 
 __all__ = [
     'PG_BINDIR', 'PG_USER', 'BUILD_DIR', 'SkipTest', 'PsqlError', 'Instance', 'Sandbox',
-    'pg_bin', 'pgrm', 'pgrm_path', 'run_as_pg', 'wait_until', 'main', 'clean_env',
+    'pg_bin', 'pgrm', 'pgrm_path', 'run_as_pg', 'wait_until', 'stays_false', 'main', 'clean_env',
     'output', 'parse_json', 'children_of', 'freeze', 'thaw', 'end_process_group',
     'pgbench', 'pgbench_background', 'make_primary', 'conf_text', 'write_conf', 'clone_args',
     'receiver', 'streaming', 'wait_streaming', 'wait_streaming_from', 'assert_read_only',
@@ -269,6 +269,26 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30, interval: f
             if last_exc is not None:
                 msg += f' (last error: {type(last_exc).__name__}: {last_exc})'
             raise AssertionError(msg)
+        time.sleep(interval)
+
+
+def stays_false(predicate: Callable[[], object], seconds: float, interval: float = 0.2,
+                what: str = ''):
+    """The bounded "nothing happened" window of a negative test: calls predicate for
+    `seconds` and raises AssertionError, naming `what` and the value, as soon as it
+    returns something truthy. Exceptions count as false, as in wait_until. Wait for the
+    condition that makes the window meaningful (the daemon decided) before calling it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            value = predicate()
+        except Exception:  # noqa: BLE001 - a failed probe is not the event
+            value = None
+        if value:
+            raise AssertionError(f'{what or getattr(predicate, "__name__", "condition")} happened '
+                                 f'within {seconds}s: {value!r}')
+        if time.monotonic() >= deadline:
+            return
         time.sleep(interval)
 
 

@@ -22,9 +22,13 @@ reconnect_interval=1.
      own daemon (read-only), never two writable primaries after that;
   7. failover = manual never promotes, and a daemon whose standby is promoted from
      outside exits with ERR_PROMOTED (8);
-  8. priority 0 never promotes; and a priority-0 standby holding acknowledged commits
-     the others lack must not be overtaken by a promotion that loses them;
+  8. priority 0 never promotes (and the daemon says that is why); a priority-0 standby
+     holding acknowledged commits the others lack must not be overtaken by a promotion
+     that loses them; a primary whose SQL link alone is lost lives: nobody promotes;
   9. a two-node cluster never promotes (not a majority).
+
+Negative tests wait for the daemons to decide (their log), then hold a bounded window
+(harness.stays_false) in which nothing may happen; none sleeps for a fixed time.
 """
 
 from __future__ import annotations
@@ -66,30 +70,19 @@ def in_recovery(inst: harness.Instance) -> bool:
     return inst.psql('select pg_is_in_recovery()', timeout=10) == 't'
 
 
+def daemon_settings(node: int, sb: harness.Sandbox, **settings) -> dict:
+    """A daemon's settings on top of harness.conf_text's: its node name, its log file in
+    the sandbox, failover = automatic and the fast timings; any given win (None drops one)."""
+    return {'node_name': f'node{node}', 'log_file': sb.path(f'repmgrd{node}.log'),
+            'failover': 'automatic', **FAST, **settings}
+
+
 def conf_text(node: int, inst: harness.Instance, sb: harness.Sandbox, **settings) -> str:
-    """A node's repmgr.conf: the seed's keys, the data directory, the daemon's log file,
-    the fast timings, and any further settings (None drops one)."""
-    values = {
-        'cluster': 'test',
-        'node': node,
-        'node_name': f'node{node}',
-        'conninfo': f'host=127.0.0.1 port={inst.port} user=postgres dbname=pgbench',
-        'data_directory': str(inst.datadir),
-        'log_file': str(sb.path(f'repmgrd{node}.log')),
-        'failover': 'automatic',
-        **FAST,
-    }
-    values.update(settings)
-    lines = []
-    for k, v in values.items():
-        if v is None:
-            continue
-        lines.append(f"{k}='{v}'" if isinstance(v, str) else f'{k}={v}')
-    return '\n'.join(lines) + '\n'
+    return harness.conf_text(node, inst, **daemon_settings(node, sb, **settings))
 
 
 def write_conf(sb: harness.Sandbox, node: int, inst: harness.Instance, **settings) -> Path:
-    return sb.write_config(f'repmgr{node}', conf_text(node, inst, sb, **settings))
+    return harness.write_conf(sb, node, inst, **daemon_settings(node, sb, **settings))
 
 
 def log_of(conf: Path) -> Path:
@@ -366,10 +359,11 @@ def test_time_lag_grows_while_primary_stopped():
         n1.stop('fast')
         sql = 'select extract(epoch from time_lag) from repmgr_test.repl_status where standby_node = 2'
         first = float(n2.psql(sql, db='pgbench'))
-        time.sleep(2)
-        second = float(n2.psql(sql, db='pgbench'))
-        assert second > first, f'time_lag did not grow: {first} then {second}'
-        assert second - first >= 1.5, f'time_lag grew by {second - first:.2f} s in 2 s'
+        t_first = time.monotonic()
+        # It grows with the clock: 1.5 s more within a few seconds, never faster than time.
+        second = wait_until(lambda: (lag := float(n2.psql(sql, db='pgbench'))) >= first + 1.5 and lag,
+                            timeout=10, interval=0.1, what='time_lag to grow by 1.5 s')
+        assert second - first <= time.monotonic() - t_first + 0.5, (first, second)
         # Neither standby promoted (manual), both daemons run.
         assert in_recovery(n2) and in_recovery(c.nodes[3])
         for d in c.daemons.values():
@@ -461,7 +455,12 @@ def test_sighup_reload_and_pid_file():
         wait_until(lambda: new_log.exists() and 'configuration reloaded' in new_log.read_text(),
                    timeout=10, what='a new log file after rotation and SIGHUP')
         rotated_size = rotated.stat().st_size
-        time.sleep(2.5)
+        # Passes after the rotation (monitoring rows), each of which could have written
+        # to the old files.
+        n_rows = int(c.nodes[1].psql('select count(*) from repmgr_test.repl_monitor', db='pgbench'))
+        wait_until(lambda: int(c.nodes[1].psql('select count(*) from repmgr_test.repl_monitor',
+                                               db='pgbench')) >= n_rows + 2,
+                   timeout=15, what='monitoring rows after the rotation')
         assert rotated.stat().st_size == rotated_size, 'the rotated log file is still written to'
         assert old_log.stat().st_size == old_size, 'the old log file is still written to'
         assert d.running(), d.tail()
@@ -529,9 +528,9 @@ def test_local_server_down_logged_once():
         wait_until(lambda: any('could not connect' in w for w in warnings()), timeout=15,
                    what='the warning that the local server refuses connections')
         seen = warnings()
-        time.sleep(5 * FAST['monitor_interval_secs'])
+        harness.stays_false(lambda: warnings() != seen and '\n'.join(warnings()),
+                            5 * FAST['monitor_interval_secs'], what='a warning for the same outage')
         assert d.running(), d.tail()
-        assert warnings() == seen, 'warned again for the same outage:\n' + '\n'.join(warnings())
         assert len(seen) <= 2, '\n'.join(seen)
         c.nodes[2].start()
         d.wait_log('local server answers again', timeout=20)
@@ -579,11 +578,10 @@ def test_sighup_keeps_verbose():
         mark = len(d.log_text())
         c.nodes[1].stop('immediate')
         d.wait_log('primary not answering', timeout=15)
-        time.sleep(2)
-        after = d.log_text()[mark:]
-        assert 'primary check failed' in after, (
-            'after SIGHUP the daemon no longer logs at info level although it was started '
-            f'with --verbose:\n{after}')
+        # Each attempt logs its failure at info, right after the warning above.
+        wait_until(lambda: 'primary check failed' in d.log_text()[mark:], timeout=5,
+                   what='"primary check failed" (info) after the reload: the daemon was started '
+                        'with --verbose')
 
 
 def test_sigterm_exits_quickly():
@@ -607,11 +605,10 @@ def test_sigterm_exits_quickly():
             assert 'repmgrd stopping' in d.log_text(), d.tail()
             print(f'# {d.name}: SIGTERM -> exit 0 in {dt * 1000:.0f} ms', flush=True)
         # SIGINT too.
-        mark = d2.log_text().count('repmgrd started')
+        mark = d2.log_text().count('state starting -> standby')
         d = c.start_daemon(2)
-        wait_until(lambda: d.log_text().count('repmgrd started') > mark, timeout=10,
-                   what='the restarted daemon to start')
-        time.sleep(1)
+        wait_until(lambda: d.log_text().count('state starting -> standby') > mark, timeout=10,
+                   what="the restarted daemon's first pass")
         os.kill(d.pid, signal.SIGINT)
         rc = d.proc.wait(2)
         assert rc == 0, f'SIGINT: exit code {rc}{d.tail()}'
@@ -631,9 +628,9 @@ def test_failover_kill9_under_load():
         writer.start()
         try:
             wait_until(lambda: len(writer.acked) >= 20, timeout=20, what='20 acknowledged rows')
-            time.sleep(1)
-            assert n1.psql("select count(*) from pg_stat_activity "
-                           "where application_name = 'pgbench'") == '2', 'pgbench is not running'
+            wait_until(lambda: n1.psql("select count(*) from pg_stat_activity "
+                                       "where application_name = 'pgbench'") == '2',
+                       timeout=10, what='pgbench running')
             with TwoPrimaries([n1, n2, n3]) as guard:
                 t_kill = time.monotonic()
                 n1.kill9()
@@ -644,7 +641,7 @@ def test_failover_kill9_under_load():
                 wait_streaming_from(other, new, timeout=30)
                 t_following = time.monotonic() - t_kill
                 # And it stays that way for a little while.
-                time.sleep(2)
+                harness.stays_false(lambda: guard.violations, 2, what='two writable nodes')
             print(f'# kill -9 -> node{new_id} writable in {t_promoted:.2f} s, '
                   f'node{5 - new_id} streaming from it in {t_following:.2f} s', flush=True)
         finally:
@@ -726,8 +723,7 @@ def test_sigstop_primary_then_fenced():
         c.daemons[1].wait_log('fencing this primary', timeout=5)
         # Never two writable primaries from now on.
         with TwoPrimaries([n1, n2, n3]) as guard:
-            time.sleep(3)
-        assert not guard.violations, f'two writable nodes: {guard.violations[:5]}'
+            harness.stays_false(lambda: guard.violations, 3, what='two writable nodes')
         assert writable(new) and not writable(n1) and not writable(other)
         new.psql('insert into t values (2)', db='pgbench')
         assert new.psql("select count(*) from repmgr_test.events where event = 'primary_fenced'",
@@ -810,11 +806,15 @@ def test_partitioned_primary_fences_itself():
         new.psql('insert into t values (1)', db='pgbench')
 
         host.link(True)
-        time.sleep(3)
-        assert not writable(n1) and writable(new) and not writable(other)
-        show = pgrm('-f', c.confs[new_id], 'cluster', 'show', check=0)
-        assert 'is a primary in read-only mode (fenced' in show.stdout, show.stdout
+        # node1 is reached over the link again (cluster show asks it there) ...
+        def shown_fenced():
+            show = pgrm('-f', c.confs[new_id], 'cluster', 'show', check=0)
+            return 'is a primary in read-only mode (fenced' in show.stdout and show
+        show = wait_until(shown_fenced, timeout=15, what='cluster show to reach node1 and see it fenced')
         assert 'more than one primary is writable' not in show.stdout + show.stderr, show.stdout
+        # ... and stays fenced beside the one writable primary.
+        harness.stays_false(lambda: writable(n1) or not writable(new) or writable(other), 3,
+                            what='node1 writable again, or the new primary not the only writable node')
 
 
 # --------------------------------------------------------------------------------------
@@ -827,10 +827,13 @@ def test_manual_never_promotes_and_exits_when_promoted():
         setup_three(c, {1: manual, 2: manual, 3: manual}, daemons=(2, 3))
         n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
         n1.kill9()
-        c.daemons[2].wait_log('is lost', timeout=15)
-        time.sleep(6)
-        assert in_recovery(n2) and in_recovery(n3), 'a manual standby promoted'
-        assert 'failover = manual: not promoting' in c.daemons[2].log_text(), c.daemons[2].tail()
+        # Both declare it lost and decide not to promote ...
+        for i in (2, 3):
+            c.daemons[i].wait_log(r'-> primary_lost: primary node 1 is lost: .*failover = manual: not promoting',
+                                  timeout=15)
+        # ... and keep to it, while they run.
+        harness.stays_false(lambda: not in_recovery(n2) or not in_recovery(n3), 5,
+                            what='a promotion with failover = manual')
         for d in c.daemons.values():
             assert d.running(), d.tail()
         # Promoted by hand: node2's daemon exits with ERR_PROMOTED.
@@ -861,13 +864,17 @@ def test_priority_zero_never_promotes():
             wait_streaming_from(n2, n3, timeout=30)
         assert not guard.violations, guard.violations[:5]
         assert in_recovery(n2), 'node2 (priority 0) promoted'
+        # node2 took part in the election and followed because of its priority.
+        c.daemons[2].wait_log(r'-> following_new_primary: node 3 is the candidate \(.*\); '
+                              r'this node has priority 0 and is never promoted', timeout=5)
 
 
 def test_priority_zero_ahead_loses_no_acked_rows():
-    """A priority-0 standby that holds acknowledged commits the others lack: the node that
-    promotes instead must not lose them (wait, or catch up first, but never promote
-    behind it). node3 stops receiving WAL; with synchronous_standby_names = 'ANY 1
-    (node2, node3)', node2 (priority 0) alone acknowledges 10 commits; node1 is killed."""
+    """A priority-0 standby that holds acknowledged commits the others lack: nobody may
+    promote behind it. node3 stops receiving WAL; with synchronous_standby_names = 'ANY 1
+    (node2, node3)', node2 (priority 0) alone acknowledges 10 commits; node1 is killed.
+    Both daemons hold the election and wait, saying that priority 0 is why, and keep
+    waiting while they run."""
     with harness.Sandbox() as sb, cluster_of(sb) as c:
         setup_three(c, {2: {'priority': 0}}, sync=True)
         n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
@@ -885,17 +892,22 @@ def test_priority_zero_ahead_loses_no_acked_rows():
         assert n2.psql('select count(*) from acks', db='pgbench') == '10'
         assert n3.psql('select count(*) from acks', db='pgbench') == '0'
         n1.kill9()
-        deadline = time.monotonic() + 12
-        while time.monotonic() < deadline and not (writable(n2) or writable(n3)):
-            time.sleep(0.2)
-        time.sleep(1)
-        assert not writable(n2), 'node2 (priority 0) promoted'
-        if writable(n3):
-            have = n3.psql('select count(*) from acks', db='pgbench')
-            assert have == '10', (
-                f'node3 promoted with {have} of 10 acknowledged rows, while node2 (priority 0, '
-                f'still reachable) held all of them; node2 now cannot follow it:'
-                f'{c.daemons[3].tail(6)}{c.daemons[2].tail(6)}')
+        # Both hold the election and wait, for this reason: priority 0 is why nobody may
+        # promote (node3 would lose the 10 rows node2 holds).
+        reason = (r'failover: node 2 has more WAL than any node allowed to be promoted \(priority 0\): '
+                  r'promoting node 3 would lose committed transactions')
+        for i in (2, 3):
+            c.daemons[i].wait_log(reason, timeout=20)
+        # They keep to it, and keep deciding (the daemons run and hold new elections).
+        elections = [c.daemons[i].log_text().count('failover: node 2 has more WAL') for i in (2, 3)]
+        harness.stays_false(lambda: (writable(n2) and 'node2 (priority 0) promoted') or
+                            (writable(n3) and 'node3 promoted with %s of 10 acknowledged rows' %
+                             n3.psql('select count(*) from acks', db='pgbench')),
+                            4, what='a promotion that loses committed transactions')
+        for i, before in zip((2, 3), elections):
+            assert c.daemons[i].running(), c.daemons[i].tail()
+            assert c.daemons[i].log_text().count('failover: node 2 has more WAL') > before, c.daemons[i].tail()
+        assert in_recovery(n2) and in_recovery(n3)
 
 
 def test_lost_sql_link_with_streaming_alive_never_promotes():
@@ -912,15 +924,26 @@ def test_lost_sql_link_with_streaming_alive_never_promotes():
         n1.psql("select pg_terminate_backend(pid) from pg_stat_activity "
                 "where datname = 'pgbench' and backend_type = 'client backend'")
         # The primary is alive and busy: a write every 0.2 s, in another database.
-        stop_at = time.monotonic() + 10
-        while time.monotonic() < stop_at:
-            n1.psql('insert into beat values (1)')
-            time.sleep(0.2)
+        beating = threading.Event()
+        def beat():
+            while not beating.is_set():
+                n1.psql('insert into beat values (1)')
+                beating.wait(0.2)
+        beater = threading.Thread(target=beat, daemon=True)
+        beater.start()
+        try:
+            # The daemons find the primary lost, and hold back because a sibling hears it ...
+            wait_until(lambda: 'still streams from the primary' in c.daemons[2].log_text() +
+                       c.daemons[3].log_text(), timeout=30, what='a daemon to see a sibling streaming')
+            # ... and keep holding back.
+            harness.stays_false(lambda: not in_recovery(n2) or not in_recovery(n3), 3,
+                                what='a standby promoted while the primary lived')
+        finally:
+            beating.set()
+            beater.join(10)
         assert writable(n1)
-        assert in_recovery(n2) and in_recovery(n3), (
-            f'a standby promoted while the primary lived:{c.daemons[2].tail(8)}{c.daemons[3].tail(8)}')
-        log = c.daemons[2].log_text() + c.daemons[3].log_text()
-        assert 'still streams from the primary' in log, log[-2000:]
+        for d in c.daemons.values():
+            assert d.running(), d.tail()
 
 
 # --------------------------------------------------------------------------------------
@@ -936,8 +959,7 @@ def test_two_nodes_never_promote():
                                            db='pgbench') == 't', what='a monitoring row')
         c.nodes[1].kill9()
         d2.wait_log('not a majority', timeout=20)
-        time.sleep(3)
-        assert in_recovery(c.nodes[2]), f'node2 promoted in a two-node cluster{d2.tail()}'
+        harness.stays_false(lambda: not in_recovery(c.nodes[2]), 3, what='node2 promoted in a two-node cluster')
         assert d2.running(), d2.tail()
 
 

@@ -4,7 +4,8 @@ isolated on its own port and socket directory, with the settings pgrm's tests re
 (wal_log_hints for the pg_rewind path of a rejoin; PostgreSQL as the postgres OS user
 when root); and no server survives its test, whether it passed, raised, or was killed by
 meson's timeout (a leftover server would break the next test file and CI's machine).
-Helpers whose breakage the pgrm tests would show anyway are not tested here."""
+Helpers whose breakage the pgrm tests would show anyway are not tested here; the
+negative tests' "nothing happened" window is, since a broken one would pass them all."""
 
 import os
 import sys
@@ -111,6 +112,24 @@ def test_sigterm_stops_servers():
             p.wait()
     assert _no_process_under(root)
     assert not root.exists()
+
+
+def test_stays_false_catches_what_happens_inside_its_window():
+    """The negative tests' window must be able to fail: something that happens after a
+    while inside it (not only at once) fails it, and nothing happening lasts the window."""
+    import time
+    start = time.monotonic()
+    try:
+        harness.stays_false(lambda: time.monotonic() - start > 0.5 and 'promoted', 3, interval=0.05,
+                            what='a promotion')
+    except AssertionError as e:
+        assert 'a promotion happened within 3s' in str(e), e
+        assert 0.5 <= time.monotonic() - start < 1.5
+    else:
+        raise AssertionError('stays_false missed the event')
+    start = time.monotonic()
+    harness.stays_false(lambda: False, 0.5, interval=0.05)
+    assert time.monotonic() - start >= 0.5
 
 
 if __name__ == '__main__':

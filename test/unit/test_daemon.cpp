@@ -45,6 +45,8 @@ TEST_CASE("priority 0 never promotes", "[daemon]") {
     Decision d = elect(standby(2, 100, 0), {standby(3, 100)}, 3);
     CHECK(d.action == A::Follow);
     CHECK(d.node_id == 3);
+    CHECK(d.reason == "node 3 is the candidate (node 2 at 0/64, node 3 at 0/64); "
+                      "this node has priority 0 and is never promoted");
     CHECK(elect(standby(2, 500, 0), {standby(3, 100, 0)}, 3).action == A::Wait);
 }
 
