@@ -15,6 +15,7 @@
 #include "core/exec.hpp"
 #include "core/log.hpp"
 #include "core/metadata.hpp"
+#include "core/node_identity.hpp"
 #include "core/recovery.hpp"
 #include "core/server.hpp"
 #include "plugins/standby/standby.hpp"
@@ -322,7 +323,7 @@ private:
                 return;
             }
             std::vector<Node> nodes = meta.nodes();
-            auto upstream = node_at(nodes, source.get("host").value_or(""), source.get("port").value_or("5432"));
+            auto upstream = node_at(nodes, endpoints_of(source).front());
             if (!meta.node(cfg.node)) {
                 meta.record_event(cfg.node, "standby_clone", true,
                                   "cloned from " + source.get("host").value_or("") + " into " + target +

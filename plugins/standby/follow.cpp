@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/metadata.hpp"
+#include "core/node_identity.hpp"
 #include "core/recovery.hpp"
 #include "core/server.hpp"
 #include "core/timeouts.hpp"
@@ -145,7 +146,7 @@ private:
             if (!o.port.empty()) ci.set("port", o.port); else ci.erase("port");
             if (!o.username.empty()) ci.set("user", o.username);
             if (!o.dbname.empty()) ci.set("dbname", o.dbname);
-            return {ci, node_at(nodes, host, ci.get("port").value_or("5432"))};
+            return {ci, node_at(nodes, Endpoint{host, ci.get("port").value_or("")})};
         }
         std::vector<const Node*> writable;
         for (const auto& n : nodes) {
@@ -191,8 +192,7 @@ private:
             Rows r = local.exec(kReceiverSql);
             if (!r.empty()) last_status = r.get(0, 0);
             bool streaming = !r.empty() && r.get(0, 0) == "streaming" &&
-                             r.get(0, 1) == primary.get("host").value_or("") &&
-                             r.get(0, 2) == primary.get("port").value_or("5432");
+                             same_server({Endpoint{r.get(0, 1), r.get(0, 2)}}, endpoints_of(primary));
             if (streaming && local.exec(kReplayedSql, {lsn}).get_bool(0, 0)) return;
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }

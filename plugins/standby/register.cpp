@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/metadata.hpp"
+#include "core/node_identity.hpp"
 #include "core/server.hpp"
 
 namespace pgrm {
@@ -140,7 +141,11 @@ private:
             log::warning("this standby is not streaming; recording the primary as its upstream");
             return std::nullopt;
         }
-        return node_at(nodes, r.get(0, 0), r.get(0, 1));
+        auto upstream = node_at(nodes, Endpoint{r.get(0, 0), r.get(0, 1)});
+        if (!upstream)
+            log::warning("this standby streams from " + r.get(0, 0) + " port " + r.get(0, 1) +
+                         ", which is no registered node; recording the primary as its upstream");
+        return upstream;
     }
 };
 

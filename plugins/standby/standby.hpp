@@ -22,8 +22,4 @@ void register_standby_unregister(Registry& registry);
 // naming the node and the class, with hint; so does a failed query.
 std::optional<bool> accepts_writes(const Node& node, const std::string& hint);
 
-// The registered node whose conninfo names host and port (default 5432).
-std::optional<int> node_at(const std::vector<Node>& nodes, const std::string& host,
-                           const std::string& port);
-
 }  // namespace pgrm

@@ -4,6 +4,8 @@
 - A primary that answers but will not let us in (refuses our password, has no
   connection slot left) is alive: standby promote and standby follow refuse rather
   than take it for gone, and cluster show says why it could not be asked.
+- Node identity: a node registered as host=127.0.0.1 is the node a standby reaches
+  as localhost (its upstream in standby register, the primary named to follow).
 
 pgrm runs as root (harness.pgrm's default), through the `repmgr` persona symlink.
 """
@@ -13,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import (hold_all_connections, output, parse_json, pgrm,  # noqa: E402
-                     primary_conninfo, receiver, small_cluster, wait_until)
+from harness import (clone_args, hold_all_connections, output, parse_json, pgrm,  # noqa: E402
+                     primary_conninfo, receiver, small_cluster, wait_streaming_from, wait_until)
 
 
 # --------------------------------------------------------------------------------------
@@ -125,6 +127,31 @@ def test_follow_refuses_while_a_node_refuses_our_password():
         wait_until(lambda: receiver(n3) == f'streaming|{n1.port}', what='node3 to stream from node1 still')
         # Named, the new primary is followed: the user decided.
         pgrm('-f', c.confs[3], 'standby', 'follow', '127.0.0.1', '-p', n2.port, check=0)
+
+
+# --------------------------------------------------------------------------------------
+# Node identity
+
+
+def test_a_host_name_is_the_node_registered_by_its_address():
+    """Every node is registered as host=127.0.0.1; node3 is cloned from node2 as
+    localhost (so its WAL receiver's sender_host is "localhost"): standby register
+    records node2 as its upstream, and standby follow localhost -p <node1> records node1."""
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=1)
+        n1, n2 = c.nodes[1], c.nodes[2]
+        n3 = sb.new_instance('node3')
+        pgrm(*clone_args(n3.datadir, n2)[:-1], 'localhost', check=0)
+        n3.start()
+        wait_streaming_from(n3, n2)
+        assert n3.psql('select sender_host from pg_stat_wal_receiver') == 'localhost'
+        r = pgrm('-f', c.add(3, n3), 'standby', 'register', check=0)
+        assert c.metadata(n1)[3] == ('standby', True, 2), f'{c.metadata(n1)}\n{output(r)}'
+
+        r = pgrm('-f', c.confs[3], 'standby', 'follow', 'localhost', '-p', n1.port, check=0)
+        assert c.metadata(n1)[3] == ('standby', True, 1), f'{c.metadata(n1)}\n{output(r)}'
+        c.write(1)
+        c.check()
 
 
 if __name__ == '__main__':

@@ -74,17 +74,6 @@ TEST_CASE("the rsync method names where it copies from", "[standby]") {
     CHECK(names_local);
 }
 
-TEST_CASE("a node is found by the host and port of its conninfo", "[standby]") {
-    std::vector<Node> nodes(2);
-    nodes[0].id = 1;
-    nodes[0].conninfo = "host=127.0.0.1 port=5433 dbname=x";
-    nodes[1].id = 2;
-    nodes[1].conninfo = "host=node2 dbname=x";
-    CHECK(node_at(nodes, "127.0.0.1", "5433") == 1);
-    CHECK(node_at(nodes, "node2", "5432") == 2);
-    CHECK_FALSE(node_at(nodes, "node2", "5433"));
-}
-
 TEST_CASE("a rewindable target with data gets pg_rewind, else rsync says why", "[standby]") {
     auto s = empty_target();
     s.target_exists = true;
