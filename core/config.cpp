@@ -11,8 +11,16 @@
 #include <sstream>
 #include <stdexcept>
 
+// toml++ states its parser's expectations as assertions that a typo can break ("[=" in
+// a file): with assert() they abort the program, and under NDEBUG they may become
+// compiler assumptions. As no-ops the parser goes on to its own error ("expected bare
+// key..."), whatever the build defines.
+#pragma push_macro("NDEBUG")
+#undef NDEBUG
+#define TOML_ASSERT(expr) static_assert(true)
 #define TOML_HEADER_ONLY 1
 #include <toml++/toml.h>
+#pragma pop_macro("NDEBUG")
 
 #include "core/conninfo.hpp"
 #include "core/error.hpp"
@@ -85,6 +93,32 @@ void apply_log_level(Config& c, const std::string& raw) {
         throw std::invalid_argument("invalid value \"" + raw +
                                     "\": must be one of debug, info, notice, warning, error");
     c.log_level = lower(log::level_name(*level));
+}
+
+// Well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+bool valid_utf8(std::string_view s) {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        if (len == 0 || i + len > s.size()) return false;
+        char32_t cp = len == 1 ? c : c & (0x7F >> len);
+        for (std::size_t k = 1; k < len; ++k) {
+            const auto b = static_cast<unsigned char>(s[i + k]);
+            if ((b & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (b & 0x3F);
+        }
+        constexpr char32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < least[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        i += len;
+    }
+    return true;
+}
+
+// Stored in the metadata, whose text is UTF-8 on the wire (client_encoding).
+void apply_node_name(Config& c, const std::string& raw) {
+    if (!valid_utf8(raw)) throw std::invalid_argument("must be valid UTF-8");
+    c.node_name = raw;
 }
 
 const SettingSpec* find_setting(const std::string& key) {
@@ -229,7 +263,118 @@ std::string_view toml_kind(toml::node_type t) {
     }
 }
 
+// toml++ 3.3 classifies a non-ASCII character outside strings and comments with tables
+// that reach __builtin_unreachable for some (failover=é): undefined behaviour. So such a
+// character is refused before toml++ sees the text; the line of the first is returned.
+// Relaxed only where toml++ is sure to be in a comment or a string: comment lines, and
+// lines "key = value" with a bare ASCII key whose value is a string or a bare ASCII word,
+// then an optional comment. After anything else (a table header, an array, a quoted
+// key, a stray character) every later byte must be ASCII, so the scanner never needs to
+// agree with toml++ on anything harder.
+std::optional<std::size_t> non_ascii_outside_strings(std::string_view text) {
+    std::size_t i = 0, line = 1;
+    bool strict = false;
+    if (text.starts_with("\xEF\xBB\xBF")) i = 3;  // a byte-order mark, which toml++ skips
+    auto ascii = [&](std::size_t at) { return static_cast<unsigned char>(text[at]) < 0x80; };
+    auto eol = [&] { return i >= text.size() || text[i] == '\n'; };
+    auto blanks = [&] { while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r')) ++i; };
+    auto to_eol = [&] { while (!eol()) ++i; };
+    auto bare = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; };
+    auto count = [&](char c) { std::size_t n = 0; while (i + n < text.size() && text[i + n] == c) ++n; return n; };
+
+    while (i < text.size()) {
+        if (strict) {
+            if (!ascii(i)) return line;
+            if (text[i++] == '\n') ++line;
+            continue;
+        }
+        blanks();
+        if (eol()) {
+            if (i < text.size()) ++i, ++line;
+            continue;
+        }
+        if (text[i] == '#') {
+            to_eol();
+            continue;
+        }
+        // key = ...
+        while (!eol() && (bare(text[i]) || text[i] == '.' || text[i] == ' ' || text[i] == '\t')) ++i;
+        if (eol() || text[i] != '=') {
+            strict = true;
+            continue;
+        }
+        ++i;
+        blanks();
+        if (!eol() && (text[i] == '"' || text[i] == '\'')) {
+            const char quote = text[i];
+            const bool basic = quote == '"';
+            if (count(quote) >= 3) {
+                // A multi-line string. toml++ classifies the character after a backslash,
+                // and after a line-ending one every character up to the first that is not
+                // blank: those must be ASCII.
+                i += 3;
+                enum { Plain, Escaped, Skipping } state = Plain;
+                bool closed = false;
+                while (i < text.size() && !closed) {
+                    const char c = text[i];
+                    const bool blank = c == ' ' || c == '\t' || c == '\r' || c == '\n';
+                    if (state != Plain && !ascii(i)) return line;
+                    if (state == Escaped) {
+                        state = blank ? Skipping : Plain;
+                    } else if (state == Skipping && !blank) {
+                        state = Plain;
+                        continue;  // an ASCII character, read again as plain text
+                    } else if (state == Plain && basic && c == '\\') {
+                        state = Escaped;
+                    } else if (state == Plain && c == quote && count(quote) >= 3) {
+                        i += std::min<std::size_t>(count(quote), 5);  // up to two belong to the string
+                        closed = true;
+                        continue;
+                    }
+                    if (c == '\n') ++line;
+                    ++i;
+                }
+                if (!closed) return std::nullopt;  // toml++ stops at the end, still inside
+            } else {
+                ++i;
+                bool closed = false;
+                while (!eol() && !closed) {
+                    if (basic && text[i] == '\\') {
+                        ++i;
+                        if (eol()) break;
+                        if (!ascii(i)) return line;
+                        ++i;
+                    } else {
+                        closed = text[i++] == quote;
+                    }
+                }
+                if (!closed) {
+                    strict = true;
+                    continue;
+                }
+            }
+        } else {
+            if (!eol() && (text[i] == '[' || text[i] == '{')) {
+                strict = true;
+                continue;
+            }
+            while (!eol() && text[i] != ' ' && text[i] != '\t' && text[i] != '\r' && text[i] != '#') {
+                if (!ascii(i)) return line;
+                ++i;
+            }
+        }
+        // After the value: blanks, then a comment or the end of the line.
+        blanks();
+        if (!eol() && text[i] == '#') to_eol();
+        if (!eol()) strict = true;
+    }
+    return std::nullopt;
+}
+
 void parse_toml(std::string_view text, Collector& out, const std::string& path) {
+    if (auto line = non_ascii_outside_strings(text))
+        fail(where(path, *line) + "syntax error: a non-ASCII character outside a quoted string or "
+                                  "a comment");
     toml::table doc;
     try {
         doc = toml::parse(text, path);
@@ -292,7 +437,7 @@ const std::vector<SettingSpec>& settings_table() {
          apply_conninfo},
         {"node_name", {}, "string", "node<id>", false,
          "a readable name for this node",
-         [](Config& c, const std::string& raw) { c.node_name = raw; }},
+         apply_node_name},
         {"data_directory", {}, "string", "", false,
          "this node's data directory (PGDATA)",
          [](Config& c, const std::string& raw) { c.data_directory = raw; }},

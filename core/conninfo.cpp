@@ -2,8 +2,8 @@
 
 #include <libpq-fe.h>
 
+#include <cctype>
 #include <memory>
-#include <regex>
 
 #include "core/error.hpp"
 
@@ -71,19 +71,95 @@ Conninfo parse_conninfo(const std::string& text) {
     return result;
 }
 
+namespace {
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+bool starts_with_nocase(std::string_view text, std::size_t at, std::string_view word) {
+    if (text.size() - at < word.size()) return false;
+    for (std::size_t k = 0; k < word.size(); ++k)
+        if (std::tolower(static_cast<unsigned char>(text[at + k])) != word[k]) return false;
+    return true;
+}
+
+// The end of the value of password=… starting at i: a quoted value with its
+// backslash escapes (and '' inside single quotes), else a bare word ending at a blank or
+// (unless whole_word) at a quote, such as the closing quote of a message's
+// "host=a password=x". An unterminated quote runs to the end: better hide too much than
+// leak the rest of a secret.
+std::size_t secret_end(std::string_view text, std::size_t i, bool whole_word) {
+    if (i < text.size() && (text[i] == '\'' || text[i] == '"')) {
+        const char quote = text[i++];
+        while (i < text.size()) {
+            if (text[i] == '\\') {
+                i += 2;
+            } else if (text[i] == quote) {
+                if (quote == '\'' && i + 1 < text.size() && text[i + 1] == '\'') i += 2;
+                else return i + 1;
+            } else {
+                ++i;
+            }
+        }
+        return text.size();
+    }
+    while (i < text.size() && !is_space(text[i]) &&
+           (whole_word || (text[i] != '\'' && text[i] != '"')))
+        ++i;
+    return i;
+}
+
+}  // namespace
+
+// One pass, no regular expression: std::regex recurses per character and overflows the
+// stack on a long quoted value.
 std::string redact_secrets(std::string_view text) {
-    // password='quoted \' value' | password=bare ; and scheme://user:secret@host
-    static const std::regex kv(R"((password\s*=\s*)('(\\.|''|[^'\\])*'|[^\s'"]+))",
-                               std::regex::icase);
-    static const std::regex uri(R"(((?:postgres|postgresql)://[^:/@\s]*:)[^@\s]*@)",
-                                std::regex::icase);
-    static const std::regex env(R"((PGPASSWORD=)\S+)");
-    std::string s(text);
-    if (s.find_first_of("pP") == std::string::npos) return s;
-    s = std::regex_replace(s, kv, "$1********");
-    s = std::regex_replace(s, uri, "$1********@");
-    s = std::regex_replace(s, env, "$1********");
-    return s;
+    constexpr std::string_view hidden = "********";
+    std::string out;
+    out.reserve(text.size());
+    std::size_t i = 0;
+    while (i < text.size()) {
+        // password=… (also sslpassword, PGPASSWORD) with blanks allowed around the =.
+        if (starts_with_nocase(text, i, "password")) {
+            std::size_t j = i + 8;
+            while (j < text.size() && is_space(text[j])) ++j;
+            if (j < text.size() && text[j] == '=') {
+                ++j;
+                // The environment's PGPASSWORD=… ends only at a blank.
+                const bool env = i >= 2 && text.substr(i - 2, 10) == "PGPASSWORD";
+                while (!env && j < text.size() && is_space(text[j])) ++j;
+                const std::size_t end = secret_end(text, j, env);
+                if (end > j) {
+                    out.append(text.substr(i, j - i));
+                    out.append(hidden);
+                    i = end;
+                    continue;
+                }
+            }
+        }
+        // postgres[ql]://user:secret@host
+        if (starts_with_nocase(text, i, "postgres")) {
+            std::size_t j = i + 8;
+            if (starts_with_nocase(text, j, "ql")) j += 2;
+            if (text.substr(j, 3) == "://") {
+                j += 3;
+                while (j < text.size() && text[j] != ':' && text[j] != '/' && text[j] != '@' &&
+                       !is_space(text[j]))
+                    ++j;
+                if (j < text.size() && text[j] == ':') {
+                    std::size_t at = j + 1;
+                    while (at < text.size() && text[at] != '@' && !is_space(text[at])) ++at;
+                    if (at < text.size() && text[at] == '@') {
+                        out.append(text.substr(i, j + 1 - i));
+                        out.append(hidden);
+                        i = at;  // the @ and what follows are copied on
+                        continue;
+                    }
+                }
+            }
+        }
+        out += text[i++];
+    }
+    return out;
 }
 
 }  // namespace pgrm

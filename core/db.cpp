@@ -185,6 +185,9 @@ Connection Connection::open(const Conninfo& given, const ConnectOptions& options
     Conninfo ci = given;
     ci.set_default("connect_timeout", std::to_string(options.connect_timeout.count()));
     ci.set_default("fallback_application_name", options.application_name);
+    // Text from a database in another encoding (LATIN1) arrives as UTF-8, as the JSON
+    // output and the other nodes' metadata expect.
+    ci.set_default("client_encoding", "UTF8");
     if (options.replication) {
         ci.set("replication", "true");
         ci.set_default("dbname", "replication");

@@ -37,6 +37,10 @@ std::string format_table(const Table& table) {
     return out.str();
 }
 
+std::string dump_json(const nlohmann::json& doc) {
+    return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 void render_text(const Result& result, std::ostream& out) {
     if (result.table) out << format_table(*result.table);
     for (const auto& l : result.lines) out << l << '\n';
@@ -67,7 +71,7 @@ void render_json(const std::string& command, const Result& result,
         {"data", std::move(data)},
         {"warnings", warnings},
     };
-    out << doc.dump(2) << '\n';
+    out << dump_json(doc) << '\n';
 }
 
 void render_error_json(const std::string& command, const Error& error,
@@ -82,7 +86,7 @@ void render_error_json(const std::string& command, const Error& error,
     if (!error.sqlstate().empty()) err["sqlstate"] = error.sqlstate();
     nlohmann::json doc = {{"command", command}, {"ok", false}, {"error", err},
                           {"warnings", warnings}};
-    out << doc.dump(2) << '\n';
+    out << dump_json(doc) << '\n';
 }
 
 }  // namespace pgrm

@@ -41,6 +41,11 @@ void render_json(const std::string& command, const Result& result,
 void render_error_json(const std::string& command, const Error& error,
                        const std::vector<std::string>& warnings, std::ostream& out);
 
+// The document as text, indented. Bytes that are not UTF-8 (an argument, a path, a
+// value from a server in another encoding) become U+FFFD: the output stays one valid
+// document rather than aborting.
+std::string dump_json(const nlohmann::json& doc);
+
 // Aligned columns, psql style, for text output.
 std::string format_table(const Table& table);
 

@@ -20,6 +20,7 @@
 #include "core/exec.hpp"
 #include "core/log.hpp"
 #include "core/recovery.hpp"
+#include "core/result.hpp"
 #include "core/server.hpp"
 #include "plugins/plugins.hpp"
 
@@ -180,7 +181,7 @@ public:
             state["nodes"].push_back({{"id", n.id}, {"name", n.name}, {"data_dir", n.data_dir},
                                       {"config", n.config}, {"port", n.port}});
         }
-        std::ofstream(fs::path(dir) / kStateFile) << state.dump(2) << '\n';
+        std::ofstream(fs::path(dir) / kStateFile) << dump_json(state) << '\n';
 
         // 2. The primary, with pgbench data.
         const DemoNode& p = nodes[0];

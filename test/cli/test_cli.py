@@ -22,9 +22,9 @@ def _tmpdir() -> tempfile.TemporaryDirectory:
     return d
 
 
-def _write(dirname: str, name: str, text: str) -> str:
+def _write(dirname: str, name: str, text: str | bytes) -> str:
     path = os.path.join(dirname, name)
-    with open(path, 'w') as f:
+    with open(path, 'wb' if isinstance(text, bytes) else 'w') as f:
         f.write(text)
     os.chmod(path, 0o644)
     return path
@@ -226,6 +226,65 @@ def test_json_unknown_command():
     r = pgrm('--json', 'standby', 'frobnicate', check=1)
     doc = _one_json(r.stdout)
     assert doc.get('error', {}).get('code') == 1, doc
+
+
+# ---------------------------------------------------------------------------- hostile input
+# Found by fuzzing: each of these ended the program (SIGABRT, SIGSEGV) instead of an error.
+
+FFFD = '\ufffd'  # what a byte that is not UTF-8 becomes in the JSON document
+XFF = '\udcff'   # the byte 0xff as an argument (Python's surrogateescape)
+
+
+def test_json_survives_an_argument_that_is_not_utf8():
+    r = pgrm(XFF, '--json', check=1)
+    doc = _one_json(r.stdout)
+    assert doc['error']['name'] == 'ERR_BAD_CONFIG', doc
+    assert FFFD in doc['error']['message'], doc
+
+
+def test_json_survives_a_path_that_is_not_utf8():
+    r = pgrm('-f', f'/nonexistent/{XFF}.conf', 'cluster', 'show', '--json', check=1)
+    doc = _one_json(r.stdout)
+    assert f'/nonexistent/{FFFD}.conf' in doc['error']['message'], doc
+
+
+def test_json_survives_a_config_value_that_is_not_utf8():
+    with _tmpdir() as d:
+        path = _write(d, 'latin1.conf', GOOD_CONF.encode() + b'failover=autom\xe9tique\n')
+        r = pgrm('-f', path, 'cluster', 'show', '--json', check=1)
+        doc = _one_json(r.stdout)
+        assert doc['error']['message'] == (f'{path}:4: failover: invalid value "autom{FFFD}tique": '
+                                           'must be automatic or manual'), doc
+        path = _write(d, 'name.conf', GOOD_CONF.encode() + b'node_name=caf\xe9\n')
+        r = pgrm('-f', path, 'cluster', 'show', '--json', check=1)
+        assert _one_json(r.stdout)['error']['message'] == f'{path}:4: node_name: must be valid UTF-8'
+
+
+def test_toml_typo_is_an_error():
+    with _tmpdir() as d:
+        path = _write(d, 'x.conf', '[=\n')
+        r = pgrm('-f', path, 'cluster', 'show', check=1)
+        errors = _error_lines(r.stderr)
+        assert errors and errors[0].startswith(f'ERROR: {path}:1: error while parsing key'), r.stderr
+
+
+def test_toml_non_ascii_outside_strings_is_an_error():
+    with _tmpdir() as d:
+        path = _write(d, 'x.toml', "cluster = 'test'\nnode = 1\nconninfo = 'host=a'\nfailover=\u00e9\n")
+        r = pgrm('-f', path, 'cluster', 'show', check=1)
+        assert _error_lines(r.stderr) == [
+            f'ERROR: {path}:4: syntax error: a non-ASCII character outside a quoted string or a comment'
+        ], r.stderr
+
+
+def test_long_password_argument_is_redacted_not_a_crash():
+    secret = 'x' * 20000
+    with _tmpdir() as d:
+        path = _write(d, 'good.conf', GOOD_CONF)
+        for arg in (f"password='{secret}'", f'password={secret}'):
+            r = pgrm('-f', path, 'cluster', 'show', arg, check=1)
+            assert _error_lines(r.stderr) == ['ERROR: unknown command or argument "password=********"'], \
+                r.stderr[:500]
 
 
 # ---------------------------------------------------------------------------- personas

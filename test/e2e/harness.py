@@ -61,6 +61,7 @@ __all__ = [
     'pgbench', 'pgbench_background', 'make_primary', 'conf_text', 'write_conf', 'clone_args',
     'receiver', 'streaming', 'wait_streaming', 'wait_streaming_from', 'assert_read_only',
     'WALK_TABLE', 'primary_conninfo', 'Cluster', 'small_cluster', 'hold_all_connections',
+    'Daemon', 'log_of',
 ]
 
 # --------------------------------------------------------------------------------------
@@ -840,6 +841,63 @@ def pgbench_background(inst: Instance, *args, log: Path) -> subprocess.Popen:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=clean_env(home=home), cwd='/',
                                 preexec_fn=_demote_fn(), start_new_session=True)
+
+
+# repmgrd
+
+
+def log_of(conf: Path) -> Path:
+    """The log_file a repmgr.conf names (log_file='...', in either format)."""
+    m = re.search(r"^log_file='?([^'\n]*)'?$", conf.read_text(), re.M)
+    assert m, f'no log_file in {conf}'
+    return Path(m.group(1))
+
+
+class Daemon:
+    """repmgrd -f conf --verbose, in the foreground, as a child of this test (own
+    process group, so that stop() can end it and anything it started)."""
+
+    def __init__(self, sb: Sandbox, name: str, conf: Path, *extra, verbose: bool = True,
+                 netns: NetNamespace | None = None):
+        self.name = name
+        self.conf = conf
+        self.out = sb.path(f'repmgrd-{name}.out')  # stdout/stderr, before log_file applies
+        argv = [str(pgrm_path('repmgrd')), '-f', str(conf)]
+        if verbose:
+            argv.append('--verbose')
+        argv += [str(a) for a in extra]
+        if netns is not None:
+            argv = netns.argv(argv)   # ip netns exec execs it: the pid stays the daemon's
+        self.argv = argv
+        with open(self.out, 'ab') as f:
+            self.proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=clean_env(),
+                                         cwd=str(sb.root), start_new_session=True)
+        self.pid = self.proc.pid
+
+    def log_text(self) -> str:
+        text = ''
+        for p in (log_of(self.conf), self.out):
+            try:
+                text += p.read_text(errors='replace')
+            except OSError:
+                pass
+        return text
+
+    def wait_log(self, pattern: str, timeout: float = 30):
+        wait_until(lambda: re.search(pattern, self.log_text()), timeout=timeout,
+                   what=f'repmgrd {self.name} to log /{pattern}/')
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 5) -> int | None:
+        # The daemon and whatever it started (its own process group).
+        return end_process_group(self.proc, timeout)
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log_text().splitlines()[-lines:]
+        return f'\n--- repmgrd {self.name} (last {len(text)} lines) ---\n' + '\n'.join(text) + '\n'
 
 
 def make_primary(sb: Sandbox, name: str = 'node1', *, scale: int | None = 1,

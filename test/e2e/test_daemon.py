@@ -46,8 +46,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import (clone_args, make_primary, output, pgrm, wait_streaming, wait_streaming_from,  # noqa: E402
-                     wait_until)
+from harness import (Daemon, clone_args, log_of, make_primary, output, pgrm, wait_streaming,  # noqa: E402
+                     wait_streaming_from, wait_until)
 
 
 # --------------------------------------------------------------------------------------
@@ -83,59 +83,6 @@ def conf_text(node: int, inst: harness.Instance, sb: harness.Sandbox, **settings
 
 def write_conf(sb: harness.Sandbox, node: int, inst: harness.Instance, **settings) -> Path:
     return harness.write_conf(sb, node, inst, **daemon_settings(node, sb, **settings))
-
-
-def log_of(conf: Path) -> Path:
-    m = re.search(r"^log_file='?([^'\n]*)'?$", conf.read_text(), re.M)
-    assert m, f'no log_file in {conf}'
-    return Path(m.group(1))
-
-
-class Daemon:
-    """repmgrd -f conf --verbose, in the foreground, as a child of this test (own
-    process group, so that stop() can end it and anything it started)."""
-
-    def __init__(self, sb: harness.Sandbox, name: str, conf: Path, *extra, verbose: bool = True,
-                 netns: harness.NetNamespace | None = None):
-        self.name = name
-        self.conf = conf
-        self.out = sb.path(f'repmgrd-{name}.out')  # stdout/stderr, before log_file applies
-        argv = [str(harness.pgrm_path('repmgrd')), '-f', str(conf)]
-        if verbose:
-            argv.append('--verbose')
-        argv += [str(a) for a in extra]
-        if netns is not None:
-            argv = netns.argv(argv)   # ip netns exec execs it: the pid stays the daemon's
-        self.argv = argv
-        with open(self.out, 'ab') as f:
-            self.proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=harness.clean_env(),
-                                         cwd=str(sb.root), start_new_session=True)
-        self.pid = self.proc.pid
-
-    def log_text(self) -> str:
-        text = ''
-        for p in (log_of(self.conf), self.out):
-            try:
-                text += p.read_text(errors='replace')
-            except OSError:
-                pass
-        return text
-
-    def wait_log(self, pattern: str, timeout: float = 30):
-        wait_until(lambda: re.search(pattern, self.log_text()), timeout=timeout,
-                   what=f'repmgrd {self.name} to log /{pattern}/')
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = 5) -> int | None:
-        # The daemon and whatever it started (its own process group).
-        return harness.end_process_group(self.proc, timeout)
-
-    def tail(self, lines: int = 40) -> str:
-        text = self.log_text().splitlines()[-lines:]
-        return f'\n--- repmgrd {self.name} (last {len(text)} lines) ---\n' + '\n'.join(text) + '\n'
 
 
 class Cluster:

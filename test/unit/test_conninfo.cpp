@@ -50,6 +50,35 @@ TEST_CASE("passwords are redacted everywhere", "[conninfo]") {
     CHECK(redact_secrets("nothing to hide") == "nothing to hide");
 }
 
+TEST_CASE("redact_secrets: quoting, escapes, and long input", "[conninfo]") {
+    CHECK(redact_secrets("password='a b' x") == "password=******** x");
+    CHECK(redact_secrets("password='it''s' x") == "password=******** x");
+    CHECK(redact_secrets("password='a\\'b' x") == "password=******** x");
+    CHECK(redact_secrets("password=\"a b\" x") == "password=******** x");
+    CHECK(redact_secrets("Password = s3cret, then") == "Password = ******** then");
+    CHECK(redact_secrets("sslpassword=k3y host=a") == "sslpassword=******** host=a");
+    CHECK(redact_secrets("\"host=a password=s3cret\" failed") == "\"host=a password=********\" failed");
+    CHECK(redact_secrets("password=a password=b") == "password=******** password=********");
+    // An unterminated quote hides the rest, not nothing.
+    CHECK(redact_secrets("password='s3cret x y") == "password=********");
+    CHECK(redact_secrets("PGPASSWORD=a\"b'c pg_dump") == "PGPASSWORD=******** pg_dump");
+    CHECK(redact_secrets("PGPASSWORD='a b' pg_dump") == "PGPASSWORD=******** pg_dump");
+    CHECK(redact_secrets("postgres://u:p@h/db and postgresql://v:q@h") ==
+          "postgres://u:********@h/db and postgresql://v:********@h");
+    CHECK(redact_secrets("postgresql://u@h/db") == "postgresql://u@h/db");
+    CHECK(redact_secrets("postgresql://u:p") == "postgresql://u:p");
+    CHECK(redact_secrets("password=") == "password=");
+    CHECK(redact_secrets("passwor") == "passwor");
+
+    // std::regex recursed per character and overflowed the stack on these.
+    const std::string secret(200000, 'a');
+    CHECK(redact_secrets("password='" + secret + "'") == "password=********");
+    CHECK(redact_secrets("password=" + secret + " x") == "password=******** x");
+    CHECK(redact_secrets("password='" + std::string(100000, '\'') + "'") == "password=********");
+    const std::string plain(200000, 'p');
+    CHECK(redact_secrets(plain) == plain);
+}
+
 TEST_CASE("primary_conninfo never carries the password or the database", "[conninfo]") {
     Conninfo source = parse_conninfo("host=node1 port=5433 user=repmgr password=x dbname=pgbench");
     Conninfo pc = parse_conninfo(primary_conninfo_for(source, "node2"));

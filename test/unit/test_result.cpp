@@ -69,3 +69,24 @@ TEST_CASE("error JSON never carries a password", "[result]") {
     render_error_json("x", e, {}, out);
     CHECK(out.str().find("s3cret") == std::string::npos);
 }
+
+TEST_CASE("bytes that are not UTF-8 never break the JSON document", "[result]") {
+    // nlohmann's dump threw on them (and the caller aborted): an argument "\xff", a path,
+    // a value from a LATIN1 database.
+    Result r;
+    r.summary = "node \"caf\xE9\" registered";
+    r.data = {{"name", "caf\xE9"}, {"path", "/tmp/\xFF"}, {"fine", "caf\xC3\xA9"}};
+    std::ostringstream out;
+    render_json("master register", r, {"warn \xFF"}, out);
+    auto doc = nlohmann::json::parse(out.str());
+    CHECK(doc["summary"] == "node \"caf\xEF\xBF\xBD\" registered");
+    CHECK(doc["data"]["name"] == "caf\xEF\xBF\xBD");
+    CHECK(doc["data"]["path"] == "/tmp/\xEF\xBF\xBD");
+    CHECK(doc["data"]["fine"] == "caf\xC3\xA9");
+    CHECK(doc["warnings"][0] == "warn \xEF\xBF\xBD");
+
+    std::ostringstream err;
+    render_error_json("", Error(ExitCode::BadConfig, "unknown command or argument \"\xFF\""), {}, err);
+    CHECK(nlohmann::json::parse(err.str())["error"]["message"] ==
+          "unknown command or argument \"\xEF\xBF\xBD\"");
+}
