@@ -10,6 +10,10 @@ Decision elect(const Peer& self, const std::vector<Peer>& peers, int registered_
         if (p.reachable && !p.in_recovery)
             return {A::Follow, p.id, "node " + std::to_string(p.id) + " already accepts writes"};
     for (const auto& p : peers)
+        if (!p.reachable && !p.refused.empty())
+            return {A::Wait, 0, "node " + std::to_string(p.id) + " answered but refused the connection (" +
+                                    p.refused + "): it lives and its role is unknown"};
+    for (const auto& p : peers)
         if (p.reachable && p.sees_primary)
             return {A::Wait, 0, "node " + std::to_string(p.id) +
                                     " still streams from the primary: only this node's link is lost"};

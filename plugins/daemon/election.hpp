@@ -11,7 +11,8 @@ namespace pgrm::daemon {
 struct Peer {
     int id = 0;
     int priority = 100;
-    bool reachable = false;
+    bool reachable = false;         // it answered our questions
+    std::string refused;            // not reachable: its server answered but refused us (why)
     bool in_recovery = true;        // false: it accepts writes
     bool sees_primary = false;      // its WAL receiver still gets WAL from the old primary
     std::uint64_t wal_end = 0;      // furthest WAL received or replayed
@@ -32,10 +33,12 @@ struct Decision {
 // nodes except the lost primary; registered_active counts every active node including
 // the lost primary. Rules, in order:
 //  1. a peer that accepts writes is the new primary: follow it;
-//  2. a peer still streaming from the primary means the primary lives: wait;
-//  3. without a majority of registered_active (self + reachable peers), wait: this node
+//  2. a peer whose server answered but refused us lives, and its role is unknown (it
+//     may be a new primary, or still hear the old one): wait;
+//  3. a peer still streaming from the primary means the primary lives: wait;
+//  4. without a majority of registered_active (self + reachable peers), wait: this node
 //     may be the isolated one (a two-node cluster therefore never promotes by itself);
-//  4. candidate: highest WAL end, then highest priority, then lowest id, among self and
+//  5. candidate: highest WAL end, then highest priority, then lowest id, among self and
 //     reachable peers with priority > 0; wait if a priority-0 node has more WAL than it
 //     (acknowledged commits would be lost); promote if it is self, else follow it
 //     (saying so when self has priority 0).

@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "core/exec.hpp"
 #include "core/log.hpp"
+#include "core/node_identity.hpp"
 #include "core/server.hpp"
 #include "core/timeline.hpp"
 #include "core/timeouts.hpp"
@@ -256,6 +257,19 @@ void Monitor::check_primary(Observation& o, std::chrono::milliseconds timeout) {
             primary_.emplace(Connection::open(primary->conninfo, quick_connect()));
         }
         o.primary_answers = !query_in_recovery(*primary_, timeout);
+        refusal_.clear();
+    } catch (const ConnectionError& e) {
+        log::info(std::string("primary check failed: ") + e.what());
+        primary_.reset();
+        if (!e.server_alive()) return;
+        // Its server answered: it lives, whatever kept us out (a password, no free slot,
+        // starting up). Said once per reason; it is no reason to fail over.
+        o.primary_refused = std::string(describe(e.failure()));
+        if (refusal_ != e.what())
+            log::warning("primary node " + std::to_string(*primary_id_) + " refused the connection (" +
+                         o.primary_refused + "), so it lives: " + e.what() +
+                         (e.detail().empty() ? "" : ": " + e.detail()));
+        refusal_ = e.what();
     } catch (const Error& e) {
         log::info(std::string("primary check failed: ") + e.what());
         primary_.reset();
@@ -275,7 +289,7 @@ void Monitor::confirm_primary_lost(Observation& o) {
         log::warning("primary not answering, attempt " + std::to_string(attempt) + " of " +
                      std::to_string(cfg_.reconnect_attempts));
         check_primary(o, remote_timeout());
-        if (o.primary_answers) return;
+        if (o.primary_answers || !o.primary_refused.empty()) return;
     }
     o.primary_lost = !signals_.stop;
 }
@@ -319,32 +333,45 @@ Decision Monitor::hold_election() {
     int registered_active = 0;
     std::vector<Peer> peers;
     auto window = std::chrono::duration_cast<std::chrono::seconds>(timeouts::failover_window(cfg_));
-    std::string primary_host;
-    int primary_port = 5432;
+    std::vector<Endpoint> primary_at;  // where the lost primary listens, as registered
     for (const auto& n : nodes) {
         if (!primary_id_ || n.id != *primary_id_) continue;
-        Conninfo ci = parse_conninfo(n.conninfo);
-        primary_host = ci.get("host").value_or("");
-        primary_port = std::atoi(ci.get("port").value_or("5432").c_str());
+        try {
+            primary_at = endpoints_of(parse_conninfo(n.conninfo));
+        } catch (const Error& e) {
+            log::warning("primary node " + std::to_string(n.id) + ": " + e.what());
+        }
     }
     for (const auto& n : nodes) {
         if (!n.active) continue;
         ++registered_active;
         if (n.id == cfg_.node || (primary_id_ && n.id == *primary_id_)) continue;
-        Peer p{n.id, n.priority};
+        Peer p;
+        p.id = n.id;
+        p.priority = n.priority;
         try {
             Connection c = Connection::open(n.conninfo, quick_connect());
             PeerView v = query_peer_view(c, window, remote_timeout());
             p.reachable = true;
             p.in_recovery = v.in_recovery;
             p.wal_end = parse_lsn(v.wal_end).value_or(0);
-            p.sees_primary = v.receiver_heard && v.sender_host == primary_host && v.sender_port == primary_port;
+            // Its upstream is the lost primary however either names it (a name or its
+            // address, a socket directory spelt another way).
+            p.sees_primary = v.receiver_heard && v.sender_host && v.sender_port &&
+                             same_server({Endpoint{*v.sender_host, std::to_string(*v.sender_port)}}, primary_at);
+        } catch (const ConnectionError& e) {
+            if (e.server_alive()) p.refused = std::string(describe(e.failure()));
+            log::info("node " + std::to_string(n.id) + (e.server_alive() ? " refused the connection: " : " unreachable: ") +
+                      e.what());
         } catch (const Error& e) {
             log::info("node " + std::to_string(n.id) + " unreachable: " + e.what());
         }
         peers.push_back(p);
     }
-    Peer self{cfg_.node, cfg_.priority, true, true, false, 0};
+    Peer self;
+    self.id = cfg_.node;
+    self.priority = cfg_.priority;
+    self.reachable = true;
     self.wal_end = parse_lsn(query_wal_position(*local_, kQueryTimeout).lsn).value_or(0);
 
     Decision d = elect(self, peers, registered_active);
@@ -428,6 +455,10 @@ void Monitor::probe_nodes(Observation& o) {
                 s.in_recovery = query_in_recovery(*link.conn, remote_timeout());
                 if (!s.in_recovery) s.timeline = query_wal_position(*link.conn, remote_timeout()).timeline;
                 s.reachable = true;
+            } catch (const ConnectionError& e) {
+                // A node that answered, even to refuse us, is there: it counts.
+                s.reachable = e.server_alive();
+                link.conn.reset();
             } catch (const Error&) {
                 link.conn.reset();
             }

@@ -86,6 +86,7 @@ private:
     // A standby's primary, and the node elected to replace it.
     std::optional<Connection> primary_;
     std::optional<int> primary_id_;
+    std::string refusal_;                // the primary's last refusal, logged once
     std::optional<Node> candidate_;
     std::chrono::steady_clock::time_point last_prune_{};
 

@@ -36,6 +36,9 @@ Transition as_primary(State from, const Observation& o) {
 Transition as_standby(State from, const Observation& o) {
     if (!o.unregistered.empty()) return {State::Unregistered, o.unregistered};
     std::string primary = node_name(o.primary_id);
+    bool alive = o.primary_answers || !o.primary_refused.empty();
+    std::string refused = primary + " lives: it answered but refused the connection (" + o.primary_refused + ")";
+    std::string back = o.primary_answers ? primary + " answers again" : refused;
     auto lost = [&] {
         std::string why = primary + " is lost: no answer to " + std::to_string(o.reconnect_attempts) +
                           " reconnect attempts";
@@ -45,12 +48,12 @@ Transition as_standby(State from, const Observation& o) {
     };
     switch (from) {
     case State::PrimaryLostConfirming:
-        if (o.primary_answers) return {State::Standby, primary + " answers again"};
+        if (alive) return {State::Standby, back};
         if (o.primary_lost) return lost();
         return {from, ""};  // stopped midway
     case State::PrimaryLost:
     case State::Electing:
-        if (o.primary_answers) return {State::Standby, "a primary answers again: " + primary};
+        if (alive) return {State::Standby, back};
         if (from == State::PrimaryLost && o.automatic)
             return {State::Electing, primary + " is lost and failover is now automatic", true};
         if (from == State::Electing && !o.automatic)
@@ -71,9 +74,9 @@ Transition as_standby(State from, const Observation& o) {
     }
     // Starting, LocalServerDown, Unregistered, Standby, and a former primary.
     bool was_primary = from == State::Primary || from == State::Fenced;
-    if (o.primary_answers) {
-        return {State::Standby, (was_primary ? "this node is now a standby; " : "") + std::string("following ") + primary};
-    }
+    if (alive)
+        return {State::Standby, (was_primary ? "this node is now a standby; " : "") +
+                                    (o.primary_answers ? "following " + primary : refused)};
     return {State::PrimaryLostConfirming, primary + " did not answer", true};
 }
 

@@ -48,6 +48,9 @@ struct Observation {
     // A standby's primary.
     std::optional<int> primary_id;   // as registered
     bool primary_answers = false;    // the pass's check, or a reconnect attempt, succeeded
+    // Its server answered but refused this daemon (why: password refused, too many
+    // clients, starting up, ...): it lives, so it is not lost.
+    std::string primary_refused;
     bool primary_lost = false;       // every reconnect attempt failed
     int reconnect_attempts = 0;
     std::optional<Decision> election;

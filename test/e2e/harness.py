@@ -1203,6 +1203,113 @@ class NetNamespace:
         subprocess.run(['ip', 'netns', 'del', self.name], capture_output=True, timeout=30)
 
 
+class SqlLinkProxy:
+    """A TCP proxy in front of a server, on its own loopback port: register the server
+    (and clone its standbys) at this port, so that daemons and WAL receivers both reach
+    it through here. cut_sql() then cuts every connection but replication ones, as a
+    link lost for SQL alone would: open sessions are closed, new ones get no answer
+    (the client times out), while WAL keeps streaming. Stopped with the sandbox."""
+
+    _SSL_REQUEST, _GSSENC_REQUEST = 80877103, 80877104
+
+    def __init__(self, sb: Sandbox, upstream: Instance):
+        self.upstream_port = int(upstream.port)
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(('127.0.0.1', 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self._cut = threading.Event()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._sql: list = []     # (client, server) sockets of SQL sessions
+        sb.on_cleanup(self.stop)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut_sql(self):
+        self._cut.set()
+        with self._lock:
+            sessions, self._sql = self._sql, []
+        for pair in sessions:
+            for sock in pair:
+                self._close(sock)
+
+    def stop(self):
+        self._stopped.set()
+        self._close(self._listener)
+        with self._lock:
+            for pair in self._sql:
+                for sock in pair:
+                    self._close(sock)
+
+    @staticmethod
+    def _close(sock):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    @staticmethod
+    def _read(sock, n: int) -> bytes:
+        data = b''
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError('closed')
+            data += chunk
+        return data
+
+    def _accept(self):
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client):
+        try:
+            # The startup packet, after declining SSL or GSS encryption.
+            while True:
+                head = self._read(client, 8)
+                length, code = int.from_bytes(head[:4], 'big'), int.from_bytes(head[4:], 'big')
+                if code in (self._SSL_REQUEST, self._GSSENC_REQUEST):
+                    client.sendall(b'N')
+                    continue
+                body = self._read(client, length - 8)
+                break
+            fields = body.split(b'\0')
+            options = dict(zip(fields[0::2], fields[1::2]))
+            replication = options.get(b'replication', b'false').lower() not in (b'false', b'off', b'0', b'no')
+            if self._cut.is_set() and not replication:
+                self._stopped.wait()   # no answer: the client gives up on its own
+                self._close(client)
+                return
+            server = socket.create_connection(('127.0.0.1', self.upstream_port))
+            server.sendall(head + body)
+        except OSError:
+            self._close(client)
+            return
+        if not replication:
+            with self._lock:
+                self._sql.append((client, server))
+        for src, dst in ((client, server), (server, client)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            self._close(sock)
+
+
 class Sshd:
     """An sshd of its own on address:port, letting the PostgreSQL OS user in with a key
     made for it. ssh_options() is what a client (run as that user) needs: the port, the

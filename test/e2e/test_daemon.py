@@ -24,7 +24,8 @@ reconnect_interval=1.
      outside exits with ERR_PROMOTED (8);
   8. priority 0 never promotes (and the daemon says that is why); a priority-0 standby
      holding acknowledged commits the others lack must not be overtaken by a promotion
-     that loses them; a primary whose SQL link alone is lost lives: nobody promotes;
+     that loses them; a primary whose SQL link alone is lost, or that refuses the
+     daemons, lives: nobody promotes;
   9. a two-node cluster never promotes (not a majority).
 
 Negative tests wait for the daemons to decide (their log), then hold a bounded window
@@ -858,18 +859,32 @@ def test_priority_zero_ahead_loses_no_acked_rows():
 
 
 def test_lost_sql_link_with_streaming_alive_never_promotes():
-    """The daemons lose only their own link to the primary (pg_hba rejects their database
-    and their sessions are cut), while WAL keeps streaming to both standbys: a sibling
-    still hears the primary, so nobody promotes."""
+    """The daemons lose only their own link to the primary: node1 is registered, and its
+    standbys cloned, at a proxy that then cuts every connection but replication ones. The
+    daemons find node1 lost, but a sibling's WAL receiver still streams from it, so nobody
+    promotes. node1 is registered by name (localhost), the standbys stream from its
+    address (127.0.0.1): the same server, which the daemons must recognise."""
     with harness.Sandbox() as sb, cluster_of(sb) as c:
-        setup_three(c, daemons=(2, 3))
-        n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
+        n1 = make_primary(sb, scale=None)
+        proxy = harness.SqlLinkProxy(sb, n1)
+        c.nodes[1] = n1
+        c.confs[1] = write_conf(sb, 1, n1, conninfo=f'host=localhost port={proxy.port} user=postgres dbname=pgbench')
+        pgrm('-f', c.confs[1], 'master', 'register', check=0)
+        for i in (2, 3):
+            n = sb.new_instance(f'node{i}')
+            c.nodes[i] = n
+            c.confs[i] = write_conf(sb, i, n)
+            pgrm('-f', c.confs[i], '-D', n.datadir, '-d', 'pgbench', '-p', proxy.port, '-U', 'postgres',
+                 '-R', 'postgres', 'standby', 'clone', '127.0.0.1', check=0)
+            n.start()
+            harness.wait_streaming(n)
+            pgrm('-f', c.confs[i], 'standby', 'register', check=0)
         n1.psql('create table beat(i int)')
-        hba = n1.datadir / 'pg_hba.conf'
-        hba.write_text('host pgbench all 127.0.0.1/32 reject\n' + hba.read_text())
-        n1.psql('select pg_reload_conf()')
-        n1.psql("select pg_terminate_backend(pid) from pg_stat_activity "
-                "where datname = 'pgbench' and backend_type = 'client backend'")
+        for i in (2, 3):
+            c.start_daemon(i)
+        wait_until(lambda: n1.psql('select count(distinct standby_node) from repmgr_test.repl_monitor',
+                                   db='pgbench') == '2', timeout=30, what='monitoring rows of both standbys')
+        proxy.cut_sql()
         # The primary is alive and busy: a write every 0.2 s, in another database.
         beating = threading.Event()
         def beat():
@@ -880,14 +895,43 @@ def test_lost_sql_link_with_streaming_alive_never_promotes():
         beater.start()
         try:
             # The daemons find the primary lost, and hold back because a sibling hears it ...
+            for i in (2, 3):
+                c.daemons[i].wait_log('is lost', timeout=30)
             wait_until(lambda: 'still streams from the primary' in c.daemons[2].log_text() +
                        c.daemons[3].log_text(), timeout=30, what='a daemon to see a sibling streaming')
             # ... and keep holding back.
-            harness.stays_false(lambda: not in_recovery(n2) or not in_recovery(n3), 3,
+            harness.stays_false(lambda: not in_recovery(c.nodes[2]) or not in_recovery(c.nodes[3]), 3,
                                 what='a standby promoted while the primary lived')
         finally:
             beating.set()
             beater.join(10)
+        assert writable(n1)
+        for d in c.daemons.values():
+            assert d.running(), d.tail()
+
+
+def test_primary_refusing_the_daemons_lives():
+    """node1 runs and takes writes but refuses the daemons and the WAL receivers
+    (pg_hba.conf rejects database pgbench and replication over TCP; their sessions are
+    ended): a server that answers, even to refuse, is alive. The daemons say so and
+    never find it lost, though no sibling hears it any more; nobody promotes."""
+    with harness.Sandbox() as sb, cluster_of(sb) as c:
+        setup_three(c, daemons=(2, 3))
+        n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
+        hba = n1.datadir / 'pg_hba.conf'
+        hba.write_text('host pgbench all 127.0.0.1/32 reject\nhost replication all 127.0.0.1/32 reject\n' +
+                       hba.read_text())
+        n1.psql('select pg_reload_conf()')
+        n1.psql("select pg_terminate_backend(pid) from pg_stat_activity "
+                "where (datname = 'pgbench' and backend_type = 'client backend') or backend_type = 'walsender'")
+        wait_until(lambda: not harness.streaming(n2) and not harness.streaming(n3), timeout=15,
+                   what='the WAL receivers to be refused')
+        for i in (2, 3):
+            c.daemons[i].wait_log(r'primary node 1 refused the connection \(authentication failed\), so it lives',
+                                  timeout=20)
+        harness.stays_false(lambda: not in_recovery(n2) or not in_recovery(n3) or
+                            ('is lost' in c.daemons[2].log_text() + c.daemons[3].log_text() and 'declared lost'),
+                            5, what='node1 taken for lost')
         assert writable(n1)
         for d in c.daemons.values():
             assert d.running(), d.tail()

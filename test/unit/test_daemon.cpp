@@ -75,6 +75,24 @@ TEST_CASE("a sibling that still hears the primary means only this link is lost",
     CHECK(elect(standby(2, 200), {hears}, 3).action == A::Wait);
 }
 
+TEST_CASE("a sibling that answered but refused us lives: wait while its role is unknown", "[daemon]") {
+    Peer refusing;
+    refusing.id = 3;
+    refusing.refused = "password refused";
+    // Even with a majority without it and more WAL here, this node may not promote.
+    Decision d = elect(standby(2, 900), {refusing, standby(4, 100), standby(5, 100)}, 5);
+    CHECK(d.action == A::Wait);
+    CHECK(d.reason == "node 3 answered but refused the connection (password refused): it lives and its role is unknown");
+    // A known new primary is still followed.
+    Peer promoted = standby(4, 100);
+    promoted.in_recovery = false;
+    CHECK(elect(standby(2, 900), {refusing, promoted, standby(5, 100)}, 5).action == A::Follow);
+    // Gone for good (nothing answered) is not alive.
+    Peer gone;
+    gone.id = 3;
+    CHECK(elect(standby(2, 900), {gone, standby(4, 100), standby(5, 100)}, 5).action == A::Promote);
+}
+
 TEST_CASE("a sibling already promoted is followed", "[daemon]") {
     Peer promoted = standby(3, 100);
     promoted.in_recovery = false;
@@ -191,6 +209,15 @@ TEST_CASE("the reconnect attempts end in a lost primary, or in the primary back"
     CHECK(t.reason.find("failover = manual: not promoting") != std::string::npos);
 
     CHECK(next_state(S::PrimaryLostConfirming, standby_seen(true)).to == S::Standby);
+    // A primary that answered but refused us lives: the attempts end, it is not lost.
+    Observation refused = standby_seen(false);
+    refused.primary_refused = "password refused";
+    Transition alive = next_state(S::PrimaryLostConfirming, refused);
+    CHECK(alive.to == S::Standby);
+    CHECK(alive.reason == "primary node 1 lives: it answered but refused the connection (password refused)");
+    CHECK(next_state(S::Standby, refused).to == S::Standby);  // no reconnect attempts for it
+    CHECK(next_state(S::Electing, refused).to == S::Standby);
+    CHECK(next_state(S::Starting, refused).to == S::Standby);
     // Asked to stop midway: neither.
     Observation midway = standby_seen(false);
     CHECK(next_state(S::PrimaryLostConfirming, midway).to == S::PrimaryLostConfirming);
@@ -200,7 +227,7 @@ TEST_CASE("the reconnect attempts end in a lost primary, or in the primary back"
     CHECK(next_state(S::PrimaryLost, still).to == S::PrimaryLost);
     Transition back = next_state(S::PrimaryLost, standby_seen(true));
     CHECK(back.to == S::Standby);
-    CHECK(back.reason == "a primary answers again: primary node 1");
+    CHECK(back.reason == "primary node 1 answers again");
 }
 
 TEST_CASE("the election's verdict decides between promoting, following and waiting", "[daemon]") {
