@@ -102,6 +102,7 @@ void configure_standby(const std::string& data_directory, const std::string& pri
     fs::path dir = data_directory;
     fs::path auto_conf = dir / "postgresql.auto.conf";
     set_auto_conf(data_directory, "primary_conninfo", primary_conninfo);
+    set_auto_conf(data_directory, "default_transaction_read_only", std::nullopt);
     write_owned(dir / "standby.signal", "", owner_of(data_directory));
     std::error_code ec;
     fs::remove(dir / "recovery.signal", ec);

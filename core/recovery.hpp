@@ -18,7 +18,10 @@ std::string primary_conninfo_for(const Conninfo& source, const std::string& appl
 
 // Makes data_directory start as a standby of primary_conninfo on PostgreSQL 12+:
 // standby.signal present, recovery.signal gone, primary_conninfo in
-// postgresql.auto.conf; files handed to the directory's owner.
+// postgresql.auto.conf, and the fence repmgrd puts on a primary there lifted
+// (default_transaction_read_only, see make_read_only in core/server): a standby is
+// read-only anyway, and kept, the fence would make a later promotion a read-only
+// primary. Files handed to the directory's owner.
 void configure_standby(const std::string& data_directory, const std::string& primary_conninfo);
 
 // Sets (or with nullopt removes) one setting in data_directory's postgresql.auto.conf,
