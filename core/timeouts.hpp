@@ -24,6 +24,9 @@ inline constexpr std::chrono::seconds kReplaySettle = 3s;
 // How long standby register waits for its standby to replay what its upstream has
 // (the metadata "master register" has just written there).
 inline constexpr std::chrono::seconds kRegisterReplay = 30s;
+// How long node rejoin waits for the one node that accepts writes to be recorded as the
+// primary in its own metadata (a promotion finishing) before refusing.
+inline constexpr std::chrono::seconds kPromotionRecorded = 10s;
 // Short helper programs (pg_controldata, chown).
 inline constexpr std::chrono::seconds kHelperProgram = 30s;
 

@@ -150,7 +150,7 @@ public:
                 r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + nodes[i].name +
                                   "\") is a primary in read-only mode (fenced; a client can still ask for a "
                                   "read-write transaction): to make it a standby, stop it and rejoin it with "
-                                  "\"repmgr -D <data dir> --force standby clone <primary>\"");
+                                  "\"repmgr node rejoin <primary>\"");
             if (view.role_found == "unknown")
                 r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + nodes[i].name +
                                   "\") is running but refused our connection: " + probes[i].error);

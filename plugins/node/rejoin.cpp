@@ -63,6 +63,16 @@ const Node& choose_primary(const std::vector<NodeProbe>& probes, int self) {
     return writable.front()->node;
 }
 
+bool promotion_in_progress(const std::vector<NodeProbe>& probes, int self) {
+    const NodeProbe* only = nullptr;
+    for (const NodeProbe& p : probes) {
+        if (p.node.id == self || !p.reachable || !p.writable) continue;
+        if (only) return false;
+        only = &p;
+    }
+    return only && !only->marked_primary;
+}
+
 void check_local_node(const LocalNode& local) {
     if (local.running)
         throw Error(ExitCode::BadConfig,
@@ -143,7 +153,16 @@ public:
             meta.require_installed();
             nodes = meta.nodes();
         }
-        const Node primary_node = choose_primary(probe(nodes, cfg), cfg.node);
+        std::vector<NodeProbe> probes = probe(nodes, cfg);
+        if (promotion_in_progress(probes, cfg.node))
+            log::info("a node accepts writes but is not recorded as the primary yet: waiting up to " +
+                      std::to_string(timeouts::kPromotionRecorded.count()) + " s for its promotion to finish");
+        for (auto until = std::chrono::steady_clock::now() + timeouts::kPromotionRecorded;
+             promotion_in_progress(probes, cfg.node) && std::chrono::steady_clock::now() < until;) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+            probes = probe(nodes, cfg);
+        }
+        const Node primary_node = choose_primary(probes, cfg.node);
         Conninfo primary_ci = parse_conninfo(primary_node.conninfo);
         Connection primary = Connection::open(primary_ci);
         ServerFacts facts = query_server_facts(primary);

@@ -22,6 +22,11 @@ struct NodeProbe {
 // there is none or more than one writable node.
 const Node& choose_primary(const std::vector<NodeProbe>& probes, int self);
 
+// True when exactly one node (not this one) accepts writes and its metadata does not name
+// it the primary yet: a promotion records itself a moment after the server leaves
+// recovery, so node rejoin right after a failover asks again before refusing.
+bool promotion_in_progress(const std::vector<NodeProbe>& probes, int self);
+
 // This node, as found before anything changes.
 struct LocalNode {
     int id = 0;

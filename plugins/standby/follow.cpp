@@ -54,7 +54,7 @@ public:
             throw Error(ExitCode::BadConfig,
                         "node " + std::to_string(cfg.node) + " is a primary, not a standby", "",
                         "to turn a former primary into a standby, rejoin it: stop it and run "
-                        "\"repmgr -D <data dir> --force standby clone <new primary>\"");
+                        "\"repmgr node rejoin <new primary>\"");
         std::string self_system = query_server_facts(local).system_identifier;
 
         // 2. The new primary: the given host, else the one writable registered node.
@@ -92,7 +92,7 @@ public:
         if (!verdict.ok)
             throw Error(ExitCode::BadConfig, "node " + std::to_string(cfg.node) + " cannot follow the new primary",
                         verdict.reason,
-                        "stop it and rejoin it with \"repmgr -D <data dir> --force standby clone " +
+                        "stop it and rejoin it with \"repmgr node rejoin " +
                             primary_ci.get("host").value_or("<host>") + "\" (pg_rewind)");
 
         // 4. Point primary_conninfo at it; PostgreSQL 13+ applies that on reload.

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
+import test_daemon as daemons  # noqa: E402  (its three-node repmgrd cluster)
 from harness import (clone_args, make_primary, output, parse_json, pgrm,  # noqa: E402
                      wait_streaming_from, wait_until, write_conf)
 
@@ -54,12 +55,14 @@ def config_files(inst: harness.Instance) -> dict:
 
 
 def without_primary_conninfo(text: str) -> list:
-    return [l for l in text.splitlines() if not l.strip().startswith('primary_conninfo')]
+    """The lines a rejoin keeps: all but primary_conninfo and repmgrd's fence."""
+    return [l for l in text.splitlines()
+            if not l.strip().startswith(('primary_conninfo', 'default_transaction_read_only'))]
 
 
 def assert_config_kept(inst: harness.Instance, before: dict, primary: harness.Instance):
     """inst's configuration files are the ones it had before, but for primary_conninfo,
-    which names primary, once."""
+    which names primary, once, and no fence."""
     after = config_files(inst)
     for name in ('postgresql.conf', 'pg_hba.conf', 'pg_ident.conf'):
         assert after[name] == before[name], f'{inst.name}: {name} changed:\n{after[name]}'
@@ -69,6 +72,7 @@ def assert_config_kept(inst: harness.Instance, before: dict, primary: harness.In
     lines = [l for l in auto.splitlines() if l.strip().startswith('primary_conninfo')]
     assert len(lines) == 1 and f'port={primary.port}' in lines[0], \
         f'{inst.name}: primary_conninfo should name port {primary.port}:\n{auto}'
+    assert 'default_transaction_read_only' not in auto, f'{inst.name}: still fenced:\n{auto}'
     assert (inst.datadir / 'standby.signal').is_file(), f'{inst.name}: no standby.signal'
 
 
@@ -80,9 +84,10 @@ def assert_runs_on_own_config(inst: harness.Instance, primary: harness.Instance)
 
 
 def assert_standby_on_own_config(inst: harness.Instance, primary: harness.Instance):
-    """inst runs as a standby on its own port with its own pg_hba.conf line, streaming
-    from primary and replaying a new write."""
+    """inst runs as a standby on its own port with its own pg_hba.conf line, unfenced,
+    streaming from primary and replaying a new write."""
     assert inst.psql('show port') == str(inst.port)
+    assert inst.psql('show default_transaction_read_only') == 'off', f'{inst.name} is still fenced'
     assert inst.psql('show cluster_name') == f'own-{inst.name}'
     rules = inst.psql("select count(*) from pg_hba_file_rules "
                       f"where address = '{hba_address(inst)}' and error is null")
@@ -118,10 +123,14 @@ def registered_pair(sb: harness.Sandbox):
     return n1, n2, conf1, conf2
 
 
-def failed_over(sb: harness.Sandbox, crash: bool):
-    """registered_pair(), then node1 stops (crash: killed -9) and node2 is promoted by
-    `standby promote`, and takes a write. Returns what registered_pair() does."""
+def failed_over(sb: harness.Sandbox, crash: bool, fenced: bool = False):
+    """registered_pair(), then node1 (fenced: made read-only as repmgrd fences) stops
+    (crash: killed -9) and node2 is promoted by `standby promote`, and takes a write.
+    Returns what registered_pair() does."""
     n1, n2, conf1, conf2 = registered_pair(sb)
+    if fenced:
+        n1.psql('alter system set default_transaction_read_only = on')
+        n1.psql('select pg_reload_conf()')
     if crash:
         n1.kill9()
     else:
@@ -182,11 +191,13 @@ def assert_rejoined(inst: harness.Instance, conf: Path, primary: harness.Instanc
 
 
 def test_rejoin_crashed_primary_right_after_promote():
-    """node1 killed -9, node2 promoted, and at once node1 rejoins: pg_rewind (after its
-    own single-user crash recovery, and a checkpoint on node2 so that it sees timeline 2)
-    with node1's own port and pg_hba.conf, started by pgrm on them."""
+    """node1 fenced by repmgrd (default_transaction_read_only, as make_read_only sets it),
+    then killed -9; node2 promoted, and at once node1 rejoins: pg_rewind (after its own
+    single-user crash recovery, and a checkpoint on node2 so that it sees timeline 2) with
+    node1's own port and pg_hba.conf, started by pgrm on them, and the fence lifted (kept,
+    a later promotion of node1 would give a read-only primary)."""
     with harness.Sandbox() as sb:
-        n1, n2, conf1, _ = failed_over(sb, crash=True)
+        n1, n2, conf1, _ = failed_over(sb, crash=True, fenced=True)
         before = config_files(n1)
         r = timed('node rejoin right after promote (crashed node1)',
                   lambda: pgrm(*rejoin_args(conf1, n2), check=0))
@@ -195,6 +206,28 @@ def test_rejoin_crashed_primary_right_after_promote():
         assert any('single-user' in s for s in doc['data']['steps']), doc
         assert_rejoined(n1, conf1, n2, 2, doc, before)
         assert n1.psql('select count(*) from walk where i = 2', db='pgbench') == '1'
+
+
+def test_rejoin_right_after_automatic_failover():
+    """node1 killed -9 under three repmgrd with failover=automatic: the moment node2 or
+    node3 accepts writes (its promotion may not have recorded itself yet), node1 rejoins
+    it, its own daemon still running."""
+    with harness.Sandbox() as sb, daemons.cluster_of(sb) as c:
+        daemons.setup_three(c)
+        n1, conf1 = c.nodes[1], c.confs[1]
+        n1.psql('create table walk(i int primary key)', db='pgbench')
+        own_config(n1, in_auto_conf=False)
+        before = config_files(n1)
+        n1.kill9()
+        new_id = wait_until(lambda: daemons.one_promoted(c), timeout=60, interval=0.05,
+                            what='node2 or node3 to accept writes')
+        new = c.nodes[new_id]
+        r = timed('node rejoin right after automatic failover (crashed node1)',
+                  lambda: pgrm(*rejoin_args(conf1, new), check=0))
+        doc = parse_json(r, 'node rejoin --json')
+        assert doc['data']['method'] == 'pg_rewind', doc
+        assert_rejoined(n1, conf1, new, new_id, doc, before)
+        assert c.daemons[1].running(), c.daemons[1].tail()
 
 
 def test_rejoin_dry_run_then_stopped_primary():
@@ -236,6 +269,32 @@ def test_rejoin_crashed_standby():
         assert doc['data']['method'] == 'pg_rewind', doc
         assert any('start it once as a standby' in s for s in doc['data']['steps']), doc
         assert_rejoined(n2, conf2, n1, 1, doc, before)
+
+
+def test_rejoin_waits_for_the_promotion_to_be_recorded():
+    """node2 promoted outside pgrm: it accepts writes, but its metadata does not say so.
+    node rejoin asks again for a bounded while (a promotion records itself a moment after
+    the server leaves recovery), then refuses and changes nothing; once the metadata
+    names node2 the primary, the rejoin goes through."""
+    with harness.Sandbox() as sb:
+        n1, n2, conf1, _ = registered_pair(sb)
+        n1.stop('fast')
+        harness.run_as_pg([harness.pg_bin('pg_ctl'), '-D', n2.datadir, '-w', 'promote'])
+        files, meta = tree(n1), metadata(n2)
+        t0 = time.monotonic()
+        r = pgrm(*rejoin_args(conf1, n2), check=1)
+        waited = time.monotonic() - t0
+        doc = parse_json(r, 'refused node rejoin --json')
+        assert doc['error']['message'] == 'node 2 ("node2") accepts writes but is not registered as the primary', doc
+        assert waited >= 9, f'refused after {waited:.1f} s, without waiting for the promotion to be recorded'
+        assert not n1.is_running() and tree(n1) == files, 'the refusal touched node1'
+        assert metadata(n2) == meta, 'the refusal changed the metadata'
+
+        n2.psql("update repmgr_test.repl_nodes set type = 'primary', active = true, upstream_node_id = null "
+                "where id = 2; update repmgr_test.repl_nodes set active = false where id = 1", db='pgbench')
+        before = config_files(n1)
+        r = pgrm(*rejoin_args(conf1, n2), check=0)
+        assert_rejoined(n1, conf1, n2, 2, parse_json(r, 'node rejoin --json'), before)
 
 
 def test_rejoin_refuses_a_running_server():

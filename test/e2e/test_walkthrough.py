@@ -335,19 +335,28 @@ def test_refuse_follow_across_fork():
         before = primary_conninfo(n3)
         r = pgrm('-f', c.confs[3], 'standby', 'follow', check=1)
         assert 'cannot follow' in r.stderr, output(r)
-        assert '--force standby clone' in r.stderr, output(r)
+        assert 'repmgr node rejoin 127.0.0.1' in r.stderr, output(r)
         r = pgrm('-f', c.confs[3], '--json', 'standby', 'follow', check=1)
         doc = parse_json(r, 'refused follow --json')
         assert doc['ok'] is False and doc['error']['code'] == 1, doc
-        assert '--force standby clone' in doc['error'].get('hint', ''), doc
+        assert 'node rejoin' in doc['error'].get('hint', ''), doc
         assert primary_conninfo(n3) == before
         assert n3.is_in_recovery()
         assert not set(c.committed[-2:]) & set(c.rows(n3))
 
-        # The way out the hint names.
+        # The way out the hint names; node rejoin starts node3 on its own configuration,
+        # so it gets its own port there (a clone carries node1's).
         n3.stop('fast')
-        _forced_rejoin(c, 3, n2, 'forced clone (rejoin node3 past the fork)')
-        _assert_rejoined(c, 3, n2, lost)
+        n3.append_conf({'port': n3.port, 'unix_socket_directories': str(n3.socket_dir)})
+        r = timed('node rejoin (node3 past the fork)',
+                  lambda: pgrm('-f', c.confs[3], '--json', 'node', 'rejoin', '-h', '127.0.0.1', '-p', n2.port,
+                               check=0))
+        doc = parse_json(r, 'node rejoin node3 --json')
+        assert doc['data']['method'] == 'pg_rewind' and 'rewind_error' not in doc['data'], doc
+        assert n3.is_in_recovery(), 'node3 came back writable'
+        c.write(2)
+        c.check()
+        assert not set(lost) & set(c.rows(n3)), f'rows of the dead timeline {lost} survived on node3'
 
 
 def test_follow_past_an_incomplete_record():

@@ -152,3 +152,11 @@ TEST_CASE("without wal_log_hints or checksums the node is copied by an rsync del
     CHECK(p.why == "the target has neither wal_log_hints nor data checksums");
     CHECK(has_step(p, "copy only changed files with rsync from postgres@node2 over ssh"));
 }
+
+TEST_CASE("a writable node not yet recorded as primary is a promotion in progress, worth asking again", "[node]") {
+    CHECK(promotion_in_progress({probe(2, true, true, false), probe(3, true, false, false)}, 1));
+    CHECK_FALSE(promotion_in_progress({probe(2, true, true, true)}, 1));                          // recorded
+    CHECK_FALSE(promotion_in_progress({probe(2, true, false, false)}, 1));                        // none writable
+    CHECK_FALSE(promotion_in_progress({probe(2, true, true, false), probe(3, true, true, false)}, 1));  // two
+    CHECK_FALSE(promotion_in_progress({probe(1, true, true, false)}, 1));                         // only this node
+}
