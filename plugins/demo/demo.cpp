@@ -226,6 +226,8 @@ public:
             "failover:  stop node1 (pg_ctl -D " + p.data_dir + " -m immediate stop" +
                 (os_user ? ", as " + *os_user : std::string()) + ") and watch repmgr -f " + nodes[1].config +
                 " cluster show; the daemons log to " + dir + "/node{1,2,3}-repmgrd.log",
+            "rejoin:    then node1 back as a standby, asking node2 for the cluster: repmgr -f " + p.config +
+                " node rejoin -h 127.0.0.1 -p " + std::to_string(nodes[1].port),
             "configs:   " + dir + "/node{1,2,3}.conf   (e.g. repmgr -f " + p.config + " cluster show)",
             "status:    pgrm demo status" + dir_option(),
             "stop:      pgrm demo stop" + dir_option(),

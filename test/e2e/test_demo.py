@@ -50,6 +50,36 @@ def test_demo_start_status_stop():
         assert not demo_dir.exists()
 
 
+def test_demo_failover_then_rejoin():
+    """The user story of issue 10: node1 stopped as the demo says, the daemons fail over,
+    and the rejoin command the demo prints brings node1 back as a standby of the new
+    primary, on its own port (a rewind used to give it node2's, and it did not start)."""
+    with harness.Sandbox() as sb:
+        demo_dir = sb.path('demo')
+        port = harness.free_port(20000, 30000)
+        try:
+            r = pgrm('demo', '--dir', demo_dir, '--port', port, persona='pgrm', check=0, timeout=300)
+            rejoin = next(l for l in r.stdout.splitlines() if l.startswith('rejoin:'))
+            argv = rejoin.split(': repmgr ', 1)[1].split()
+            harness.run_as_pg([harness.pg_bin('pg_ctl'), '-D', demo_dir / 'node1', '-m', 'immediate', 'stop'])
+
+            def nodes():
+                doc = json.loads(pgrm('demo', 'status', '--dir', demo_dir, '--json', persona='pgrm').stdout)
+                return {n['name']: n for n in doc['data']['nodes']}
+            new = wait_until(lambda: [n for n in ('node2', 'node3') if nodes()[n]['role_found'] == 'primary'],
+                             timeout=120, what='the daemons to promote node2 or node3')[0]
+
+            r = pgrm(*argv, check=0)
+            assert 'is a standby of' in r.stdout, harness.output(r)
+            node1 = wait_until(lambda: (lambda n: n if n['streaming'] else None)(nodes()['node1']),
+                               what='node1 to stream again')
+            assert node1['role_found'] == 'standby' and node1['upstream_name'] == new, node1
+            inst = harness.Instance('node1', port, demo_dir / 'node1', demo_dir / 'node1.log', demo_dir)
+            assert inst.psql('show port') == str(port) and inst.is_in_recovery()
+        finally:
+            pgrm('demo', 'stop', '--dir', demo_dir, persona='pgrm')
+
+
 def test_two_demos_side_by_side():
     """Two demos (both clusters are named "demo") in two directories: each gets its three
     daemons; one daemon per node means per server, not per node id and cluster name."""
