@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """End to end: `node rejoin`, and the forced `standby clone` it shares core/rejoin with.
 
-A failed primary (stopped, or killed -9) comes back as a standby of the promoted one right
-after the promotion; so does a standby killed -9. Each keeps its own configuration files
-(its port, its pg_hba.conf lines), whether rewound with pg_rewind or copied by an rsync
-delta, and runs on them alone (no -p/-k on the command line): `node rejoin` starts it
-itself, and it must stream from the primary and replay a write made there. `--dry-run`
-and the refusals change nothing.
+A failed primary (stopped, fenced, or killed -9) comes back as a standby of the promoted
+one right after the promotion (by `standby promote`, or by three repmgrd failing over on
+their own); so does a standby killed -9. Each keeps its own configuration files (its
+port, its pg_hba.conf lines; repmgrd's fence is lifted), whether rewound with pg_rewind
+or copied by an rsync delta (no wal_log_hints), and runs on them alone (no -p/-k on the
+command line): `node rejoin` starts it itself, and it must stream from the primary and
+replay a write made there. `--dry-run` and the refusals (a running server; a writable
+node never recorded as the primary, after a bounded wait) change nothing.
 
 pgrm runs as root (harness.pgrm's default), through the `repmgr` persona symlink.
 """
@@ -100,11 +102,12 @@ def assert_standby_on_own_config(inst: harness.Instance, primary: harness.Instan
                what=f'{inst.name} to replay a write made on {primary.name}')
 
 
-def registered_pair(sb: harness.Sandbox):
-    """node1 primary and node2 its standby, both registered, each with configuration of
-    its own (node2's port in postgresql.auto.conf, as `pgrm demo` sets it), and one row
-    in walk replayed on node2. Returns node1, node2 and their repmgr.conf files."""
-    n1 = make_primary(sb, scale=None)
+def registered_pair(sb: harness.Sandbox, extra_conf: dict | None = None):
+    """node1 primary (initdb'd with extra_conf) and node2 its standby, both registered,
+    each with configuration of its own (node2's port in postgresql.auto.conf, as
+    `pgrm demo` sets it), and one row in walk replayed on node2. Returns node1, node2 and
+    their repmgr.conf files."""
+    n1 = make_primary(sb, scale=None, extra_conf=extra_conf)
     n1.psql('create table walk(i int primary key)', db='pgbench')
     own_config(n1, in_auto_conf=False)
     n1.restart()
@@ -123,11 +126,11 @@ def registered_pair(sb: harness.Sandbox):
     return n1, n2, conf1, conf2
 
 
-def failed_over(sb: harness.Sandbox, crash: bool, fenced: bool = False):
-    """registered_pair(), then node1 (fenced: made read-only as repmgrd fences) stops
-    (crash: killed -9) and node2 is promoted by `standby promote`, and takes a write.
-    Returns what registered_pair() does."""
-    n1, n2, conf1, conf2 = registered_pair(sb)
+def failed_over(sb: harness.Sandbox, crash: bool, fenced: bool = False, extra_conf: dict | None = None):
+    """registered_pair(extra_conf), then node1 (fenced: made read-only as repmgrd fences)
+    stops (crash: killed -9) and node2 is promoted by `standby promote`, and takes a
+    write. Returns what registered_pair() does."""
+    n1, n2, conf1, conf2 = registered_pair(sb, extra_conf)
     if fenced:
         n1.psql('alter system set default_transaction_read_only = on')
         n1.psql('select pg_reload_conf()')
@@ -253,6 +256,25 @@ def test_rejoin_dry_run_then_stopped_primary():
         before = config_files(n1)
         r = timed('node rejoin (node1 stopped cleanly)', lambda: pgrm(*rejoin_args(conf1, n2), check=0))
         assert_rejoined(n1, conf1, n2, 2, parse_json(r, 'node rejoin --json'), before)
+
+
+def test_rejoin_by_rsync_without_wal_log_hints():
+    """Without wal_log_hints or checksums pg_rewind cannot run: the crashed node1 is
+    brought in line by an rsync delta under a backup on node2, keeping its own
+    configuration, and --dry-run says so and why."""
+    with harness.Sandbox() as sb:
+        n1, n2, conf1, _ = failed_over(sb, crash=True, extra_conf={'wal_log_hints': 'off'})
+        r = pgrm(*rejoin_args(conf1, n2, '--dry-run'), check=0)
+        doc = parse_json(r, 'node rejoin --dry-run --json')
+        assert doc['data']['method'] == 'rsync', doc
+        assert doc['data']['why'] == 'the target has neither wal_log_hints nor data checksums', doc
+        before = config_files(n1)
+        r = timed('node rejoin by rsync (crashed node1, no wal_log_hints)',
+                  lambda: pgrm(*rejoin_args(conf1, n2), check=0))
+        doc = parse_json(r, 'node rejoin --json')
+        assert doc['data']['method'] == 'rsync', doc
+        assert_rejoined(n1, conf1, n2, 2, doc, before)
+        assert n1.psql('select count(*) from walk where i = 2', db='pgbench') == '1'
 
 
 def test_rejoin_crashed_standby():
