@@ -92,11 +92,27 @@ int Metadata::version() {
             .get_int(0, 0));
 }
 
+template <typename Body>
+auto Metadata::in_transaction(Body body) {
+    conn_.run("BEGIN");
+    try {
+        auto result = body();
+        conn_.run("COMMIT");
+        return result;
+    } catch (...) {
+        try {
+            if (conn_.ok()) conn_.run("ROLLBACK");
+        } catch (const Error&) {
+            // The first error is the one to report.
+        }
+        throw;
+    }
+}
+
 int Metadata::install_or_upgrade() {
     // One transaction, serialized by an advisory lock, so two nodes registering at
     // once cannot both create the schema.
-    conn_.run("BEGIN");
-    try {
+    return in_transaction([&] {
         exec("SELECT pg_advisory_xact_lock(hashtext($1))", {schema_name_});
         conn_.run("CREATE SCHEMA IF NOT EXISTS " + schema_);
         conn_.run("CREATE TABLE IF NOT EXISTS " + schema_ +
@@ -109,20 +125,11 @@ int Metadata::install_or_upgrade() {
             log::info("applying metadata schema step " + std::string(m.file) + " to " + schema_name_);
             conn_.run("SET LOCAL search_path TO " + schema_ + ", pg_catalog");
             exec(m.sql);
-            exec("INSERT INTO " + schema_ + ".schema_version (version) VALUES ($1)",
-                       {std::to_string(m.version)});
+            exec("INSERT INTO " + schema_ + ".schema_version (version) VALUES ($1)", {std::to_string(m.version)});
             newest = m.version;
         }
-        conn_.run("COMMIT");
         return newest;
-    } catch (...) {
-        try {
-            if (conn_.ok()) conn_.run("ROLLBACK");
-        } catch (const Error&) {
-            // The first error is the one to report.
-        }
-        throw;
-    }
+    });
 }
 
 bool Metadata::current() {
@@ -179,11 +186,28 @@ void Metadata::deactivate_other_primaries(int keep_id) {
                {cluster_, std::to_string(keep_id)});
 }
 
-void Metadata::repoint_standbys(int from_id, int to_id) {
-    exec("UPDATE " + schema_ +
-                   ".repl_nodes SET upstream_node_id = $3, updated_at = now() "
-                   "WHERE cluster = $1 AND type = 'standby' AND upstream_node_id = $2",
-               {cluster_, std::to_string(from_id), std::to_string(to_id)});
+std::vector<int> Metadata::record_promotion(const Node& self, const std::string& details) {
+    return in_transaction([&] {
+        save_node(self);
+        Rows old = exec("UPDATE " + schema_ +
+                            ".repl_nodes SET active = false, updated_at = now() "
+                            "WHERE cluster = $1 AND type = 'primary' AND id <> $2 AND active RETURNING id",
+                        {cluster_, std::to_string(self.id)});
+        std::vector<int> former;
+        std::string ids = "{";
+        for (int i = 0; i < old.size(); ++i) {
+            former.push_back(static_cast<int>(old.get_int(i, 0)));
+            ids += (i ? "," : "") + std::to_string(former.back());
+        }
+        exec("UPDATE " + schema_ +
+                 ".repl_nodes SET upstream_node_id = $2, updated_at = now() "
+                 "WHERE cluster = $1 AND type = 'standby' AND upstream_node_id = ANY ($3::int[])",
+             {cluster_, std::to_string(self.id), ids + "}"});
+        std::string marked;
+        for (int id : former) marked += (marked.empty() ? "; node " : ", node ") + std::to_string(id);
+        record_event(self.id, "standby_promote", true, details + (marked.empty() ? "" : marked + " marked inactive"));
+        return former;
+    });
 }
 
 bool Metadata::remove_node(const Node& judged, const std::string& event, const std::string& details) {

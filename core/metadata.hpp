@@ -77,8 +77,12 @@ public:
     bool save_node(const Node& node);
     // Marks every active node of type primary but keep_id as inactive.
     void deactivate_other_primaries(int keep_id);
-    // Standbys whose upstream was from_id now have to_id as theirs.
-    void repoint_standbys(int from_id, int to_id);
+    // The metadata side of a promotion, in one transaction, so that a failure anywhere
+    // (or a crash) leaves it as it was, never with no primary or two: self is saved as
+    // the primary, every other active primary marked inactive, their standbys given self
+    // as upstream, and a standby_promote event recorded with details (and which nodes
+    // were marked inactive). Returns the ids of those former primaries.
+    std::vector<int> record_promotion(const Node& self, const std::string& details);
 
     // Removes the node's record, only if it still has the type and active flag it was
     // judged on, and records event about it (details as given) in the same statement;
@@ -102,6 +106,9 @@ public:
 
 private:
     Rows exec(std::string_view sql, const std::vector<Param>& params = {});
+    // Runs body in one transaction: committed when it returns, rolled back when it throws.
+    template <typename Body>
+    auto in_transaction(Body body);
     Connection& conn_;
     std::string cluster_;
     std::string schema_name_;   // repmgr_<cluster>

@@ -66,20 +66,22 @@ public:
         log::notice("node " + std::to_string(cfg.node) + " promoted: timeline " +
                     std::to_string(pos.timeline) + " at " + pos.lsn);
 
-        // 4. The metadata, now writable here: this node is the primary, the old one is
-        // inactive, and its standbys are expected to follow this node.
-        Metadata meta(local, cfg.cluster);
-        meta.install_or_upgrade();
-        std::optional<int> old_primary;
-        for (const auto& n : nodes)
-            if (n.type == "primary" && n.active && n.id != cfg.node) old_primary = n.id;
+        // 4. The metadata, now writable here, in one transaction: this node is the
+        // primary, the old one is inactive, and its standbys are expected to follow this node.
         Node self = node_from_config(cfg, "primary", std::nullopt);
-        meta.save_node(self);
-        meta.deactivate_other_primaries(cfg.node);
-        if (old_primary) meta.repoint_standbys(*old_primary, cfg.node);
-        meta.record_event(cfg.node, "standby_promote", true,
-                          "promoted to primary on timeline " + std::to_string(pos.timeline) +
-                              (old_primary ? "; node " + std::to_string(*old_primary) + " marked inactive" : ""));
+        std::optional<int> old_primary;
+        try {
+            Metadata meta(local, cfg.cluster);
+            meta.install_or_upgrade();
+            std::vector<int> former =
+                meta.record_promotion(self, "promoted to primary on timeline " + std::to_string(pos.timeline));
+            if (!former.empty()) old_primary = former.front();
+        } catch (const Error& e) {
+            throw Error(e.code(),
+                        "node " + std::to_string(cfg.node) + " is the primary now, but the metadata was left "
+                        "unchanged: " + e.what(),
+                        e.detail(), "fix the cause, then record it with \"repmgr master register --force\" here");
+        }
 
         Result r;
         r.summary = "standby promote: node " + std::to_string(cfg.node) + " (\"" + cfg.node_name +

@@ -4,6 +4,8 @@
 - A primary that answers but will not let us in (refuses our password, has no
   connection slot left) is alive: standby promote and standby follow refuse rather
   than take it for gone, and cluster show says why it could not be asked.
+- Promote's metadata change is one transaction: a failure in its middle leaves the
+  metadata as it was.
 - Node identity: a node registered as host=127.0.0.1 is the node a standby reaches
   as localhost (its upstream in standby register, the primary named to follow).
 
@@ -127,6 +129,45 @@ def test_follow_refuses_while_a_node_refuses_our_password():
         wait_until(lambda: receiver(n3) == f'streaming|{n1.port}', what='node3 to stream from node1 still')
         # Named, the new primary is followed: the user decided.
         pgrm('-f', c.confs[3], 'standby', 'follow', '127.0.0.1', '-p', n2.port, check=0)
+
+
+# --------------------------------------------------------------------------------------
+# Promote's metadata change: all or nothing
+
+
+REFUSE_DEACTIVATION = """
+create function public.refuse_deactivation() returns trigger language plpgsql as $$
+begin
+    if old.active and not new.active then
+        raise exception 'injected failure';
+    end if;
+    return new;
+end $$;
+create trigger refuse_deactivation before update on repmgr_test.repl_nodes
+    for each row execute function public.refuse_deactivation();
+"""
+
+
+def test_promote_changes_the_metadata_in_one_transaction():
+    """A trigger makes the statement that marks the old primary inactive fail, after the
+    promoted node's own row was rewritten: promote fails (ERR_DB_QUERY), saying the
+    server was promoted but the metadata left as it was, and it was: one active primary,
+    node2 still its standby, no standby_promote event."""
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=1)
+        n1, n2 = c.nodes[1], c.nodes[2]
+        n1.psql(REFUSE_DEACTIVATION, db='pgbench')
+        wait_until(lambda: n2.psql("select count(*) from pg_trigger where tgname = 'refuse_deactivation'",
+                                   db='pgbench') == '1', what='node2 to replay the trigger')
+        meta = c.metadata(n2)
+        events_sql = 'select count(*) from repmgr_test.events'
+        events = n2.psql(events_sql, db='pgbench')
+        n1.stop()
+        r = pgrm('-f', c.confs[2], 'standby', 'promote', check=7)
+        assert c.metadata(n2) == meta, f'{c.metadata(n2)}\n{output(r)}'
+        assert n2.psql(events_sql, db='pgbench') == events
+        assert not n2.is_in_recovery(), 'the server itself was promoted'
+        assert 'metadata was left unchanged' in r.stderr and 'injected failure' in r.stderr, output(r)
 
 
 # --------------------------------------------------------------------------------------
