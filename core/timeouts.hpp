@@ -27,6 +27,8 @@ inline constexpr std::chrono::seconds kRegisterReplay = 30s;
 // How long node rejoin waits for the one node that accepts writes to be recorded as the
 // primary in its own metadata (a promotion finishing) before refusing.
 inline constexpr std::chrono::seconds kPromotionRecorded = 10s;
+// How long node status and node check wait for repmgrd's answer on its socket.
+inline constexpr std::chrono::milliseconds kDaemonAnswer = 1000ms;
 // Short helper programs (pg_controldata, chown).
 inline constexpr std::chrono::seconds kHelperProgram = 30s;
 

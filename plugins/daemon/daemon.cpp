@@ -1,21 +1,25 @@
 // repmgrd (= pgrm daemon): runs the monitoring loop in the foreground (systemd), or
 // detached with -d/--daemonize; one per node, held by a locked pid file.
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstddef>
+#include <chrono>
+#include <cstdint>
 #include <cstring>
-#include <filesystem>
+#include <ctime>
 #include <functional>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 
+#include "core/daemon_socket.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "plugins/daemon/monitor.hpp"
@@ -64,33 +68,59 @@ int lock_pid_file(const std::string& path) {
     return fd;
 }
 
-// One daemon per node on this host, pid file or not: an abstract Unix socket named
-// after the cluster, the node and its server (data directory, else conninfo) is bound
-// for the process's life and vanishes with it. Two demo clusters of the same name in
-// different directories are different nodes.
-int lock_node(const Config& cfg) {
-    std::error_code ec;
-    std::string server = cfg.data_directory.empty()
-                             ? cfg.conninfo
-                             : std::filesystem::weakly_canonical(cfg.data_directory, ec).string();
-    std::string name = "pgrm-repmgrd/" + std::to_string(std::hash<std::string>{}(
-                                             cfg.cluster + '\n' + std::to_string(cfg.node) + '\n' + server));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path + 1, name.data(), name.size());  // sun_path[0] = 0: abstract
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw Error(ExitCode::BadConfig, std::string("could not create a socket: ") + std::strerror(errno));
-    auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
-        int err = errno;
-        ::close(fd);
-        if (err == EADDRINUSE)
-            throw Error(ExitCode::BadConfig, "repmgrd is already running for node " + std::to_string(cfg.node) +
-                                                 " of cluster \"" + cfg.cluster + "\" on this host");
-        throw Error(ExitCode::BadConfig, std::string("could not take the node's lock: ") + std::strerror(err));
-    }
-    return fd;
+// "2026-12-06T20:54:13Z": times in the daemon's answers.
+std::string iso_utc(std::chrono::system_clock::time_point t) {
+    std::time_t secs = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
 }
+
+// Answers node status and node check on the node's socket (core/daemon_socket), from a
+// thread of its own until destroyed: each connection gets one JSON line, state().
+class StatusAnswerer {
+public:
+    StatusAnswerer(int listen_fd, std::function<nlohmann::json()> state)
+        : fd_(listen_fd), wake_(::eventfd(0, EFD_CLOEXEC)), state_(std::move(state)) {
+        if (wake_ < 0)
+            throw Error(ExitCode::BadConfig, std::string("could not create an eventfd: ") + std::strerror(errno));
+        thread_ = std::thread([this] { loop(); });
+    }
+    ~StatusAnswerer() {
+        std::uint64_t one = 1;
+        if (::write(wake_, &one, sizeof one) < 0) log::warning("could not stop the status thread");
+        thread_.join();
+        ::close(wake_);
+    }
+    StatusAnswerer(const StatusAnswerer&) = delete;
+    StatusAnswerer& operator=(const StatusAnswerer&) = delete;
+
+private:
+    void loop() {
+        // The signals are the main loop's: their flags are read there.
+        sigset_t mask;
+        sigemptyset(&mask);
+        for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, sig);
+        ::pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+        for (;;) {
+            pollfd p[2] = {{fd_, POLLIN, 0}, {wake_, POLLIN, 0}};
+            if (::poll(p, 2, -1) < 0) {
+                if (errno == EINTR) continue;
+                log::warning(std::string("status socket: ") + std::strerror(errno));
+                return;
+            }
+            if (p[1].revents) return;
+            if (p[0].revents & POLLIN) answer_daemon_client(fd_, state_(), std::chrono::seconds(1));
+        }
+    }
+
+    int fd_;
+    int wake_;
+    std::function<nlohmann::json()> state_;
+    std::thread thread_;
+};
 
 // Into the file lock_pid_file emptied.
 void write_pid(int fd) {
@@ -117,8 +147,8 @@ public:
         if (daemonize_ && cfg.log_file.empty())
             log::warning("daemonized without log_file: log lines are lost");
 
-        // 1. One daemon per node.
-        int node_lock = lock_node(cfg);
+        // 1. One daemon per node: its socket, held for the process's life.
+        int node_lock = listen_daemon_socket(cfg);
         int pid_fd = pid_file_.empty() ? -1 : lock_pid_file(pid_file_);
 
         // 2. Detach, for classic init.
@@ -136,7 +166,20 @@ public:
         sigemptyset(&sa.sa_mask);
         for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::sigaction(sig, &sa, nullptr);
 
-        ExitCode code = daemon::Monitor(cfg, ctx.self_exe, signals, ctx.options.verbose).run();
+        // 4. The loop, answering node status meanwhile (after detaching: threads do not
+        //    survive a fork).
+        daemon::Monitor monitor(cfg, ctx.self_exe, signals, ctx.options.verbose);
+        auto started = std::chrono::system_clock::now();
+        ExitCode code;
+        {
+            StatusAnswerer answerer(node_lock, [&cfg, started] {
+                return nlohmann::json{{"pid", ::getpid()},
+                                      {"cluster", cfg.cluster},
+                                      {"node_id", cfg.node},
+                                      {"started_at", iso_utc(started)}};
+            });
+            code = monitor.run();
+        }
         g_signals = nullptr;
         if (pid_fd >= 0) {
             ::unlink(pid_file_.c_str());

@@ -2,6 +2,10 @@
 
 namespace pgrm {
 
-void register_node(Registry& registry) { register_node_rejoin(registry); }
+void register_node(Registry& registry) {
+    register_node_rejoin(registry);
+    register_node_status(registry);
+    register_node_check(registry);
+}
 
 }  // namespace pgrm

@@ -5,5 +5,7 @@
 namespace pgrm {
 
 void register_node_rejoin(Registry& registry);
+void register_node_status(Registry& registry);
+void register_node_check(Registry& registry);
 
 }  // namespace pgrm
