@@ -19,6 +19,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "core/conninfo.hpp"
 #include "core/daemon_socket.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -76,6 +77,22 @@ std::string iso_utc(std::chrono::system_clock::time_point t) {
     char buf[32];
     std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
     return buf;
+}
+
+// What the daemon answers on its socket: who it is, and its state machine's snapshot.
+nlohmann::json state_json(const Config& cfg, std::chrono::system_clock::time_point started,
+                          const daemon::Snapshot& snap) {
+    nlohmann::json j = {{"pid", ::getpid()},
+                        {"cluster", cfg.cluster},
+                        {"node_id", cfg.node},
+                        {"started_at", iso_utc(started)},
+                        {"state", std::string(daemon::state_name(snap.state))},
+                        {"since", iso_utc(snap.since)},
+                        {"reason", redact_secrets(snap.reason)}};
+    j["upstream_node_id"] = snap.upstream ? nlohmann::json(*snap.upstream) : nlohmann::json(nullptr);
+    bool passed = snap.last_pass.time_since_epoch().count() != 0;
+    j["last_pass"] = passed ? nlohmann::json(iso_utc(snap.last_pass)) : nlohmann::json(nullptr);
+    return j;
 }
 
 // Answers node status and node check on the node's socket (core/daemon_socket), from a
@@ -172,11 +189,8 @@ public:
         auto started = std::chrono::system_clock::now();
         ExitCode code;
         {
-            StatusAnswerer answerer(node_lock, [&cfg, started] {
-                return nlohmann::json{{"pid", ::getpid()},
-                                      {"cluster", cfg.cluster},
-                                      {"node_id", cfg.node},
-                                      {"started_at", iso_utc(started)}};
+            StatusAnswerer answerer(node_lock, [&cfg, &monitor, started] {
+                return state_json(cfg, started, monitor.snapshot());
             });
             code = monitor.run();
         }

@@ -89,6 +89,11 @@ public:
             if (daemon.state.contains("pid")) daemon_text += ", pid " + daemon.state["pid"].dump();
             if (daemon.state.contains("state") && daemon.state["state"].is_string())
                 daemon_text += ", state " + daemon.state["state"].get<std::string>();
+            if (daemon.state.contains("since") && daemon.state["since"].is_string())
+                daemon_text += " since " + daemon.state["since"].get<std::string>();
+            if (daemon.state.contains("reason") && daemon.state["reason"].is_string() &&
+                !daemon.state["reason"].get<std::string>().empty())
+                daemon_text += " (" + daemon.state["reason"].get<std::string>() + ")";
         } else if (daemon.running && !daemon.error.empty()) {
             daemon_text += " (" + daemon.error + ")";
         }

@@ -23,29 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import (clone_args, make_primary, output, parse_json, pgrm,  # noqa: E402
-                     wait_until, write_conf)
+from harness import output, parse_json, pgrm, small_cluster, wait_until  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------
 # Helpers
-
-
-def three_nodes(sb: harness.Sandbox, standbys=(2, 3), extra_conf: dict | None = None,
-                **settings) -> tuple[dict, dict]:
-    """node1 primary (with extra_conf), node2 and node3 (or the given standbys) its
-    standbys, each registered right after it is started (standby register waits for
-    replay itself); returns ({id: Instance}, {id: repmgr.conf})."""
-    n1 = make_primary(sb, scale=None, extra_conf=extra_conf)
-    nodes, confs = {1: n1}, {1: write_conf(sb, 1, n1, node_name='node1', **settings)}
-    pgrm('-f', confs[1], 'master', 'register', check=0)
-    for i in standbys:
-        n = sb.new_instance(f'node{i}')
-        nodes[i], confs[i] = n, write_conf(sb, i, n, node_name=f'node{i}', **settings)
-        pgrm('-f', confs[i], *clone_args(n.datadir, n1), check=0)
-        n.start()
-        pgrm('-f', confs[i], 'standby', 'register', check=0)
-    return nodes, confs
 
 
 def shown(conf: Path) -> list:
@@ -95,7 +77,8 @@ def nagios_exit(conf: Path, *args) -> int:
 
 def test_unregister_then_cluster_show():
     with harness.Sandbox() as sb:
-        n, conf = three_nodes(sb)
+        c = small_cluster(sb, standbys=2)
+        n, conf = c.nodes, c.confs
         assert shown(conf[1]) == [1, 2, 3]
 
         # Refusals, each exit 1 with its reason, and nothing changed.
@@ -158,7 +141,8 @@ def test_unregister_then_cluster_show():
 
 def test_node_status_primary_and_standby():
     with harness.Sandbox() as sb:
-        n, conf = three_nodes(sb, standbys=(2,))
+        c = small_cluster(sb)
+        n, conf = c.nodes, c.confs
         p = status(conf[1])
         assert p['role'] == 'primary' and p['read_only'] is False, p
         assert p['registered']['type'] == 'primary' and p['registered']['active'] is True, p
@@ -167,7 +151,7 @@ def test_node_status_primary_and_standby():
         assert p['daemon']['running'] is False and p['daemon']['state'] is None, p
         assert p['server_version_num'] >= 120000, p
 
-        n[1].psql('create table t(i int); insert into t values (1)', db='pgbench')
+        c.write(1)
         lsn = n[1].psql('select pg_current_wal_lsn()')
         wait_until(lambda: n[2].psql(f"select pg_last_wal_replay_lsn() >= '{lsn}'") == 't',
                    what='node2 to replay the insert')
@@ -190,11 +174,14 @@ def test_node_status_primary_and_standby():
         # With its repmgrd: running, with its pid, as its socket says.
         d = start_repmgrd(sb, conf[1])
         wait_until(lambda: status(conf[1])['daemon']['running'], what="node1's repmgrd to answer")
+        wait_until(lambda: status(conf[1])['daemon']['state']['state'] == 'primary',
+                   what="node1's repmgrd to reach state primary")
         p = status(conf[1])
         assert p['daemon']['state']['pid'] == d.pid and p['daemon']['state']['node_id'] == 1, p
+        assert p['daemon']['state']['last_pass'] and p['daemon']['state']['reason'], p
         assert status(conf[2])['daemon']['running'] is False, 'node2 has no repmgrd'
         r = pgrm('-f', conf[1], 'node', 'status', check=0)
-        assert f'running, pid {d.pid}' in r.stdout, output(r)
+        assert f'running, pid {d.pid}, state primary since ' in r.stdout, output(r)
 
         # The local server down: the seed's ERR_DB_CON.
         n[2].stop()
@@ -205,8 +192,8 @@ def test_node_status_primary_and_standby():
 def test_node_check_nagios_states():
     with harness.Sandbox() as sb:
         # archive_command fails, so WAL files wait with .ready files.
-        n, conf = three_nodes(sb, standbys=(2,),
-                              extra_conf={'archive_mode': 'on', 'archive_command': '/bin/false'})
+        c = small_cluster(sb, extra_conf={'archive_mode': 'on', 'archive_command': '/bin/false'})
+        n, conf = c.nodes, c.confs
 
         # All checks on the primary: the one problem is the missing repmgrd.
         out = nagios(conf[1], check=2)
@@ -221,6 +208,8 @@ def test_node_check_nagios_states():
             assert line in out.splitlines(), out
         start_repmgrd(sb, conf[1])
         wait_until(lambda: nagios_exit(conf[1], '--daemon') == 0, what="node1's repmgrd to answer")
+        wait_until(lambda: 'state primary' in nagios(conf[1], '--daemon', check=0),
+                   what="node1's repmgrd to reach state primary")
         assert nagios(conf[1], '--daemon', check=0).startswith('PGRM_DAEMON OK: repmgrd is running (pid ')
         assert nagios(conf[2], '--daemon', check=2) == 'PGRM_DAEMON CRITICAL: repmgrd is not running for node 2\n'
 
@@ -242,14 +231,14 @@ def test_node_check_nagios_states():
         assert nagios(conf[2], '--role', check=0) == 'PGRM_ROLE OK: node 2 ("node2") is a standby, as registered\n'
         assert nagios(conf[2], '--upstream', check=0) == 'PGRM_UPSTREAM OK: streaming from node 1 ("node1")\n'
         assert nagios(conf[1], '--downstream', check=0).startswith('PGRM_DOWNSTREAM OK: 1 of 1 standbys attached')
-        n[1].psql('create table t(i int); insert into t values (1)', db='pgbench')
+        c.write(1)
         lsn = n[1].psql('select pg_current_wal_lsn()')
         wait_until(lambda: n[2].psql(f"select pg_last_wal_replay_lsn() >= '{lsn}'") == 't',
                    what='node2 to replay the insert')
         out = nagios(conf[2], '--replication-lag', '--warning', '30', '--critical', '60', check=0)
         assert out.startswith('PGRM_REPLICATION_LAG OK: 0 s behind the primary, 0 bytes | lag=0s;30;60 lag_bytes=0B'), out
         n[2].psql('select pg_wal_replay_pause()')
-        n[1].psql('insert into t values (2)', db='pgbench')
+        c.write(1)
         lsn = n[1].psql('select pg_current_wal_lsn()')
         wait_until(lambda: n[2].psql(f"select pg_last_wal_receive_lsn() >= '{lsn}'") == 't',
                    what='node2 to receive the second insert')
@@ -266,7 +255,8 @@ def test_node_check_nagios_states():
 
         # .ready files past the thresholds.
         for i in range(3):
-            n[1].psql(f'insert into t values ({i}); select pg_switch_wal()', db='pgbench')
+            c.write(1)
+            n[1].psql('select pg_switch_wal()')
         wait_until(lambda: nagios_exit(conf[1], '--archive-ready', '--warning', '2', '--critical', '100') == 1,
                    what='two .ready files')
         out = nagios(conf[1], '--archive-ready', '--warning', '2', '--critical', '100', check=1)
