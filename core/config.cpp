@@ -484,6 +484,9 @@ const std::vector<SettingSpec>& settings_table() {
                  throw std::invalid_argument("invalid value \"" + raw + "\": must be readonly or shutdown");
              c.fence = raw;
          }},
+        {"shutdown_check_timeout", {}, "integer", "60", false,
+         "seconds a switchover waits for the old primary's clean shutdown before it aborts",
+         [](Config& c, const std::string& raw) { c.shutdown_check_timeout = parse_int(raw, 1); }},
         {"promote_command", {}, "string", "", false,
          "program (with arguments, no shell) run instead of the built-in promotion",
          [](Config& c, const std::string& raw) { c.promote_command = checked_command(raw); }},

@@ -29,6 +29,7 @@ struct Config {
     int reconnect_interval = 10;         // seconds
     int monitoring_history_days = 7;
     std::string fence = "readonly";      // or "shutdown"
+    int shutdown_check_timeout = 60;     // seconds: a switchover's clean shutdown of the primary
     std::string promote_command;         // argv split on spaces and quotes, never a shell
     std::string follow_command;
     std::string fence_command;

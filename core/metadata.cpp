@@ -273,4 +273,70 @@ std::vector<Event> Metadata::events(int limit, std::optional<int> node_id,
     return out;
 }
 
+namespace {
+
+const char* const kSwitchoverColumns =
+    "id, primary_node_id, candidate_node_id, state, detail, deadline < now()";
+
+SwitchoverRequest switchover_from(const Rows& r, int row) {
+    return {r.get_int(row, 0), static_cast<int>(r.get_int(row, 1)), static_cast<int>(r.get_int(row, 2)),
+            r.get(row, 3), r.get(row, 4), r.get_bool(row, 5)};
+}
+
+}  // namespace
+
+std::string Metadata::switchover_channel() const {
+    return conn_.quote_identifier(schema_name_ + "_switchover");
+}
+
+std::optional<SwitchoverRequest> Metadata::request_switchover(int primary_node_id, int candidate_node_id,
+                                                              std::chrono::seconds deadline) {
+    exec("BEGIN");
+    try {
+        exec("UPDATE " + schema_ +
+                   ".switchover SET state = 'failed', detail = 'expired before it finished', "
+                   "updated_at = now() WHERE state IN ('requested', 'demoting') AND deadline < now()");
+        Rows r = exec("INSERT INTO " + schema_ +
+                                ".switchover (primary_node_id, candidate_node_id, deadline) "
+                                "VALUES ($1, $2, now() + make_interval(secs => $3)) "
+                                "ON CONFLICT DO NOTHING RETURNING " + kSwitchoverColumns,
+                            {std::to_string(primary_node_id), std::to_string(candidate_node_id),
+                             std::to_string(deadline.count())});
+        if (!r.empty()) exec("NOTIFY " + switchover_channel());
+        exec("COMMIT");
+        if (r.empty()) return std::nullopt;
+        return switchover_from(r, 0);
+    } catch (...) {
+        if (conn_.ok()) PQexec(conn_.raw(), "ROLLBACK");
+        throw;
+    }
+}
+
+std::optional<SwitchoverRequest> Metadata::switchover(long long id) {
+    Rows r = exec(std::string("SELECT ") + kSwitchoverColumns + " FROM " + schema_ +
+                            ".switchover WHERE id = $1",
+                        {std::to_string(id)});
+    if (r.empty()) return std::nullopt;
+    return switchover_from(r, 0);
+}
+
+std::optional<SwitchoverRequest> Metadata::latest_switchover() {
+    if (version() < 3) return std::nullopt;  // not upgraded yet: no switchover ever ran
+    Rows r = exec(std::string("SELECT ") + kSwitchoverColumns + " FROM " + schema_ +
+                        ".switchover WHERE state IN ('requested', 'demoting') ORDER BY id DESC LIMIT 1");
+    if (r.empty()) return std::nullopt;
+    return switchover_from(r, 0);
+}
+
+bool Metadata::move_switchover(long long id, const std::string& from, const std::string& to,
+                               const std::string& detail) {
+    return exec("UPDATE " + schema_ +
+                    ".switchover SET state = $3, detail = $4, updated_at = now() "
+                    "WHERE id = $1 AND state = $2",
+                {std::to_string(id), from, to, redact_secrets(detail)})
+               .command_tuples() == "1";
+}
+
+void Metadata::listen_switchover() { exec("LISTEN " + switchover_channel()); }
+
 }  // namespace pgrm

@@ -50,6 +50,17 @@ struct Event {
     std::string details;
 };
 
+// A planned switchover as the switchover table records it (see schema/003).
+struct SwitchoverRequest {
+    long long id = 0;
+    int primary_node_id = 0;
+    int candidate_node_id = 0;
+    std::string state;       // requested, demoting, done, aborted, failed
+    std::string detail;
+    bool expired = false;    // its deadline has passed, by this server's clock
+    bool active() const { return (state == "requested" || state == "demoting") && !expired; }
+};
+
 // The cluster's metadata in schema repmgr_<cluster>, reached through one connection
 // (normally the primary's). Every SQL statement about the metadata lives here.
 class Metadata {
@@ -104,7 +115,23 @@ public:
     void prune_monitoring(int standby_node, int keep_days);
     void record_last_seen(int node_id);
 
+    // Planned switchovers. A new request first ends active ones past their deadline
+    // (state failed), then is inserted and announced with NOTIFY; nullopt when another
+    // switchover is active.
+    std::optional<SwitchoverRequest> request_switchover(int primary_node_id, int candidate_node_id,
+                                                        std::chrono::seconds deadline);
+    std::optional<SwitchoverRequest> switchover(long long id);
+    // The newest request in an active state, expired or not (check .active()).
+    std::optional<SwitchoverRequest> latest_switchover();
+    // Moves request id from state `from` to `to`; false (nothing changed) when it was not
+    // in `from`, so two parties never both move it on.
+    bool move_switchover(long long id, const std::string& from, const std::string& to,
+                         const std::string& detail);
+    // This connection receives the NOTIFY of a new request (poll its socket).
+    void listen_switchover();
+
 private:
+    std::string switchover_channel() const;  // quoted: "repmgr_<cluster>_switchover"
     Rows exec(std::string_view sql, const std::vector<Param>& params = {});
     // Runs body in one transaction: committed when it returns, rolled back when it throws.
     template <typename Body>

@@ -83,7 +83,7 @@ TEST_CASE("settings table lists every setting in order", "[config]") {
                                             "log_level", "log_file", "ssh_options", "failover",
                                             "monitor_interval_secs", "reconnect_attempts",
                                             "reconnect_interval", "monitoring_history_days", "fence",
-                                            "promote_command", "follow_command", "fence_command"});
+                                            "shutdown_check_timeout", "promote_command", "follow_command", "fence_command"});
     CHECK(table[0].required);
     CHECK(table[1].required);
     CHECK(table[1].aliases == std::vector<std::string>{"node_id"});
@@ -390,15 +390,18 @@ TEST_CASE("repmgrd settings have defaults and are checked", "[config]") {
     CHECK(d.reconnect_attempts == 6);
     CHECK(d.reconnect_interval == 10);
     CHECK(d.fence == "readonly");
-    Config a = parse_config(with_seed("failover=automatic\nreconnect_interval=1\n"
+    CHECK(d.shutdown_check_timeout == 60);
+    Config a = parse_config(with_seed("failover=automatic\nreconnect_interval=1\nshutdown_check_timeout=5\n"
                                       "promote_command='/usr/local/bin/promote \"node 2\"'\n"),
                             "repmgr.conf");
     CHECK(a.failover == "automatic");
     CHECK(a.reconnect_interval == 1);
+    CHECK(a.shutdown_check_timeout == 5);
     CHECK(a.promote_command == "/usr/local/bin/promote \"node 2\"");
     CHECK(error_of(with_seed("failover=sometimes\n")) ==
           "repmgr.conf:4: failover: invalid value \"sometimes\": must be automatic or manual");
     CHECK(error_of(with_seed("monitor_interval_secs=0\n")).find("repmgr.conf:4: monitor_interval_secs:") == 0);
+    CHECK(error_of(with_seed("shutdown_check_timeout=0\n")).find("repmgr.conf:4: shutdown_check_timeout:") == 0);
 }
 
 TEST_CASE("a command setting that cannot be split is refused when loading", "[config]") {
