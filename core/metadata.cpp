@@ -307,7 +307,7 @@ std::optional<SwitchoverRequest> Metadata::request_switchover(int primary_node_i
         if (r.empty()) return std::nullopt;
         return switchover_from(r, 0);
     } catch (...) {
-        if (conn_.ok()) PQexec(conn_.raw(), "ROLLBACK");
+        if (conn_.ok()) conn_.run("ROLLBACK");
         throw;
     }
 }
