@@ -315,6 +315,18 @@ bool Connection::hung_up(std::chrono::milliseconds wait) {
     return PQstatus(conn_.get()) != CONNECTION_OK;
 }
 
+bool Connection::notified(std::chrono::milliseconds wait) {
+    if (!ok()) return false;
+    pollfd pfd{PQsocket(conn_.get()), POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(wait.count())) > 0) PQconsumeInput(conn_.get());
+    bool any = false;
+    while (PGnotify* n = PQnotifies(conn_.get())) {
+        any = true;
+        PQfreemem(n);
+    }
+    return any;
+}
+
 std::string Connection::quote_identifier(std::string_view name) const {
     char* quoted = PQescapeIdentifier(conn_.get(), name.data(), name.size());
     if (!quoted) throw Error(ExitCode::DbQuery, "could not quote identifier \"" + std::string(name) + "\"");

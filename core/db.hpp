@@ -130,6 +130,9 @@ public:
     // then closed: a killed server's backend hangs up at once, so a caller sleeping on
     // this notices it without asking.
     bool hung_up(std::chrono::milliseconds wait);
+    // Waits up to `wait` for the server to send anything; true when a NOTIFY for a channel
+    // this session LISTENs to has arrived (all pending ones are consumed).
+    bool notified(std::chrono::milliseconds wait);
     // The conninfo it was opened with, password hidden: for messages.
     const std::string& describe() const { return description_; }
 

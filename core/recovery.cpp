@@ -109,4 +109,12 @@ void configure_standby(const std::string& data_directory, const std::string& pri
     log::info("wrote standby.signal and primary_conninfo in \"" + auto_conf.string() + "\"");
 }
 
+void unconfigure_standby(const std::string& data_directory) {
+    fs::path dir = data_directory;
+    std::error_code ec;
+    fs::remove(dir / "standby.signal", ec);
+    set_auto_conf(data_directory, "primary_conninfo", std::nullopt);
+    log::info("removed standby.signal and primary_conninfo from \"" + dir.string() + "\"");
+}
+
 }  // namespace pgrm

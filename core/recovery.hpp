@@ -24,6 +24,10 @@ std::string primary_conninfo_for(const Conninfo& source, const std::string& appl
 // primary. Files handed to the directory's owner.
 void configure_standby(const std::string& data_directory, const std::string& primary_conninfo);
 
+// Undoes configure_standby: standby.signal and primary_conninfo gone, so the server
+// starts as a primary again.
+void unconfigure_standby(const std::string& data_directory);
+
 // Sets (or with nullopt removes) one setting in data_directory's postgresql.auto.conf,
 // keeping the file's owner.
 void set_auto_conf(const std::string& data_directory, const std::string& key,

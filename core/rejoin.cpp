@@ -140,6 +140,7 @@ ControlData parse_control_data(const std::string& pg_controldata_output) {
     if (auto id = values.find("Database system identifier"); id != values.end())
         c.system_identifier = id->second;
     c.wal_log_hints = values["wal_log_hints setting"] == "on";
+    c.checkpoint_lsn = values["Latest checkpoint location"];
     // Only a "0" rules checksums out (PostgreSQL 12+ always prints the line).
     auto checksums = values.find("Data page checksum version");
     c.data_checksums = checksums == values.end() || checksums->second != "0";

@@ -25,6 +25,7 @@ struct ControlData {
     bool wal_log_hints = false;
     bool data_checksums = false;
     std::string state;  // "Database cluster state": "shut down", "in production", ...
+    std::string checkpoint_lsn;  // "Latest checkpoint location"
 
     // pg_rewind rewinds only a data directory whose server was shut down cleanly.
     bool shut_down_cleanly() const { return state == "shut down" || state == "shut down in recovery"; }

@@ -29,6 +29,11 @@ inline constexpr std::chrono::seconds kRegisterReplay = 30s;
 inline constexpr std::chrono::seconds kPromotionRecorded = 10s;
 // How long node status and node check wait for repmgrd's answer on its socket.
 inline constexpr std::chrono::milliseconds kDaemonAnswer = 1000ms;
+// standby switchover: the default --wait (the whole switchover, and its request's
+// deadline), and how long the old primary's daemon waits for the candidate to replay
+// the old primary's shutdown checkpoint before it aborts.
+inline constexpr std::chrono::seconds kSwitchover = 120s;
+inline constexpr std::chrono::seconds kSwitchoverCatchUp = 10s;
 // Short helper programs (pg_controldata, chown).
 inline constexpr std::chrono::seconds kHelperProgram = 30s;
 

@@ -101,6 +101,8 @@ void Monitor::wait(std::chrono::milliseconds duration) {
         auto slice = std::min(left, std::chrono::milliseconds(100));
         if (primary_ && primary_->ok()) {
             if (primary_->hung_up(slice)) return;
+        } else if (listening_ && local_ && local_->ok()) {
+            if (local_->notified(slice)) return;  // a switchover request: act on it now
         } else {
             std::this_thread::sleep_for(slice);
         }
@@ -114,12 +116,15 @@ Observation Monitor::observe() {
     Observation o;
     o.stop_requested = signals_.stop;
     o.automatic = cfg_.failover == "automatic";
+    o.node_id = cfg_.node;
     if (o.stop_requested) return o;
     try {
         probe_local(o);
         o.unregistered = check_registration(o.in_recovery);
+        if (o.unregistered.empty()) o.switchover = planned_switchover();
         if (o.unregistered.empty() && o.in_recovery) {
             switch (state_) {
+            case State::SwitchoverWait: await_switchover(o); break;
             case State::PrimaryLostConfirming: confirm_primary_lost(o); break;
             case State::PrimaryLost: check_primary(o, timeouts::health_check(cfg_)); break;
             case State::Electing:
@@ -133,7 +138,12 @@ Observation Monitor::observe() {
                 check_primary(o, timeouts::health_check(cfg_));
                 if (o.primary_answers) record_monitoring();
             }
+        } else if (o.unregistered.empty() && state_ == State::Demoting && o.switchover) {
+            o.demotion = demote_for_switchover(cfg_, local_, *o.switchover,
+                                               DemotionLimits{quick_connect(), remote_timeout()});
+            probe_local(o);  // how the server runs now
         } else if (o.unregistered.empty() && state_ != State::Fenced) {
+            listen_for_switchover();
             probe_nodes(o);
             if (!o.newer_primary) record_heartbeat();
         }
@@ -219,8 +229,10 @@ void Monitor::flush_events(Connection& primary, std::chrono::milliseconds timeou
 // Steps of every state
 
 void Monitor::probe_local(Observation& o) {
-    if (!local_ || !local_->ok())
+    if (!local_ || !local_->ok()) {
+        listening_ = false;
         local_.emplace(Connection::open(cfg_.conninfo, ConnectOptions{.connect_timeout = timeouts::kDaemonLocalConnect}));
+    }
     o.in_recovery = query_in_recovery(*local_, kQueryTimeout);
     o.local_up = true;
 }
@@ -417,8 +429,65 @@ ChildOutcome Monitor::follow_candidate() {
     return out;
 }
 
+// A planned switchover stopped the primary. The candidate waits to be promoted (the old
+// primary's daemon does it); every other standby follows the candidate once it accepts
+// writes, checking for a pass's length.
+void Monitor::await_switchover(Observation& o) {
+    check_primary(o, timeouts::health_check(cfg_));
+    if (o.primary_answers || !o.switchover || o.switchover->candidate_node_id == cfg_.node) return;
+    Metadata local_meta(*local_, cfg_.cluster, kQueryTimeout);
+    auto candidate = local_meta.node(o.switchover->candidate_node_id);
+    if (!candidate) return;
+    // The old primary, demoted, already streams from the candidate.
+    PeerView mine = query_peer_view(*local_, std::chrono::seconds(cfg_.reconnect_interval), kQueryTimeout);
+    if (mine.receiver_heard && mine.sender_host && mine.sender_port &&
+        same_server(std::vector<Endpoint>{{*mine.sender_host, std::to_string(*mine.sender_port)}},
+                    endpoints_of(parse_conninfo(candidate->conninfo)))) {
+        o.follow = ChildOutcome{true, "already streaming from node " + std::to_string(candidate->id)};
+        return;
+    }
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(cfg_.monitor_interval_secs);
+    do {
+        try {
+            Connection c = Connection::open(candidate->conninfo, quick_connect());
+            if (!query_in_recovery(c, remote_timeout())) {
+                candidate_ = candidate;
+                o.follow = follow_candidate();
+                return;
+            }
+        } catch (const Error&) {
+        }
+        wait(50ms);
+    } while (std::chrono::steady_clock::now() < until && !signals_.stop);
+}
+
+// A planned switchover in this node's metadata that is active and before its deadline.
+std::optional<SwitchoverRequest> Monitor::planned_switchover() {
+    try {
+        auto req = Metadata(*local_, cfg_.cluster, kQueryTimeout).latest_switchover();
+        if (req && req->active()) return req;
+    } catch (const Error& e) {
+        if (!local_->ok()) throw;
+        log::debug(std::string("switchover requests not read: ") + e.what());
+    }
+    return std::nullopt;
+}
+
 // --------------------------------------------------------------------------------------
 // Steps of a primary
+
+// The primary's session LISTENs for switchover requests, so wait() wakes on one.
+void Monitor::listen_for_switchover() {
+    if (listening_) return;
+    try {
+        Metadata meta(*local_, cfg_.cluster, kQueryTimeout);
+        if (meta.version() < 3) return;  // brought up to date by the heartbeat first
+        meta.listen_switchover();
+        listening_ = true;
+    } catch (const Error& e) {
+        log::debug(std::string("not listening for switchover requests: ") + e.what());
+    }
+}
 
 // Who is there: reachable nodes count toward a majority; another writable node on a newer
 // timeline means this node is a former primary. Every node at once, over connections kept

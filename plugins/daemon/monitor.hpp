@@ -53,6 +53,9 @@ private:
     Decision hold_election();
     ChildOutcome promote();
     ChildOutcome follow_candidate();
+    void await_switchover(Observation& o);
+    std::optional<SwitchoverRequest> planned_switchover();
+    void listen_for_switchover();
     void probe_nodes(Observation& o);
     void record_heartbeat();
     void fence(const std::string& why);
@@ -82,6 +85,7 @@ private:
     std::optional<Connection> local_;
     std::string local_error_;            // the last failure to reach the local server, logged once
     bool registered_ = false;            // seen in the metadata once: no need to ask again
+    bool listening_ = false;             // local_ LISTENs for switchover requests
 
     // A standby's primary, and the node elected to replace it.
     std::optional<Connection> primary_;

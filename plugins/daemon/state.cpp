@@ -10,11 +10,43 @@ std::string node_name(std::optional<int> id) {
 
 bool is_standby_side(State s) {
     return s == State::Standby || s == State::PrimaryLostConfirming || s == State::PrimaryLost ||
-           s == State::Electing || s == State::FollowingNewPrimary;
+           s == State::Electing || s == State::FollowingNewPrimary || s == State::SwitchoverWait;
+}
+
+// The primary this standby follows is stopping for a planned switchover: its silence is
+// no failure.
+bool planned_stop(const Observation& o) {
+    return o.switchover && o.primary_id && o.switchover->primary_node_id == *o.primary_id;
+}
+
+bool switching_to_me(const Observation& o) {
+    return o.switchover && o.switchover->candidate_node_id == o.node_id;
+}
+
+std::string planned_reason(const Observation& o) {
+    return "primary node " + std::to_string(o.switchover->primary_node_id) +
+           " is stopping for a planned switchover to node " + std::to_string(o.switchover->candidate_node_id) +
+           ": no failover";
+}
+
+// Where the Demoting step's outcome leads.
+Transition after_demotion(const Observation& o) {
+    const Demotion& d = *o.demotion;
+    switch (d.end) {
+    case Demotion::End::Demoted: return {State::Standby, "switchover done: " + d.message, true};
+    case Demotion::End::Aborted: return {State::Primary, "switchover aborted: " + d.message};
+    case Demotion::End::Failed: break;
+    }
+    std::string why = "switchover failed: " + d.message;
+    if (!o.local_up) return {State::LocalServerDown, why};
+    return {o.in_recovery ? State::Standby : State::Primary, why, true};
 }
 
 // This node accepts writes.
 Transition as_primary(State from, const Observation& o) {
+    if (from == State::SwitchoverWait && switching_to_me(o))
+        return {State::Primary, "promoted by the switchover from primary node " +
+                                    std::to_string(o.switchover->primary_node_id)};
     if (is_standby_side(from) && !o.automatic)
         return {State::Stopped, "this standby was promoted outside repmgrd and failover = manual; "
                                 "exiting as repmgr 1.0 did (ERR_PROMOTED)"};
@@ -29,6 +61,10 @@ Transition as_primary(State from, const Observation& o) {
                 "cut off from a majority of the cluster (it sees " + std::to_string(o.nodes_visible) + " of " +
                     std::to_string(o.nodes_active) + " nodes) for more than " +
                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(o.fence_after).count()) + " s"};
+    if (from == State::Primary && o.switchover && o.switchover->primary_node_id == o.node_id &&
+        o.switchover->state == "requested")
+        return {State::Demoting, "switchover to node " + std::to_string(o.switchover->candidate_node_id) + " requested",
+                true};
     return {State::Primary, "this node is the primary; watching liveness and quorum"};
 }
 
@@ -46,7 +82,18 @@ Transition as_standby(State from, const Observation& o) {
         return Transition{State::PrimaryLost, why + "; failover = manual: not promoting; run \"repmgr standby "
                                                     "promote\" on the chosen standby"};
     };
+    // A planned stop of the primary is no failure, whatever this daemon thought so far.
+    bool failing_over = from == State::PrimaryLostConfirming || from == State::PrimaryLost ||
+                        from == State::Electing || from == State::Standby;
+    if (failing_over && !o.primary_answers && planned_stop(o))
+        return {State::SwitchoverWait, planned_reason(o), true};
     switch (from) {
+    case State::SwitchoverWait:
+        if (o.primary_answers) return {State::Standby, primary + " answers again"};
+        if (o.follow && o.follow->ok) return {State::Standby, "switchover: " + o.follow->message};
+        if (!planned_stop(o))
+            return {State::PrimaryLostConfirming, "the switchover ended and " + primary + " does not answer", true};
+        return {from, ""};
     case State::PrimaryLostConfirming:
         if (alive) return {State::Standby, back};
         if (o.primary_lost) return lost();
@@ -93,7 +140,9 @@ std::string_view state_name(State state) {
     case State::Electing: return "electing";
     case State::Promoting: return "promoting";
     case State::FollowingNewPrimary: return "following_new_primary";
+    case State::SwitchoverWait: return "switchover_wait";
     case State::Primary: return "primary";
+    case State::Demoting: return "demoting";
     case State::Fenced: return "fenced";
     case State::Stopped: return "stopped";
     }
@@ -105,6 +154,7 @@ bool sees_majority(int visible, int active) { return active < 3 || visible * 2 >
 Transition next_state(State from, const Observation& o) {
     if (from == State::Stopped) return {from, ""};
     if (o.stop_requested) return {State::Stopped, "asked to stop"};
+    if (from == State::Demoting && o.demotion) return after_demotion(o);
     if (!o.local_up) {
         if (from == State::LocalServerDown) return {from, ""};
         return {State::LocalServerDown, "local server: " + o.local_error};

@@ -6,8 +6,10 @@
 #include <string>
 #include <string_view>
 
+#include "core/metadata.hpp"
 #include "plugins/daemon/child.hpp"
 #include "plugins/daemon/election.hpp"
+#include "plugins/daemon/switchover.hpp"
 
 // repmgrd's states and every transition between them, in one place. The monitor runs the
 // step of its current state, which fills in an Observation; next_state() (pure, unit
@@ -25,7 +27,10 @@ enum class State {
     Electing,               // lost with failover = automatic: an election every pass
     Promoting,              // elected: standby promote runs
     FollowingNewPrimary,    // another node was elected: wait for it, then standby follow
+    SwitchoverWait,         // the primary stopped for a planned switchover: no failover; the
+                            // candidate waits to be promoted, the others follow it once it is
     Primary,                // this node accepts writes: nodes probed, heartbeat, quorum
+    Demoting,               // a switchover was requested: this primary hands over to the candidate
     Fenced,                 // a primary that fenced itself (read-only, or stopped)
     Stopped,                // the daemon exits
 };
@@ -38,6 +43,10 @@ std::string_view state_name(State state);
 struct Observation {
     bool stop_requested = false;     // SIGTERM or SIGINT
     bool automatic = false;          // failover = automatic
+    int node_id = 0;                 // this node
+    // A planned switchover, active and before its deadline, as this node's metadata says.
+    std::optional<SwitchoverRequest> switchover;
+    std::optional<Demotion> demotion;  // the Demoting step's outcome
 
     // This node's server.
     bool local_up = false;

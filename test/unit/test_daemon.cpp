@@ -351,12 +351,124 @@ TEST_CASE("asked to stop, every state stops", "[daemon]") {
     Observation stop;
     stop.stop_requested = true;
     for (State from : {S::Starting, S::LocalServerDown, S::Standby, S::PrimaryLostConfirming, S::Electing,
-                       S::Promoting, S::FollowingNewPrimary, S::Primary, S::Fenced}) {
+                       S::Promoting, S::FollowingNewPrimary, S::SwitchoverWait, S::Primary, S::Demoting,
+                       S::Fenced}) {
         Transition t = next_state(from, stop);
         CHECK(t.to == S::Stopped);
         CHECK(t.reason == "asked to stop");
     }
     CHECK(next_state(S::Stopped, standby_seen()).to == S::Stopped);
+}
+
+namespace {
+
+// Node 1, the primary, switching over to node 2 (request 7).
+pgrm::SwitchoverRequest planned(const std::string& state = "demoting") {
+    pgrm::SwitchoverRequest r;
+    r.id = 7;
+    r.primary_node_id = 1;
+    r.candidate_node_id = 2;
+    r.state = state;
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("an active switchover request suppresses failover on every standby", "[daemon]") {
+    Observation o = standby_seen(false);
+    o.node_id = 3;
+    o.switchover = planned();
+    // From every state on the way to a failover, straight to waiting, at once.
+    for (State from : {S::Standby, S::PrimaryLostConfirming, S::PrimaryLost, S::Electing}) {
+        Transition t = next_state(from, o);
+        CHECK(t.to == S::SwitchoverWait);
+        CHECK(t.reason == "primary node 1 is stopping for a planned switchover to node 2: no failover");
+    }
+    // Even with every reconnect attempt failed, and with the election's verdict in.
+    o.primary_lost = true;
+    o.election = Decision{Decision::Action::Promote, 3, "this node is the candidate"};
+    CHECK(next_state(S::PrimaryLostConfirming, o).to == S::SwitchoverWait);
+    CHECK(next_state(S::Electing, o).to == S::SwitchoverWait);
+    // A request about another primary (the metadata moved on) suppresses nothing.
+    o.switchover->primary_node_id = 4;
+    CHECK(next_state(S::PrimaryLostConfirming, o).to == S::Electing);
+    // No request (ended, or past its deadline: planned_switchover() leaves those out).
+    o.switchover.reset();
+    CHECK(next_state(S::PrimaryLostConfirming, o).to == S::Electing);
+}
+
+TEST_CASE("waiting on a switchover ends in following the candidate, the old primary back, or failover",
+          "[daemon]") {
+    Observation o = standby_seen(false);
+    o.node_id = 3;
+    o.switchover = planned();
+    CHECK(next_state(S::SwitchoverWait, o).to == S::SwitchoverWait);
+    CHECK(next_state(S::SwitchoverWait, o).reason.empty());
+    o.follow = ChildOutcome{true, "node 3 now follows node 2"};
+    Transition t = next_state(S::SwitchoverWait, o);
+    CHECK(t.to == S::Standby);
+    CHECK(t.reason == "switchover: node 3 now follows node 2");
+    o.follow = ChildOutcome{false, "could not follow"};
+    CHECK(next_state(S::SwitchoverWait, o).to == S::SwitchoverWait);  // tries again next pass
+    // Aborted: the old primary answers again.
+    Observation back = standby_seen(true);
+    back.switchover = planned();
+    CHECK(next_state(S::SwitchoverWait, back).to == S::Standby);
+    // The request ended (or expired) and the primary is still silent: the usual way.
+    Observation ended = standby_seen(false);
+    t = next_state(S::SwitchoverWait, ended);
+    CHECK(t.to == S::PrimaryLostConfirming);
+    CHECK(t.at_once);
+}
+
+TEST_CASE("the candidate, promoted by the switchover, is the primary even with failover = manual", "[daemon]") {
+    Observation o = primary_seen();
+    o.automatic = false;
+    o.node_id = 2;
+    o.switchover = planned();
+    Transition t = next_state(S::SwitchoverWait, o);
+    CHECK(t.to == S::Primary);
+    CHECK(t.reason == "promoted by the switchover from primary node 1");
+    // Another standby promoted from outside still stops a manual daemon.
+    o.node_id = 3;
+    CHECK(next_state(S::SwitchoverWait, o).to == S::Stopped);
+}
+
+TEST_CASE("a primary demotes itself on a request naming it, and the outcome decides what it is then",
+          "[daemon]") {
+    Observation o = primary_seen();
+    o.node_id = 1;
+    o.switchover = planned("requested");
+    Transition t = next_state(S::Primary, o);
+    CHECK(t.to == S::Demoting);
+    CHECK(t.reason == "switchover to node 2 requested");
+    CHECK(t.at_once);
+    // Already demoting (its own earlier pass), or about another node: nothing new.
+    o.switchover = planned("demoting");
+    CHECK(next_state(S::Primary, o).to == S::Primary);
+    o.switchover = planned("requested");
+    o.switchover->primary_node_id = 3;
+    CHECK(next_state(S::Primary, o).to == S::Primary);
+    // A fenced primary hands over nothing.
+    o.switchover = planned("requested");
+    CHECK(next_state(S::Fenced, o).to == S::Fenced);
+
+    Observation done = standby_seen(false);
+    done.demotion = Demotion{Demotion::End::Demoted, "node 1 is a standby of node 2"};
+    t = next_state(S::Demoting, done);
+    CHECK(t.to == S::Standby);
+    CHECK(t.reason == "switchover done: node 1 is a standby of node 2");
+    Observation aborted = primary_seen();
+    aborted.demotion = Demotion{Demotion::End::Aborted, "node 2 did not replay the shutdown checkpoint"};
+    t = next_state(S::Demoting, aborted);
+    CHECK(t.to == S::Primary);
+    CHECK(t.reason == "switchover aborted: node 2 did not replay the shutdown checkpoint");
+    Observation failed;
+    failed.local_up = false;
+    failed.demotion = Demotion{Demotion::End::Failed, "node 1 did not start again"};
+    t = next_state(S::Demoting, failed);
+    CHECK(t.to == S::LocalServerDown);
+    CHECK(t.reason == "switchover failed: node 1 did not start again");
 }
 
 TEST_CASE("every state has its own name, the suffix of its event", "[daemon]") {

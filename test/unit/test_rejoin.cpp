@@ -21,6 +21,7 @@ const char* const kControlData =
     "pg_control version number:            1300\n"
     "Database system identifier:           7300000000000000001\n"
     "Database cluster state:               shut down\n"
+    "Latest checkpoint location:           0/3000028\n"
     "wal_log_hints setting:                off\n"
     "Data page checksum version:           0\n";
 
@@ -185,6 +186,7 @@ TEST_CASE("kept configuration files come back as they were; ones the target lack
 TEST_CASE("the cluster state tells a clean shutdown from a crash", "[rejoin]") {
     std::string text = kControlData;
     CHECK(parse_control_data(text).state == "shut down");
+    CHECK(parse_control_data(text).checkpoint_lsn == "0/3000028");  // where a switchover's shutdown ended
     CHECK(parse_control_data(text).shut_down_cleanly());
     for (const char* state : {"shut down in recovery"})
         CHECK(parse_control_data(std::string(text).replace(text.find("shut down"), 9, state)).shut_down_cleanly());
