@@ -257,6 +257,22 @@ void Metadata::record_last_seen(int node_id) {
     exec("UPDATE " + schema_ + ".repl_nodes SET last_seen = now() WHERE id = $1", {std::to_string(node_id)});
 }
 
+std::optional<double> Metadata::seconds_since_seen(int node_id) {
+    Rows r = exec("SELECT extract(epoch FROM now() - last_seen)::float8 FROM " + schema_ +
+                      ".repl_nodes WHERE id = $1 AND last_seen IS NOT NULL",
+                  {std::to_string(node_id)});
+    if (r.empty()) return std::nullopt;
+    return std::stod(r.get(0, 0));
+}
+
+std::optional<double> Metadata::seconds_since_monitored(int standby_node) {
+    Rows r = exec("SELECT extract(epoch FROM now() - max(last_monitor_time))::float8 FROM " + schema_ +
+                      ".repl_monitor WHERE standby_node = $1",
+                  {std::to_string(standby_node)});
+    if (r.empty() || r.is_null(0, 0)) return std::nullopt;
+    return std::stod(r.get(0, 0));
+}
+
 std::vector<Event> Metadata::events(int limit, std::optional<int> node_id,
                                     const std::optional<std::string>& event) {
     Rows r = exec("SELECT id, node_id, event, successful, "

@@ -114,6 +114,11 @@ public:
     void record_monitoring(const MonitoringRow& row);
     void prune_monitoring(int standby_node, int keep_days);
     void record_last_seen(int node_id);
+    // Seconds, by this server's clock, since the primary's daemon recorded its heartbeat
+    // (node_id's last_seen), and since a standby's daemon last recorded its monitoring
+    // row; nullopt when never.
+    std::optional<double> seconds_since_seen(int node_id);
+    std::optional<double> seconds_since_monitored(int standby_node);
 
     // Planned switchovers. A new request first ends active ones past their deadline
     // (state failed), then is inserted and announced with NOTIFY; nullopt when another

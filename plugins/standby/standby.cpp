@@ -27,6 +27,7 @@ void register_standby(Registry& registry) {
     register_standby_clone(registry);
     register_standby_promote(registry);
     register_standby_follow(registry);
+    register_standby_switchover(registry);
     register_standby_unregister(registry);
 }
 

@@ -13,6 +13,7 @@ void register_standby_register(Registry& registry);
 void register_standby_clone(Registry& registry);
 void register_standby_promote(Registry& registry);
 void register_standby_follow(Registry& registry);
+void register_standby_switchover(Registry& registry);
 void register_standby_unregister(Registry& registry);
 
 // Whether a registered node accepts writes, asked with the short probe timeout; nullopt

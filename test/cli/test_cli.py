@@ -62,7 +62,7 @@ def test_repmgr_help():
     r = pgrm('--help', check=0)
     for needle in ('Usage:',
                    ' repmgr [OPTIONS] master  {register|unregister}',
-                   'standby {register|clone|promote|follow|unregister}',
+                   'standby {register|clone|promote|follow|unregister|switchover}',
                    'General options:',
                    'Connection options:',
                    'Configuration options:',

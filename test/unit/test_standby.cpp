@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "plugins/standby/clone.hpp"
 #include "plugins/standby/standby.hpp"
+#include "plugins/standby/switchover.hpp"
 
 using namespace pgrm;
 
@@ -101,4 +102,76 @@ TEST_CASE("--method is ignored over existing files: a rejoin picks its own", "[s
     s.method = "rsync";
     s.rewind.possible = true;
     CHECK(plan_clone(s).method == "pg_rewind");
+}
+
+namespace {
+
+// A standby (node 2) of node 1 that every check passes.
+pgrm::SwitchoverFacts ready() {
+    pgrm::SwitchoverFacts f;
+    f.candidate = 2;
+    f.candidate_in_recovery = true;
+    f.primary = 1;
+    f.primary_writable = true;
+    f.schema_version = 3;
+    f.upstream = 1;
+    f.lag = 8192;
+    f.max_lag = 16 * 1024 * 1024;
+    f.primary_daemon_age = 0.5;
+    f.candidate_daemon_age = 1.2;
+    f.daemon_fresh = 4;
+    return f;
+}
+
+std::vector<std::string> failed(const pgrm::SwitchoverFacts& f) {
+    std::vector<std::string> out;
+    for (const auto& c : pgrm::judge_switchover(f))
+        if (!c.ok) out.push_back(c.name + ": " + c.detail);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("standby switchover goes ahead only when every check holds", "[standby]") {
+    auto all = pgrm::judge_switchover(ready());
+    CHECK(all.size() == 8);
+    CHECK(failed(ready()).empty());
+
+    auto f = ready();
+    f.candidate_in_recovery = false;
+    CHECK(failed(f) == std::vector<std::string>{"this node is a standby: node 2 already accepts writes"});
+    f = ready();
+    f.upstream = 3;  // a cascaded standby
+    CHECK(failed(f) == std::vector<std::string>{"this node streams from the primary: from node 3"});
+    f.upstream.reset();
+    CHECK(failed(f) == std::vector<std::string>{"this node streams from the primary: not streaming"});
+    f = ready();
+    f.lag = f.max_lag + 1;
+    CHECK(failed(f) == std::vector<std::string>{"replication lag is small: 16777217 bytes (at most 16777216)"});
+    f.lag.reset();
+    CHECK(failed(f) == std::vector<std::string>{"replication lag is small: unknown"});
+    f = ready();
+    f.primary_daemon_age = 4.0;  // as old as "fresh" allows: stopped
+    CHECK(failed(f) == std::vector<std::string>{"the primary's repmgrd runs: heartbeat 4.0 s ago (alive: under 4.0 s)"});
+    f = ready();
+    f.candidate_daemon_age.reset();
+    CHECK(failed(f) == std::vector<std::string>{"this node's repmgrd runs: never monitoring row"});
+    f = ready();
+    f.schema_version = 2;
+    CHECK(failed(f) == std::vector<std::string>{
+                           "the metadata knows switchovers: schema version 2; the primary's repmgrd brings it up to date"});
+    f = ready();
+    pgrm::SwitchoverRequest other;
+    other.id = 4;
+    other.primary_node_id = 1;
+    other.candidate_node_id = 3;
+    other.state = "demoting";
+    f.active = other;
+    CHECK(failed(f) == std::vector<std::string>{"no other switchover is under way: request 4: node 1 to node 3, demoting"});
+    f = ready();
+    f.primary_writable = false;
+    f.primary_error = "connection refused";
+    CHECK(failed(f).front() == "the primary accepts writes: node 1: connection refused");
+    f.primary.reset();
+    CHECK(failed(f).front() == "the primary accepts writes: no active primary in the metadata");
 }
