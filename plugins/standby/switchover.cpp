@@ -195,12 +195,12 @@ public:
         Node self = node_from_config(cfg, "primary", std::nullopt);
         for (const auto& n : nodes)
             if (n.id == cfg.node && self.data_directory.empty()) self.data_directory = n.data_directory;
-        new_meta.save_node(self);
-        Node demoted = old;
+        new_meta.record_promotion(self, "promoted by standby switchover from node " + id(old.id));
+        Node demoted = old;  // marked inactive as a former primary: it is this node's standby
         demoted.type = "standby";
         demoted.upstream_node_id = cfg.node;
+        demoted.active = true;
         new_meta.save_node(demoted);
-        new_meta.repoint_standbys(old.id, cfg.node);
 
         // 5. The old primary streams from this node and replays a write made here.
         WalPosition pos = query_wal_position(here);
