@@ -33,12 +33,12 @@ const char* name_of(Persona persona) {
 
 const std::vector<std::string>& persona_commands(Persona persona) {
     static const std::vector<std::string> repmgr =
-        seed_and({"master unregister", "standby unregister", "standby switchover", "node rejoin", "node status", "node check",
-                  "cluster show", "cluster event"});
+        seed_and({"master unregister", "standby unregister", "standby switchover", "node rejoin", "node status",
+                  "node check", "cluster show", "cluster event"});
     static const std::vector<std::string> repmgrd = {"daemon"};
     static const std::vector<std::string> pgrm =
-        seed_and({"master unregister", "standby unregister", "standby switchover", "node rejoin", "node status", "node check",
-                  "cluster show", "cluster event", "daemon", "demo", "demo status", "demo stop"});
+        seed_and({"master unregister", "standby unregister", "standby switchover", "node rejoin", "node status",
+                  "node check", "cluster show", "cluster event", "daemon", "demo", "demo status", "demo stop"});
     switch (persona) {
         case PersonaRepmgr: return repmgr;
         case PersonaRepmgrd: return repmgrd;
