@@ -1,8 +1,12 @@
 #include "cmd/cli.hpp"
 
+#include <charconv>
+#include <limits>
+
 #include <CLI/CLI.hpp>
 
 #include "cmd/help.hpp"
+#include "core/conninfo.hpp"
 #include "core/error.hpp"
 #include "pgrm_config.h"
 
@@ -17,6 +21,24 @@ template <auto Member>
 CLI::Option* option(CLI::App& app, const char* names, ParsedFlags& into) {
     return app.add_option(names, into.options.*Member);
 }
+// A value check whose message reads like the others: --port: invalid value "-1": must be …
+CLI::Validator checked(const char* what, std::string (*problem)(std::string_view)) {
+    return CLI::Validator(
+        [problem](std::string& value) {
+            std::string why = problem(value);
+            return why.empty() ? why : "invalid value \"" + value + "\": " + why;
+        },
+        what);
+}
+
+std::string positive_int_problem(std::string_view value) {
+    int n = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (value.empty() || ec != std::errc() || end != value.data() + value.size() || n < 1)
+        return "must be an integer from 1 to " + std::to_string(std::numeric_limits<int>::max());
+    return "";
+}
+
 template <auto Member>
 CLI::Option* flag(CLI::App& app, const char* names, ParsedFlags& into) {
     return app.add_flag(names, into.options.*Member);
@@ -40,7 +62,9 @@ const std::vector<GlobalOptionSpec>& global_option_specs() {
         {"Connection", "-h,--host", "-h, --host=HOSTNAME",
          "database server host or socket directory", kClient, option<&G::host>},
         {"Connection", "-p,--port", "-p, --port=PORT", "database server port", kClient,
-         option<&G::port>},
+         [](CLI::App& a, const char* n, ParsedFlags& p) {
+             return a.add_option(n, p.options.port)->check(checked("PORT", port_problem));
+         }},
         {"Connection", "-U,--username", "-U, --username=USERNAME",
          "database user name to connect as", kClient, option<&G::username>},
         {"Configuration", "-D,--data-dir", "-D, --data-dir=DIR",
@@ -52,7 +76,9 @@ const std::vector<GlobalOptionSpec>& global_option_specs() {
         {"Configuration", "-w,--wal-keep-segments", "-w, --wal-keep-segments=VALUE",
          "minimum wal_keep_size, in 16 MB segments (default: 5000)", kClient,
          [](CLI::App& a, const char* n, ParsedFlags& p) {
-             return a.add_option(n, p.options.wal_keep_segments)->check(CLI::PositiveNumber);
+             // Not CLI::PositiveNumber, whose message names a range up to DBL_MAX.
+             return a.add_option(n, p.options.wal_keep_segments)
+                 ->check(checked("POSITIVE", positive_int_problem));
          }},
         {"Configuration", "-I,--ignore-rsync-warning", "-I, --ignore-rsync-warning",
          "ignore rsync partial transfer warning", kClient, flag<&G::ignore_rsync_warning>},
@@ -110,6 +136,35 @@ struct Cli::Impl {
         return nullptr;
     }
 
+    // CLI11 takes the word after an option that needs a value as that value, even when
+    // it is "--json", which then silently does not apply. Refuse an option name given so;
+    // written --config_file=--json, it is meant.
+    void refuse_options_as_values(const std::vector<std::string>& args) {
+        std::vector<CLI::App*> apps{&app};
+        for (std::size_t k = 0; k < apps.size(); ++k)
+            for (CLI::App* sub : apps[k]->get_subcommands({})) apps.push_back(sub);
+        auto is_option = [&](const std::string& word) {
+            if (word.size() < 2 || word[0] != '-') return false;
+            const std::string name = word.substr(0, word.find('='));
+            for (CLI::App* a : apps)
+                for (const CLI::Option* o : a->get_options())
+                    if (o->check_name(name)) return true;
+            return false;
+        };
+        for (CLI::App* a : apps)
+            for (const CLI::Option* o : a->get_options()) {
+                if (!o->nonpositional() || o->get_type_size() == 0 || o->count() == 0) continue;
+                for (const std::string& value : o->results()) {
+                    if (!is_option(value)) continue;
+                    for (std::size_t i = 0; i + 1 < args.size(); ++i)
+                        if (args[i + 1] == value && o->check_name(args[i]))
+                            throw Error(ExitCode::BadConfig,
+                                        "missing value for \"" + args[i] + "\": \"" + value + "\" is an option",
+                                        "", "if it is the value, write " + o->get_name() + "=" + value);
+                }
+            }
+    }
+
     std::string try_help() const {
         return "try \"" + persona.program + " --help\" for more information";
     }
@@ -160,6 +215,7 @@ Invocation Cli::parse(const std::vector<std::string>& args) {
         if (!message.empty() && message.back() == '\n') message.pop_back();
         throw Error(ExitCode::BadConfig, message, "", impl_->try_help());
     }
+    impl_->refuse_options_as_values(args);
     if (impl_->parsed.version) {
         Invocation inv;
         inv.action = Invocation::Action::Version;

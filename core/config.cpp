@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 
@@ -155,12 +156,18 @@ public:
         } catch (const std::invalid_argument& e) {
             fail(where(path_, line) + key + ": " + e.what());
         }
-        given_.push_back(spec);
+        // Allowed, as in repmgr 1.0, but a second value is usually a mistake.
+        if (auto first = given_.find(spec); first != given_.end())
+            log::warning(where(path_, line) + "\"" + key + "\" sets \"" + spec->name +
+                         "\" again (first set on line " + std::to_string(first->second) +
+                         "); this value wins");
+        else
+            given_.emplace(spec, line);
     }
 
     void finish() {
         for (const auto& spec : settings_table())
-            if (spec.required && std::find(given_.begin(), given_.end(), &spec) == given_.end())
+            if (spec.required && !given_.contains(&spec))
                 fail(path_ + ": missing required setting \"" + spec.name + "\"");
         if (config_.node_name.empty()) config_.node_name = "node" + std::to_string(config_.node);
         config_.path = path_;
@@ -169,7 +176,7 @@ public:
 private:
     Config& config_;
     const std::string& path_;
-    std::vector<const SettingSpec*> given_;
+    std::map<const SettingSpec*, std::size_t> given_;  // the line each was first set on
 };
 
 bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
@@ -501,6 +508,11 @@ const std::vector<SettingSpec>& settings_table() {
 }
 
 Config parse_config(std::string_view text, const std::string& path) {
+    // Every reader would stop at it (libpq, the C strings of a conninfo), so the rest of
+    // the value would silently vanish.
+    if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos)
+        fail(where(path, 1 + std::count(text.begin(), text.begin() + nul, '\n')) +
+             "syntax error: a NUL byte");
     Config config;
     Collector out(config, path);
     if (looks_like_toml(text, path))

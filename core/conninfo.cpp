@@ -2,7 +2,9 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <memory>
 
 #include "core/error.hpp"
@@ -68,7 +70,23 @@ Conninfo parse_conninfo(const std::string& text) {
     Conninfo result;
     for (PQconninfoOption* o = opts; o->keyword; ++o)
         if (o->val) result.params.emplace_back(o->keyword, o->val);
+    // libpq checks the port only when connecting, where a typo reads as "unreachable".
+    if (auto port = result.get("port"); port && !port_problem(*port).empty())
+        throw Error(ExitCode::BadConfig, "invalid conninfo: invalid port \"" + *port + "\": " + port_problem(*port));
     return result;
+}
+
+std::string port_problem(std::string_view value) {
+    while (!value.empty()) {
+        const std::size_t comma = std::min(value.find(','), value.size());
+        const std::string_view item = value.substr(0, comma);
+        int port = 0;
+        auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), port);
+        if (!item.empty() && (ec != std::errc() || end != item.data() + item.size() || port < 1 || port > 65535))
+            return "must be a port number from 1 to 65535";
+        value.remove_prefix(std::min(comma + 1, value.size()));
+    }
+    return "";
 }
 
 namespace {

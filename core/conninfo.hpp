@@ -23,8 +23,12 @@ struct Conninfo {
     std::string redacted() const;
 };
 
-// Throws pgrm::Error(BadConfig) naming libpq's complaint.
+// Throws pgrm::Error(BadConfig) naming libpq's complaint, or a port out of range.
 Conninfo parse_conninfo(const std::string& text);
+
+// Empty when value is a port number from 1 to 65535, or a comma-separated list of them
+// (one per host; an empty item, or none, means the default port); else the reason.
+std::string port_problem(std::string_view value);
 
 // Quote a value for a key=value conninfo when needed: 'it''s' style is not libpq's;
 // libpq wants backslash escapes inside single quotes.

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "core/conninfo.hpp"
 #include "core/error.hpp"
@@ -26,12 +27,35 @@ State& state() {
     return s;
 }
 
+// "[2026-11-26 09:10:11.123] [LEVEL] text"; false when the stream refused it.
+bool emit(FILE* out, Level level, const std::string& text) {
+    timeval tv{};
+    gettimeofday(&tv, nullptr);
+    std::tm tm{};
+    localtime_r(&tv.tv_sec, &tm);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+    // Milliseconds: a failover's steps are often less than a second apart.
+    return std::fprintf(out, "[%s.%03ld] [%s] %s\n", stamp, static_cast<long>(tv.tv_usec / 1000),
+                        level_name(level).data(), text.c_str()) >= 0 &&
+           std::fflush(out) == 0;
+}
+
+// Opened for append, and written to at once: a file that opens but takes nothing
+// (/dev/full, a full disk) fails now, not silently for the daemon's whole life.
 FILE* open_log(const std::string& path) {
     FILE* f = std::fopen(path.c_str(), "a");
     if (!f)
         throw Error(ExitCode::BadConfig,
                     "could not open log file \"" + path + "\": " + std::strerror(errno));
     std::setvbuf(f, nullptr, _IOLBF, 0);
+    errno = 0;
+    if (!emit(f, Level::Notice, "log file opened by pid " + std::to_string(::getpid()))) {
+        const int err = errno ? errno : EIO;
+        std::fclose(f);
+        throw Error(ExitCode::BadConfig,
+                    "could not write to log file \"" + path + "\": " + std::strerror(err));
+    }
     return f;
 }
 }  // namespace
@@ -85,16 +109,8 @@ void write(Level level, std::string_view message) {
     std::lock_guard lock(s.mutex);
     if (level == Level::Warning && s.capture) s.capture->warnings_.push_back(text);
     if (level < s.threshold) return;
-
-    timeval tv{};
-    gettimeofday(&tv, nullptr);
-    std::tm tm{};
-    localtime_r(&tv.tv_sec, &tm);
-    char stamp[32];
-    std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
-    // Milliseconds: a failover's steps are often less than a second apart.
-    std::fprintf(s.file ? s.file : stderr, "[%s.%03ld] [%s] %s\n", stamp, static_cast<long>(tv.tv_usec / 1000),
-                 level_name(level).data(), text.c_str());
+    // A log file that fails later (its disk filled up): the line goes to stderr instead.
+    if (!emit(s.file ? s.file : stderr, level, text) && s.file) emit(stderr, level, text);
 }
 
 WarningCapture::WarningCapture() {

@@ -1,6 +1,7 @@
 #include "core/result.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <ostream>
 #include <sstream>
 
@@ -8,7 +9,32 @@
 
 namespace pgrm {
 
-std::string format_table(const Table& table) {
+std::string escape_control(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '\n') out += "\\n";
+        else if (c == '\r') out += "\\r";
+        else if (c == '\t') out += "\\t";
+        else if (u < 0x20 || u == 0x7F) {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "\\x%02x", u);
+            out += hex;
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+std::string format_table(const Table& given) {
+    Table table{{}, {}};
+    for (const auto& c : given.columns) table.columns.push_back(escape_control(c));
+    for (const auto& row : given.rows) {
+        table.rows.emplace_back();
+        for (const auto& cell : row) table.rows.back().push_back(escape_control(cell));
+    }
     std::vector<size_t> width(table.columns.size(), 0);
     for (size_t c = 0; c < table.columns.size(); ++c) width[c] = table.columns[c].size();
     for (const auto& row : table.rows)

@@ -3,6 +3,7 @@
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -46,7 +47,11 @@ void render_error_json(const std::string& command, const Error& error,
 // document rather than aborting.
 std::string dump_json(const nlohmann::json& doc);
 
-// Aligned columns, psql style, for text output.
+// text with its control characters written as \n, \r, \t or \xNN: a value from elsewhere
+// (a node's name in the metadata) must not forge rows or lines of text output.
+std::string escape_control(std::string_view text);
+
+// Aligned columns, psql style, for text output; control characters in cells escaped.
 std::string format_table(const Table& table);
 
 }  // namespace pgrm

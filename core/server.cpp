@@ -1,10 +1,15 @@
 #include "core/server.hpp"
 
 #include <pwd.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 
 #include "core/error.hpp"
@@ -178,9 +183,26 @@ ExecResult LocalServer::pg_ctl(std::vector<std::string> args, int timeout_s) con
     return run_program(spec);
 }
 
+std::optional<char> process_state(int pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    if (!std::getline(in, stat)) return std::nullopt;
+    // "pid (comm) S ...": the name may hold spaces and parentheses, the last ')' ends it.
+    const std::size_t close = stat.rfind(')');
+    if (close == std::string::npos || close + 2 >= stat.size()) return std::nullopt;
+    return stat[close + 2];
+}
+
+// Not pg_ctl status: its kill(pid, 0) succeeds on a postmaster that was just killed and
+// is a zombie until its parent reaps it, and that server is gone.
 bool LocalServer::running() const {
-    if (!fs::exists(fs::path(data_directory_) / "postmaster.pid")) return false;
-    return pg_ctl({"status"}, 10).exit_code == 0;
+    std::ifstream in(fs::path(data_directory_) / "postmaster.pid");
+    long pid = 0;  // the first line; negative for a single-user backend
+    if (!(in >> pid) || pid == 0 || pid < -INT_MAX || pid > INT_MAX) return false;
+    pid = std::labs(pid);
+    if (auto state = process_state(static_cast<int>(pid))) return *state != 'Z' && *state != 'X';
+    // /proc does not show it (mounted with hidepid): that it exists is all we can tell.
+    return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
 }
 
 std::string LocalServer::server_log() const {

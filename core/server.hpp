@@ -85,7 +85,7 @@ class LocalServer {
 public:
     LocalServer(std::string data_directory, const Config* config);
 
-    // pg_ctl status: true when a postmaster is running on this data directory.
+    // True when the postmaster named in postmaster.pid is alive (a zombie is not).
     bool running() const;
     ExecResult start(int timeout_s = kServerControlS) const;
     ExecResult stop(const std::string& mode = "fast", int timeout_s = kServerControlS) const;
@@ -99,6 +99,9 @@ private:
     std::string data_directory_;
     const Config* config_;
 };
+
+// The state letter of /proc/<pid>/stat (R, S, D, T, Z...); nullopt when it cannot be read.
+std::optional<char> process_state(int pid);
 
 // True when host names this machine: empty (Unix socket), a socket path, localhost,
 // or a loopback address.

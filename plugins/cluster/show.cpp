@@ -145,18 +145,18 @@ public:
             table.rows.push_back(table_row(nodes[i], view, j));
             node_list.push_back(std::move(j));
             if (view.role_found == "primary" && !probes[i].read_only)
-                writable.push_back("\"" + nodes[i].name + "\"");
+                writable.push_back("\"" + escape_control(nodes[i].name) + "\"");
             else if (view.role_found == "primary")
-                r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + nodes[i].name +
+                r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + escape_control(nodes[i].name) +
                                   "\") is a primary in read-only mode (fenced; a client can still ask for a "
                                   "read-write transaction): to make it a standby, stop it and rejoin it with "
                                   "\"repmgr node rejoin <primary>\"");
             if (view.role_found == "unknown")
-                r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + nodes[i].name +
+                r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + escape_control(nodes[i].name) +
                                   "\") is running but refused our connection: " + probes[i].error);
             else if (!probes[i].reachable && nodes[i].active)
                 r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" +
-                                  nodes[i].name + "\") is unreachable: " + probes[i].error);
+                                  escape_control(nodes[i].name) + "\") is unreachable: " + probes[i].error);
         }
 
         // 4. Split brain: more than one writable primary, which the user must see.

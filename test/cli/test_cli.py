@@ -287,6 +287,49 @@ def test_long_password_argument_is_redacted_not_a_crash():
                 r.stderr[:500]
 
 
+def test_port_out_of_range_is_a_usage_error_not_a_connection_error():
+    with _tmpdir() as d:
+        path = _write(d, 'good.conf', GOOD_CONF)
+        r = pgrm('-f', path, '-p', '-1', 'standby', 'clone', '127.0.0.1', check=1)
+        assert _error_lines(r.stderr) == [
+            'ERROR: --port: invalid value "-1": must be a port number from 1 to 65535'], r.stderr
+        bad = _write(d, 'bad.conf', GOOD_CONF.replace('port=1', 'port=0'))
+        r = pgrm('-f', bad, 'cluster', 'show', check=1)
+        assert _error_lines(r.stderr) == [
+            f'ERROR: {bad}:3: conninfo: invalid port "0": must be a port number from 1 to 65535'], r.stderr
+
+
+def test_option_name_is_not_swallowed_as_a_value():
+    r = pgrm('-f', '--json', 'cluster', 'show', check=1)
+    doc = _one_json(r.stdout)
+    assert doc['error']['message'] == 'missing value for "-f": "--json" is an option', doc
+
+
+def test_wal_keep_segments_zero_has_a_short_message():
+    r = pgrm('-w', '0', 'standby', 'clone', '127.0.0.1', check=1)
+    assert _error_lines(r.stderr) == [
+        'ERROR: --wal-keep-segments: invalid value "0": must be an integer from 1 to 2147483647'], r.stderr
+
+
+def test_config_nul_byte_and_repeated_setting():
+    with _tmpdir() as d:
+        path = _write(d, 'nul.conf', GOOD_CONF.encode() + b'node_name=ab\0cd\n')
+        r = pgrm('-f', path, 'cluster', 'show', check=1)
+        assert _error_lines(r.stderr) == [f'ERROR: {path}:4: syntax error: a NUL byte'], r.stderr
+        path = _write(d, 'twice.conf', GOOD_CONF + 'node_id=2\n')
+        r = pgrm('-f', path, 'cluster', 'show', '--json', check=6)
+        assert _one_json(r.stdout)['warnings'] == [
+            f'{path}:4: "node_id" sets "node" again (first set on line 2); this value wins']
+
+
+def test_daemon_refuses_a_log_file_it_cannot_write():
+    with _tmpdir() as d:
+        path = _write(d, 'full.conf', GOOD_CONF + 'log_file=/dev/full\n')
+        r = pgrm('-f', path, persona='repmgrd', check=1, timeout=30)
+        assert _error_lines(r.stderr) == [
+            'ERROR: could not write to log file "/dev/full": No space left on device'], r.stderr
+
+
 # ---------------------------------------------------------------------------- personas
 
 

@@ -4,7 +4,9 @@ gives one clear error (or the right result) instead.
 
   1. a LATIN1 database: text arrives as UTF-8 (client_encoding), so names and events
      written by other clients come out right, and --json stays one valid document;
-  2. a running repmgrd whose config is broken (a TOML typo that toml++ asserted on, a
+  2. control characters in a node's name are escaped in cluster show's table, so they
+     cannot forge rows;
+  3. a running repmgrd whose config is broken (a TOML typo that toml++ asserted on, a
      non-ASCII character it classified with undefined behaviour) keeps its config on
      SIGHUP, logs why, and runs on.
 """
@@ -45,6 +47,24 @@ def test_latin1_database():
         assert 'not\u00e9' in r.stdout, output(r)
         r = pgrm('-f', conf, 'cluster', 'show', '--json', check=0)
         assert [n['name'] for n in parse_json(r, 'cluster show --json')['data']['nodes']] == ['caf\u00e9']
+
+
+def test_control_characters_in_a_name_cannot_forge_rows():
+    with harness.Sandbox() as sb:
+        inst = harness.make_primary(sb, scale=None)
+        conf = harness.write_conf(sb, 1, inst)
+        pgrm('-f', conf, 'master', 'register', check=0)
+        # A name written into the metadata by some other client.
+        inst.psql("update repmgr_test.repl_nodes set name = E'n1\\n2  | forged   | standby\\r\\x1b[2J'",
+                  db='pgbench')
+        r = pgrm('-f', conf, 'cluster', 'show', check=0)
+        rows = r.stdout.splitlines()
+        assert len([line for line in rows if '|' in line]) == 2, output(r)   # the header and node 1
+        assert 'n1\\n2  | forged   | standby\\r\\x1b[2J' in rows[2], output(r)
+        # JSON has the name as it is.
+        r = pgrm('-f', conf, 'cluster', 'show', '--json', check=0)
+        assert parse_json(r, 'cluster show --json')['data']['nodes'][0]['name'] == \
+            'n1\n2  | forged   | standby\r\x1b[2J'
 
 
 def test_daemon_keeps_its_config_when_a_reload_fails():

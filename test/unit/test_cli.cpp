@@ -136,3 +136,58 @@ TEST_CASE("pgrm's native tree has the daemon as a command", "[cli]") {
     CHECK(f.parse("pgrm standby clone n1").command_name == "standby clone");
     CHECK(f.parse("pgrm repmgr standby clone n1").command_name == "standby clone");
 }
+
+namespace {
+
+// The message of the configuration error the line gives.
+std::string error_of(Fixture& f, const std::string& line) {
+    try {
+        f.parse(line);
+    } catch (const Error& e) {
+        CHECK(e.code() == ExitCode::BadConfig);
+        return e.what();
+    }
+    FAIL("no error for: " << line);
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE("an option name is not taken as the value of the option before it", "[cli]") {
+    Fixture f;
+    CHECK(error_of(f, "repmgr -f --json cluster show") == "missing value for \"-f\": \"--json\" is an option");
+    CHECK(error_of(f, "repmgr cluster show --config_file --verbose") ==
+          "missing value for \"--config_file\": \"--verbose\" is an option");
+    CHECK(error_of(f, "repmgr standby clone -h -p 5432") == "missing value for \"-h\": \"-p\" is an option");
+    CHECK(error_of(f, "repmgr standby clone -h node1 -U --force") ==
+          "missing value for \"-U\": \"--force\" is an option");
+    CHECK(error_of(f, "repmgr cluster event --event --json -f x") ==
+          "missing value for \"--event\": \"--json\" is an option");
+    // Written with =, it is meant; a value that only looks like an option is a value.
+    CHECK(f.parse("repmgr --config_file=--json cluster show").options.config_file == "--json");
+    CHECK(f.parse("repmgr -D -data standby clone n").options.data_dir == "-data");
+    // pgrm daemon's -d is --daemonize, a flag: the word after it is no value.
+    CHECK(f.parse("pgrm daemon -d -f x.conf").options.config_file == "x.conf");
+}
+
+TEST_CASE("ports and counts are range-checked with a readable message", "[cli]") {
+    Fixture f;
+    CHECK(error_of(f, "repmgr -p -1 cluster show") ==
+          "--port: invalid value \"-1\": must be a port number from 1 to 65535");
+    CHECK(error_of(f, "repmgr -p 65536 standby clone n") ==
+          "--port: invalid value \"65536\": must be a port number from 1 to 65535");
+    CHECK(error_of(f, "repmgr -p 54x standby clone n") ==
+          "--port: invalid value \"54x\": must be a port number from 1 to 65535");
+    CHECK(f.parse("repmgr -p 5432,5433 -h a,b standby clone").options.port == "5432,5433");
+    // CLI::PositiveNumber printed a range up to DBL_MAX, 300 digits long.
+    CHECK(error_of(f, "repmgr -w 0 standby clone n") ==
+          "--wal-keep-segments: invalid value \"0\": must be an integer from 1 to 2147483647");
+    CHECK(error_of(f, "repmgr -w 99999999999 standby clone n") ==
+          "--wal-keep-segments: invalid value \"99999999999\": must be an integer from 1 to 2147483647");
+    for (const char* line : {"repmgr cluster event --node 0", "repmgr cluster event --node -1",
+                             "repmgr cluster event --node 99999999999", "repmgr standby unregister --node-id 0",
+                             "repmgr master unregister --node-id -5", "repmgr standby promote --wait 0"}) {
+        INFO(line);
+        CHECK_FALSE(error_of(f, line).empty());
+    }
+}

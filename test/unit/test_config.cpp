@@ -483,3 +483,36 @@ TEST_CASE("mangled files give a configuration error and nothing else", "[config]
     pgrm::log::set_level(saved);
     CHECK(errors > 10000);
 }
+
+TEST_CASE("a NUL byte is an error, not the silent end of a value", "[config]") {
+    using namespace std::string_literals;
+    CHECK(error_of(with_seed("node_name=ab\0cd\n"s)) == "repmgr.conf:4: syntax error: a NUL byte");
+    CHECK(error_of("cluster=test\0\nnode=1\n"s) == "repmgr.conf:1: syntax error: a NUL byte");
+    CHECK(error_of(toml_seed + "node_name = \"ab\0cd\"\n"s, "r.toml") == "r.toml:4: syntax error: a NUL byte");
+}
+
+TEST_CASE("a setting given twice is allowed, with a warning", "[config]") {
+    const auto saved = pgrm::log::level();
+    pgrm::log::set_level(pgrm::log::Level::Error);
+    pgrm::log::WarningCapture capture;
+    Config c = parse_config(with_seed("priority=5\nnode_id=7\npriority=6\n"), "repmgr.conf");
+    Config t = parse_config(toml_seed + "node_id = 8\n", "r.toml");
+    pgrm::log::set_level(saved);
+    CHECK(c.node == 7);
+    CHECK(c.priority == 6);
+    CHECK(t.node == 8);
+    CHECK(capture.warnings() ==
+          std::vector<std::string>{
+              "repmgr.conf:5: \"node_id\" sets \"node\" again (first set on line 2); this value wins",
+              "repmgr.conf:6: \"priority\" sets \"priority\" again (first set on line 4); this value wins",
+              "r.toml:4: \"node_id\" sets \"node\" again (first set on line 2); this value wins"});
+}
+
+TEST_CASE("a conninfo's port is checked when the file is read", "[config]") {
+    CHECK(error_of("cluster=test\nnode=1\nconninfo='host=a port=-1'\n") ==
+          "repmgr.conf:3: conninfo: invalid port \"-1\": must be a port number from 1 to 65535");
+    CHECK(error_of("cluster=test\nnode=1\nconninfo='postgresql://a:70000/db'\n") ==
+          "repmgr.conf:3: conninfo: invalid port \"70000\": must be a port number from 1 to 65535");
+    CHECK(error_of("cluster=test\nnode=99999999999\nconninfo='host=a'\n") ==
+          "repmgr.conf:2: node: invalid value \"99999999999\": must be an integer from 1 to 2147483647");
+}

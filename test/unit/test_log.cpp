@@ -1,6 +1,12 @@
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
 #include "cmd/plugins.hpp"
+#include "core/error.hpp"
 #include "core/log.hpp"
 
 using namespace pgrm;
@@ -53,4 +59,27 @@ TEST_CASE("the daemon runs until stopped, so its warnings are not collected", "[
     CHECK((daemon->spec().preconditions & LongRunning) != 0);
     for (const auto& c : registry.commands())
         if (c.get() != daemon) CHECK((c->spec().preconditions & LongRunning) == 0);
+}
+
+TEST_CASE("a log file that takes no writes is refused when it is opened", "[log]") {
+    try {
+        log::set_file("/dev/full");
+        log::set_file("");
+        FAIL("/dev/full accepted as a log file");
+    } catch (const Error& e) {
+        CHECK(e.code() == ExitCode::BadConfig);
+        CHECK(std::string(e.what()) == "could not write to log file \"/dev/full\": No space left on device");
+    }
+    // One that does gets a first line at once.
+    char path[] = "/tmp/pgrm-log-test-XXXXXX";
+    int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    ::close(fd);
+    log::set_file(path);
+    log::set_file("");
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    CHECK_THAT(line, Catch::Contains("[NOTICE] log file opened by pid " + std::to_string(::getpid())));
+    std::remove(path);
 }

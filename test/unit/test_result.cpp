@@ -90,3 +90,16 @@ TEST_CASE("bytes that are not UTF-8 never break the JSON document", "[result]") 
     CHECK(nlohmann::json::parse(err.str())["error"]["message"] ==
           "unknown command or argument \"\xEF\xBF\xBD\"");
 }
+
+TEST_CASE("control characters in cells cannot forge rows of the text table", "[result]") {
+    Result r;
+    r.table = Table{{"ID", "Name"}, {{"1", "a\n2  | forged"}, {"3", "t\tx\x1b[2J\x7f"}}};
+    std::ostringstream out;
+    render_text(r, out);
+    CHECK(out.str() ==
+          "ID | Name\n"
+          "---+----------------\n"
+          "1  | a\\n2  | forged\n"
+          "3  | t\\tx\\x1b[2J\\x7f\n");
+    CHECK(escape_control("caf\xC3\xA9 \\n") == "caf\xC3\xA9 \\n");  // UTF-8 and a backslash stay
+}

@@ -1,0 +1,93 @@
+#include <catch2/catch.hpp>
+
+#include <pwd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "core/server.hpp"
+
+namespace fs = std::filesystem;
+using namespace pgrm;
+
+namespace {
+
+// A data directory holding only PG_VERSION and postmaster.pid (enough for pg_ctl status),
+// removed with everything in it.
+struct FakeDataDir {
+    fs::path path;
+    explicit FakeDataDir(const std::string& pid_line) {
+        std::random_device rd;
+        path = fs::temp_directory_path() / ("pgrm-server-test-" + std::to_string(::getpid()) + "-" +
+                                            std::to_string(rd()));
+        fs::create_directories(path);
+        fs::permissions(path, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+        std::ofstream(path / "PG_VERSION") << "15\n";
+        std::ofstream(path / "postmaster.pid") << pid_line << "\n" << path.string() << "\n";
+    }
+    ~FakeDataDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+// A child that has exited and is not reaped yet: a zombie, as a postmaster just killed
+// is until its parent waits for it. As root it first becomes postgres, as a postmaster
+// would be, so that "pg_ctl status" (run as postgres) may signal it.
+pid_t zombie() {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        if (::geteuid() == 0)
+            if (passwd* pw = ::getpwnam("postgres")) (void)!::setuid(pw->pw_uid);
+        ::_exit(0);
+    }
+    for (int i = 0; i < 500 && process_state(pid) != 'Z'; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return pid;
+}
+
+}  // namespace
+
+TEST_CASE("process_state reads /proc", "[server]") {
+    CHECK(process_state(::getpid()) == 'R');
+    pid_t z = zombie();
+    CHECK(process_state(z) == 'Z');
+    ::waitpid(z, nullptr, 0);
+    CHECK_FALSE(process_state(z).has_value());
+}
+
+TEST_CASE("a zombie postmaster is not a running server", "[server]") {
+    pid_t z = zombie();
+    REQUIRE(process_state(z) == 'Z');
+    {
+        FakeDataDir dir(std::to_string(z));
+        CHECK_FALSE(LocalServer(dir.path.string(), nullptr).running());
+    }
+    ::waitpid(z, nullptr, 0);
+}
+
+TEST_CASE("a live postmaster is running; none, or an unreadable pid file, is not", "[server]") {
+    {
+        FakeDataDir dir(std::to_string(::getpid()));
+        CHECK(LocalServer(dir.path.string(), nullptr).running());
+    }
+    {
+        FakeDataDir dir("-" + std::to_string(::getpid()));  // a single-user backend
+        CHECK(LocalServer(dir.path.string(), nullptr).running());
+    }
+    for (const char* line : {"", "x", "0", "99999999999"}) {
+        FakeDataDir dir(line);
+        CHECK_FALSE(LocalServer(dir.path.string(), nullptr).running());
+    }
+    pid_t gone = ::fork();
+    if (gone == 0) ::_exit(0);
+    ::waitpid(gone, nullptr, 0);
+    FakeDataDir dir(std::to_string(gone));
+    CHECK_FALSE(LocalServer(dir.path.string(), nullptr).running());
+    CHECK_FALSE(LocalServer("/nonexistent/pgrm", nullptr).running());
+}
