@@ -33,6 +33,8 @@ struct Config {
     std::string promote_command;         // argv split on spaces and quotes, never a shell
     std::string follow_command;
     std::string fence_command;
+
+    bool operator==(const Config&) const = default;
 };
 
 // One row of the settings table: it feeds both readers, validation, and the docs.

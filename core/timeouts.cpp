@@ -13,7 +13,7 @@ std::chrono::milliseconds remote_query(const Config& cfg) {
 }
 
 std::chrono::milliseconds health_check(const Config& cfg) {
-    return std::max<std::chrono::milliseconds>(250ms, remote_query(cfg) / 2);
+    return std::max<std::chrono::milliseconds>(kHealthCheckMin, remote_query(cfg) / 2);
 }
 
 std::chrono::seconds failover_window(const Config& cfg) {
@@ -22,6 +22,42 @@ std::chrono::seconds failover_window(const Config& cfg) {
 
 std::chrono::seconds fence_after(const Config& cfg) {
     return std::chrono::seconds((cfg.reconnect_attempts - 1) * cfg.reconnect_interval + cfg.monitor_interval_secs);
+}
+
+std::string format(std::chrono::milliseconds d) {
+    using namespace std::chrono;
+    if (d >= hours(1) && d % hours(1) == 0ms) return std::to_string(duration_cast<hours>(d).count()) + " h";
+    if (d >= minutes(5) && d % minutes(1) == 0ms)
+        return std::to_string(duration_cast<minutes>(d).count()) + " min";
+    if (d % seconds(1) == 0ms) return std::to_string(duration_cast<seconds>(d).count()) + " s";
+    return std::to_string(d.count()) + " ms";
+}
+
+const std::vector<Documented>& documented() {
+    static const std::vector<Documented> list = {
+        {"connect", format(kConnect)},
+        {"probe_connect", format(kProbeConnect)},
+        {"probe_query", format(kProbeQuery)},
+        {"server_control", format(kServerControl)},
+        {"replay_settle", format(kReplaySettle)},
+        {"register_replay", format(kRegisterReplay)},
+        {"promotion_recorded", format(kPromotionRecorded)},
+        {"daemon_answer", format(kDaemonAnswer)},
+        {"switchover", format(kSwitchover)},
+        {"switchover_catch_up", format(kSwitchoverCatchUp)},
+        {"helper_program", format(kHelperProgram)},
+        {"daemon_local_connect", format(kDaemonLocalConnect)},
+        {"daemon_local_query", format(kDaemonLocalQuery)},
+        {"daemon_child", format(kDaemonChild)},
+        {"monitoring_prune", format(kMonitoringPrune)},
+        // As the functions above compute them.
+        {"remote_connect", "reconnect_interval, at most " + format(kDaemonLocalConnect)},
+        {"remote_query", "reconnect_interval, at most " + format(kDaemonLocalQuery)},
+        {"health_check", "half of remote_query, at least " + format(kHealthCheckMin)},
+        {"failover_window", "reconnect_attempts * reconnect_interval + monitor_interval_secs"},
+        {"fence_after", "(reconnect_attempts - 1) * reconnect_interval + monitor_interval_secs"},
+    };
+    return list;
 }
 
 }  // namespace pgrm::timeouts

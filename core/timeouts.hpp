@@ -1,6 +1,8 @@
 #pragma once
 
 #include <chrono>
+#include <string>
+#include <vector>
 
 #include "core/config.hpp"
 
@@ -47,12 +49,15 @@ inline constexpr std::chrono::minutes kDaemonChild = 5min;
 inline constexpr std::chrono::hours kMonitoringPrune = 1h;
 
 // Derived from the settings.
+// The least a pass's first health check waits.
+inline constexpr std::chrono::milliseconds kHealthCheckMin = 250ms;
 // Connecting to another node: one reconnect interval, at most kDaemonLocalConnect, so a
 // frozen server costs no more than the interval it is checked at.
 std::chrono::milliseconds remote_connect(const Config& cfg);
 // A query to another node: one reconnect interval, at most kDaemonLocalQuery.
 std::chrono::milliseconds remote_query(const Config& cfg);
-// A pass's first health check only raises suspicion: half a remote query, at least 250 ms.
+// A pass's first health check only raises suspicion: half a remote query, at least
+// kHealthCheckMin.
 std::chrono::milliseconds health_check(const Config& cfg);
 // From the first failed check until every standby has declared a primary lost and
 // its siblings stopped hearing it.
@@ -60,5 +65,19 @@ std::chrono::seconds failover_window(const Config& cfg);
 // A primary cut off from a majority fences after this: when a standby could declare it
 // lost at the earliest ((reconnect_attempts - 1) * reconnect_interval) plus one pass.
 std::chrono::seconds fence_after(const Config& cfg);
+
+// Each of the above as repmgr.conf(5) lists it under TIMEOUTS, by the name it has there
+// (kProbeConnect is "probe_connect"): the fixed ones with their value ("3 s"), the derived
+// ones with how they follow from the settings. A unit test checks the page against this
+// list, both ways, so the two cannot drift apart.
+struct Documented {
+    std::string name;
+    std::string value;
+};
+const std::vector<Documented>& documented();
+
+// "250 ms", "120 s", "5 min", "1 h": whole hours, whole minutes from 5 minutes on
+// (below that, the seconds the --wait options take), else seconds or milliseconds.
+std::string format(std::chrono::milliseconds duration);
 
 }  // namespace pgrm::timeouts
