@@ -34,12 +34,28 @@ PrimaryLink connect_primary(Connection& local, const std::string& cluster, const
     return {std::move(*primary), std::move(conn)};
 }
 
-std::optional<bool> accepts_writes(const std::string& conninfo) {
+std::optional<Connection> connect_node(const Node& node, const std::string& hint, const ConnectOptions& options) {
+    std::string who = "node " + std::to_string(node.id) + " (\"" + node.name + "\")";
     try {
-        Connection conn = Connection::open(conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect});
-        return conn.exec(kAcceptsWritesSql, {}, timeouts::kProbeQuery).get_bool(0, 0);
+        return Connection::open(node.conninfo, options);
+    } catch (const ConnectionError& e) {
+        if (!e.server_alive()) {
+            log::info(who + " is not reachable (" + std::string(describe(e.failure())) + "): " + e.what());
+            return std::nullopt;
+        }
+        throw ConnectionError(e.failure(),
+                              who + " is running but refused our connection: " + std::string(describe(e.failure())),
+                              e.detail(), hint);
+    }
+}
+
+std::optional<bool> accepts_writes(const Node& node, const std::string& hint) {
+    std::optional<Connection> conn = connect_node(node, hint);
+    if (!conn) return std::nullopt;
+    try {
+        return conn->exec(kAcceptsWritesSql, {}, timeouts::kProbeQuery).get_bool(0, 0);
     } catch (const Error& e) {
-        log::info("could not ask \"" + redact_secrets(conninfo) + "\" whether it accepts writes: " + e.what());
+        log::info("could not ask node " + std::to_string(node.id) + " whether it accepts writes: " + e.what());
         return std::nullopt;
     }
 }

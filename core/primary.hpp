@@ -5,6 +5,7 @@
 
 #include "core/db.hpp"
 #include "core/metadata.hpp"
+#include "core/timeouts.hpp"
 
 namespace pgrm {
 
@@ -21,9 +22,19 @@ struct PrimaryLink {
 PrimaryLink connect_primary(Connection& local, const std::string& cluster,
                             const ConnectOptions& options = {});
 
-// Whether the server at conninfo accepts writes now: not in recovery, and not made
-// read-only by its own configuration (repmgrd's fence). nullopt when it cannot be asked
-// within the probe timeouts (timeouts::kProbeConnect, kProbeQuery).
-std::optional<bool> accepts_writes(const std::string& conninfo);
+// A connection to a registered node, to ask it something; nullopt when no server
+// answers there (nothing listens, no answer in time). A server that answers but will
+// not let us in (our password refused, no connection slot left, starting up:
+// ConnectionError::server_alive) runs and may accept writes, so nothing safe can be
+// decided without it: that throws its ConnectionError, naming the node and the class,
+// with hint (what the user can do).
+std::optional<Connection> connect_node(const Node& node, const std::string& hint,
+                                       const ConnectOptions& options = {.connect_timeout = timeouts::kProbeConnect});
+
+// Whether the registered node accepts writes now: not in recovery, and not made
+// read-only by its own configuration (repmgrd's fence). nullopt when no server answers
+// there or it cannot be asked within the probe timeouts (timeouts::kProbeConnect,
+// kProbeQuery); throws as connect_node when it answers but will not let us in.
+std::optional<bool> accepts_writes(const Node& node, const std::string& hint);
 
 }  // namespace pgrm

@@ -43,7 +43,9 @@ Unregistered unregister_node(const Config& cfg, const std::string& type, int nod
     s.node_id = node_id;
     s.target = meta.node(node_id);
     s.primary_id = meta.active_primary().value_or(primary.node).id;
-    if (s.target) s.target_writable = accepts_writes(s.target->conninfo);
+    if (s.target)
+        s.target_writable = accepts_writes(*s.target, "it may still accept writes: let this command in "
+                                                      "(pg_hba.conf, ~/.pgpass, max_connections), or stop it");
     if (auto refusal = unregister_refusal(s)) throw *refusal;
 
     // 3. Its record removed, with an event, unless it changed since step 2.

@@ -10,6 +10,7 @@
 #include "core/log.hpp"
 #include "core/metadata.hpp"
 #include "core/node_identity.hpp"
+#include "core/primary.hpp"
 #include "core/recovery.hpp"
 #include "core/server.hpp"
 #include "core/timeouts.hpp"
@@ -151,10 +152,9 @@ private:
         std::vector<const Node*> writable;
         for (const auto& n : nodes) {
             if (n.id == ctx.cfg().node) continue;
-            if (accepts_writes(n, "it may be the primary: let this node in (pg_hba.conf, ~/.pgpass, "
-                                  "max_connections), or name the primary to follow: standby follow <host>")
-                    .value_or(false))
-                writable.push_back(&n);
+            auto other = connect_node(n, "it may be the primary: let this node in (pg_hba.conf, ~/.pgpass, "
+                                         "max_connections), or name the primary to follow: standby follow <host>");
+            if (other && !query_server_facts(*other).in_recovery) writable.push_back(&n);
         }
         if (writable.empty())
             throw Error(ExitCode::BadConfig, "no registered node accepts writes", "",

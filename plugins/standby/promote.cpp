@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/metadata.hpp"
+#include "core/primary.hpp"
 #include "core/server.hpp"
 #include "core/timeouts.hpp"
 #include "plugins/standby/standby.hpp"
@@ -103,9 +104,12 @@ private:
                         "", "a primary that still sends WAL is alive: stop it first, or use --force");
         for (const auto& n : nodes) {
             if (n.id == self || !n.active) continue;
-            if (accepts_writes(n, "it may still accept writes: let this node in (pg_hba.conf, ~/.pgpass, "
-                                  "max_connections) and try again, or stop it; --force promotes anyway")
-                    .value_or(false))
+            // Not accepts_writes(): a fenced primary (read-only by configuration) still
+            // takes the writes a client asks for, so only --force promotes past it.
+            auto other = connect_node(n, "it may still accept writes: let this node in (pg_hba.conf, "
+                                         "~/.pgpass, max_connections) and try again, or stop it; --force "
+                                         "promotes anyway");
+            if (other && !query_server_facts(*other).in_recovery)
                 throw Error(ExitCode::BadConfig,
                             "node " + std::to_string(n.id) + " (\"" + n.name + "\") is running and accepts writes",
                             "", "stop it first, or use --force if it will never take writes again");

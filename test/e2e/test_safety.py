@@ -131,6 +131,22 @@ def test_follow_refuses_while_a_node_refuses_our_password():
         pgrm('-f', c.confs[3], 'standby', 'follow', '127.0.0.1', '-p', n2.port, check=0)
 
 
+def test_unregister_refuses_a_former_primary_that_refuses_our_password():
+    """node2 was promoted by force while node1, now an inactive former primary in the
+    metadata, still runs and refuses our password: it may take writes, so master
+    unregister keeps its record."""
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=1)
+        n1, n2 = c.nodes[1], c.nodes[2]
+        require_password(n1)
+        stop_streaming(n2)
+        pgrm('-f', c.confs[2], '--force', 'standby', 'promote', check=0)
+        assert c.metadata(n2)[1] == ('primary', False, None)
+        r = pgrm('-f', c.confs[2], 'master', 'unregister', '--node-id', '1', check=9)
+        assert 'node 1' in r.stderr and 'password refused' in r.stderr, output(r)
+        assert c.metadata(n2)[1] == ('primary', False, None)
+
+
 # --------------------------------------------------------------------------------------
 # Promote's metadata change: all or nothing
 
