@@ -49,13 +49,25 @@ static std::string join(const std::vector<std::pair<std::string, std::string>>& 
     std::string out;
     for (const auto& [k, v] : params) {
         if (!out.empty()) out += ' ';
-        out += k + "=" + (hide_password && k == "password" ? "********" : quote_conninfo_value(v));
+        out += k + "=" + (hide_password && is_secret_keyword(k) ? "********" : quote_conninfo_value(v));
     }
     return out;
 }
 
 std::string Conninfo::str() const { return join(params, false); }
 std::string Conninfo::redacted() const { return join(params, true); }
+
+bool is_secret_keyword(std::string_view key) { return key == "password" || key == "sslpassword"; }
+
+bool Conninfo::has_secrets() const {
+    return std::any_of(params.begin(), params.end(), [](const auto& p) { return is_secret_keyword(p.first); });
+}
+
+Conninfo Conninfo::without_secrets() const {
+    Conninfo out = *this;
+    std::erase_if(out.params, [](const auto& p) { return is_secret_keyword(p.first); });
+    return out;
+}
 
 Conninfo parse_conninfo(const std::string& text) {
     char* errmsg = nullptr;

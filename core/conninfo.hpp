@@ -21,7 +21,14 @@ struct Conninfo {
     std::string str() const;
     // The same with the password replaced by "********".
     std::string redacted() const;
+    // True when it holds a secret (is_secret_keyword).
+    bool has_secrets() const;
+    // The same without its secrets: the form to store where others read it.
+    Conninfo without_secrets() const;
 };
+
+// libpq's keywords whose values are secrets: password, sslpassword.
+bool is_secret_keyword(std::string_view key);
 
 // Throws pgrm::Error(BadConfig) naming libpq's complaint, or a port out of range.
 Conninfo parse_conninfo(const std::string& text);

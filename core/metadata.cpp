@@ -30,9 +30,10 @@ Param opt_int(const std::optional<int>& v) {
     return v ? Param(std::to_string(*v)) : std::nullopt;
 }
 
-std::string redacted_conninfo(const std::string& conninfo) {
+// As save_node stores it: without secrets.
+std::string stored_conninfo(const std::string& conninfo) {
     try {
-        return parse_conninfo(conninfo).redacted();
+        return parse_conninfo(conninfo).without_secrets().str();
     } catch (const Error&) {
         return redact_secrets(conninfo);
     }
@@ -56,7 +57,7 @@ Node node_from_config(const Config& cfg, const std::string& type, std::optional<
 nlohmann::json to_json(const Node& n) {
     nlohmann::json j = {{"id", n.id},
                         {"name", n.name},
-                        {"conninfo", redacted_conninfo(n.conninfo)},
+                        {"conninfo", stored_conninfo(n.conninfo)},
                         {"type", n.type},
                         {"priority", n.priority},
                         {"active", n.active}};
@@ -128,8 +129,31 @@ int Metadata::install_or_upgrade() {
             exec("INSERT INTO " + schema_ + ".schema_version (version) VALUES ($1)", {std::to_string(m.version)});
             newest = m.version;
         }
+        strip_stored_secrets();
         return newest;
     });
+}
+
+// updated_at is left alone: it orders the active primaries.
+void Metadata::strip_stored_secrets() {
+    Rows r = exec("SELECT id, conninfo FROM " + schema_ + ".repl_nodes ORDER BY id");
+    std::string stripped;
+    for (int i = 0; i < r.size(); ++i) {
+        std::string id = r.get(i, 0);
+        try {
+            Conninfo ci = parse_conninfo(r.get(i, 1));
+            if (!ci.has_secrets()) continue;
+            exec("UPDATE " + schema_ + ".repl_nodes SET conninfo = $2 WHERE id = $1",
+                 {id, ci.without_secrets().str()});
+            stripped += (stripped.empty() ? "" : ", ") + id;
+        } catch (const Error& e) {
+            log::warning("the stored conninfo of node " + id + " cannot be read (" + e.what() +
+                         "): check it for a password");
+        }
+    }
+    if (!stripped.empty())
+        log::warning("passwords taken out of the conninfo stored for node " + stripped +
+                     ": other nodes must find them in ~/.pgpass or PGPASSFILE");
 }
 
 bool Metadata::current() {
@@ -164,6 +188,13 @@ std::optional<Node> Metadata::active_primary() {
 }
 
 bool Metadata::save_node(const Node& n) {
+    Conninfo ci = parse_conninfo(n.conninfo);
+    std::string conninfo = n.conninfo;  // as written, unless it holds a secret
+    if (ci.has_secrets()) {
+        log::warning("the conninfo of node " + std::to_string(n.id) + " holds a password: it is stored "
+                     "in the metadata without it; other nodes must find it in ~/.pgpass or PGPASSFILE");
+        conninfo = ci.without_secrets().str();
+    }
     return exec("INSERT INTO " + schema_ +
                   ".repl_nodes AS r (id, cluster, name, conninfo, type, upstream_node_id, priority, "
                   "active, data_directory) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
@@ -173,7 +204,7 @@ bool Metadata::save_node(const Node& n) {
                   "data_directory = coalesce(EXCLUDED.data_directory, r.data_directory), "
                   "updated_at = now() "
                   "RETURNING xmax <> 0",
-              {std::to_string(n.id), cluster_, n.name, n.conninfo, n.type,
+              {std::to_string(n.id), cluster_, n.name, conninfo, n.type,
                opt_int(n.upstream_node_id), std::to_string(n.priority), n.active ? "true" : "false",
                n.data_directory.empty() ? Param() : Param(n.data_directory)})
         .get_bool(0, 0);

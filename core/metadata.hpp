@@ -23,7 +23,7 @@ struct Node {
     bool active = true;
     std::string data_directory;
 };
-nlohmann::json to_json(const Node& node);  // conninfo with the password hidden
+nlohmann::json to_json(const Node& node);  // conninfo as stored: without secrets
 
 // This node's record as its repmgr.conf describes it; data_directory is used when the
 // configuration names none.
@@ -74,7 +74,8 @@ public:
     bool installed();
     // Throws pgrm::Error(BadConfig) naming the fix when this node has no metadata yet.
     void require_installed();
-    // Creates the schema or upgrades it to the newest version; returns that version.
+    // Creates the schema or upgrades it to the newest version, and takes out the
+    // secrets an older pgrm stored in conninfos (with a warning); returns that version.
     int install_or_upgrade();
     int version();
     // The schema is at the newest version this binary knows.
@@ -84,7 +85,9 @@ public:
     std::optional<Node> node(int id);
     std::optional<Node> active_primary();
     // Inserts the node, or updates it when its id is registered (keeping a known data
-    // directory when the new record has none); true when it updated.
+    // directory when the new record has none); true when it updated. Its conninfo is
+    // stored without secrets (every node replicates the metadata, and log_statement
+    // would log them), with a warning naming ~/.pgpass and PGPASSFILE when it had one.
     bool save_node(const Node& node);
     // Marks every active node of type primary but keep_id as inactive.
     void deactivate_other_primaries(int keep_id);
@@ -138,6 +141,7 @@ public:
 private:
     std::string switchover_channel() const;  // quoted: "repmgr_<cluster>_switchover"
     Rows exec(std::string_view sql, const std::vector<Param>& params = {});
+    void strip_stored_secrets();
     // Runs body in one transaction: committed when it returns, rolled back when it throws.
     template <typename Body>
     auto in_transaction(Body body);

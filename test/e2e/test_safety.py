@@ -6,6 +6,9 @@
   than take it for gone, and cluster show says why it could not be asked.
 - Promote's metadata change is one transaction: a failure in its middle leaves the
   metadata as it was.
+- No password is stored in the metadata (every node replicates it): register takes it
+  out of the conninfo and says so, a schema upgrade takes out stored ones, and the
+  nodes then find it in a password file.
 - Node identity: a node registered as host=127.0.0.1 is the node a standby reaches
   as localhost (its upstream in standby register, the primary named to follow).
 
@@ -17,8 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import (clone_args, hold_all_connections, output, parse_json, pgrm,  # noqa: E402
-                     primary_conninfo, receiver, small_cluster, wait_streaming_from, wait_until)
+from harness import (clone_args, hold_all_connections, make_primary, output, parse_json, pgrm,  # noqa: E402
+                     primary_conninfo, receiver, small_cluster, wait_streaming_from, wait_until,
+                     write_conf)
 
 
 # --------------------------------------------------------------------------------------
@@ -184,6 +188,48 @@ def test_promote_changes_the_metadata_in_one_transaction():
         assert n2.psql(events_sql, db='pgbench') == events
         assert not n2.is_in_recovery(), 'the server itself was promoted'
         assert 'metadata was left unchanged' in r.stderr and 'injected failure' in r.stderr, output(r)
+
+
+# --------------------------------------------------------------------------------------
+# Passwords at rest
+
+
+def test_no_password_is_stored_in_the_metadata():
+    with harness.Sandbox() as sb:
+        n1 = make_primary(sb, scale=None)
+        n1.psql("create role repmgr login superuser password 'secret'")
+        hba = n1.datadir / 'pg_hba.conf'
+        hba.write_text('host pgbench repmgr 127.0.0.1/32 scram-sha-256\n' + hba.read_text())
+        n1.psql('select pg_reload_conf()')
+        conf1 = write_conf(sb, 1, n1, conninfo=f'host=127.0.0.1 port={n1.port} user=repmgr '
+                                                f'dbname=pgbench password=secret')
+        stored_sql = 'select conninfo from repmgr_test.repl_nodes where id = {}'
+
+        # Registered: the row holds no password, and the warning says where it goes.
+        r = pgrm('-f', conf1, 'master', 'register', check=0)
+        stored = n1.psql(stored_sql.format(1), db='pgbench')
+        assert 'secret' not in stored and 'password' not in stored, stored
+        assert sorted(stored.split()) == sorted(f'host=127.0.0.1 port={n1.port} user=repmgr dbname=pgbench'.split()), stored
+        assert 'WARNING' in r.stderr and '.pgpass' in r.stderr, output(r)
+
+        # Through the stored conninfo the password comes from a password file.
+        doc = parse_json(pgrm('-f', conf1, '--json', 'cluster', 'show', check=0), 'cluster show --json')
+        assert doc['data']['nodes'][0]['connection_failure'] == 'password_refused', doc
+        pgpass = sb.path('pgpass')
+        pgpass.write_text(f'127.0.0.1:{n1.port}:pgbench:repmgr:secret\n')
+        pgpass.chmod(0o600)
+        doc = parse_json(pgrm('-f', conf1, '--json', 'cluster', 'show', env={'PGPASSFILE': pgpass}, check=0),
+                         'cluster show --json with a password file')
+        assert doc['data']['nodes'][0]['role_found'] == 'primary', doc
+
+        # A password an older pgrm stored goes at the next schema install or upgrade.
+        n1.psql("insert into repmgr_test.repl_nodes (id, cluster, name, conninfo, type) values "
+                "(9, 'test', 'old', 'host=127.0.0.1 port=1 user=repmgr password=hunter2', 'standby')",
+                db='pgbench')
+        r = pgrm('-f', conf1, '--force', 'master', 'register', check=0)
+        stored = n1.psql(stored_sql.format(9), db='pgbench')
+        assert sorted(stored.split()) == ['host=127.0.0.1', 'port=1', 'user=repmgr'], stored
+        assert 'node 9' in r.stderr, output(r)
 
 
 # --------------------------------------------------------------------------------------

@@ -119,3 +119,21 @@ TEST_CASE("ports are checked when a conninfo is parsed, not when it is used", "[
         CHECK(std::string(e.what()) == "invalid conninfo: invalid port \"-1\": must be a port number from 1 to 65535");
     }
 }
+
+TEST_CASE("secrets are taken out of a conninfo to store it", "[conninfo]") {
+    Conninfo c = parse_conninfo("host=node1 user=repmgr password='it\\'s' sslpassword=key dbname=x");
+    CHECK(c.has_secrets());
+    Conninfo bare = c.without_secrets();
+    CHECK_FALSE(bare.has_secrets());
+    CHECK(bare.params.size() == 3);
+    CHECK(bare.get("host") == "node1");
+    CHECK(bare.get("dbname") == "x");
+    CHECK(bare.str().find("it") == std::string::npos);
+    CHECK(c.redacted().find("key") == std::string::npos);
+    // A URI's password too; without one, nothing is a secret.
+    Conninfo uri = parse_conninfo("postgresql://repmgr:hunter2@node1:5433/pgbench");
+    CHECK(uri.has_secrets());
+    CHECK(uri.without_secrets().str().find("hunter2") == std::string::npos);
+    CHECK(uri.without_secrets().get("port") == "5433");
+    CHECK_FALSE(parse_conninfo("host=node1 dbname=password").has_secrets());
+}
