@@ -1,5 +1,8 @@
 #include "core/health.hpp"
 
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/timeline.hpp"
 #include "core/timeouts.hpp"
 
 namespace pgrm {
@@ -80,6 +83,18 @@ std::vector<SlotInfo> replication_slots(Connection& conn) {
     return out;
 }
 
-std::optional<std::string> primary_wal_lsn(Connection& conn) { return conn.exec(kPrimaryLsnSql, {}, kQuery).get_opt(0, 0); }
+std::optional<std::uint64_t> active_primary_lsn(const std::vector<Node>& nodes, int self_id) {
+    for (const Node& n : nodes) {
+        if (n.type != "primary" || !n.active || n.id == self_id) continue;
+        try {
+            Connection primary = Connection::open(n.conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect});
+            if (auto lsn = primary.exec(kPrimaryLsnSql, {}, kQuery).get_opt(0, 0)) return parse_lsn(*lsn);
+            log::info("primary node " + std::to_string(n.id) + " is in recovery: its WAL position is not the primary's");
+        } catch (const Error& e) {
+            log::info("primary node " + std::to_string(n.id) + " not asked for its WAL position: " + e.what());
+        }
+    }
+    return std::nullopt;
+}
 
 }  // namespace pgrm

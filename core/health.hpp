@@ -4,11 +4,13 @@
 // one round trip, with the probe timeout (timeouts::kProbeQuery) so a hung server
 // cannot hold a monitoring system's check.
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/db.hpp"
+#include "core/metadata.hpp"
 
 namespace pgrm {
 
@@ -48,7 +50,8 @@ struct SlotInfo {
 };
 std::vector<SlotInfo> replication_slots(Connection& conn);
 
-// A primary's pg_current_wal_lsn(); nullopt when the server is in recovery.
-std::optional<std::string> primary_wal_lsn(Connection& conn);
+// The WAL position of the active primary among nodes, when it is another node than
+// self_id and answers within the probe timeouts; nullopt otherwise (logged at info).
+std::optional<std::uint64_t> active_primary_lsn(const std::vector<Node>& nodes, int self_id);
 
 }  // namespace pgrm

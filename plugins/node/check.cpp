@@ -9,10 +9,8 @@
 #include "core/daemon_socket.hpp"
 #include "core/error.hpp"
 #include "core/health.hpp"
-#include "core/log.hpp"
 #include "core/metadata.hpp"
 #include "core/node_identity.hpp"
-#include "core/timeline.hpp"
 #include "core/timeouts.hpp"
 #include "plugins/node/checks.hpp"
 #include "plugins/node/node.hpp"
@@ -20,8 +18,6 @@
 namespace pgrm::node {
 
 namespace {
-
-const ConnectOptions kProbe{.connect_timeout = timeouts::kProbeConnect};
 
 class NodeCheck : public Command {
 public:
@@ -147,14 +143,14 @@ private:
         std::optional<std::uint64_t> primary_lsn;
         NodeSample sample;
         if (checks.size() > 1 || !wants("daemon")) {
-            local.emplace(Connection::open(cfg.conninfo, kProbe));
+            local.emplace(Connection::open(cfg.conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect}));
             Metadata meta(*local, cfg.cluster);
             if (meta.installed()) {
                 nodes = meta.nodes();
                 for (const Node& n : nodes)
                     if (n.id == cfg.node) me = n;
             }
-            if (wants("replication_lag")) primary_lsn = read_primary_lsn(cfg, nodes);
+            if (wants("replication_lag")) primary_lsn = active_primary_lsn(nodes, cfg.node);
             sample = sample_node(*local);
         }
 
@@ -183,20 +179,6 @@ private:
             }
         }
         return out;
-    }
-
-    // The active primary's WAL position, when it is another node that answers.
-    static std::optional<std::uint64_t> read_primary_lsn(const Config& cfg, const std::vector<Node>& nodes) {
-        for (const Node& n : nodes) {
-            if (n.type != "primary" || !n.active || n.id == cfg.node) continue;
-            try {
-                Connection primary = Connection::open(n.conninfo, kProbe);
-                if (auto lsn = primary_wal_lsn(primary)) return parse_lsn(*lsn);
-            } catch (const Error& e) {
-                log::info("primary node " + std::to_string(n.id) + " not asked for its WAL position: " + e.what());
-            }
-        }
-        return std::nullopt;
     }
 };
 

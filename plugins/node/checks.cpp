@@ -123,14 +123,14 @@ CheckResult judge_role(int node_id, const std::optional<Node>& registered, bool 
 
 Lag replication_lag(const NodeSample& s, std::optional<std::uint64_t> primary_lsn) {
     Lag lag;
-    auto replay = s.replay_lsn ? parse_lsn(*s.replay_lsn) : std::nullopt;
+    auto replay = parse_lsn(s.replay_lsn.value_or(""));
     if (primary_lsn && replay)
         lag.bytes = static_cast<long long>(*primary_lsn > *replay ? *primary_lsn - *replay : 0);
     bool caught_up;
     if (lag.bytes) {
         caught_up = *lag.bytes == 0;
     } else {
-        auto received = s.receive_lsn ? parse_lsn(*s.receive_lsn) : std::nullopt;
+        auto received = parse_lsn(s.receive_lsn.value_or(""));
         caught_up = s.receiver_status == "streaming" && received && replay && *replay >= *received;
     }
     if (caught_up)

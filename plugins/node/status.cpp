@@ -1,12 +1,9 @@
 // node status: this node as its server, its record and its repmgrd see it: role,
 // timeline, WAL positions, upstream, lag, and the daemon's state.
 #include "core/daemon_socket.hpp"
-#include "core/error.hpp"
 #include "core/health.hpp"
-#include "core/log.hpp"
 #include "core/metadata.hpp"
 #include "core/node_identity.hpp"
-#include "core/timeline.hpp"
 #include "core/timeouts.hpp"
 #include "plugins/node/checks.hpp"
 #include "plugins/node/node.hpp"
@@ -14,8 +11,6 @@
 namespace pgrm::node {
 
 namespace {
-
-const ConnectOptions kProbe{.connect_timeout = timeouts::kProbeConnect};
 
 template <typename T>
 nlohmann::json or_null(const std::optional<T>& v) {
@@ -39,7 +34,7 @@ public:
         const Config& cfg = ctx.cfg();
 
         // 1. This node's record, from its own server's metadata.
-        Connection local = Connection::open(cfg.conninfo, kProbe);
+        Connection local = Connection::open(cfg.conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect});
         Metadata meta(local, cfg.cluster);
         std::vector<Node> nodes = meta.installed() ? meta.nodes() : std::vector<Node>{};
         std::optional<Node> me;
@@ -48,16 +43,7 @@ public:
 
         // 2. The primary's WAL position (when it is another node), then this node's own
         //    state, so that the lag is not negative.
-        std::optional<std::uint64_t> primary_lsn;
-        for (const Node& n : nodes) {
-            if (n.type != "primary" || !n.active || n.id == cfg.node) continue;
-            try {
-                Connection primary = Connection::open(n.conninfo, kProbe);
-                if (auto lsn = primary_wal_lsn(primary)) primary_lsn = parse_lsn(*lsn);
-            } catch (const Error& e) {
-                log::warning("primary node " + std::to_string(n.id) + " not reached, lag in bytes unknown: " + e.what());
-            }
-        }
+        std::optional<std::uint64_t> primary_lsn = active_primary_lsn(nodes, cfg.node);
         NodeSample s = sample_node(local);
         std::optional<int> streaming_from;
         if (s.sender_host && s.sender_port)
