@@ -36,22 +36,23 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (check_binary, end_process_group, freeze, harness, make_primary,  # noqa: E402
-                      pgbench_background, pgrm, thaw, wait_streaming_from, wait_until, write_conf)
+from benchlib import (PgrmCluster, Probe, check_binary, freeze, harness, load_average,  # noqa: E402
+                      thaw)
 
 MONITOR_INTERVAL = 1
 RECONNECT_ATTEMPTS = 2
 RECONNECT_INTERVAL = 1
 RECONNECT_WINDOW = RECONNECT_ATTEMPTS * RECONNECT_INTERVAL
+# What a benchmarked node's repmgr.conf adds: automatic failover and the fast timings above.
+DAEMON_SETTINGS = {'failover': 'automatic', 'monitor_interval_secs': MONITOR_INTERVAL,
+                   'reconnect_attempts': RECONNECT_ATTEMPTS, 'reconnect_interval': RECONNECT_INTERVAL}
 
 TARGET_WRITE = 1.0
 TARGET_STREAM = 2.0
@@ -64,180 +65,14 @@ PEER_REPMGRD_CPU_PCT = (0.05, 0.10)
 
 
 # --------------------------------------------------------------------------------------
-# A minimal PostgreSQL client (trust authentication, simple query protocol)
-
-
-class PgError(Exception):
-    pass
-
-
-class MiniPg:
-    def __init__(self, port: int, db: str = 'pgbench', user: str = 'postgres', timeout: float = 2.0):
-        self.sock = socket.create_connection(('127.0.0.1', port), timeout=timeout)
-        self.sock.settimeout(timeout)
-        self.buf = b''
-        params = b''.join(k.encode() + b'\0' + v.encode() + b'\0' for k, v in
-                          (('user', user), ('database', db), ('application_name', 'failover_probe')))
-        body = struct.pack('!i', 196608) + params + b'\0'
-        self.sock.sendall(struct.pack('!i', len(body) + 4) + body)
-        while True:
-            kind, payload = self._read()
-            if kind == b'R':
-                if struct.unpack('!i', payload[:4])[0] != 0:
-                    raise PgError('authentication other than trust requested')
-            elif kind == b'E':
-                raise PgError(self._error(payload))
-            elif kind == b'Z':
-                return
-
-    def _recv(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise PgError('connection closed')
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def _read(self):
-        head = self._recv(5)
-        length = struct.unpack('!i', head[1:])[0]
-        return head[:1], self._recv(length - 4)
-
-    @staticmethod
-    def _error(payload: bytes) -> str:
-        fields = {}
-        for part in payload.split(b'\0'):
-            if part:
-                fields[part[:1]] = part[1:].decode(errors='replace')
-        return fields.get(b'M', 'error')
-
-    def query(self, sql: str) -> list:
-        """Rows (lists of str|None) of the last result; raises PgError on an error."""
-        data = sql.encode() + b'\0'
-        self.sock.sendall(b'Q' + struct.pack('!i', len(data) + 4) + data)
-        rows, error = [], None
-        while True:
-            kind, payload = self._read()
-            if kind == b'D':
-                n = struct.unpack('!h', payload[:2])[0]
-                pos, row = 2, []
-                for _ in range(n):
-                    ln = struct.unpack('!i', payload[pos:pos + 4])[0]
-                    pos += 4
-                    if ln < 0:
-                        row.append(None)
-                    else:
-                        row.append(payload[pos:pos + ln].decode())
-                        pos += ln
-                rows.append(row)
-            elif kind == b'E':
-                error = self._error(payload)
-            elif kind == b'Z':
-                if error:
-                    raise PgError(error)
-                return rows
-
-    def close(self):
-        try:
-            self.sock.sendall(b'X' + struct.pack('!i', 4))
-        except OSError:
-            pass
-        self.sock.close()
-
-
-class Probe:
-    """A lazily (re)connected MiniPg to one port."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.conn: MiniPg | None = None
-
-    def query(self, sql: str) -> list | None:
-        try:
-            if self.conn is None:
-                self.conn = MiniPg(self.port, timeout=2.0)
-            return self.conn.query(sql)
-        except (OSError, PgError) as e:
-            if not isinstance(e, PgError) or 'read-only' not in str(e):
-                if self.conn is not None:
-                    self.conn.sock.close()
-                self.conn = None
-            return None
-
-    def close(self):
-        if self.conn:
-            self.conn.close()
-            self.conn = None
-
-
-# --------------------------------------------------------------------------------------
-# Cluster
-
-
-def daemon_settings(sb, node: int) -> dict:
-    """What a benchmarked node's repmgr.conf adds to harness.conf_text's: its name, the
-    daemon's log file, automatic failover and the fast timings above."""
-    return {'node_name': f'node{node}', 'log_file': sb.path(f'repmgrd{node}.log'),
-            'failover': 'automatic', 'monitor_interval_secs': MONITOR_INTERVAL,
-            'reconnect_attempts': RECONNECT_ATTEMPTS, 'reconnect_interval': RECONNECT_INTERVAL}
-
-
-class Cluster:
-    def __init__(self, sb: harness.Sandbox, scale: int):
-        self.sb = sb
-        self.nodes, self.confs, self.daemons, self.bg = {}, {}, {}, []
-        n1 = make_primary(sb, 'node1', scale=scale, timeout=3600)
-        n1.psql('checkpoint')
-        self.nodes[1] = n1
-        self.confs[1] = write_conf(sb, 1, n1, cluster='bench', **daemon_settings(sb, 1))
-        pgrm('-f', self.confs[1], 'master', 'register', check=0)
-        for i in (2, 3):
-            n = sb.new_instance(f'node{i}')
-            self.nodes[i] = n
-            self.confs[i] = write_conf(sb, i, n, cluster='bench', **daemon_settings(sb, i))
-            pgrm('-f', self.confs[i], '-D', n.datadir, '-d', 'pgbench', '-h', '127.0.0.1',
-                 '-p', n1.port, '-U', 'postgres', 'standby', 'clone', check=0, timeout=3600)
-            n.start()
-        for i in (2, 3):
-            wait_streaming_from(self.nodes[i], n1, timeout=120)
-            pgrm('-f', self.confs[i], 'standby', 'register', check=0)
-        wait_until(lambda: n1.psql("select application_name from pg_stat_replication "
-                                   "where state = 'streaming' order by 1") == 'node2\nnode3',
-                   what='node1 streaming to node2 and node3')
-        n1.psql('create table failover_probe(t timestamptz default now(), node text)',
-                db='pgbench')
-        for i in (1, 2, 3):
-            out = open(sb.path(f'repmgrd{i}.out'), 'ab')
-            self.daemons[i] = subprocess.Popen(
-                [str(harness.pgrm_path('repmgrd')), '-f', str(self.confs[i])],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=harness.clean_env(), cwd=str(sb.root), start_new_session=True)
-            out.close()
-        wait_until(lambda: n1.psql('select count(distinct standby_node) from '
-                                   'repmgr_bench.repl_monitor', db='pgbench') == '2',
-                   timeout=60, what='monitoring rows of both standbys')
-        wait_until(lambda: 'this node is the primary' in
-                   sb.path('repmgrd1.log').read_text(errors='replace'),
-                   timeout=30, what='node1 daemon to watch the primary')
-
-    def pgbench(self, *args):
-        p = pgbench_background(self.nodes[1], *args, log=self.sb.path('pgbench.out'))
-        self.bg.append(p)
-        return p
-
-    def close(self):
-        for p in self.bg + list(self.daemons.values()):
-            end_process_group(p)
-
-
-# --------------------------------------------------------------------------------------
 # One failover
 
 
 def one_run(scale: int, fault: str, timeout: float) -> dict:
     with harness.Sandbox(prefix='pgrm-bench-failover-') as sb:
-        c = Cluster(sb, scale)
+        c = PgrmCluster(sb, scale, DAEMON_SETTINGS)
+        c.nodes[1].psql('create table failover_probe(t timestamptz default now(), node text)',
+                        db='pgbench')
         frozen: list = []
         probes = {i: Probe(c.nodes[i].port) for i in (2, 3)}
         watch = {i: Probe(c.nodes[i].port) for i in (2, 3)}
@@ -319,7 +154,7 @@ def footprint(scale: int, idle: int) -> dict:
         return out
 
     with harness.Sandbox(prefix='pgrm-bench-footprint-') as sb:
-        c = Cluster(sb, scale)
+        c = PgrmCluster(sb, scale, DAEMON_SETTINGS)
         try:
             time.sleep(3)
             pids = {i: p.pid for i, p in c.daemons.items()}
@@ -397,8 +232,7 @@ def main() -> int:
     print(f'# failover bench: 3 nodes, pgbench -i -s {args.scale}, load pgbench -c 2; daemons with '
           f'monitor_interval_secs={MONITOR_INTERVAL}, reconnect_attempts={RECONNECT_ATTEMPTS}, '
           f'reconnect_interval={RECONNECT_INTERVAL}, failover=automatic', flush=True)
-    print(f'# machine: {os.cpu_count()} cores, load average {open("/proc/loadavg").read().split()[0:3]}',
-          flush=True)
+    print(f'# machine: {os.cpu_count()} cores, load average {load_average()}', flush=True)
 
     results = {'kill': [], 'stop': []}
     for fault, n in (('kill', args.runs), ('stop', args.stop_runs)):
