@@ -5,8 +5,9 @@ throw-away directory under /tmp, run_as_pg runs a program as the postgres OS use
 runs the built binary (build/cmd/repmgr); the cluster setup steps (make_primary,
 write_conf, pgbench, waiting for streaming, ...) are harness's too, shared with the e2e
 tests, and re-exported here. Added here: MiniPg (a wire-protocol client, for probes that
-must cost one round trip) and a three-node cluster under pgrm (PgrmCluster). See
-bench/README.md.
+must cost one round trip), AckWriter (commits rows on whichever node accepts writes and
+records each acknowledgement), and three-node clusters under pgrm (PgrmCluster) and under
+repmgr 5 (Repmgr5Cluster, with ensure_repmgr5 installing it). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,14 +27,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'test' / 'e2e'))
 import harness  # noqa: E402
 from harness import (end_process_group, freeze, make_primary, parse_json, pg_bin,  # noqa: E402,F401
-                     pgbench, pgbench_background, pgrm, run_as_pg, streaming, thaw,
+                     pgbench, pgbench_background, pgrm, popen_as_pg, run_as_pg, streaming, thaw,
                      wait_streaming, wait_streaming_from, wait_until, write_conf)
 
 __all__ = ['harness', 'pg_bin', 'pgrm', 'run_as_pg', 'wait_until', 'REPO', 'make_primary',
            'pgbench', 'du_bytes', 'remove_tree', 'median', 'timed', 'parse_json', 'fmt_bytes',
            'check_binary', 'write_conf', 'end_process_group', 'freeze', 'pgbench_background',
-           'streaming', 'thaw', 'wait_streaming', 'wait_streaming_from',
-           'load_average', 'PgError', 'MiniPg', 'Probe', 'BenchCluster', 'PgrmCluster']
+           'popen_as_pg', 'streaming', 'thaw', 'wait_streaming', 'wait_streaming_from',
+           'load_average', 'PgError', 'MiniPg', 'Probe', 'AckWriter', 'BenchCluster',
+           'PgrmCluster', 'repmgr5_path', 'ensure_programs', 'ensure_repmgr5', 'Repmgr5Cluster']
 
 
 def check_binary():
@@ -189,6 +192,67 @@ class Probe:
 
 
 # --------------------------------------------------------------------------------------
+# An acknowledging writer
+
+
+class AckWriter(threading.Thread):
+    """Commits one small row after another into `table` on whichever node accepts writes,
+    and remembers which were acknowledged, and when.
+
+    It keeps a session to each node (ports: node name -> port), stays on the node that last
+    committed, and after a failure tries the next node at once (a whole round of refusals
+    costs a 10 ms pause). Every attempt is a new id; `acks` holds (id, time.monotonic() of
+    the acknowledgement, node) of each committed row, `failures` (id, time, node, error) of
+    each attempt that was refused or got no answer (one whose connection broke may have
+    committed: it is not counted as acknowledged)."""
+
+    def __init__(self, ports: dict, table: str = 'ack', pause: float = 0.005):
+        super().__init__(daemon=True)
+        self.ports, self.table, self.pause = ports, table, pause
+        self.acks: list = []
+        self.failures: list = []
+        self._done = threading.Event()
+
+    @staticmethod
+    def create_sql(table: str = 'ack') -> str:
+        return (f'create table {table}(id bigint primary key, node text not null, '
+                'at timestamptz not null default clock_timestamp())')
+
+    def run(self):
+        names = list(self.ports)
+        conns: dict = {}
+        cur, next_id, refused_in_a_row = 0, 0, 0
+        while not self._done.is_set():
+            next_id += 1
+            node = names[cur]
+            try:
+                if node not in conns:
+                    conns[node] = MiniPg(self.ports[node], timeout=2.0, application_name='ack_writer')
+                conns[node].query(f"insert into {self.table}(id, node) values ({next_id}, '{node}')")
+                self.acks.append((next_id, time.monotonic(), node))
+                refused_in_a_row = 0
+                time.sleep(self.pause)
+            except (OSError, PgError) as e:
+                self.failures.append((next_id, time.monotonic(), node, str(e)))
+                if 'read-only' not in str(e) and node in conns:
+                    conns.pop(node).sock.close()
+                cur = (cur + 1) % len(names)
+                refused_in_a_row += 1
+                if refused_in_a_row % len(names) == 0:
+                    time.sleep(0.01)
+        for c in conns.values():
+            c.close()
+
+    def stop(self):
+        self._done.set()
+        self.join(30)
+
+    def lost(self, present: set) -> list:
+        """The acknowledged ids missing from present (the ids a node holds)."""
+        return sorted(i for i, _, _ in self.acks if i not in present)
+
+
+# --------------------------------------------------------------------------------------
 # Clusters of three nodes on loopback, under each tool
 
 
@@ -256,3 +320,140 @@ class PgrmCluster(BenchCluster):
 
     def daemon_log(self, i: int) -> str:
         return self.sb.path(f'repmgrd{i}.log').read_text(errors='replace')
+
+    def switchover(self, i: int, timeout: float) -> subprocess.CompletedProcess:
+        """`repmgr -f confN standby switchover --json` on node i (no SSH: node1's repmgrd
+        demotes it), with --wait timeout."""
+        return pgrm('-f', self.confs[i], 'standby', 'switchover', '--json', '--wait', int(timeout),
+                    timeout=timeout + 30)
+
+
+# repmgr 5 (the field's own tool), Debian's postgresql-NN-repmgr, as the baseline
+
+
+def repmgr5_path(program: str = 'repmgr') -> Path:
+    """repmgr 5's programs: Debian installs them beside PostgreSQL's."""
+    return harness.PG_BINDIR / program
+
+
+def ensure_programs(packages: dict) -> list:
+    """packages: program path -> Debian package providing it. Installs (apt-get update,
+    apt-get install) the packages whose program is missing, when we are root on a system
+    with apt-get; otherwise exits with a message naming them. Returns what it installed."""
+    missing = sorted({pkg for path, pkg in packages.items() if not Path(path).is_file()})
+    if not missing:
+        return []
+    if not harness.IS_ROOT or not shutil.which('apt-get'):
+        sys.exit(f'missing: {", ".join(missing)}; install them (apt-get install {" ".join(missing)}) '
+                 'or run this as root, which installs them')
+    print(f'# installing {", ".join(missing)} (apt-get update; apt-get install -y '
+          f'--no-install-recommends {" ".join(missing)})', flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+    for argv in (['apt-get', 'update'],
+                 ['apt-get', 'install', '-y', '--no-install-recommends', *missing]):
+        p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
+        if p.returncode != 0:
+            sys.exit(f'{" ".join(argv)}: exit code {p.returncode}\n{p.stdout[-3000:]}{p.stderr[-3000:]}')
+    still = sorted(str(path) for path in packages if not Path(path).is_file())
+    if still:
+        sys.exit(f'installed {", ".join(missing)}, but still missing: {", ".join(still)}')
+    return missing
+
+
+def ensure_repmgr5() -> str:
+    """Makes sure repmgr 5 (postgresql-NN-repmgr) and an sshd and ssh client are installed
+    (see ensure_programs); returns `repmgr --version`."""
+    if harness.PG_BINDIR is None:
+        sys.exit('no PostgreSQL binaries: set PG_BINDIR')
+    major = harness.PG_BINDIR.parent.name
+    ensure_programs({repmgr5_path('repmgr'): f'postgresql-{major}-repmgr',
+                     repmgr5_path('repmgrd'): f'postgresql-{major}-repmgr',
+                     '/usr/sbin/sshd': 'openssh-server', '/usr/bin/ssh': 'openssh-client',
+                     '/usr/bin/ssh-keygen': 'openssh-client'})
+    return run_as_pg([repmgr5_path(), '--version']).stdout.strip()
+
+
+class Repmgr5Cluster(BenchCluster):
+    """The same three nodes under repmgr 5, everything run as the postgres OS user (repmgr
+    refuses root): node1 with shared_preload_libraries = 'repmgr', `pgbench -i -s SCALE`
+    and `repmgr primary register` (which creates the extension); node2 and node3 by
+    `repmgr standby clone --fast-checkpoint`, started, `standby register`; `repmgrd
+    --daemonize=false` on each, its log in repmgrd5-<N>.log.
+
+    Each node's repmgr.conf (repmgr5-<N>.conf) names it (node_id, node_name, conninfo,
+    data_directory, pg_bindir), adds settings, and holds what repmgr runs over SSH: the
+    server's start/stop/restart through pg_ctl with the node's port and socket directory
+    and a log file (a server started without -l would hold the SSH session open), and
+    ssh_options for the sandbox's own sshd (harness.Sshd on 127.0.0.1: its host key, a key
+    for the postgres user, a known_hosts file; nobody's ~/.ssh is read or written)."""
+
+    def __init__(self, sb: harness.Sandbox, scale: int, settings: dict):
+        super().__init__(sb)
+        self.sshd = harness.Sshd(sb, '127.0.0.1')
+        self.repmgr = str(repmgr5_path('repmgr'))
+        n1 = make_primary(sb, 'node1', scale=scale, timeout=3600,
+                          extra_conf={'shared_preload_libraries': 'repmgr'})
+        n1.psql('checkpoint')
+        self.nodes[1] = n1
+        for i in (1, 2, 3):
+            if i > 1:
+                self.nodes[i] = sb.new_instance(f'node{i}')
+            self.confs[i] = sb.write_config(f'repmgr5-{i}', self.conf_text(i, settings))
+        self.run(1, 'primary', 'register')
+        for i in (2, 3):
+            self.run(i, '-h', '127.0.0.1', '-p', n1.port, '-U', 'postgres', '-d', 'pgbench',
+                     'standby', 'clone', '--fast-checkpoint', timeout=3600)
+            self.nodes[i].start()
+        for i in (2, 3):
+            wait_streaming_from(self.nodes[i], n1, timeout=120)
+            self.run(i, 'standby', 'register')
+        wait_until(lambda: n1.psql("select application_name from pg_stat_replication "
+                                   "where state = 'streaming' order by 1") == 'node2\nnode3',
+                   what='node1 streaming to node2 and node3')
+        for i in (1, 2, 3):
+            self.daemons[i] = popen_as_pg([repmgr5_path('repmgrd'), '-f', self.confs[i],
+                                           '--daemonize=false', '--no-pid-file'],
+                                          log=sb.path(f'repmgrd5-{i}.out'))
+        for i in (1, 2, 3):
+            wait_until(lambda i=i: 'monitoring' in self.daemon_log(i), timeout=60,
+                       what=f'repmgrd 5 on node{i} to monitor')
+
+    def conf_text(self, i: int, settings: dict) -> str:
+        n = self.nodes[i]
+        pg_ctl = harness.pg_bin('pg_ctl')
+        conf = self.sb.path(f'repmgr5-{i}.conf')
+        start = (f'{pg_ctl} -D {n.datadir} -l {n.logfile} -o "-p {n.port} -k {n.socket_dir}" '
+                 '-w -t 120 start')
+        values = {
+            'node_id': i, 'node_name': f'node{i}',
+            'conninfo': f'host=127.0.0.1 port={n.port} user=postgres dbname=pgbench connect_timeout=2',
+            'data_directory': n.datadir, 'pg_bindir': harness.PG_BINDIR,
+            'ssh_options': f'-q -o ConnectTimeout=10 {self.sshd.ssh_options()}',
+            'service_start_command': start,
+            'service_stop_command': f'{pg_ctl} -D {n.datadir} -m fast -w -t 120 stop',
+            'service_restart_command': (f'{pg_ctl} -D {n.datadir} -l {n.logfile} '
+                                        f'-o "-p {n.port} -k {n.socket_dir}" -m fast -w -t 120 restart'),
+            'promote_command': f'{self.repmgr} standby promote -f {conf} --log-to-file',
+            'follow_command': f'{self.repmgr} standby follow -f {conf} --log-to-file --upstream-node-id=%n',
+            'log_file': self.sb.path(f'repmgrd5-{i}.log'),
+            **settings,
+        }
+        return ''.join(f'{k}={v}\n' if isinstance(v, int) else f"{k}='{v}'\n"
+                       for k, v in values.items())
+
+    def run(self, i: int, *args, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        """repmgr -f repmgr5-<i>.conf ARGS, as the postgres OS user."""
+        return run_as_pg([self.repmgr, '-f', self.confs[i], *args], check=check, timeout=timeout)
+
+    def switchover(self, i: int, timeout: float) -> subprocess.CompletedProcess:
+        """`repmgr standby switchover --siblings-follow` on node i (over SSH to node1)."""
+        return self.run(i, 'standby', 'switchover', '--siblings-follow', check=False, timeout=timeout)
+
+    def daemon_log(self, i: int) -> str:
+        text = ''
+        for p in (self.sb.path(f'repmgrd5-{i}.log'), self.sb.path(f'repmgrd5-{i}.out')):
+            try:
+                text += p.read_text(errors='replace')
+            except OSError:
+                pass
+        return text

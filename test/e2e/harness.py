@@ -58,7 +58,8 @@ __all__ = [
     'PG_BINDIR', 'PG_USER', 'BUILD_DIR', 'SkipTest', 'PsqlError', 'Instance', 'Sandbox',
     'pg_bin', 'pgrm', 'pgrm_path', 'run_as_pg', 'wait_until', 'stays_false', 'main', 'clean_env',
     'output', 'parse_json', 'children_of', 'freeze', 'thaw', 'end_process_group',
-    'pgbench', 'pgbench_background', 'make_primary', 'conf_text', 'write_conf', 'clone_args',
+    'pgbench', 'pgbench_background', 'popen_as_pg', 'make_primary', 'conf_text', 'write_conf',
+    'clone_args',
     'receiver', 'streaming', 'wait_streaming', 'wait_streaming_from', 'assert_read_only',
     'WALK_TABLE', 'primary_conninfo', 'Cluster', 'small_cluster', 'hold_all_connections',
     'Daemon', 'log_of',
@@ -831,16 +832,21 @@ def pgbench(inst: Instance, *args, timeout: float = 300) -> subprocess.Completed
                       *args, 'pgbench'], timeout=timeout)
 
 
+def popen_as_pg(argv: list, *, log: Path) -> subprocess.Popen:
+    """argv started in the background as the PostgreSQL OS user, in its own session (end
+    it with end_process_group), its stdout and stderr appended to log."""
+    home = _PG_PW.pw_dir if (IS_ROOT and _PG_PW) else None
+    with open(log, 'ab') as out:
+        return subprocess.Popen([str(a) for a in argv], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=clean_env(home=home), cwd='/',
+                                preexec_fn=_demote_fn(), start_new_session=True)
+
+
 def pgbench_background(inst: Instance, *args, log: Path) -> subprocess.Popen:
     """pgbench as in pgbench(), started in the background in its own session (end it
     with end_process_group), its output appended to log."""
-    argv = [pg_bin('pgbench'), '-h', '127.0.0.1', '-p', str(inst.port), '-U', 'postgres',
-            *[str(a) for a in args], 'pgbench']
-    home = _PG_PW.pw_dir if (IS_ROOT and _PG_PW) else None
-    with open(log, 'ab') as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=clean_env(home=home), cwd='/',
-                                preexec_fn=_demote_fn(), start_new_session=True)
+    return popen_as_pg([pg_bin('pgbench'), '-h', '127.0.0.1', '-p', inst.port, '-U', 'postgres',
+                        *args, 'pgbench'], log=log)
 
 
 # repmgrd
