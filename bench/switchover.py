@@ -274,16 +274,16 @@ def main() -> int:
             ('first failed write +', 'first_fail'),
             (f'first write on {NEW} +', 'first_new'), ('every node streaming +', 'streaming'),
             ('command wall time', 'command'))
-    print(f'  {"":32}' + ''.join(f'{TOOLS[t]:>10}' for t in tools)
+    print(f'  {"":38}' + ''.join(f'{TOOLS[t]:>10}' for t in tools)
           + ('   pgrm/repmgr 5' if len(tools) == 2 else ''))
     for label, key in keys:
         ms = [med(results[t], key) for t in tools]
-        line = f'  {label:32}' + ''.join(f'{fmt(m, ""):>10}' for m in ms)
+        line = f'  {label:38}' + ''.join(f'{fmt(m, ""):>10}' for m in ms)
         if len(tools) == 2:
             line += f'   {ms[0] / ms[1]:.2f}' if ms[0] is not None and ms[1] else '   n/a'
         print(line)
     lost = {t: sum(len(r['lost'] or []) for r in results[t]) for t in tools}
-    print(f'  {"lost acknowledged writes":32}' + ''.join(f'{lost[t]:>10}' for t in tools))
+    print(f'  {"lost acknowledged writes":38}' + ''.join(f'{lost[t]:>10}' for t in tools))
 
     problems = {t: [p for r in results[t] for p in failed(r)] for t in tools}
     for t in tools:
