@@ -32,6 +32,8 @@ node2's streaming WAL senders. Measured (+: seconds from t0):
   every node streaming  + until node2 accepts writes and pg_stat_replication on it shows two
                           WAL senders streaming (node1 and node3)
   command               the command's wall time (and its exit code)
+  shutdown checkpoint   buffers written and seconds, from node1's server log: writes wait
+                        for it (repmgr 5 runs a CHECKPOINT before it stops the server)
   lost writes           acknowledged ids missing on the node that accepts writes afterwards
 
 Prints every run, the medians, the ratios pgrm/repmgr 5, and whether pgrm meets the
@@ -45,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import threading
@@ -119,6 +122,19 @@ def roles(c) -> dict:
     return out
 
 
+def shutdown_checkpoint(inst: harness.Instance) -> tuple:
+    """(buffers written, seconds) of the last shutdown checkpoint in inst's server log (the
+    old primary's: a switchover's writes wait for it), or (None, None)."""
+    found, starting = (None, None), False
+    for ln in inst.logfile.read_text(errors='replace').splitlines():
+        if 'checkpoint starting: shutdown' in ln:
+            starting = True
+        elif starting and 'checkpoint complete:' in ln:
+            m = re.search(r'wrote (\d+) buffers.*total=([0-9.]+) s', ln)
+            found, starting = ((int(m.group(1)), float(m.group(2))) if m else (None, None)), False
+    return found
+
+
 def tool_summary(tool: str, proc) -> list:
     """The command's own account, a few lines."""
     if tool == 'pgrm':
@@ -179,6 +195,7 @@ def one_run(tool: str, scale: int, clients: int, warmup: float, timeout: float) 
             if len(primaries) == 1:
                 ids = c.nodes[int(primaries[0][4:])].psql('select id from ack', db='pgbench')
                 lost = writer.lost({int(x) for x in ids.split()})
+            ckpt_buffers, ckpt_s = shutdown_checkpoint(c.nodes[1])
             rel = (lambda t: None if t is None else t - t0)
             return {
                 'tool': tool, 'exit': proc.returncode, 'command': t_cmd,
@@ -187,6 +204,7 @@ def one_run(tool: str, scale: int, clients: int, warmup: float, timeout: float) 
                 'last_old': rel(last_old),
                 'gap': (first_new - last_old) if last_old is not None and first_new is not None else None,
                 'streaming': rel(watcher.t_streaming),
+                'checkpoint': ckpt_s, 'checkpoint_buffers': ckpt_buffers,
                 'acks': len(acks), 'refused': sum(1 for f in fails if f[1] > t0),
                 'lost': lost, 'roles': after,
                 'at_once': [(round(t - t0, 3), w) for t, w in watcher.writable_at_once],
@@ -225,6 +243,7 @@ def print_run(k: int, r: dict):
     print(f'{name:8} run {k}: write unavailability {fmt(r["unavailable"])} '
           f'(last write on {OLD} +{fmt(r["last_old"])}, first failed write +{fmt(r["first_fail"])}, '
           f'first write on {NEW} +{fmt(r["first_new"])}); '
+          f'{OLD}\'s shutdown checkpoint {r["checkpoint_buffers"]} buffers in {fmt(r["checkpoint"])}; '
           f'every node streaming from {NEW} +{fmt(r["streaming"])}; command {fmt(r["command"])} '
           f'(exit {r["exit"]}); {r["acks"]} writes acknowledged, '
           f'lost {"?" if r["lost"] is None else len(r["lost"])}', flush=True)
@@ -271,7 +290,7 @@ def main() -> int:
 
     print(f'\n== medians over {args.runs} runs (seconds from the command\'s start, +)')
     keys = (('write unavailability', 'unavailable'), (f'last write on {OLD} -> first on {NEW}', 'gap'),
-            ('first failed write +', 'first_fail'),
+            (f'{OLD}\'s shutdown checkpoint', 'checkpoint'), ('first failed write +', 'first_fail'),
             (f'first write on {NEW} +', 'first_new'), ('every node streaming +', 'streaming'),
             ('command wall time', 'command'))
     print(f'  {"":38}' + ''.join(f'{TOOLS[t]:>10}' for t in tools)
