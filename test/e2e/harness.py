@@ -62,7 +62,9 @@ __all__ = [
     'clone_args',
     'receiver', 'streaming', 'wait_streaming', 'wait_streaming_from', 'assert_read_only',
     'WALK_TABLE', 'primary_conninfo', 'Cluster', 'small_cluster', 'hold_all_connections',
-    'Daemon', 'log_of',
+    'Daemon', 'log_of', 'DAEMON_FAST', 'writable', 'in_recovery', 'daemon_settings',
+    'daemon_conf_text', 'write_daemon_conf', 'DaemonCluster', 'daemon_cluster', 'setup_three',
+    'pgbench_load', 'AckWriter', 'TwoPrimaries', 'one_promoted',
 ]
 
 # --------------------------------------------------------------------------------------
@@ -1141,6 +1143,207 @@ def assert_read_only(inst: Instance, sql: str = 'insert into walk values (-99999
         assert 'read-only transaction' in e.stderr, e.stderr
     else:
         raise AssertionError(f'{inst.name} accepted a write')
+
+
+# --------------------------------------------------------------------------------------
+# Daemons: a repmgrd on every node of a cluster, load, and the guards the daemon,
+# rejoin and switchover tests share
+
+
+DAEMON_FAST = {'monitor_interval_secs': 1, 'reconnect_attempts': 2, 'reconnect_interval': 1}
+
+
+def writable(inst: Instance) -> bool:
+    """True when inst answers and is out of recovery and not read-only by default."""
+    try:
+        return inst.psql("select not pg_is_in_recovery() and "
+                         "current_setting('default_transaction_read_only') = 'off'",
+                         timeout=5) == 't'
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return False
+
+
+def in_recovery(inst: Instance) -> bool:
+    return inst.psql('select pg_is_in_recovery()', timeout=10) == 't'
+
+
+def daemon_settings(node: int, sb: Sandbox, **settings) -> dict:
+    """A daemon's settings on top of conf_text's: its node name, its log file in
+    the sandbox, failover = automatic and the fast timings; any given win (None drops one)."""
+    return {'node_name': f'node{node}', 'log_file': sb.path(f'repmgrd{node}.log'),
+            'failover': 'automatic', **DAEMON_FAST, **settings}
+
+
+def daemon_conf_text(node: int, inst: Instance, sb: Sandbox, **settings) -> str:
+    return conf_text(node, inst, **daemon_settings(node, sb, **settings))
+
+
+def write_daemon_conf(sb: Sandbox, node: int, inst: Instance, **settings) -> Path:
+    return write_conf(sb, node, inst, **daemon_settings(node, sb, **settings))
+
+
+class DaemonCluster:
+    """Nodes with a repmgrd each, and background load."""
+
+    def __init__(self, sb: Sandbox):
+        self.sb = sb
+        self.nodes: dict = {}   # id -> Instance
+        self.confs: dict = {}   # id -> Path
+        self.daemons: dict = {}  # id -> Daemon
+        self.bg: list = []      # other background processes (pgbench)
+
+    def start_daemon(self, node_id: int, *extra, netns: NetNamespace | None = None) -> Daemon:
+        d = Daemon(self.sb, f'node{node_id}', self.confs[node_id], *extra, netns=netns)
+        self.daemons[node_id] = d
+        return d
+
+    def nodes_sql(self, inst: Instance | None = None) -> str:
+        inst = inst or self.nodes[1]
+        return inst.psql("select id, type, active from repmgr_test.repl_nodes order by id",
+                         db='pgbench')
+
+    def close(self):
+        for p in self.bg:
+            if p.poll() is None:
+                end_process_group(p, term_timeout=None)
+        for d in self.daemons.values():
+            d.stop()
+
+    def dump(self):
+        for d in self.daemons.values():
+            sys.stderr.write(d.tail())
+        sys.stderr.flush()
+
+
+class daemon_cluster:
+    """with daemon_cluster(sb) as c: ... — daemons and load always stopped, logs on failure."""
+
+    def __init__(self, sb):
+        self.c = DaemonCluster(sb)
+
+    def __enter__(self) -> DaemonCluster:
+        return self.c
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and exc_type is not SkipTest:
+            self.c.dump()
+        self.c.close()
+        return False
+
+
+def setup_three(c: DaemonCluster, node_settings: dict | None = None, sync: bool = False,
+                daemons=(1, 2, 3)):
+    """node1 primary with pgbench -i -s 1, master registered; node2 and node3 cloned with
+    `repmgr -f confN ... standby clone` (application_name = node name), started and
+    streaming; node3 registered by hand, node2 left to its daemon. Then the daemons (each
+    with its node's settings), waiting until node2 is registered and both standbys
+    recorded a monitoring row."""
+    sb = c.sb
+    node_settings = node_settings or {}
+    n1 = make_primary(sb)
+    c.nodes[1] = n1
+    c.confs[1] = write_daemon_conf(sb, 1, n1, **node_settings.get(1, {}))
+    pgrm('-f', c.confs[1], 'master', 'register', check=0)
+    for i in (2, 3):
+        n = sb.new_instance(f'node{i}')
+        c.nodes[i] = n
+        c.confs[i] = write_daemon_conf(sb, i, n, **node_settings.get(i, {}))
+        pgrm('-f', c.confs[i], *clone_args(n.datadir, n1), check=0)
+        n.start()
+    for i in (2, 3):
+        wait_streaming_from(c.nodes[i], n1)
+    wait_until(lambda: n1.psql("select application_name from pg_stat_replication "
+                               "where state = 'streaming' order by 1") == 'node2\nnode3',
+               what='node1 streaming to node2 and node3 under their node names')
+    pgrm('-f', c.confs[3], 'standby', 'register', check=0)
+    if sync:
+        n1.psql("alter system set synchronous_standby_names = 'ANY 1 (node2, node3)'")
+        n1.psql("alter system set synchronous_commit = on")
+        n1.psql('select pg_reload_conf()')
+        wait_until(lambda: n1.psql("select application_name, sync_state from pg_stat_replication "
+                                   "order by 1") == 'node2|quorum\nnode3|quorum',
+                   what='node2 and node3 as quorum synchronous standbys')
+    for i in daemons:
+        c.start_daemon(i)
+    if 2 in daemons:
+        wait_until(lambda: c.nodes_sql() == '1|primary|t\n2|standby|t\n3|standby|t',
+                   timeout=30, what="node2's daemon to register node2")
+    standbys = [i for i in (2, 3) if i in daemons]
+    if standbys:
+        want = '\n'.join(str(i) for i in standbys)
+        wait_until(lambda: n1.psql('select distinct standby_node from repmgr_test.repl_monitor '
+                                   'order by 1', db='pgbench') == want,
+                   timeout=30, what=f'monitoring rows of standbys {standbys}')
+    if 1 in daemons:
+        c.daemons[1].wait_log('this node is the primary')
+
+
+def pgbench_load(c: DaemonCluster, inst: Instance, *args) -> subprocess.Popen:
+    """pgbench ... pgbench as the postgres user, in the background (killed on close)."""
+    p = pgbench_background(inst, *args, log=c.sb.path('pgbench.out'))
+    c.bg.append(p)
+    return p
+
+
+class AckWriter(threading.Thread):
+    """INSERT INTO acks VALUES (i), i = 1, 2, ... against one server; records every i whose
+    INSERT returned success (with synchronous_commit = on and a quorum of synchronous
+    standbys, an acknowledged commit is flushed on a standby)."""
+
+    def __init__(self, inst: Instance):
+        super().__init__(daemon=True)
+        self.inst = inst
+        self.acked: list = []
+        self.failed = 0
+        self.stop_event = threading.Event()
+
+    def run(self):
+        i = 0
+        while not self.stop_event.is_set():
+            i += 1
+            try:
+                self.inst.psql(f'insert into acks values ({i})', db='pgbench', timeout=10)
+                self.acked.append(i)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+                self.failed += 1
+                time.sleep(0.02)
+
+    def stop(self):
+        self.stop_event.set()
+        self.join(15)
+
+
+class TwoPrimaries:
+    """Samples the standbys in the background and records any moment at which more than
+    one node accepts writes."""
+
+    def __init__(self, nodes: list):
+        self.nodes = nodes
+        self.violations: list = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            w = [n.name for n in self.nodes if writable(n)]
+            if len(w) > 1:
+                self.violations.append((time.monotonic(), w))
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join(10)
+        return False
+
+
+def one_promoted(c: DaemonCluster, candidates=(2, 3)) -> int:
+    """Node id of the only candidate accepting writes, else 0."""
+    w = [i for i in candidates if writable(c.nodes[i])]
+    return w[0] if len(w) == 1 else 0
 
 
 # --------------------------------------------------------------------------------------

@@ -47,205 +47,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import (Daemon, clone_args, log_of, make_primary, output, pgrm, wait_streaming,  # noqa: E402
-                     wait_streaming_from, wait_until)
-
-
-# --------------------------------------------------------------------------------------
-# Helpers
-
-FAST = {'monitor_interval_secs': 1, 'reconnect_attempts': 2, 'reconnect_interval': 1}
-
-
-def writable(inst: harness.Instance) -> bool:
-    """True when inst answers and is out of recovery and not read-only by default."""
-    try:
-        return inst.psql("select not pg_is_in_recovery() and "
-                         "current_setting('default_transaction_read_only') = 'off'",
-                         timeout=5) == 't'
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        return False
-
-
-def in_recovery(inst: harness.Instance) -> bool:
-    return inst.psql('select pg_is_in_recovery()', timeout=10) == 't'
-
-
-def daemon_settings(node: int, sb: harness.Sandbox, **settings) -> dict:
-    """A daemon's settings on top of harness.conf_text's: its node name, its log file in
-    the sandbox, failover = automatic and the fast timings; any given win (None drops one)."""
-    return {'node_name': f'node{node}', 'log_file': sb.path(f'repmgrd{node}.log'),
-            'failover': 'automatic', **FAST, **settings}
-
-
-def conf_text(node: int, inst: harness.Instance, sb: harness.Sandbox, **settings) -> str:
-    return harness.conf_text(node, inst, **daemon_settings(node, sb, **settings))
-
-
-def write_conf(sb: harness.Sandbox, node: int, inst: harness.Instance, **settings) -> Path:
-    return harness.write_conf(sb, node, inst, **daemon_settings(node, sb, **settings))
-
-
-class Cluster:
-    def __init__(self, sb: harness.Sandbox):
-        self.sb = sb
-        self.nodes: dict = {}   # id -> Instance
-        self.confs: dict = {}   # id -> Path
-        self.daemons: dict = {}  # id -> Daemon
-        self.bg: list = []      # other background processes (pgbench)
-
-    def start_daemon(self, node_id: int, *extra, netns: harness.NetNamespace | None = None) -> Daemon:
-        d = Daemon(self.sb, f'node{node_id}', self.confs[node_id], *extra, netns=netns)
-        self.daemons[node_id] = d
-        return d
-
-    def nodes_sql(self, inst: harness.Instance | None = None) -> str:
-        inst = inst or self.nodes[1]
-        return inst.psql("select id, type, active from repmgr_test.repl_nodes order by id",
-                         db='pgbench')
-
-    def close(self):
-        for p in self.bg:
-            if p.poll() is None:
-                harness.end_process_group(p, term_timeout=None)
-        for d in self.daemons.values():
-            d.stop()
-
-    def dump(self):
-        for d in self.daemons.values():
-            sys.stderr.write(d.tail())
-        sys.stderr.flush()
-
-
-class cluster_of:
-    """with cluster_of(sb) as c: ... — daemons and load always stopped, logs on failure."""
-
-    def __init__(self, sb):
-        self.c = Cluster(sb)
-
-    def __enter__(self) -> Cluster:
-        return self.c
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and exc_type is not harness.SkipTest:
-            self.c.dump()
-        self.c.close()
-        return False
-
-
-def setup_three(c: Cluster, node_settings: dict | None = None, sync: bool = False,
-                daemons=(1, 2, 3)):
-    """node1 primary with pgbench -i -s 1, master registered; node2 and node3 cloned with
-    `repmgr -f confN ... standby clone` (application_name = node name), started and
-    streaming; node3 registered by hand, node2 left to its daemon. Then the daemons (each
-    with its node's settings), waiting until node2 is registered and both standbys
-    recorded a monitoring row."""
-    sb = c.sb
-    node_settings = node_settings or {}
-    n1 = make_primary(sb)
-    c.nodes[1] = n1
-    c.confs[1] = write_conf(sb, 1, n1, **node_settings.get(1, {}))
-    pgrm('-f', c.confs[1], 'master', 'register', check=0)
-    for i in (2, 3):
-        n = sb.new_instance(f'node{i}')
-        c.nodes[i] = n
-        c.confs[i] = write_conf(sb, i, n, **node_settings.get(i, {}))
-        pgrm('-f', c.confs[i], *clone_args(n.datadir, n1), check=0)
-        n.start()
-    for i in (2, 3):
-        wait_streaming_from(c.nodes[i], n1)
-    wait_until(lambda: n1.psql("select application_name from pg_stat_replication "
-                               "where state = 'streaming' order by 1") == 'node2\nnode3',
-               what='node1 streaming to node2 and node3 under their node names')
-    pgrm('-f', c.confs[3], 'standby', 'register', check=0)
-    if sync:
-        n1.psql("alter system set synchronous_standby_names = 'ANY 1 (node2, node3)'")
-        n1.psql("alter system set synchronous_commit = on")
-        n1.psql('select pg_reload_conf()')
-        wait_until(lambda: n1.psql("select application_name, sync_state from pg_stat_replication "
-                                   "order by 1") == 'node2|quorum\nnode3|quorum',
-                   what='node2 and node3 as quorum synchronous standbys')
-    for i in daemons:
-        c.start_daemon(i)
-    if 2 in daemons:
-        wait_until(lambda: c.nodes_sql() == '1|primary|t\n2|standby|t\n3|standby|t',
-                   timeout=30, what="node2's daemon to register node2")
-    standbys = [i for i in (2, 3) if i in daemons]
-    if standbys:
-        want = '\n'.join(str(i) for i in standbys)
-        wait_until(lambda: n1.psql('select distinct standby_node from repmgr_test.repl_monitor '
-                                   'order by 1', db='pgbench') == want,
-                   timeout=30, what=f'monitoring rows of standbys {standbys}')
-    if 1 in daemons:
-        c.daemons[1].wait_log('this node is the primary')
-
-
-def pgbench_load(c: Cluster, inst: harness.Instance, *args) -> subprocess.Popen:
-    """pgbench ... pgbench as the postgres user, in the background (killed on close)."""
-    p = harness.pgbench_background(inst, *args, log=c.sb.path('pgbench.out'))
-    c.bg.append(p)
-    return p
-
-
-class AckWriter(threading.Thread):
-    """INSERT INTO acks VALUES (i), i = 1, 2, ... against one server; records every i whose
-    INSERT returned success (with synchronous_commit = on and a quorum of synchronous
-    standbys, an acknowledged commit is flushed on a standby)."""
-
-    def __init__(self, inst: harness.Instance):
-        super().__init__(daemon=True)
-        self.inst = inst
-        self.acked: list = []
-        self.failed = 0
-        self.stop_event = threading.Event()
-
-    def run(self):
-        i = 0
-        while not self.stop_event.is_set():
-            i += 1
-            try:
-                self.inst.psql(f'insert into acks values ({i})', db='pgbench', timeout=10)
-                self.acked.append(i)
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-                self.failed += 1
-                time.sleep(0.02)
-
-    def stop(self):
-        self.stop_event.set()
-        self.join(15)
-
-
-class TwoPrimaries:
-    """Samples the standbys in the background and records any moment at which more than
-    one node accepts writes."""
-
-    def __init__(self, nodes: list):
-        self.nodes = nodes
-        self.violations: list = []
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            w = [n.name for n in self.nodes if writable(n)]
-            if len(w) > 1:
-                self.violations.append((time.monotonic(), w))
-            time.sleep(0.05)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join(10)
-        return False
-
-
-def one_promoted(c: Cluster, candidates=(2, 3)) -> int:
-    """Node id of the only candidate accepting writes, else 0."""
-    w = [i for i in candidates if writable(c.nodes[i])]
-    return w[0] if len(w) == 1 else 0
+from harness import (DAEMON_FAST, AckWriter, DaemonCluster, TwoPrimaries, clone_args,  # noqa: E402
+                     daemon_cluster, daemon_conf_text, in_recovery, log_of, make_primary,
+                     one_promoted, output, pgbench_load, pgrm, setup_three, wait_streaming,
+                     wait_streaming_from, wait_until, writable, write_daemon_conf)
 
 
 # --------------------------------------------------------------------------------------
@@ -253,7 +58,7 @@ def one_promoted(c: Cluster, candidates=(2, 3)) -> int:
 
 
 def test_lag_rows_and_auto_register():
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         setup_three(c, daemons=(1, 2, 3))
         n1 = c.nodes[1]
         # Rows keep coming: at least 3 passes for each standby.
@@ -297,7 +102,7 @@ def test_lag_rows_and_auto_register():
 
 
 def test_time_lag_grows_while_primary_stopped():
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         manual = {'failover': 'manual'}
         setup_three(c, {1: manual, 2: manual, 3: manual}, daemons=(2, 3))
         n1, n2 = c.nodes[1], c.nodes[2]
@@ -322,15 +127,15 @@ def test_time_lag_grows_while_primary_stopped():
 # 3, 4. Signals and the pid file (a primary and one standby suffice)
 
 
-def primary_and_standby(c: Cluster, settings: dict | None = None):
+def primary_and_standby(c: DaemonCluster, settings: dict | None = None):
     sb = c.sb
     n1 = make_primary(sb, scale=None)
     c.nodes[1] = n1
-    c.confs[1] = write_conf(sb, 1, n1, **(settings or {}))
+    c.confs[1] = write_daemon_conf(sb, 1, n1, **(settings or {}))
     pgrm('-f', c.confs[1], 'master', 'register', check=0)
     n2 = sb.new_instance('node2')
     c.nodes[2] = n2
-    c.confs[2] = write_conf(sb, 2, n2, **(settings or {}))
+    c.confs[2] = write_daemon_conf(sb, 2, n2, **(settings or {}))
     pgrm('-f', c.confs[2], *clone_args(n2.datadir, n1), check=0)
     n2.start()
     wait_streaming_from(n2, n1)
@@ -340,7 +145,7 @@ def test_commands_it_runs_are_logged_when_they_succeed():
     """node2 does not stream when its daemon registers it: standby register succeeds with
     a warning. The daemon runs it with --json and logs its log lines (the warning) and
     its result's summary, not only when it fails."""
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         primary_and_standby(c, {'failover': 'manual'})
         n2 = c.nodes[2]
         n2.psql("alter system set primary_conninfo = 'host=127.0.0.1 port=1 user=postgres'")
@@ -356,7 +161,7 @@ def test_commands_it_runs_are_logged_when_they_succeed():
 
 
 def test_sighup_reload_and_pid_file():
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         primary_and_standby(c, {'failover': 'manual'})
         pid_file = sb.path('repmgrd2.pid')
         d = c.start_daemon(2, '--pid-file', pid_file)
@@ -383,7 +188,7 @@ def test_sighup_reload_and_pid_file():
         # SIGHUP: a new log_file and monitor interval; the reload is logged in the new file.
         old_log = log_of(c.confs[2])
         new_log = sb.path('repmgrd2-new.log')
-        c.confs[2].write_text(conf_text(2, c.nodes[2], sb, failover='manual',
+        c.confs[2].write_text(daemon_conf_text(2, c.nodes[2], sb, failover='manual',
                                         log_file=str(new_log), monitor_interval_secs=2))
         os.kill(d.pid, signal.SIGHUP)
         wait_until(lambda: new_log.exists() and 'configuration reloaded' in new_log.read_text(),
@@ -463,7 +268,7 @@ def test_pid_file_never_follows_a_link():
 def test_local_server_down_logged_once():
     """A standby's own server stopped for several passes: one warning, not one a pass;
     then a line when it answers again, and monitoring resumes."""
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         primary_and_standby(c, {'failover': 'manual'})
         d = c.start_daemon(2)
         d.wait_log('repmgrd started')
@@ -477,7 +282,7 @@ def test_local_server_down_logged_once():
                    what='the warning that the local server refuses connections')
         seen = warnings()
         harness.stays_false(lambda: warnings() != seen and '\n'.join(warnings()),
-                            5 * FAST['monitor_interval_secs'], what='a warning for the same outage')
+                            5 * DAEMON_FAST['monitor_interval_secs'], what='a warning for the same outage')
         assert d.running(), d.tail()
         assert len(seen) <= 2, '\n'.join(seen)
         c.nodes[2].start()
@@ -491,7 +296,7 @@ def test_local_server_down_logged_once():
 def test_sighup_does_not_shorten_reconnect_attempts():
     """SIGHUPs (logrotate) while the primary is being retried: the attempts still wait
     reconnect_interval apart, so the primary is not declared lost early."""
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         primary_and_standby(c, {'failover': 'manual', 'reconnect_attempts': 3,
                                 'reconnect_interval': 2})
         d = c.start_daemon(2)
@@ -516,7 +321,7 @@ def test_sighup_keeps_verbose():
     """--verbose on the command line must outlive a SIGHUP: after a reload, info-level
     messages (here "primary check failed", logged at info when the primary is gone) are
     still written."""
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         primary_and_standby(c, {'failover': 'manual'})
         d = c.start_daemon(2)  # --verbose
         d.wait_log('repmgrd started')
@@ -533,7 +338,7 @@ def test_sighup_keeps_verbose():
 
 
 def test_sigterm_exits_quickly():
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         primary_and_standby(c)
         d1 = c.start_daemon(1)
         d2 = c.start_daemon(2)
@@ -567,7 +372,7 @@ def test_sigterm_exits_quickly():
 
 
 def test_failover_kill9_under_load():
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         setup_three(c, sync=True)
         n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
         n1.psql('create table acks(i int)', db='pgbench')
@@ -639,11 +444,11 @@ def test_failover_kill9_under_load():
 
 
 def test_sigstop_primary_then_fenced():
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         setup_three(c)
         n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
         n1.psql('create table t(x int)', db='pgbench')
-        window = FAST['reconnect_attempts'] * FAST['reconnect_interval']
+        window = DAEMON_FAST['reconnect_attempts'] * DAEMON_FAST['reconnect_interval']
         pids = []
         try:
             pm = n1.pid()
@@ -705,7 +510,7 @@ def test_partitioned_primary_fences_itself():
     node3, a majority, elect one of them; node1's own daemon, cut off from the majority
     for longer than the failover window, makes node1 read-only. With the link back,
     node1 stays fenced and cluster show says so."""
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         host = harness.NetNamespace(sb)
         here = host.local   # node2's and node3's address, as node1 reaches them
 
@@ -717,13 +522,13 @@ def test_partitioned_primary_fences_itself():
         n1.psql('create database pgbench')
         n1.psql('create table t(x int)', db='pgbench')
         c.nodes[1] = n1
-        c.confs[1] = write_conf(sb, 1, n1, conninfo=f'host={host.remote} port={n1.port} '
+        c.confs[1] = write_daemon_conf(sb, 1, n1, conninfo=f'host={host.remote} port={n1.port} '
                                                     'user=postgres dbname=pgbench')
         pgrm('-f', c.confs[1], 'master', 'register', check=0)
         for i in (2, 3):
             n = sb.new_instance(f'node{i}')
             c.nodes[i] = n
-            c.confs[i] = write_conf(sb, i, n, conninfo=f'host={here} port={n.port} '
+            c.confs[i] = write_daemon_conf(sb, i, n, conninfo=f'host={here} port={n.port} '
                                                        'user=postgres dbname=pgbench')
             pgrm('-f', c.confs[i], '-D', n.datadir, '-d', 'pgbench', '-p', n1.port, '-U', 'postgres',
                  'standby', 'clone', host.remote, check=0)
@@ -770,7 +575,7 @@ def test_partitioned_primary_fences_itself():
 
 
 def test_manual_never_promotes_and_exits_when_promoted():
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         manual = {'failover': 'manual'}
         setup_three(c, {1: manual, 2: manual, 3: manual}, daemons=(2, 3))
         n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
@@ -801,7 +606,7 @@ def test_manual_never_promotes_and_exits_when_promoted():
 
 
 def test_priority_zero_never_promotes():
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         setup_three(c, {2: {'priority': 0}})
         n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
         assert n1.psql('select priority from repmgr_test.repl_nodes where id = 2',
@@ -823,7 +628,7 @@ def test_priority_zero_ahead_loses_no_acked_rows():
     (node2, node3)', node2 (priority 0) alone acknowledges 10 commits; node1 is killed.
     Both daemons hold the election and wait, saying that priority 0 is why, and keep
     waiting while they run."""
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         setup_three(c, {2: {'priority': 0}}, sync=True)
         n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
         n1.psql('create table acks(i int)', db='pgbench')
@@ -864,16 +669,16 @@ def test_lost_sql_link_with_streaming_alive_never_promotes():
     daemons find node1 lost, but a sibling's WAL receiver still streams from it, so nobody
     promotes. node1 is registered by name (localhost), the standbys stream from its
     address (127.0.0.1): the same server, which the daemons must recognise."""
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         n1 = make_primary(sb, scale=None)
         proxy = harness.SqlLinkProxy(sb, n1)
         c.nodes[1] = n1
-        c.confs[1] = write_conf(sb, 1, n1, conninfo=f'host=localhost port={proxy.port} user=postgres dbname=pgbench')
+        c.confs[1] = write_daemon_conf(sb, 1, n1, conninfo=f'host=localhost port={proxy.port} user=postgres dbname=pgbench')
         pgrm('-f', c.confs[1], 'master', 'register', check=0)
         for i in (2, 3):
             n = sb.new_instance(f'node{i}')
             c.nodes[i] = n
-            c.confs[i] = write_conf(sb, i, n)
+            c.confs[i] = write_daemon_conf(sb, i, n)
             pgrm('-f', c.confs[i], '-D', n.datadir, '-d', 'pgbench', '-p', proxy.port, '-U', 'postgres',
                  '-R', 'postgres', 'standby', 'clone', '127.0.0.1', check=0)
             n.start()
@@ -915,7 +720,7 @@ def test_primary_refusing_the_daemons_lives():
     (pg_hba.conf rejects database pgbench and replication over TCP; their sessions are
     ended): a server that answers, even to refuse, is alive. The daemons say so and
     never find it lost, though no sibling hears it any more; nobody promotes."""
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         setup_three(c, daemons=(2, 3))
         n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
         hba = n1.datadir / 'pg_hba.conf'
@@ -942,7 +747,7 @@ def test_primary_refusing_the_daemons_lives():
 
 
 def test_two_nodes_never_promote():
-    with harness.Sandbox() as sb, cluster_of(sb) as c:
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         primary_and_standby(c)
         d2 = c.start_daemon(2)
         wait_until(lambda: c.nodes_sql() == '1|primary|t\n2|standby|t', what='node2 registered')

@@ -20,7 +20,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-import test_daemon as daemons  # noqa: E402  (its three-node repmgrd cluster)
 from harness import (clone_args, make_primary, output, parse_json, pgrm,  # noqa: E402
                      wait_streaming_from, wait_until, write_conf)
 
@@ -215,14 +214,14 @@ def test_rejoin_right_after_automatic_failover():
     """node1 killed -9 under three repmgrd with failover=automatic: the moment node2 or
     node3 accepts writes (its promotion may not have recorded itself yet), node1 rejoins
     it, its own daemon still running."""
-    with harness.Sandbox() as sb, daemons.cluster_of(sb) as c:
-        daemons.setup_three(c)
+    with harness.Sandbox() as sb, harness.daemon_cluster(sb) as c:
+        harness.setup_three(c)
         n1, conf1 = c.nodes[1], c.confs[1]
         n1.psql('create table walk(i int primary key)', db='pgbench')
         own_config(n1, in_auto_conf=False)
         before = config_files(n1)
         n1.kill9()
-        new_id = wait_until(lambda: daemons.one_promoted(c), timeout=60, interval=0.05,
+        new_id = wait_until(lambda: harness.one_promoted(c), timeout=60, interval=0.05,
                             what='node2 or node3 to accept writes')
         new = c.nodes[new_id]
         r = timed('node rejoin right after automatic failover (crashed node1)',
