@@ -219,8 +219,23 @@ std::string LocalServer::server_log() const {
     return (dir / "pgrm-server.log").string();
 }
 
-ExecResult LocalServer::start(int timeout_s) const {
-    return pg_ctl({"-w", "-t", std::to_string(timeout_s), "-l", server_log(), "start"}, timeout_s);
+std::string postmaster_options(const std::string& opts_line) {
+    std::string line = opts_line.substr(0, opts_line.find_first_of("\r\n"));
+    auto first = line.find(" \"");
+    return first == std::string::npos ? "" : line.substr(first + 1);
+}
+
+std::string LocalServer::last_options() const {
+    std::ifstream in(fs::path(data_directory_) / "postmaster.opts");
+    std::string line;
+    return std::getline(in, line) ? postmaster_options(line) : "";
+}
+
+ExecResult LocalServer::start(int timeout_s, const std::string& options) const {
+    std::vector<std::string> args{"-w", "-t", std::to_string(timeout_s), "-l", server_log()};
+    if (!options.empty()) args.insert(args.end(), {"-o", options});
+    args.push_back("start");
+    return pg_ctl(std::move(args), timeout_s);
 }
 
 ExecResult LocalServer::stop(const std::string& mode, int timeout_s) const {

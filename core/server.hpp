@@ -80,6 +80,10 @@ void hand_over(const std::string& path, const std::optional<std::string>& os_use
 
 inline constexpr int kServerControlS = static_cast<int>(timeouts::kServerControl.count());
 
+// The options after the program in a line of postmaster.opts ("" when none), taken as
+// pg_ctl restart takes them: everything from the first space followed by a double quote.
+std::string postmaster_options(const std::string& opts_line);
+
 // Local server control through pg_ctl, run as the data directory's owner.
 class LocalServer {
 public:
@@ -87,7 +91,13 @@ public:
 
     // True when the postmaster named in postmaster.pid is alive (a zombie is not).
     bool running() const;
-    ExecResult start(int timeout_s = kServerControlS) const;
+    // The command-line options the server last started with (postmaster.opts), "" when
+    // there are none. A server stopped and started again, as a switchover does, needs
+    // them as pg_ctl restart would pass them: a service manager gives -c config_file=...
+    // (Debian's pg_ctlcluster), -p or -k there, not in the data directory.
+    std::string last_options() const;
+    // options: passed to the server (pg_ctl -o).
+    ExecResult start(int timeout_s = kServerControlS, const std::string& options = "") const;
     ExecResult stop(const std::string& mode = "fast", int timeout_s = kServerControlS) const;
     ExecResult restart(int timeout_s = kServerControlS) const;
     ExecResult promote(int timeout_s = kServerControlS) const;

@@ -91,3 +91,22 @@ TEST_CASE("a live postmaster is running; none, or an unreadable pid file, is not
     CHECK_FALSE(LocalServer(dir.path.string(), nullptr).running());
     CHECK_FALSE(LocalServer("/nonexistent/pgrm", nullptr).running());
 }
+
+TEST_CASE("postmaster.opts: the options after the program, as pg_ctl restart takes them", "[server]") {
+    CHECK(postmaster_options("/usr/lib/postgresql/15/bin/postgres \"-D\" \"/srv/pg data\" \"-p\" \"5433\"\n") ==
+          "\"-D\" \"/srv/pg data\" \"-p\" \"5433\"");
+    CHECK(postmaster_options("/usr/lib/postgresql/15/bin/postgres \"-D\" \"/var/lib/postgresql/15/main\" \"-c\" "
+                             "\"config_file=/etc/postgresql/15/main/postgresql.conf\"\r\n") ==
+          "\"-D\" \"/var/lib/postgresql/15/main\" \"-c\" \"config_file=/etc/postgresql/15/main/postgresql.conf\"");
+    CHECK(postmaster_options("/usr/lib/postgresql/15/bin/postgres\n").empty());
+    CHECK(postmaster_options("").empty());
+}
+
+TEST_CASE("a server starts again with the options it last ran with", "[server]") {
+    FakeDataDir dir("12345");
+    LocalServer server(dir.path.string(), nullptr);
+    CHECK(server.last_options().empty());  // never started: no postmaster.opts
+    std::ofstream(dir.path / "postmaster.opts") << "/usr/bin/postgres \"-D\" \"" << dir.path.string()
+                                                << "\" \"-k\" \"/tmp/sock\"\n";
+    CHECK(server.last_options() == "\"-D\" \"" + dir.path.string() + "\" \"-k\" \"/tmp/sock\"");
+}
