@@ -183,6 +183,8 @@ public:
             r.exit_code = ExitCode::NoRestart;
             r.summary = "standby switchover: " + outcome;
             r.data["nodes"] = node_states(nodes);
+            for (const auto& n : r.data["nodes"])
+                r.lines.push_back("node " + id(n["id"].get<int>()) + ": " + n["state"].get<std::string>());
             return r;
         }
         double promoted_s = elapsed();
@@ -344,7 +346,6 @@ private:
             } catch (const Error& e) {
                 state = std::string("not answering: ") + e.what();
             }
-            log::notice("node " + id(n.id) + ": " + state);
             out.push_back({{"id", n.id}, {"state", state}});
         }
         return out;
