@@ -1232,15 +1232,15 @@ class daemon_cluster:
 
 
 def setup_three(c: DaemonCluster, node_settings: dict | None = None, sync: bool = False,
-                daemons=(1, 2, 3)):
-    """node1 primary with pgbench -i -s 1, master registered; node2 and node3 cloned with
-    `repmgr -f confN ... standby clone` (application_name = node name), started and
-    streaming; node3 registered by hand, node2 left to its daemon. Then the daemons (each
-    with its node's settings), waiting until node2 is registered and both standbys
-    recorded a monitoring row."""
+                daemons=(1, 2, 3), extra_conf: dict | None = None):
+    """node1 primary (with extra_conf, which its standbys copy) with pgbench -i -s 1,
+    master registered; node2 and node3 cloned with `repmgr -f confN ... standby clone`
+    (application_name = node name), started and streaming; node3 registered by hand, node2
+    left to its daemon. Then the daemons (each with its node's settings), waiting until
+    node2 is registered and both standbys recorded a monitoring row."""
     sb = c.sb
     node_settings = node_settings or {}
-    n1 = make_primary(sb)
+    n1 = make_primary(sb, extra_conf=extra_conf)
     c.nodes[1] = n1
     c.confs[1] = write_daemon_conf(sb, 1, n1, **node_settings.get(1, {}))
     pgrm('-f', c.confs[1], 'master', 'register', check=0)
@@ -1288,25 +1288,38 @@ def pgbench_load(c: DaemonCluster, inst: Instance, *args) -> subprocess.Popen:
 class AckWriter(threading.Thread):
     """INSERT INTO acks VALUES (i), i = 1, 2, ... against one server; records every i whose
     INSERT returned success (with synchronous_commit = on and a quorum of synchronous
-    standbys, an acknowledged commit is flushed on a standby)."""
+    standbys, an acknowledged commit is flushed on a standby), and when. Given more
+    servers, a failed INSERT moves on to the next one (a standby refuses it as read-only),
+    so the writer follows the primary across a switchover."""
 
-    def __init__(self, inst: Instance):
+    def __init__(self, inst: Instance, *others: Instance):
         super().__init__(daemon=True)
-        self.inst = inst
+        self.targets = [inst, *others]
         self.acked: list = []
+        self.acked_at: list = []   # time.monotonic() of each acknowledgement
         self.failed = 0
         self.stop_event = threading.Event()
 
     def run(self):
         i = 0
+        at = 0
         while not self.stop_event.is_set():
             i += 1
             try:
-                self.inst.psql(f'insert into acks values ({i})', db='pgbench', timeout=10)
+                self.targets[at].psql(f'insert into acks values ({i})', db='pgbench', timeout=10)
                 self.acked.append(i)
+                self.acked_at.append(time.monotonic())
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
                 self.failed += 1
-                time.sleep(0.02)
+                at = (at + 1) % len(self.targets)
+                if at == 0:
+                    time.sleep(0.02)
+
+    def longest_gap(self, since: float, until: float) -> float:
+        """The longest time between two acknowledgements (or since, or until) within
+        [since, until]: how long writes were refused."""
+        times = [since] + [t for t in self.acked_at if since < t < until] + [until]
+        return max(b - a for a, b in zip(times, times[1:]))
 
     def stop(self):
         self.stop_event.set()
