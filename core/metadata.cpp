@@ -386,4 +386,63 @@ bool Metadata::move_switchover(long long id, const std::string& from, const std:
 
 void Metadata::listen_switchover() { exec("LISTEN " + switchover_channel()); }
 
+namespace {
+
+const char* const kPauseColumns =
+    "paused, generation, node_id, coalesce(changed_by, ''), "
+    "coalesce(to_char(changed_at, 'YYYY-MM-DD HH24:MI:SS.MS TZ'), '')";
+
+FailoverPause pause_from(const Rows& r, int row) {
+    FailoverPause p;
+    p.paused = r.get_bool(row, 0);
+    p.generation = r.get_int(row, 1);
+    if (!r.is_null(row, 2)) p.node_id = static_cast<int>(r.get_int(row, 2));
+    p.changed_by = r.get(row, 3);
+    p.changed_at = r.get(row, 4);
+    return p;
+}
+
+}  // namespace
+
+nlohmann::json to_json(const FailoverPause& p) {
+    nlohmann::json j = {{"paused", p.paused}, {"generation", p.generation}};
+    j["node_id"] = p.node_id ? nlohmann::json(*p.node_id) : nullptr;
+    j["changed_by"] = p.changed_by.empty() ? nlohmann::json(nullptr) : nlohmann::json(p.changed_by);
+    j["changed_at"] = p.changed_at.empty() ? nlohmann::json(nullptr) : nlohmann::json(p.changed_at);
+    return j;
+}
+
+std::string describe(const FailoverPause& p) {
+    if (p.changed_at.empty()) return p.paused ? "paused" : "not paused";
+    std::string when = p.changed_at + (p.changed_by.empty() ? "" : " by " + p.changed_by) +
+                       (p.node_id ? " on node " + std::to_string(*p.node_id) : "");
+    return p.paused ? "paused since " + when : "not paused (unpaused at " + when + ")";
+}
+
+std::optional<FailoverPause> Metadata::failover_pause() {
+    if (version() < 4) return std::nullopt;
+    Rows r = exec(std::string("SELECT ") + kPauseColumns + " FROM " + schema_ + ".failover_pause");
+    if (r.empty()) return std::nullopt;
+    return pause_from(r, 0);
+}
+
+Metadata::PauseChange Metadata::set_failover_paused(bool paused, int node_id, const std::string& by,
+                                                    const std::string& details) {
+    // The main query sees the row as it was before the update: it is read only when
+    // nothing changed.
+    Rows r = exec("WITH changed AS (UPDATE " + schema_ +
+                      ".failover_pause SET paused = $1, generation = generation + 1, node_id = $2, "
+                      "changed_by = $3, changed_at = now() WHERE paused <> $1 RETURNING *), "
+                      "event AS (INSERT INTO " + schema_ +
+                      ".events (node_id, event, successful, details) "
+                      "SELECT $2, $4, true, $5 FROM changed) "
+                      "SELECT " + kPauseColumns + ", true FROM changed "
+                      "UNION ALL SELECT " + kPauseColumns + ", false FROM " + schema_ +
+                      ".failover_pause WHERE NOT EXISTS (SELECT 1 FROM changed)",
+                  {paused ? "true" : "false", std::to_string(node_id), by,
+                   paused ? "daemon_pause" : "daemon_unpause", redact_secrets(details)});
+    if (r.empty()) throw Error(ExitCode::DbQuery, "the failover_pause row of " + schema_name_ + " is missing");
+    return {pause_from(r, 0), r.get_bool(0, 5)};
+}
+
 }  // namespace pgrm

@@ -61,6 +61,19 @@ struct SwitchoverRequest {
     bool active() const { return (state == "requested" || state == "demoting") && !expired; }
 };
 
+// Whether automatic failover is paused, as the failover_pause row says (see schema/004).
+struct FailoverPause {
+    bool paused = false;
+    long long generation = 0;  // counts the changes
+    std::optional<int> node_id;  // where the last change was made; nullopt: never changed
+    std::string changed_by;      // who made it: user@host, or a repmgrd
+    std::string changed_at;      // when, as the server writes it
+};
+nlohmann::json to_json(const FailoverPause& pause);
+// "paused since 2026-05-01 10:00:00.000 UTC by postgres@db2 on node 2", "not paused
+// (unpaused at ...)", or "not paused" when it never changed.
+std::string describe(const FailoverPause& pause);
+
 // The cluster's metadata in schema repmgr_<cluster>, reached through one connection
 // (normally the primary's). Every SQL statement about the metadata lives here.
 class Metadata {
@@ -137,6 +150,17 @@ public:
                          const std::string& detail);
     // This connection receives the NOTIFY of a new request (poll its socket).
     void listen_switchover();
+
+    // Automatic failover paused or not; nullopt before schema version 4 (never paused).
+    std::optional<FailoverPause> failover_pause();
+    // Pauses or resumes failover. When that changes the row, it records who (by, on
+    // node_id) and when, and event daemon_pause or daemon_unpause with details, in the
+    // same statement; changed is false, and nothing written, when it already was so.
+    struct PauseChange {
+        FailoverPause pause;  // as it is now
+        bool changed = false;
+    };
+    PauseChange set_failover_paused(bool paused, int node_id, const std::string& by, const std::string& details);
 
 private:
     std::string switchover_channel() const;  // quoted: "repmgr_<cluster>_switchover"

@@ -45,6 +45,7 @@ const std::vector<Documented>& documented() {
         {"daemon_answer", format(kDaemonAnswer)},
         {"switchover", format(kSwitchover)},
         {"switchover_catch_up", format(kSwitchoverCatchUp)},
+        {"pause_takes_effect", format(kPauseTakesEffect)},
         {"helper_program", format(kHelperProgram)},
         {"daemon_local_connect", format(kDaemonLocalConnect)},
         {"daemon_local_query", format(kDaemonLocalQuery)},

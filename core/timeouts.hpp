@@ -36,6 +36,9 @@ inline constexpr std::chrono::milliseconds kDaemonAnswer = 1000ms;
 // the old primary's shutdown checkpoint before it aborts.
 inline constexpr std::chrono::seconds kSwitchover = 120s;
 inline constexpr std::chrono::seconds kSwitchoverCatchUp = 10s;
+// daemon pause and unpause: how long they wait for each standby to have the change
+// (replayed it, or, with no primary to write to, this node's repmgrd taking it).
+inline constexpr std::chrono::seconds kPauseTakesEffect = 10s;
 // Short helper programs (pg_controldata, chown).
 inline constexpr std::chrono::seconds kHelperProgram = 30s;
 

@@ -23,8 +23,8 @@
 #include "core/daemon_socket.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "plugins/daemon/daemon.hpp"
 #include "plugins/daemon/monitor.hpp"
-#include "plugins/plugins.hpp"
 
 namespace pgrm {
 
@@ -90,17 +90,34 @@ nlohmann::json state_json(const Config& cfg, std::chrono::system_clock::time_poi
                         {"since", iso_utc(snap.since)},
                         {"reason", redact_secrets(snap.reason)}};
     j["upstream_node_id"] = snap.upstream ? nlohmann::json(*snap.upstream) : nlohmann::json(nullptr);
+    j["paused"] = snap.paused;
+    j["pause_overridden"] = snap.pause_overridden;
     bool passed = snap.last_pass.time_since_epoch().count() != 0;
     j["last_pass"] = passed ? nlohmann::json(iso_utc(snap.last_pass)) : nlohmann::json(nullptr);
     return j;
 }
 
-// Answers node status and node check on the node's socket (core/daemon_socket), from a
-// thread of its own until destroyed: each connection gets one JSON line, state().
+// The one request the socket takes, from "daemon unpause" when no primary can be written
+// to: {"request": "resume_failover", "generation": N}, go on despite pause N.
+nlohmann::json handle_request(daemon::Monitor& monitor, const nlohmann::json& request) {
+    auto what = request.find("request");
+    auto generation = request.find("generation");
+    if (what == request.end() || *what != "resume_failover" || generation == request.end() ||
+        !generation->is_number_integer())
+        return {{"error", "unknown request"}};
+    monitor.resume_failover(generation->get<long long>());
+    log::notice("asked to go on with failover despite failover pause " + generation->dump() +
+                " (\"repmgr daemon unpause\" found no primary to write to)");
+    return {{"accepted", true}};
+}
+
+// Answers node status, node check and daemon unpause on the node's socket
+// (core/daemon_socket), from a thread of its own until destroyed: each connection gets one
+// JSON line, state(), and an answer from handle to a request it sends then.
 class StatusAnswerer {
 public:
-    StatusAnswerer(int listen_fd, std::function<nlohmann::json()> state)
-        : fd_(listen_fd), wake_(::eventfd(0, EFD_CLOEXEC)), state_(std::move(state)) {
+    StatusAnswerer(int listen_fd, std::function<nlohmann::json()> state, DaemonRequestHandler handle)
+        : fd_(listen_fd), wake_(::eventfd(0, EFD_CLOEXEC)), state_(std::move(state)), handle_(std::move(handle)) {
         if (wake_ < 0)
             throw Error(ExitCode::BadConfig, std::string("could not create an eventfd: ") + std::strerror(errno));
         thread_ = std::thread([this] { loop(); });
@@ -129,13 +146,14 @@ private:
                 return;
             }
             if (p[1].revents) return;
-            if (p[0].revents & POLLIN) answer_daemon_client(fd_, state_(), std::chrono::seconds(1));
+            if (p[0].revents & POLLIN) answer_daemon_client(fd_, state_(), std::chrono::seconds(1), handle_);
         }
     }
 
     int fd_;
     int wake_;
     std::function<nlohmann::json()> state_;
+    DaemonRequestHandler handle_;
     std::thread thread_;
 };
 
@@ -189,9 +207,9 @@ public:
         auto started = std::chrono::system_clock::now();
         ExitCode code;
         {
-            StatusAnswerer answerer(node_lock, [&cfg, &monitor, started] {
-                return state_json(cfg, started, monitor.snapshot());
-            });
+            StatusAnswerer answerer(
+                node_lock, [&cfg, &monitor, started] { return state_json(cfg, started, monitor.snapshot()); },
+                [&monitor](const nlohmann::json& request) { return handle_request(monitor, request); });
             code = monitor.run();
         }
         g_signals = nullptr;
@@ -213,6 +231,9 @@ private:
 
 }  // namespace
 
-void register_daemon(Registry& registry) { registry.add(std::make_unique<Daemon>()); }
+void register_daemon(Registry& registry) {
+    registry.add(std::make_unique<Daemon>());
+    register_daemon_pause(registry);
+}
 
 }  // namespace pgrm

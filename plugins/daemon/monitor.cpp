@@ -26,7 +26,8 @@ log::Level level_of(State to) {
     switch (to) {
     case State::LocalServerDown:
     case State::Unregistered:
-    case State::PrimaryLostConfirming: return log::Level::Warning;
+    case State::PrimaryLostConfirming:
+    case State::Paused: return log::Level::Warning;
     case State::PrimaryLost:
     case State::Electing:
     case State::Fenced: return log::Level::Error;
@@ -60,7 +61,7 @@ ExitCode Monitor::run() {
         Transition t = next_state(state_, seen);
         arrived_at_once_ = t.at_once;
         if (t.to != state_) enter(t, seen);
-        if (state_ != State::Stopped && !t.at_once) wait(std::chrono::seconds(cfg_.monitor_interval_secs));
+        if (state_ != State::Stopped && !t.at_once) wait(std::chrono::seconds(cfg_.monitor_interval_secs), true);
     }
     // What happened last, where a primary still takes it.
     try {
@@ -93,9 +94,9 @@ void Monitor::reload_config() {
 
 // A SIGHUP does not cut it short: the reload waits for the next pass, or the
 // reconnect attempts would run back to back and declare a primary lost too soon.
-void Monitor::wait(std::chrono::milliseconds duration) {
+void Monitor::wait(std::chrono::milliseconds duration, bool between_passes) {
     auto until = std::chrono::steady_clock::now() + duration;
-    while (!signals_.stop) {
+    while (!signals_.stop && !(between_passes && woken_.exchange(false))) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
         if (left.count() <= 0) return;
         auto slice = std::min(left, std::chrono::milliseconds(100));
@@ -121,16 +122,20 @@ Observation Monitor::observe() {
     try {
         probe_local(o);
         o.unregistered = check_registration(o.in_recovery);
-        if (o.unregistered.empty()) o.switchover = planned_switchover();
+        if (o.unregistered.empty()) {
+            o.switchover = planned_switchover();
+            read_pause(o);
+        }
         if (o.unregistered.empty() && o.in_recovery) {
             switch (state_) {
             case State::SwitchoverWait: await_switchover(o); break;
             case State::PrimaryLostConfirming: confirm_primary_lost(o); break;
-            case State::PrimaryLost: check_primary(o, timeouts::health_check(cfg_)); break;
+            case State::PrimaryLost:
+            case State::Paused: check_primary(o, timeouts::health_check(cfg_)); break;
             case State::Electing:
                 // Straight after the reconnect attempts the primary was just found lost.
                 if (!arrived_at_once_) check_primary(o, timeouts::health_check(cfg_));
-                if (!o.primary_answers) o.election = hold_election();
+                if (!o.primary_answers && !o.paused) o.election = hold_election();
                 break;
             case State::Promoting: o.promote = promote(); break;
             case State::FollowingNewPrimary: o.follow = follow_candidate(); break;
@@ -146,7 +151,11 @@ Observation Monitor::observe() {
             listen_for_switchover();
             probe_nodes(o);
             if (!o.newer_primary) record_heartbeat();
+            if (lift_pause_ && state_ == State::Primary) lift_pause();
         }
+        // The metadata can take an unpause again: a request to go on despite the pause
+        // has done its part.
+        if (o.primary_answers) resume_generation_ = -1;
         o.primary_id = primary_id_;
         // Only a whole pass proves the local server is back.
         local_error_.clear();
@@ -162,7 +171,7 @@ Observation Monitor::observe() {
         local_error_ = o.local_error;
         local_.reset();
     }
-    board_.pass_done(o.in_recovery ? primary_id_ : std::nullopt, std::chrono::system_clock::now());
+    board_.pass_done(o, o.in_recovery ? primary_id_ : std::nullopt, std::chrono::system_clock::now());
     return o;
 }
 
@@ -181,6 +190,10 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
     switch (t.to) {
     case State::Primary:
         primary_.reset();
+        // Promoted by a failover that "daemon unpause" let go on while the metadata still
+        // said paused: this node's metadata is the cluster's now, and takes the unpause.
+        lift_pause_.reset();
+        if (from == State::Promoting && seen.pause_overridden) lift_pause_ = resume_generation_.load();
         break;
     case State::Fenced:
         fence(t.reason);
@@ -461,6 +474,26 @@ void Monitor::await_switchover(Observation& o) {
     } while (std::chrono::steady_clock::now() < until && !signals_.stop);
 }
 
+void Monitor::resume_failover(long long generation) {
+    resume_generation_ = generation;
+    woken_ = true;
+}
+
+// Failover is paused as this node's metadata says (written on the primary, replicated
+// here), unless this daemon was asked to go on despite that very pause.
+void Monitor::read_pause(Observation& o) {
+    std::optional<FailoverPause> pause;
+    try {
+        pause = Metadata(*local_, cfg_.cluster, kQueryTimeout).failover_pause();
+    } catch (const Error& e) {
+        if (!local_->ok()) throw;
+        log::debug(std::string("failover pause not read: ") + e.what());
+    }
+    if (!pause || !pause->paused) return;
+    o.pause_overridden = pause->generation == resume_generation_;
+    o.paused = !o.pause_overridden;
+}
+
 // A planned switchover in this node's metadata that is active and before its deadline.
 std::optional<SwitchoverRequest> Monitor::planned_switchover() {
     try {
@@ -569,6 +602,26 @@ void Monitor::record_heartbeat() {
         flush_events(*local_, kQueryTimeout);
     } catch (const Error& e) {
         log::warning(std::string("could not record this primary as alive: ") + e.what());
+    }
+}
+
+// Once promoted despite the pause, lift it, so that the cluster is not left paused by
+// an unpause that reached only the daemons; unless someone changed it meanwhile. Tried
+// each pass until it is done.
+void Monitor::lift_pause() {
+    try {
+        Metadata meta(*local_, cfg_.cluster, kQueryTimeout);
+        auto pause = meta.failover_pause();
+        if (pause && pause->paused && pause->generation == *lift_pause_) {
+            meta.set_failover_paused(false, cfg_.node, "repmgrd of node " + std::to_string(cfg_.node),
+                                     "failover went on despite the pause (\"repmgr daemon unpause\" while no "
+                                     "primary could be reached); node " + std::to_string(cfg_.node) +
+                                         ", promoted, lifts it");
+            log::notice("failover pause lifted: this node was promoted while the metadata said paused");
+        }
+        lift_pause_.reset();
+    } catch (const Error& e) {
+        log::warning(std::string("could not lift the failover pause: ") + e.what());
     }
 }
 

@@ -37,6 +37,10 @@ public:
     ExitCode run();
     // The current state, from any thread.
     Snapshot snapshot() const { return board_.snapshot(); }
+    // From any thread ("daemon unpause" through the socket, when no primary could take
+    // the unpause): go on with failover despite the pause of this generation, until the
+    // primary answers again or the pause changes. Wakes the loop between passes.
+    void resume_failover(long long generation);
 
 private:
     // One pass: what the current state's steps found.
@@ -54,6 +58,8 @@ private:
     ChildOutcome promote();
     ChildOutcome follow_candidate();
     void await_switchover(Observation& o);
+    void read_pause(Observation& o);
+    void lift_pause();
     std::optional<SwitchoverRequest> planned_switchover();
     void listen_for_switchover();
     void probe_nodes(Observation& o);
@@ -67,8 +73,9 @@ private:
 
     ChildOutcome run_self(const std::vector<std::string>& args, const std::string& override_command);
     // Sleeps up to duration, waking at once on SIGTERM/SIGINT or when the primary's
-    // connection closes (a killed primary's backends hang up right away).
-    void wait(std::chrono::milliseconds duration);
+    // connection closes (a killed primary's backends hang up right away); between passes
+    // also on resume_failover().
+    void wait(std::chrono::milliseconds duration, bool between_passes = false);
     ConnectOptions quick_connect() const;
     std::chrono::milliseconds remote_timeout() const;
 
@@ -81,6 +88,11 @@ private:
     StateBoard board_;
     bool arrived_at_once_ = false;       // the last transition ran this step without a wait
     bool promoted_outside_ = false;      // why the daemon stopped
+    // resume_failover()'s generation (-1: none), and whether the loop should wake for it.
+    std::atomic<long long> resume_generation_{-1};
+    std::atomic<bool> woken_{false};
+    // Promoted despite the pause of this generation: lift it from the metadata.
+    std::optional<long long> lift_pause_;
 
     std::optional<Connection> local_;
     std::string local_error_;            // the last failure to reach the local server, logged once

@@ -4,13 +4,16 @@ namespace pgrm::daemon {
 
 namespace {
 
+constexpr const char* kPausedWhy =
+    "failover is paused: not promoting, not following (\"repmgr daemon unpause\" resumes it)";
+
 std::string node_name(std::optional<int> id) {
     return id ? "primary node " + std::to_string(*id) : std::string("the primary (none registered as active)");
 }
 
 bool is_standby_side(State s) {
     return s == State::Standby || s == State::PrimaryLostConfirming || s == State::PrimaryLost ||
-           s == State::Electing || s == State::FollowingNewPrimary || s == State::SwitchoverWait;
+           s == State::Paused || s == State::Electing || s == State::FollowingNewPrimary || s == State::SwitchoverWait;
 }
 
 // The primary this standby follows is stopping for a planned switchover: its silence is
@@ -78,6 +81,7 @@ Transition as_standby(State from, const Observation& o) {
     auto lost = [&] {
         std::string why = primary + " is lost: no answer to " + std::to_string(o.reconnect_attempts) +
                           " reconnect attempts";
+        if (o.automatic && o.paused) return Transition{State::Paused, why + "; " + kPausedWhy};
         if (o.automatic) return Transition{State::Electing, why, true};
         return Transition{State::PrimaryLost, why + "; failover = manual: not promoting; run \"repmgr standby "
                                                     "promote\" on the chosen standby"};
@@ -99,12 +103,17 @@ Transition as_standby(State from, const Observation& o) {
         if (o.primary_lost) return lost();
         return {from, ""};  // stopped midway
     case State::PrimaryLost:
+    case State::Paused:
     case State::Electing:
         if (alive) return {State::Standby, back};
+        if (from != State::PrimaryLost && !o.automatic)
+            return {State::PrimaryLost, primary + " is lost and failover is now manual: not promoting"};
+        if (from != State::Paused && o.automatic && o.paused)
+            return {State::Paused, primary + " is lost and " + kPausedWhy};
+        if (from == State::Paused && o.automatic && !o.paused)
+            return {State::Electing, "failover resumed and " + primary + " is still lost", true};
         if (from == State::PrimaryLost && o.automatic)
             return {State::Electing, primary + " is lost and failover is now automatic", true};
-        if (from == State::Electing && !o.automatic)
-            return {State::PrimaryLost, primary + " is lost and failover is now manual: not promoting"};
         if (from == State::Electing && o.election) {
             if (o.election->action == Decision::Action::Promote) return {State::Promoting, o.election->reason, true};
             if (o.election->action == Decision::Action::Follow)
@@ -137,6 +146,7 @@ std::string_view state_name(State state) {
     case State::Standby: return "standby";
     case State::PrimaryLostConfirming: return "primary_lost_confirming";
     case State::PrimaryLost: return "primary_lost";
+    case State::Paused: return "paused";
     case State::Electing: return "electing";
     case State::Promoting: return "promoting";
     case State::FollowingNewPrimary: return "following_new_primary";
@@ -174,9 +184,12 @@ void StateBoard::enter(State state, std::string reason, std::chrono::system_cloc
     current_.reason = std::move(reason);
 }
 
-void StateBoard::pass_done(std::optional<int> upstream, std::chrono::system_clock::time_point now) {
+void StateBoard::pass_done(const Observation& seen, std::optional<int> upstream,
+                           std::chrono::system_clock::time_point now) {
     std::lock_guard lock(mutex_);
     current_.upstream = upstream;
+    current_.paused = seen.paused;
+    current_.pause_overridden = seen.pause_overridden;
     current_.last_pass = now;
 }
 

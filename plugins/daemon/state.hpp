@@ -24,6 +24,8 @@ enum class State {
     Standby,                // a standby whose primary answers: monitoring history recorded
     PrimaryLostConfirming,  // the primary missed a check: the reconnect attempts run
     PrimaryLost,            // lost with failover = manual: waits for a primary, or a person
+    Paused,                 // lost while failover is paused: no election, no promotion, no
+                            // following; waits for the primary, or for the unpause
     Electing,               // lost with failover = automatic: an election every pass
     Promoting,              // elected: standby promote runs
     FollowingNewPrimary,    // another node was elected: wait for it, then standby follow
@@ -43,6 +45,12 @@ std::string_view state_name(State state);
 struct Observation {
     bool stop_requested = false;     // SIGTERM or SIGINT
     bool automatic = false;          // failover = automatic
+    // Failover is paused ("repmgr daemon pause", as this node's metadata says), and this
+    // daemon was not asked to go on despite it.
+    bool paused = false;
+    // The metadata says paused, but "daemon unpause", finding no primary to write to,
+    // asked this daemon to go on: the standby it promotes lifts the pause.
+    bool pause_overridden = false;
     int node_id = 0;                 // this node
     // A planned switchover, active and before its deadline, as this node's metadata says.
     std::optional<SwitchoverRequest> switchover;
@@ -94,6 +102,8 @@ struct Snapshot {
     std::chrono::system_clock::time_point since{};
     std::string reason;
     std::optional<int> upstream;     // the primary this standby follows
+    bool paused = false;             // as the last pass saw it (Observation::paused)
+    bool pause_overridden = false;
     std::chrono::system_clock::time_point last_pass{};  // epoch: no pass finished yet
 };
 
@@ -101,7 +111,7 @@ struct Snapshot {
 class StateBoard {
 public:
     void enter(State state, std::string reason, std::chrono::system_clock::time_point now);
-    void pass_done(std::optional<int> upstream, std::chrono::system_clock::time_point now);
+    void pass_done(const Observation& seen, std::optional<int> upstream, std::chrono::system_clock::time_point now);
     Snapshot snapshot() const;
 
 private:

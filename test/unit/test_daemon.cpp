@@ -347,10 +347,88 @@ TEST_CASE("the local server down, back, and a node without metadata", "[daemon]"
     CHECK(next_state(S::Unregistered, standby_seen()).to == S::Standby);
 }
 
+TEST_CASE("a primary lost while failover is paused: no election, no promotion; waits in paused", "[daemon]") {
+    Observation lost = standby_seen(false);
+    lost.paused = true;
+    lost.primary_lost = true;
+    lost.reconnect_attempts = 2;
+    Transition t = next_state(S::PrimaryLostConfirming, lost);
+    CHECK(t.to == S::Paused);
+    CHECK_FALSE(t.at_once);
+    CHECK(t.reason == "primary node 1 is lost: no answer to 2 reconnect attempts; failover is paused: not promoting, "
+                      "not following (\"repmgr daemon unpause\" resumes it)");
+    // Paused midway through an election, or once failover is automatic again: no verdict
+    // counts, however the election went.
+    Observation electing = standby_seen(false);
+    electing.paused = true;
+    electing.election = Decision{Decision::Action::Promote, 2, "this node is the candidate"};
+    t = next_state(S::Electing, electing);
+    CHECK(t.to == S::Paused);
+    CHECK(t.reason == "primary node 1 is lost and failover is paused: not promoting, not following "
+                      "(\"repmgr daemon unpause\" resumes it)");
+    CHECK(next_state(S::PrimaryLost, electing).to == S::Paused);
+    // Paused it stays, monitoring, while the primary is silent and the pause holds.
+    CHECK(next_state(S::Paused, electing).to == S::Paused);
+    CHECK(next_state(S::Paused, electing).reason.empty());
+    // With failover = manual nothing would be promoted anyway: primary_lost, as before.
+    Observation manual = lost;
+    manual.automatic = false;
+    CHECK(next_state(S::PrimaryLostConfirming, manual).to == S::PrimaryLost);
+    CHECK(next_state(S::PrimaryLost, manual).to == S::PrimaryLost);
+    t = next_state(S::Paused, manual);
+    CHECK(t.to == S::PrimaryLost);
+    CHECK(t.reason == "primary node 1 is lost and failover is now manual: not promoting");
+    // A pause changes nothing while the primary answers.
+    Observation fine = standby_seen(true);
+    fine.paused = true;
+    CHECK(next_state(S::Starting, fine).to == S::Standby);
+    CHECK(next_state(S::Standby, fine).to == S::Standby);
+}
+
+TEST_CASE("paused ends with the primary back, or with the unpause, which fails over then", "[daemon]") {
+    Transition t = next_state(S::Paused, standby_seen(true));
+    CHECK(t.to == S::Standby);
+    CHECK(t.reason == "primary node 1 answers again");
+    Observation refused = standby_seen(false);
+    refused.paused = true;
+    refused.primary_refused = "too many clients";
+    CHECK(next_state(S::Paused, refused).to == S::Standby);
+
+    // Unpaused (or told to go on despite the pause) with the primary still silent: the
+    // election runs at once, the primary having been checked by this pass.
+    Observation resumed = standby_seen(false);
+    t = next_state(S::Paused, resumed);
+    CHECK(t.to == S::Electing);
+    CHECK(t.at_once);
+    CHECK(t.reason == "failover resumed and primary node 1 is still lost");
+    resumed.pause_overridden = true;
+    CHECK(next_state(S::Paused, resumed).to == S::Electing);
+    // And the election's verdict counts again.
+    resumed.election = Decision{Decision::Action::Promote, 2, "this node is the candidate"};
+    CHECK(next_state(S::Electing, resumed).to == S::Promoting);
+}
+
+TEST_CASE("a paused standby promoted from outside: stops a manual daemon, is the primary of an automatic one",
+          "[daemon]") {
+    Observation o = primary_seen();
+    o.paused = true;
+    CHECK(next_state(S::Paused, o).to == S::Primary);
+    o.automatic = false;
+    CHECK(next_state(S::Paused, o).to == S::Stopped);
+}
+
+TEST_CASE("a paused primary still fences itself: a standby's repmgrd may be told to go on", "[daemon]") {
+    Observation cut = primary_seen(1, 3);
+    cut.paused = true;
+    cut.without_majority = std::chrono::seconds(52);
+    CHECK(next_state(S::Primary, cut).to == S::Fenced);
+    CHECK(next_state(S::Primary, primary_seen()).to == S::Primary);
+}
+
 TEST_CASE("asked to stop, every state stops", "[daemon]") {
     Observation stop;
     stop.stop_requested = true;
-    for (State from : {S::Starting, S::LocalServerDown, S::Standby, S::PrimaryLostConfirming, S::Electing,
+    for (State from : {S::Starting, S::LocalServerDown, S::Standby, S::PrimaryLostConfirming, S::Paused, S::Electing,
                        S::Promoting, S::FollowingNewPrimary, S::SwitchoverWait, S::Primary, S::Demoting,
                        S::Fenced}) {
         Transition t = next_state(from, stop);
@@ -477,6 +555,7 @@ TEST_CASE("every state has its own name, the suffix of its event", "[daemon]") {
     CHECK(names.size() == static_cast<size_t>(S::Stopped) + 1);
     CHECK(names.count("primary_lost_confirming") == 1);
     CHECK(names.count("following_new_primary") == 1);
+    CHECK(names.count("paused") == 1);
     CHECK(names.count("unknown") == 0);
 }
 
@@ -490,7 +569,9 @@ TEST_CASE("the state is read whole from another thread while the monitor changes
             bool lost = i % 2;
             board.enter(lost ? S::PrimaryLost : S::Standby, lost ? "lost" : "following",
                         std::chrono::system_clock::time_point(std::chrono::seconds(i)));
-            board.pass_done(lost ? std::nullopt : std::optional<int>(1), std::chrono::system_clock::now());
+            Observation seen;
+            seen.paused = lost;
+            board.pass_done(seen, lost ? std::nullopt : std::optional<int>(1), std::chrono::system_clock::now());
         }
         done = true;
     });
@@ -506,4 +587,5 @@ TEST_CASE("the state is read whole from another thread while the monitor changes
     CHECK(last.state == S::PrimaryLost);
     CHECK(last.since == std::chrono::system_clock::time_point(std::chrono::seconds(19999)));
     CHECK_FALSE(last.upstream);
+    CHECK(last.paused);
 }

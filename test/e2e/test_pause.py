@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""End to end: daemon pause and daemon unpause with three nodes and their repmgrd.
+
+  1. maintenance: failover paused from a standby (written on the primary, replayed by
+     every standby); pausing again changes nothing and says so (--json); the primary
+     stopped: the standbys'
+     repmgrd go to state paused and nobody is promoted; daemon pause with the primary
+     down is refused (ERR_DB_CON); the primary started again, the daemons are back to
+     standby, daemon unpause (through the primary) resumes failover everywhere;
+  2. the primary killed while paused: nobody is promoted; daemon unpause, with no
+     primary to write to, asks each standby's repmgrd in turn (through its socket) to go
+     on; a standby is promoted, the other follows it, and the new primary's repmgrd
+     lifts the pause from the metadata.
+
+Settings for speed: monitor_interval_secs=1, reconnect_attempts=2, reconnect_interval=1.
+Negative tests wait for the daemons to reach state paused, then hold a bounded window
+(harness.stays_false) in which nobody may be promoted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from harness import Daemon, output, parse_json, pgrm, small_cluster, stays_false, wait_until  # noqa: E402
+
+
+@contextlib.contextmanager
+def cluster_with_daemons(sb: harness.Sandbox):
+    """small_cluster's node1 primary with standbys node2 and node3, each with a repmgrd
+    (failover = automatic, fast settings), up and in state primary or standby; the
+    daemons are stopped on the way out, their logs' tails printed when it failed."""
+    c = small_cluster(sb, standbys=2)
+    for i, inst in c.nodes.items():
+        c.confs[i] = harness.write_conf(sb, i, inst, node_name=f'node{i}', failover='automatic',
+                                        log_file=sb.path(f'repmgrd{i}.log'), monitor_interval_secs=1,
+                                        reconnect_attempts=2, reconnect_interval=1)
+    daemons = {i: Daemon(sb, f'node{i}', c.confs[i]) for i in c.nodes}
+    try:
+        for i in c.nodes:
+            want = 'primary' if i == 1 else 'standby'
+            wait_until(lambda i=i, want=want: daemon(c.confs[i]).get('state') == want,
+                       what=f"node{i}'s repmgrd to reach state {want}")
+        yield c, daemons
+    except BaseException:
+        for d in daemons.values():
+            sys.stderr.write(d.tail())
+        raise
+    finally:
+        for d in daemons.values():
+            d.stop()
+
+
+def status(conf: Path) -> dict:
+    return parse_json(pgrm('-f', conf, '--json', 'node', 'status', check=0), 'node status --json')['data']
+
+
+def daemon(conf: Path) -> dict:
+    """The repmgrd's state as node status shows it ({} when none answers)."""
+    return status(conf)['daemon']['state'] or {}
+
+
+def writable(inst: harness.Instance) -> bool:
+    try:
+        return inst.is_running() and not inst.is_in_recovery()
+    except Exception:  # noqa: BLE001 - stopping or starting: not writable
+        return False
+
+
+def paused_row(inst: harness.Instance) -> str:
+    return inst.psql('select paused, node_id, changed_by from repmgr_test.failover_pause', db='pgbench')
+
+
+def events(inst: harness.Instance, event: str) -> str:
+    return inst.psql(f"select node_id from repmgr_test.events where event = '{event}' order by id", db='pgbench')
+
+
+def test_pause_holds_failover_through_a_primary_restart():
+    with harness.Sandbox() as sb, cluster_with_daemons(sb) as (c, daemons):
+        n, conf = c.nodes, c.confs
+
+        # Paused from a standby: written on the primary, replayed by every standby.
+        r = pgrm('-f', conf[2], 'daemon', 'pause', check=0)
+        assert 'daemon pause: automatic failover paused in cluster "test"' in r.stdout, output(r)
+        assert 'not yet' not in r.stdout and 'WARNING' not in r.stderr, output(r)
+        for i in (1, 2, 3):
+            assert paused_row(n[i]).startswith('t|2|'), (i, paused_row(n[i]))
+        assert events(n[1], 'daemon_pause') == '2'
+        # Again: not an error, nothing changed, and it says so.
+        doc = parse_json(pgrm('-f', conf[3], '--json', 'daemon', 'pause', check=0), 'daemon pause --json')
+        assert doc['ok'] and doc['data']['changed'] is False, doc
+        assert doc['data']['pause']['paused'] is True and doc['data']['pause']['node_id'] == 2, doc
+        assert '@' in doc['data']['pause']['changed_by'], doc
+        assert [x['has_it'] for x in doc['data']['nodes']] == [True, True, True], doc
+        assert 'failover was already paused since ' in doc['summary'], doc
+        assert events(n[1], 'daemon_pause') == '2', 'a second pause recorded an event'
+
+        wait_until(lambda: daemon(conf[3]).get('paused') is True, what="node3's repmgrd to count failover as paused")
+
+        # The primary stopped for maintenance: the standbys' repmgrd hold still.
+        n[1].stop()
+        for i in (2, 3):
+            wait_until(lambda i=i: daemon(conf[i]).get('state') == 'paused', timeout=30,
+                       what=f"node{i}'s repmgrd to reach state paused")
+            assert 'failover is paused: not promoting, not following' in daemons[i].log_text()
+        stays_false(lambda: [x.name for x in (n[2], n[3]) if writable(x)], 3, what='a standby promoted while paused')
+        r = pgrm('-f', conf[2], 'daemon', 'pause', check=6)
+        assert 'ERROR: failover not paused: primary node 1 ("node1") is not reachable' in r.stderr, output(r)
+
+        # Back, the daemons follow it again; unpaused through it, everywhere.
+        n[1].start()
+        for i in (2, 3):
+            wait_until(lambda i=i: daemon(conf[i]).get('state') == 'standby', timeout=30,
+                       what=f"node{i}'s repmgrd back in state standby")
+        doc = parse_json(pgrm('-f', conf[3], '--json', 'daemon', 'unpause', check=0), 'daemon unpause --json')
+        assert doc['data']['changed'] is True and doc['data']['pause']['paused'] is False, doc
+        assert [x['has_it'] for x in doc['data']['nodes']] == [True, True, True], doc
+        assert events(n[1], 'daemon_unpause') == '3'
+        r = pgrm('-f', conf[2], 'daemon', 'unpause', check=0)
+        assert 'failover was already not paused' in r.stdout and 'nothing changed' in r.stdout, output(r)
+        wait_until(lambda: daemon(conf[2]).get('paused') is False, what="node2's repmgrd to count failover as resumed")
+
+
+def test_unpause_with_the_primary_down_fails_over():
+    with harness.Sandbox() as sb, cluster_with_daemons(sb) as (c, daemons):
+        n, conf = c.nodes, c.confs
+        pgrm('-f', conf[1], 'daemon', 'pause', check=0)
+        n[1].kill9()
+        for i in (2, 3):
+            wait_until(lambda i=i: daemon(conf[i]).get('state') == 'paused', timeout=30,
+                       what=f"node{i}'s repmgrd to reach state paused")
+        stays_false(lambda: [x.name for x in (n[2], n[3]) if writable(x)], 3, what='a standby promoted while paused')
+
+        # No primary to write to: each standby's repmgrd is asked in turn.
+        r = pgrm('-f', conf[2], 'daemon', 'unpause', '--dry-run', check=0)
+        assert "node 2's repmgrd would be asked to go on with failover despite the pause" in r.stdout, output(r)
+        assert daemon(conf[2]).get('state') == 'paused'
+        r = pgrm('-f', conf[2], 'daemon', 'unpause', check=0)
+        assert ('daemon unpause: primary node 1 ("node1") is not reachable; '
+                "node 2's repmgrd goes on with failover despite the pause") in r.stdout, output(r)
+        assert 'run "repmgr daemon unpause" on the hosts of node 3 ("node3") too' in r.stdout, output(r)
+        doc = parse_json(pgrm('-f', conf[3], '--json', 'daemon', 'unpause', check=0), 'daemon unpause --json')
+        assert doc['data']['resumed_node_id'] == 3 and doc['data']['primary_reachable'] is False, doc
+
+        def promoted():
+            w = [i for i in (2, 3) if writable(n[i])]
+            return w[0] if len(w) == 1 else None
+        new_id = wait_until(promoted, timeout=60, what='one of node2/node3 to be promoted')
+        other = 5 - new_id
+        harness.wait_streaming_from(n[other], n[new_id])
+        assert not writable(n[other])
+
+        # The new primary's repmgrd lifted the pause; the follower replayed that.
+        wait_until(lambda: paused_row(n[new_id]) == f'f|{new_id}|repmgrd of node {new_id}',
+                   what='the new primary to lift the pause')
+        assert events(n[new_id], 'daemon_unpause') == str(new_id)
+        wait_until(lambda: paused_row(n[other]).startswith('f|'), what=f'node{other} to replay the lifted pause')
+        wait_until(lambda: daemon(conf[other]).get('state') == 'standby' and daemon(conf[other]).get('paused') is False,
+                   what=f"node{other}'s repmgrd to follow, unpaused")
+        assert 'repmgrd_paused' in n[new_id].psql("select string_agg(event, ' ') from repmgr_test.events "
+                                                  f"where node_id = {new_id}", db='pgbench')
+
+
+if __name__ == '__main__':
+    sys.exit(harness.main(globals()))
