@@ -33,10 +33,10 @@ public:
         app.add_flag("--upstream", selected_["upstream"], "a standby streams from its registered upstream");
         app.add_flag("--archive-ready", selected_["archive_ready"], "WAL files waiting to be archived");
         app.add_flag("--slots", selected_["slots"], "no replication slot is inactive");
-        app.add_flag("--daemon", selected_["daemon"], "repmgrd runs for this node");
+        app.add_flag("--daemon", selected_["daemon"], "repmgrd runs for this node (WARNING while failover is paused)");
         app.add_option("--warning", warning_, "WARNING threshold of --replication-lag (s) or --archive-ready (files)");
         app.add_option("--critical", critical_, "CRITICAL threshold of --replication-lag (s) or --archive-ready (files)");
-        app.add_flag("--nagios", nagios_, "Nagios plugin output and exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)");
+        app.add_flag("--nagios", nagios_, "Nagios plugin output and exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN): the one place exit codes are not the seed's");
     }
 
     Result run(Context& ctx) override {

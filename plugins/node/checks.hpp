@@ -86,7 +86,8 @@ CheckResult judge_archive_ready(long long ready, const Thresholds& t);
 // --slots: no replication slot is inactive (each holds WAL back for a client that left).
 CheckResult judge_slots(const std::vector<SlotInfo>& slots);
 
-// --daemon: a repmgrd runs for this node and answers.
+// --daemon: a repmgrd runs for this node and answers; WARNING while it counts failover as
+// paused.
 CheckResult judge_daemon(int node_id, const DaemonReply& reply);
 
 // Nagios: "PGRM_REPLICATION_LAG WARNING: text | lag=12s;10;60", for one check; for

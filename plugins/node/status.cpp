@@ -1,5 +1,6 @@
 // node status: this node as its server, its record and its repmgrd see it: role,
-// timeline, WAL positions, upstream, lag, and the daemon's state.
+// timeline, WAL positions, upstream, lag, the daemon's state, and whether failover is
+// paused.
 #include "core/daemon_socket.hpp"
 #include "core/health.hpp"
 #include "core/metadata.hpp"
@@ -26,7 +27,7 @@ std::string named(int id, const std::vector<Node>& nodes) {
 class NodeStatus : public Command {
 public:
     Spec spec() const override {
-        return {"node", "status", "", "shows this node's role, WAL positions, upstream, lag and repmgrd",
+        return {"node", "status", "", "shows this node's role, WAL positions, upstream, lag, repmgrd, and whether failover is paused",
                 PersonaRepmgr | PersonaPgrm, NeedsConfig, {}};
     }
 
@@ -37,6 +38,8 @@ public:
         Connection local = Connection::open(cfg.conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect});
         Metadata meta(local, cfg.cluster);
         std::vector<Node> nodes = meta.installed() ? meta.nodes() : std::vector<Node>{};
+        // Failover paused or not, as the primary wrote it and this node replayed it.
+        FailoverPause pause = (meta.installed() ? meta.failover_pause() : std::nullopt).value_or(FailoverPause{});
         std::optional<Node> me;
         for (const Node& n : nodes)
             if (n.id == cfg.node) me = n;
@@ -80,6 +83,10 @@ public:
             if (daemon.state.contains("reason") && daemon.state["reason"].is_string() &&
                 !daemon.state["reason"].get<std::string>().empty())
                 daemon_text += " (" + daemon.state["reason"].get<std::string>() + ")";
+            if (daemon.state.contains("paused") && daemon.state["paused"] == true)
+                daemon_text += "; failover paused";
+            else if (daemon.state.contains("pause_overridden") && daemon.state["pause_overridden"] == true)
+                daemon_text += "; failover goes on despite the pause (\"daemon unpause\" with no primary)";
         } else if (daemon.running && !daemon.error.empty()) {
             daemon_text += " (" + daemon.error + ")";
         }
@@ -96,7 +103,7 @@ public:
         line("upstream:", upstream);
         line("lag:", lag_text);
         line("repmgrd:", daemon_text);
-        line("failover:", cfg.failover);
+        line("failover:", cfg.failover + "; " + describe(pause));
 
         nlohmann::json daemon_json = {{"running", daemon.running}};
         daemon_json["state"] = daemon.state.is_object() ? daemon.state : nlohmann::json(nullptr);
@@ -120,7 +127,8 @@ public:
                   {"lag_bytes", or_null(lag.bytes)},
                   {"lag_seconds", or_null(lag.seconds)},
                   {"daemon", std::move(daemon_json)},
-                  {"failover", cfg.failover}};
+                  {"failover", cfg.failover},
+                  {"failover_pause", to_json(pause)}};
         return r;
     }
 };

@@ -2,8 +2,8 @@
 """End to end: daemon pause and daemon unpause with three nodes and their repmgrd.
 
   1. maintenance: failover paused from a standby (written on the primary, replayed by
-     every standby); pausing again changes nothing and says so (--json); the primary
-     stopped: the standbys'
+     every standby); pausing again changes nothing and says so (--json); node status and
+     node check --daemon show it; the primary stopped: the standbys'
      repmgrd go to state paused and nobody is promoted; daemon pause with the primary
      down is refused (ERR_DB_CON); the primary started again, the daemons are back to
      standby, daemon unpause (through the primary) resumes failover everywhere;
@@ -98,7 +98,16 @@ def test_pause_holds_failover_through_a_primary_restart():
         assert 'failover was already paused since ' in doc['summary'], doc
         assert events(n[1], 'daemon_pause') == '2', 'a second pause recorded an event'
 
+        # node status and node check --daemon say so.
         wait_until(lambda: daemon(conf[3]).get('paused') is True, what="node3's repmgrd to count failover as paused")
+        s = status(conf[3])
+        assert s['failover_pause']['paused'] is True and s['failover_pause']['node_id'] == 2, s
+        r = pgrm('-f', conf[3], 'node', 'status', check=0)
+        assert 'failover:     automatic; paused since ' in r.stdout and 'state standby' in r.stdout, output(r)
+        assert '; failover paused' in r.stdout, output(r)
+        r = pgrm('-f', conf[3], 'node', 'check', '--daemon', '--nagios', check=1)
+        assert r.stdout.startswith('PGRM_DAEMON WARNING: repmgrd is running (pid ') and 'failover is paused' in r.stdout, \
+            output(r)
 
         # The primary stopped for maintenance: the standbys' repmgrd hold still.
         n[1].stop()
@@ -122,6 +131,7 @@ def test_pause_holds_failover_through_a_primary_restart():
         r = pgrm('-f', conf[2], 'daemon', 'unpause', check=0)
         assert 'failover was already not paused' in r.stdout and 'nothing changed' in r.stdout, output(r)
         wait_until(lambda: daemon(conf[2]).get('paused') is False, what="node2's repmgrd to count failover as resumed")
+        assert status(conf[2])['failover_pause']['paused'] is False
 
 
 def test_unpause_with_the_primary_down_fails_over():
@@ -133,6 +143,8 @@ def test_unpause_with_the_primary_down_fails_over():
             wait_until(lambda i=i: daemon(conf[i]).get('state') == 'paused', timeout=30,
                        what=f"node{i}'s repmgrd to reach state paused")
         stays_false(lambda: [x.name for x in (n[2], n[3]) if writable(x)], 3, what='a standby promoted while paused')
+        r = pgrm('-f', conf[2], 'node', 'status', check=0)
+        assert 'state paused since ' in r.stdout and 'automatic; paused since ' in r.stdout, output(r)
 
         # No primary to write to: each standby's repmgrd is asked in turn.
         r = pgrm('-f', conf[2], 'daemon', 'unpause', '--dry-run', check=0)
@@ -157,7 +169,8 @@ def test_unpause_with_the_primary_down_fails_over():
         wait_until(lambda: paused_row(n[new_id]) == f'f|{new_id}|repmgrd of node {new_id}',
                    what='the new primary to lift the pause')
         assert events(n[new_id], 'daemon_unpause') == str(new_id)
-        wait_until(lambda: paused_row(n[other]).startswith('f|'), what=f'node{other} to replay the lifted pause')
+        wait_until(lambda: status(conf[other])['failover_pause']['paused'] is False,
+                   what=f'node{other} to replay the lifted pause')
         wait_until(lambda: daemon(conf[other]).get('state') == 'standby' and daemon(conf[other]).get('paused') is False,
                    what=f"node{other}'s repmgrd to follow, unpaused")
         assert 'repmgrd_paused' in n[new_id].psql("select string_agg(event, ' ') from repmgr_test.events "

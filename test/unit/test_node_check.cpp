@@ -187,6 +187,15 @@ TEST_CASE("daemon: running and answering, holding the node, or absent", "[node_c
     auto r = judge_daemon(2, up);
     CHECK(r.status == Status::Ok);
     CHECK(r.text == "repmgrd is running (pid 42), state standby");
+    up.state["paused"] = false;
+    CHECK(judge_daemon(2, up).status == Status::Ok);
+    up.state["paused"] = true;
+    up.state["state"] = "paused";
+    r = judge_daemon(2, up);
+    CHECK(r.status == Status::Warning);
+    CHECK(r.text == "repmgrd is running (pid 42), state paused; failover is paused (\"repmgr daemon unpause\" resumes it)");
+    up.state["paused"] = "yes";  // not a boolean: not paused
+    CHECK(judge_daemon(2, up).status == Status::Ok);
 }
 
 TEST_CASE("Nagios output: one line for one check, a summary line first for several", "[node_check]") {
