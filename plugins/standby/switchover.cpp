@@ -71,6 +71,9 @@ std::vector<SwitchoverCheck> judge_switchover(const SwitchoverFacts& f) {
     };
     add("the primary's repmgrd runs", alive(f.primary_daemon_age), age(f.primary_daemon_age, "heartbeat"));
     add("this node's repmgrd runs", alive(f.candidate_daemon_age), age(f.candidate_daemon_age, "monitoring row"));
+    // Paused, the daemons are being kept still (maintenance): a switchover needs them.
+    add("failover is not paused", !f.pause.paused,
+        describe(f.pause) + (f.pause.paused ? "; \"repmgr daemon unpause\" resumes it" : ""));
     add("no other switchover is under way", !f.active,
         f.active ? "request " + std::to_string(f.active->id) + ": node " + id(f.active->primary_node_id) + " to node " +
                        id(f.active->candidate_node_id) + ", " + f.active->state
@@ -131,6 +134,7 @@ public:
                 f.candidate_daemon_age = meta.seconds_since_monitored(cfg.node);
                 if (f.schema_version >= 3)
                     if (auto req = meta.latest_switchover(); req && req->active()) f.active = req;
+                f.pause = meta.failover_pause().value_or(FailoverPause{});
             } catch (const Error& e) {
                 f.primary_error = e.what();
             }

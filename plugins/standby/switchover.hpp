@@ -23,6 +23,7 @@ struct SwitchoverFacts {
     std::optional<double> candidate_daemon_age; // seconds since its monitoring row
     double daemon_fresh = 0;                    // younger than this: alive
     std::optional<SwitchoverRequest> active;    // a switchover under way
+    FailoverPause pause;                        // as the primary's metadata says
 };
 
 struct SwitchoverCheck {

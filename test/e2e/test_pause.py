@@ -3,10 +3,12 @@
 
   1. maintenance: failover paused from a standby (written on the primary, replayed by
      every standby); pausing again changes nothing and says so (--json); node status and
-     node check --daemon show it; the primary stopped: the standbys'
+     node check --daemon show it; standby switchover is refused (only its "failover is
+     not paused" check fails) and changes nothing; the primary stopped: the standbys'
      repmgrd go to state paused and nobody is promoted; daemon pause with the primary
      down is refused (ERR_DB_CON); the primary started again, the daemons are back to
-     standby, daemon unpause (through the primary) resumes failover everywhere;
+     standby, daemon unpause (through the primary) resumes failover everywhere, and the
+     switchover's checks hold again;
   2. the primary killed while paused: nobody is promoted; daemon unpause, with no
      primary to write to, asks each standby's repmgrd in turn (through its socket) to go
      on; a standby is promoted, the other follows it, and the new primary's repmgrd
@@ -78,9 +80,18 @@ def events(inst: harness.Instance, event: str) -> str:
     return inst.psql(f"select node_id from repmgr_test.events where event = '{event}' order by id", db='pgbench')
 
 
+def switchover_checks(conf: Path, check: int) -> dict:
+    """standby switchover --dry-run --json: check name -> ok."""
+    doc = parse_json(pgrm('-f', conf, '--json', 'standby', 'switchover', '--dry-run', check=check),
+                     'standby switchover --dry-run --json')
+    return {c['check']: c['ok'] for c in doc['data']['checks']}
+
+
 def test_pause_holds_failover_through_a_primary_restart():
     with harness.Sandbox() as sb, cluster_with_daemons(sb) as (c, daemons):
         n, conf = c.nodes, c.confs
+        checks = switchover_checks(conf[2], check=0)
+        assert checks['failover is not paused'] and all(checks.values()), checks
 
         # Paused from a standby: written on the primary, replayed by every standby.
         r = pgrm('-f', conf[2], 'daemon', 'pause', check=0)
@@ -109,6 +120,17 @@ def test_pause_holds_failover_through_a_primary_restart():
         assert r.stdout.startswith('PGRM_DAEMON WARNING: repmgrd is running (pid ') and 'failover is paused' in r.stdout, \
             output(r)
 
+        # standby switchover is refused, for that reason alone, and changes nothing.
+        checks = switchover_checks(conf[2], check=1)
+        assert [k for k, ok in checks.items() if not ok] == ['failover is not paused'], checks
+        before = n[1].psql('select * from repmgr_test.repl_nodes order by id; '
+                           'select count(*) from repmgr_test.switchover', db='pgbench')
+        r = pgrm('-f', conf[2], 'standby', 'switchover', check=1)
+        assert 'standby switchover refused: failover is not paused: paused since ' in r.stdout, output(r)
+        assert n[1].psql('select * from repmgr_test.repl_nodes order by id; '
+                         'select count(*) from repmgr_test.switchover', db='pgbench') == before
+        assert writable(n[1]) and not writable(n[2])
+
         # The primary stopped for maintenance: the standbys' repmgrd hold still.
         n[1].stop()
         for i in (2, 3):
@@ -132,6 +154,8 @@ def test_pause_holds_failover_through_a_primary_restart():
         assert 'failover was already not paused' in r.stdout and 'nothing changed' in r.stdout, output(r)
         wait_until(lambda: daemon(conf[2]).get('paused') is False, what="node2's repmgrd to count failover as resumed")
         assert status(conf[2])['failover_pause']['paused'] is False
+        wait_until(lambda: all(switchover_checks(conf[2], check=None).values()),
+                   what="standby switchover's checks to hold again")
 
 
 def test_unpause_with_the_primary_down_fails_over():

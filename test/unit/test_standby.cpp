@@ -134,7 +134,7 @@ std::vector<std::string> failed(const pgrm::SwitchoverFacts& f) {
 
 TEST_CASE("standby switchover goes ahead only when every check holds", "[standby]") {
     auto all = pgrm::judge_switchover(ready());
-    CHECK(all.size() == 8);
+    CHECK(all.size() == 9);
     CHECK(failed(ready()).empty());
 
     auto f = ready();
@@ -168,6 +168,12 @@ TEST_CASE("standby switchover goes ahead only when every check holds", "[standby
     other.state = "demoting";
     f.active = other;
     CHECK(failed(f) == std::vector<std::string>{"no other switchover is under way: request 4: node 1 to node 3, demoting"});
+    f = ready();
+    f.pause.paused = true;
+    f.pause.changed_at = "2026-05-01 10:00:00.000 UTC";
+    f.pause.changed_by = "postgres@db2";
+    CHECK(failed(f) == std::vector<std::string>{"failover is not paused: paused since 2026-05-01 10:00:00.000 UTC by "
+                                                "postgres@db2; \"repmgr daemon unpause\" resumes it"});
     f = ready();
     f.primary_writable = false;
     f.primary_error = "connection refused";
