@@ -14,46 +14,20 @@
      on; a standby is promoted, the other follows it, and the new primary's repmgrd
      lifts the pause from the metadata.
 
-Settings for speed: monitor_interval_secs=1, reconnect_attempts=2, reconnect_interval=1.
+The cluster is harness.setup_three's (failover = automatic, harness.DAEMON_FAST timings).
 Negative tests wait for the daemons to reach state paused, then hold a bounded window
 (harness.stays_false) in which nobody may be promoted.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import Daemon, output, parse_json, pgrm, small_cluster, stays_false, wait_until  # noqa: E402
-
-
-@contextlib.contextmanager
-def cluster_with_daemons(sb: harness.Sandbox):
-    """small_cluster's node1 primary with standbys node2 and node3, each with a repmgrd
-    (failover = automatic, fast settings), up and in state primary or standby; the
-    daemons are stopped on the way out, their logs' tails printed when it failed."""
-    c = small_cluster(sb, standbys=2)
-    for i, inst in c.nodes.items():
-        c.confs[i] = harness.write_conf(sb, i, inst, node_name=f'node{i}', failover='automatic',
-                                        log_file=sb.path(f'repmgrd{i}.log'), monitor_interval_secs=1,
-                                        reconnect_attempts=2, reconnect_interval=1)
-    daemons = {i: Daemon(sb, f'node{i}', c.confs[i]) for i in c.nodes}
-    try:
-        for i in c.nodes:
-            want = 'primary' if i == 1 else 'standby'
-            wait_until(lambda i=i, want=want: daemon(c.confs[i]).get('state') == want,
-                       what=f"node{i}'s repmgrd to reach state {want}")
-        yield c, daemons
-    except BaseException:
-        for d in daemons.values():
-            sys.stderr.write(d.tail())
-        raise
-    finally:
-        for d in daemons.values():
-            d.stop()
+from harness import (daemon_cluster, one_promoted, output, parse_json, pgrm, setup_three, stays_false,  # noqa: E402
+                     wait_until, writable)
 
 
 def status(conf: Path) -> dict:
@@ -63,13 +37,6 @@ def status(conf: Path) -> dict:
 def daemon(conf: Path) -> dict:
     """The repmgrd's state as node status shows it ({} when none answers)."""
     return status(conf)['daemon']['state'] or {}
-
-
-def writable(inst: harness.Instance) -> bool:
-    try:
-        return inst.is_running() and not inst.is_in_recovery()
-    except Exception:  # noqa: BLE001 - stopping or starting: not writable
-        return False
 
 
 def paused_row(inst: harness.Instance) -> str:
@@ -88,8 +55,9 @@ def switchover_checks(conf: Path, check: int) -> dict:
 
 
 def test_pause_holds_failover_through_a_primary_restart():
-    with harness.Sandbox() as sb, cluster_with_daemons(sb) as (c, daemons):
-        n, conf = c.nodes, c.confs
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
+        setup_three(c)
+        n, conf, daemons = c.nodes, c.confs, c.daemons
         checks = switchover_checks(conf[2], check=0)
         assert checks['failover is not paused'] and all(checks.values()), checks
 
@@ -159,7 +127,8 @@ def test_pause_holds_failover_through_a_primary_restart():
 
 
 def test_unpause_with_the_primary_down_fails_over():
-    with harness.Sandbox() as sb, cluster_with_daemons(sb) as (c, daemons):
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
+        setup_three(c)
         n, conf = c.nodes, c.confs
         pgrm('-f', conf[1], 'daemon', 'pause', check=0)
         n[1].kill9()
@@ -180,11 +149,7 @@ def test_unpause_with_the_primary_down_fails_over():
         assert 'run "repmgr daemon unpause" on the hosts of node 3 ("node3") too' in r.stdout, output(r)
         doc = parse_json(pgrm('-f', conf[3], '--json', 'daemon', 'unpause', check=0), 'daemon unpause --json')
         assert doc['data']['resumed_node_id'] == 3 and doc['data']['primary_reachable'] is False, doc
-
-        def promoted():
-            w = [i for i in (2, 3) if writable(n[i])]
-            return w[0] if len(w) == 1 else None
-        new_id = wait_until(promoted, timeout=60, what='one of node2/node3 to be promoted')
+        new_id = wait_until(lambda: one_promoted(c), timeout=60, what='one of node2/node3 to be promoted')
         other = 5 - new_id
         harness.wait_streaming_from(n[other], n[new_id])
         assert not writable(n[other])
