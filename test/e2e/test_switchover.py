@@ -185,7 +185,7 @@ def test_dry_run_prints_checks_and_plan_and_changes_nothing():
         names = [ch['check'] for ch in doc['data']['checks']]
         required = ['this node is a standby', 'the primary accepts writes', 'this node streams from the primary',
                     'replication lag is small', "the primary's repmgrd runs", "this node's repmgrd runs",
-                    'no other switchover is under way']
+                    'failover is not paused', 'no other switchover is under way']
         assert [n for n in names if n in required] == required, names
         assert all(ch['ok'] for ch in doc['data']['checks']), doc
         plan = doc['data']['plan']
