@@ -231,8 +231,9 @@ std::string LocalServer::last_options() const {
     return std::getline(in, line) ? postmaster_options(line) : "";
 }
 
-ExecResult LocalServer::start(int timeout_s, const std::string& options) const {
+ExecResult LocalServer::start(int timeout_s) const {
     std::vector<std::string> args{"-w", "-t", std::to_string(timeout_s), "-l", server_log()};
+    std::string options = last_options();
     if (!options.empty()) args.insert(args.end(), {"-o", options});
     args.push_back("start");
     return pg_ctl(std::move(args), timeout_s);

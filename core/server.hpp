@@ -92,12 +92,12 @@ public:
     // True when the postmaster named in postmaster.pid is alive (a zombie is not).
     bool running() const;
     // The command-line options the server last started with (postmaster.opts), "" when
-    // there are none. A server stopped and started again, as a switchover does, needs
-    // them as pg_ctl restart would pass them: a service manager gives -c config_file=...
-    // (Debian's pg_ctlcluster), -p or -k there, not in the data directory.
+    // there are none (a fresh copy: pg_basebackup and pg_rewind leave the file out).
     std::string last_options() const;
-    // options: passed to the server (pg_ctl -o).
-    ExecResult start(int timeout_s = kServerControlS, const std::string& options = "") const;
+    // Starts the server with its last command-line options, as pg_ctl restart would: a
+    // service manager gives -c config_file=... (Debian's pg_ctlcluster), -p or -k there,
+    // not in the data directory, and a server started without them may not come up.
+    ExecResult start(int timeout_s = kServerControlS) const;
     ExecResult stop(const std::string& mode = "fast", int timeout_s = kServerControlS) const;
     ExecResult restart(int timeout_s = kServerControlS) const;
     ExecResult promote(int timeout_s = kServerControlS) const;

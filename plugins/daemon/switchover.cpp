@@ -53,7 +53,6 @@ public:
         // 2. A clean shutdown: a fast one ends once every connected standby has been sent
         // everything, the shutdown checkpoint included.
         LocalServer server(data_directory_, &cfg_);
-        options_ = server.last_options();  // it starts again (either way) as it ran
         ExecResult stop = server.stop("fast", cfg_.shutdown_check_timeout);
         if (!stop.ok()) {
             log::error("switchover: the server did not shut down within " +
@@ -93,7 +92,7 @@ public:
         if (promoted) log::notice("switchover: node " + cand() + " is the primary");
 
         // 7. This server, as the candidate's standby.
-        ExecResult start = server.start(kServerControlS, options_);
+        ExecResult start = server.start();
         if (!promoted)
             return {Demotion::End::Failed,
                     "node " + cand() + " did not leave recovery after pg_promote(); node " + self() +
@@ -132,7 +131,7 @@ private:
     Demotion abort(const std::string& why) {
         log::error("switchover aborted: " + why + "; starting this server as the primary again");
         if (standby_configured_) unconfigure_standby(data_directory_);
-        ExecResult start = LocalServer(data_directory_, &cfg_).start(kServerControlS, options_);
+        ExecResult start = LocalServer(data_directory_, &cfg_).start();
         if (!start.ok())
             return {Demotion::End::Failed, why + "; then node " + self() + " did not start again (" + last_line(start) +
                                                "): no node accepts writes, node " + cand() + " is a standby"};
@@ -214,7 +213,6 @@ private:
     std::string candidate_conninfo_;
     std::optional<Connection> candidate_;
     std::string data_directory_;
-    std::string options_;  // the server's command-line options (postmaster.opts)
     bool standby_configured_ = false;
 };
 
