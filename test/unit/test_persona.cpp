@@ -14,7 +14,13 @@ namespace {
 // A command that claims the repmgrd persona besides the daemon.
 class SecondDaemonCommand : public Command {
 public:
-    Spec spec() const override { return {"watch", "", "", "a second daemon-side command", PersonaRepmgrd}; }
+    Spec spec() const override {
+        Spec s;
+        s.group = "watch";
+        s.summary = "a second daemon-side command";
+        s.personas = PersonaRepmgrd;
+        return s;
+    }
     Result run(Context&) override { return {}; }
 };
 
