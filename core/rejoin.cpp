@@ -22,9 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// So that the promoted source's control file names its current timeline: until it
-// checkpoints, pg_rewind would wrongly conclude that no rewind is needed.
-const char* const kCheckpointSql = "CHECKPOINT";
 const char* const kBackupStartSql = "SELECT pg_backup_start($1, true)";           // PG 15+
 const char* const kBackupStartSqlOld = "SELECT pg_start_backup($1, true, false)";  // PG 12-14
 const char* const kBackupStopSql = "SELECT labelfile, spcmapfile FROM pg_backup_stop(true)";
@@ -89,7 +86,9 @@ void write_backup_file(const fs::path& path, const std::string& text, const Copy
 // pg_rewind against the source, after a checkpoint there. Returns the bytes it copied.
 unsigned long long rewind(Connection& conn, const Conninfo& source, const std::string& target,
                           const CopyEnv& env) {
-    conn.exec(kCheckpointSql);
+    // So that the promoted source's control file names its current timeline: until it
+    // checkpoints, pg_rewind would wrongly conclude that no rewind is needed.
+    checkpoint(conn);
     Conninfo server = source;
     server.erase("password");  // pg_rewind finds it in PGPASSWORD or the passfile
     ExecSpec spec;

@@ -55,6 +55,7 @@ const char* const kPeerViewSql =
     "       coalesce(r.status = 'streaming' "
     "                AND r.last_msg_receipt_time > now() - make_interval(secs => $1), false) "
     "  FROM (SELECT 1) AS one LEFT JOIN pg_catalog.pg_stat_wal_receiver AS r ON true";
+const char* const kCheckpointSql = "CHECKPOINT";
 const char* const kReadOnlySql = "ALTER SYSTEM SET default_transaction_read_only = on";
 const char* const kReloadSql = "SELECT pg_reload_conf()";
 const char* const kEndClientsSql =
@@ -118,6 +119,10 @@ PeerView query_peer_view(Connection& conn, std::chrono::seconds heard_within, st
     if (!r.is_null(0, 3)) v.sender_port = static_cast<int>(r.get_int(0, 3));
     v.receiver_heard = r.get_bool(0, 4);
     return v;
+}
+
+void checkpoint(Connection& conn, std::chrono::milliseconds timeout) {
+    conn.exec(kCheckpointSql, {}, timeout);
 }
 
 void make_read_only(Connection& conn, std::chrono::milliseconds timeout) {

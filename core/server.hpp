@@ -61,6 +61,10 @@ struct PeerView {
 };
 PeerView query_peer_view(Connection& conn, std::chrono::seconds heard_within, std::chrono::milliseconds timeout);
 
+// CHECKPOINT: every buffer dirtied so far is written out, and the control file names the
+// server's current timeline.
+void checkpoint(Connection& conn, std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
+
 // Fences a primary without stopping it: default_transaction_read_only = on, kept in
 // postgresql.auto.conf and reloaded, then every client session ended.
 void make_read_only(Connection& conn, std::chrono::milliseconds timeout);

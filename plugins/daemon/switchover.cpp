@@ -1,5 +1,6 @@
 #include "plugins/daemon/switchover.hpp"
 
+#include <algorithm>
 #include <thread>
 
 #include "core/error.hpp"
@@ -47,13 +48,27 @@ public:
         if (!meta.move_switchover(req_.id, "requested", "demoting",
                                   "node " + std::to_string(cfg_.node) + " shutting down for node " + cand()))
             return {Demotion::End::Aborted, "the request is no longer waiting (expired or cancelled)"};
+
+        // 2. A checkpoint first, while writes are still accepted: it flushes the bulk of what
+        // clients dirtied, so the shutdown checkpoint, during which writes are refused, has
+        // little left to write. It and the shutdown share shutdown_check_timeout, the
+        // checkpoint half of it at most; one that fails or takes longer is no reason to stop
+        // the switchover: the shutdown checkpoint writes what is left.
+        const auto budget = std::chrono::seconds(cfg_.shutdown_check_timeout);
+        const auto started = std::chrono::steady_clock::now();
+        try {
+            checkpoint(*local_, std::chrono::duration_cast<std::chrono::milliseconds>(budget) / 2);
+        } catch (const Error& e) {
+            log::warning(std::string("switchover: the checkpoint before the shutdown failed: ") + e.what());
+        }
         log::notice("switchover: stopping this primary for node " + cand());
         local_.reset();
 
-        // 2. A clean shutdown: a fast one ends once every connected standby has been sent
+        // 3. A clean shutdown: a fast one ends once every connected standby has been sent
         // everything, the shutdown checkpoint included.
         LocalServer server(data_directory_, &cfg_);
-        ExecResult stop = server.stop("fast", cfg_.shutdown_check_timeout);
+        auto left = std::chrono::duration_cast<std::chrono::seconds>(budget - (std::chrono::steady_clock::now() - started));
+        ExecResult stop = server.stop("fast", static_cast<int>(std::max<long long>(1, left.count())));
         if (!stop.ok()) {
             log::error("switchover: the server did not shut down within " +
                        std::to_string(cfg_.shutdown_check_timeout) + " s (shutdown_check_timeout); stopping it at once");
@@ -64,22 +79,22 @@ public:
                          std::to_string(cfg_.shutdown_check_timeout) + " s (shutdown_check_timeout)");
         }
 
-        // 3. Where the shutdown checkpoint is.
+        // 4. Where the shutdown checkpoint is.
         ControlData control = read_control_data();
         auto checkpoint = parse_lsn(control.checkpoint_lsn);
         if (control.state != "shut down" || !checkpoint)
             return abort("pg_controldata says \"" + control.state + "\", not a clean shutdown");
 
-        // 4. The candidate has replayed it: promoted, it continues exactly this history.
+        // 5. The candidate has replayed it: promoted, it continues exactly this history.
         if (std::string why = wait_for_replay(*checkpoint); !why.empty()) return abort(why);
 
-        // 5. This server's standby settings, before the promotion: from here on it never
+        // 6. This server's standby settings, before the promotion: from here on it never
         // starts as a primary by itself.
         configure_standby(data_directory_,
                           primary_conninfo_for(parse_conninfo(candidate_conninfo_), cfg_.node_name));
         standby_configured_ = true;
 
-        // 6. The promotion. A request that failed before the server took it leaves the
+        // 7. The promotion. A request that failed before the server took it leaves the
         // candidate a standby: abort. One whose outcome is unknown must not restart this
         // server as a primary: it starts as the candidate's standby either way.
         try {
@@ -91,7 +106,7 @@ public:
         bool promoted = wait_for_promotion();
         if (promoted) log::notice("switchover: node " + cand() + " is the primary");
 
-        // 7. This server, as the candidate's standby.
+        // 8. This server, as the candidate's standby.
         ExecResult start = server.start();
         if (!promoted)
             return {Demotion::End::Failed,

@@ -267,7 +267,8 @@ private:
     std::vector<std::string> plan(const std::string& p, const Config& cfg) const {
         std::string c = id(cfg.node);
         return {"1. insert a switchover request on node " + p + " and notify its repmgrd",
-                "2. node " + p + "'s repmgrd stops it cleanly (pg_ctl stop -m fast, at most shutdown_check_timeout)",
+                "2. node " + p + "'s repmgrd checkpoints it, writes still accepted, then stops it cleanly "
+                "(pg_ctl stop -m fast; both within shutdown_check_timeout)",
                 "3. it checks that node " + c + " replayed the shutdown checkpoint",
                 "4. it writes node " + p + "'s standby settings (primary_conninfo to node " + c + ")",
                 "5. it promotes node " + c + " and starts node " + p + " as its standby",

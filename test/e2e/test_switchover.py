@@ -266,6 +266,7 @@ def switch_under_load(c: DaemonCluster, old: int, new: int) -> dict:
     returns the command's JSON with the writer's longest refused stretch added."""
     third = ({1, 2, 3} - {old, new}).pop()
     ready(c, new)
+    logs = server_logs(c.nodes[old])
     pgbench_load(c, c.nodes[old], '-c', '2', '-T', '120', '-n')
     writer = AckWriter(c.nodes[old], c.nodes[new], c.nodes[third])
     writer.start()
@@ -293,7 +294,28 @@ def switch_under_load(c: DaemonCluster, old: int, new: int) -> dict:
     missing = lost(writer, c.nodes[new])
     assert not missing, f'acknowledged rows lost: {missing[:20]} ({len(missing)} of {len(writer.acked)})'
     assert doc['data']['not_streaming'] == [], doc
+    # The old primary checkpointed while it still accepted writes, then shut down: its
+    # shutdown checkpoint, during which writes are refused, had little left to write.
+    assert any(re.search(r'checkpoint starting: immediate force wait\n(?:.*\n)*?.*checkpoint starting: shutdown', text)
+               for text in new_text(logs)), f'node{old} shut down without a CHECKPOINT first'
     return doc
+
+
+def server_logs(inst) -> dict:
+    """The server's log files (the harness's, and the one pg_ctl start writes when the
+    daemon starts it) with their sizes now."""
+    files = [inst.logfile, Path(inst.datadir) / 'log' / 'pgrm-server.log']
+    return {f: f.stat().st_size if f.exists() else 0 for f in files}
+
+
+def new_text(logs: dict) -> list:
+    """What each of the files server_logs() named has had appended since."""
+    out = []
+    for f, size in logs.items():
+        with contextlib.suppress(OSError), open(f, 'rb') as fh:
+            fh.seek(size)
+            out.append(fh.read().decode(errors='replace'))
+    return out
 
 
 def test_switchover_under_load_and_back():
