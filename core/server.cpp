@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <thread>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -244,8 +245,21 @@ ExecResult LocalServer::start(int timeout_s) const {
     return pg_ctl(std::move(args), timeout_s);
 }
 
+// pg_ctl stop -w looks whether the postmaster is gone only every 100 ms, and not before
+// 100 ms: a stop taking 30 ms costs 100. We signal it (-W) and look every 10 ms.
 ExecResult LocalServer::stop(const std::string& mode, int timeout_s) const {
-    return pg_ctl({"-w", "-t", std::to_string(timeout_s), "-m", mode, "stop"}, timeout_s);
+    ExecResult res = pg_ctl({"-W", "-m", mode, "stop"}, timeout_s);
+    if (!res.ok()) return res;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    while (running()) {
+        if (std::chrono::steady_clock::now() >= until) {
+            res.exit_code = 1;
+            res.err = "server does not shut down";  // as pg_ctl -w says it
+            return res;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return res;
 }
 
 ExecResult LocalServer::restart(int timeout_s) const {

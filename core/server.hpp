@@ -102,6 +102,7 @@ public:
     // service manager gives -c config_file=... (Debian's pg_ctlcluster), -p or -k there,
     // not in the data directory, and a server started without them may not come up.
     ExecResult start(int timeout_s = kServerControlS) const;
+    // Returns once the postmaster has exited; not ok when it is still running after timeout_s.
     ExecResult stop(const std::string& mode = "fast", int timeout_s = kServerControlS) const;
     ExecResult restart(int timeout_s = kServerControlS) const;
     ExecResult promote(int timeout_s = kServerControlS) const;
