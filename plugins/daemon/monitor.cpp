@@ -63,12 +63,21 @@ ExitCode Monitor::run() {
         if (t.to != state_) enter(t, seen);
         if (state_ != State::Stopped && !t.at_once) wait(std::chrono::seconds(cfg_.monitor_interval_secs), true);
     }
-    // What happened last, where a primary still takes it.
+    // What happened last, where a primary still takes it: this server, else the primary.
+    // primary_ may be a standby by now (this node itself, right after a switchover made
+    // it one, until the replayed metadata named the new primary): asked afresh then.
     try {
-        if (local_ && local_->ok() && !query_in_recovery(*local_, kQueryTimeout))
+        if (local_ && local_->ok() && !query_in_recovery(*local_, kQueryTimeout)) {
             flush_events(*local_, kQueryTimeout);
-        else if (primary_ && primary_->ok())
-            flush_events(*primary_, remote_timeout());
+        } else if (!events_.empty() && local_ && local_->ok()) {
+            if (primary_ && primary_->ok() && query_in_recovery(*primary_, remote_timeout())) primary_.reset();
+            if (!primary_ || !primary_->ok()) {
+                Observation seen;
+                check_primary(seen, remote_timeout());
+                if (!seen.primary_answers) primary_.reset();
+            }
+            if (primary_) flush_events(*primary_, remote_timeout());
+        }
     } catch (const Error& e) {
         log::debug(std::string("state changes not recorded: ") + e.what());
     }

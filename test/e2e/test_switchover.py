@@ -336,6 +336,31 @@ def test_switchover_under_load_and_back():
         assert events(n1, True) == done_before + 2
 
 
+def test_old_primary_daemon_stopped_at_once_records_its_last_state_changes_on_the_new_primary():
+    """Right after a switchover, the old primary's repmgrd stopped: its last state changes,
+    repmgrd_stopped the last of them, are recorded on the new primary, not sent to its own
+    server (a standby by then, which refuses them as read-only)."""
+    with cluster() as c:
+        n1, n2 = c.nodes[1], c.nodes[2]
+        node1_primary(c)
+        ready(c, 2)
+        since = n1.psql('select now()')
+        logs = server_logs(n1)
+        switchover(c, 2)
+        assert c.daemons[1].stop() is not None, "node1's repmgrd did not stop"
+        recorded = n2.psql("select event from repmgr_test.events where node_id = 1 and event like 'repmgrd%' "
+                           f"and event_timestamp >= '{since}' order by event_timestamp, id",
+                           db='pgbench').splitlines()
+        refused = [line for text in new_text(logs) for line in text.splitlines() if 'read-only transaction' in line]
+        assert recorded and recorded[-1] == 'repmgrd_stopped', recorded
+        assert not refused, refused
+
+        c.start_daemon(1)
+        ready(c, 1)
+        switchover(c, 1)
+        node1_primary(c)
+
+
 # --------------------------------------------------------------------------------------
 # 4. Aborts
 
