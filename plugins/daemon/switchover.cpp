@@ -81,12 +81,12 @@ public:
 
         // 4. Where the shutdown checkpoint is.
         ControlData control = read_control_data();
-        auto checkpoint = parse_lsn(control.checkpoint_lsn);
-        if (control.state != "shut down" || !checkpoint)
+        auto shutdown_checkpoint = parse_lsn(control.checkpoint_lsn);
+        if (control.state != "shut down" || !shutdown_checkpoint)
             return abort("pg_controldata says \"" + control.state + "\", not a clean shutdown");
 
         // 5. The candidate has replayed it: promoted, it continues exactly this history.
-        if (std::string why = wait_for_replay(*checkpoint); !why.empty()) return abort(why);
+        if (std::string why = wait_for_replay(*shutdown_checkpoint); !why.empty()) return abort(why);
 
         // 6. This server's standby settings, before the promotion: from here on it never
         // starts as a primary by itself.
@@ -171,8 +171,8 @@ private:
         return res.ok() ? parse_control_data(res.out) : ControlData{};
     }
 
-    // Empty when the candidate has replayed past checkpoint; else why not, in time.
-    std::string wait_for_replay(unsigned long long checkpoint) {
+    // Empty when the candidate has replayed past shutdown_checkpoint; else why not, in time.
+    std::string wait_for_replay(unsigned long long shutdown_checkpoint) {
         auto until = std::chrono::steady_clock::now() + timeouts::kSwitchoverCatchUp;
         std::string last = "no answer";
         do {
@@ -181,7 +181,7 @@ private:
                     candidate_.emplace(Connection::open(candidate_conninfo_, limits_.connect));
                 Rows r = candidate_->exec(kReplayedSql, {}, limits_.query);
                 if (!r.get_bool(0, 0)) return "node " + cand() + " left recovery before it was promoted";
-                if (parse_lsn(r.get(0, 1)).value_or(0) > checkpoint) return "";
+                if (parse_lsn(r.get(0, 1)).value_or(0) > shutdown_checkpoint) return "";
                 last = "replayed up to " + r.get(0, 1);
             } catch (const Error& e) {
                 candidate_.reset();
