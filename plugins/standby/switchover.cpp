@@ -95,6 +95,9 @@ public:
         app.add_flag("--dry-run", dry_run_, "print the checks and the plan, change nothing");
         app.add_option("--wait", wait_s_, "seconds the whole switchover may take (default 120)")
             ->check(CLI::Range(10, 3600));
+        // repmgr 5 needs this flag for what pgrm always does; its scripts pass it.
+        app.add_flag("--siblings-follow")
+            ->description("the other standbys follow the new primary (always; accepted as repmgr 5 takes it)");
     }
 
     Result run(Context& ctx) override {

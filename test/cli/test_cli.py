@@ -193,6 +193,12 @@ def test_options_before_and_after_command():
     _assert_config_missing('standby', 'register', '--config_file=/nonexistent.conf')
 
 
+def test_switchover_takes_repmgr5s_siblings_follow():
+    """repmgr 5 scripts pass --siblings-follow, which is what pgrm always does: it parses,
+    and the command goes on to need its configuration file."""
+    _assert_config_missing('-f', '/nonexistent.conf', 'standby', 'switchover', '--siblings-follow', '--dry-run')
+
+
 # ---------------------------------------------------------------------------- config
 
 
