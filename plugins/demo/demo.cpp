@@ -228,6 +228,8 @@ public:
                 " cluster show; the daemons log to " + dir + "/node{1,2,3}-repmgrd.log",
             "rejoin:    then node1 back as a standby, asking node2 for the cluster: repmgr -f " + p.config +
                 " node rejoin -h 127.0.0.1 -p " + std::to_string(nodes[1].port),
+            "switchover: or, planned, node2 the primary and node1 its standby, losing nothing (try --dry-run "
+            "first): repmgr -f " + nodes[1].config + " standby switchover",
             "configs:   " + dir + "/node{1,2,3}.conf   (e.g. repmgr -f " + p.config + " cluster show)",
             "status:    pgrm demo status" + dir_option(),
             "stop:      pgrm demo stop" + dir_option(),

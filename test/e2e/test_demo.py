@@ -37,6 +37,18 @@ def test_demo_start_status_stop():
                                             db='pgbench') == '2',
                        timeout=30, what='repl_status rows for both standbys')
 
+            # The switchover the demo prints: node2 the primary, node1 and node3 its standbys.
+            line = next(l for l in r.stdout.splitlines() if l.startswith('switchover:'))
+            switchover = pgrm(*line.split(': repmgr ', 1)[1].split(), check=0)
+            assert 'switchover' in switchover.stdout, harness.output(switchover)
+
+            def switched():
+                doc = json.loads(pgrm('demo', 'status', '--dir', demo_dir, '--json', persona='pgrm').stdout)
+                nodes = {n['name']: n for n in doc['data']['nodes']}
+                return nodes['node2']['role_found'] == 'primary' and all(
+                    nodes[s]['streaming'] and nodes[s]['upstream_name'] == 'node2' for s in ('node1', 'node3'))
+            wait_until(switched, timeout=60, what='node1 and node3 to stream from node2 after the switchover')
+
             # A second demo in the same place is refused, and changes nothing.
             again = pgrm('demo', '--dir', demo_dir, persona='pgrm', check=1)
             assert 'already exists' in again.stderr, again.stderr
