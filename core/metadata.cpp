@@ -384,6 +384,15 @@ bool Metadata::move_switchover(long long id, const std::string& from, const std:
                .command_tuples() == "1";
 }
 
+bool Metadata::start_demotion(long long id, const std::string& detail, std::chrono::seconds demotion_bound) {
+    return exec("UPDATE " + schema_ +
+                    ".switchover SET state = 'demoting', detail = $2, updated_at = now(), "
+                    "deadline = greatest(deadline, now() + make_interval(secs => $3::int)) "
+                    "WHERE id = $1 AND state = 'requested'",
+                {std::to_string(id), redact_secrets(detail), std::to_string(demotion_bound.count())})
+               .command_tuples() == "1";
+}
+
 void Metadata::listen_switchover() { exec("LISTEN " + switchover_channel()); }
 
 namespace {

@@ -146,6 +146,10 @@ public:
     std::optional<SwitchoverRequest> latest_switchover();
     // Moves request id from state `from` to `to`; false (nothing changed) when it was not
     // in `from`, so two parties never both move it on.
+    // Takes a requested switchover for demotion (false when it is no longer waiting),
+    // moving its deadline to at least now + demotion_bound: every standby's daemon holds
+    // failover until then, and a demotion bounded by that time never outlives it.
+    bool start_demotion(long long id, const std::string& detail, std::chrono::seconds demotion_bound);
     bool move_switchover(long long id, const std::string& from, const std::string& to,
                          const std::string& detail);
     // This connection receives the NOTIFY of a new request (poll its socket).

@@ -17,9 +17,12 @@ bool is_standby_side(State s) {
 }
 
 // The primary this standby follows is stopping for a planned switchover: its silence is
-// no failure.
+// no failure. Only once its daemon took the request (demoting, committed before the
+// shutdown, so replayed here before the primary stops): a primary that dies with a request
+// still waiting is lost like any other.
 bool planned_stop(const Observation& o) {
-    return o.switchover && o.primary_id && o.switchover->primary_node_id == *o.primary_id;
+    return o.switchover && o.switchover->state == "demoting" && o.primary_id &&
+           o.switchover->primary_node_id == *o.primary_id;
 }
 
 bool switching_to_me(const Observation& o) {
@@ -47,7 +50,8 @@ Transition after_demotion(const Observation& o) {
 
 // This node accepts writes.
 Transition as_primary(State from, const Observation& o) {
-    if (from == State::SwitchoverWait && switching_to_me(o))
+    // From any standby-side state: a quick switchover can end between two passes.
+    if (is_standby_side(from) && switching_to_me(o))
         return {State::Primary, "promoted by the switchover from primary node " +
                                     std::to_string(o.switchover->primary_node_id)};
     if (is_standby_side(from) && !o.automatic)

@@ -45,8 +45,8 @@ public:
         data_directory_ = cfg_.data_directory.empty() ? show_setting(*local_, "data_directory") : cfg_.data_directory;
         // Committed (and replicated) before the shutdown: the standbys' daemons see that
         // the primary's shutdown is planned and start no failover.
-        if (!meta.move_switchover(req_.id, "requested", "demoting",
-                                  "node " + std::to_string(cfg_.node) + " shutting down for node " + cand()))
+        if (!meta.start_demotion(req_.id, "node " + std::to_string(cfg_.node) + " shutting down for node " + cand(),
+                                 demotion_bound()))
             return {Demotion::End::Aborted, "the request is no longer waiting (expired or cancelled)"};
 
         // 2. A checkpoint first, while writes are still accepted: it flushes the bulk of what
@@ -86,7 +86,8 @@ public:
             return abort("pg_controldata says \"" + control.state + "\", not a clean shutdown");
 
         // 5. The candidate has replayed it: promoted, it continues exactly this history.
-        if (std::string why = wait_for_replay(*shutdown_checkpoint); !why.empty()) return abort(why);
+        if (std::string why = wait_for_replay(*shutdown_checkpoint); !why.empty())
+            return candidate_left_recovery_ ? stay_stopped(why) : abort(why);
 
         // 6. This server's standby settings, before the promotion: from here on it never
         // starts as a primary by itself.
@@ -94,14 +95,16 @@ public:
                           primary_conninfo_for(parse_conninfo(candidate_conninfo_), cfg_.node_name));
         standby_configured_ = true;
 
-        // 7. The promotion. A request that failed before the server took it leaves the
-        // candidate a standby: abort. One whose outcome is unknown must not restart this
-        // server as a primary: it starts as the candidate's standby either way.
+        // 7. The promotion. pg_promote() returning false removed its signal file: the
+        // candidate stays a standby, abort. An error leaves the outcome unknown (the call
+        // may have run, the promotion may still be under way): this server must not start
+        // as a primary again, so it waits for the promotion and starts as a standby either way.
         try {
             if (!candidate_->exec(kPromoteSql, {}, limits_.query).get_bool(0, 0))
                 return abort("pg_promote() on node " + cand() + " could not signal its postmaster");
         } catch (const Error& e) {
-            if (!candidate_promoted_or_unknown()) return abort("pg_promote() on node " + cand() + " failed: " + e.what());
+            log::warning("switchover: pg_promote() on node " + cand() + " gave no answer (" + e.what() +
+                         "); waiting for its promotion, never starting this server as the primary again");
         }
         bool promoted = wait_for_promotion();
         if (promoted) log::notice("switchover: node " + cand() + " is the primary");
@@ -130,6 +133,21 @@ private:
         while (!t.empty() && t.back() == '\n') t.pop_back();
         auto nl = t.rfind('\n');
         return nl == std::string::npos ? t : t.substr(nl + 1);
+    }
+
+    // How long the demotion can take at most: shutdown (then an immediate stop), catch-up,
+    // promotion; and a margin for the hosts' clocks, by which the standbys judge the deadline.
+    std::chrono::seconds demotion_bound() const {
+        return std::chrono::seconds(cfg_.shutdown_check_timeout) + timeouts::kServerControl +
+               timeouts::kSwitchoverCatchUp + timeouts::kServerControl + 30s;
+    }
+
+    // The candidate left recovery without this demotion's promotion (promoted by someone
+    // else): starting this server as a primary would give two. It stays stopped.
+    Demotion stay_stopped(const std::string& why) {
+        log::error("switchover failed: " + why + "; this server stays stopped");
+        return {Demotion::End::Failed, why + "; node " + self() + " stays stopped, not a second primary: run "
+                                             "\"repmgr node rejoin\" on it once the cluster has one primary"};
     }
 
     // Nothing was changed yet: the request ends, the primary runs on.
@@ -180,7 +198,10 @@ private:
                 if (!candidate_ || !candidate_->ok())
                     candidate_.emplace(Connection::open(candidate_conninfo_, limits_.connect));
                 Rows r = candidate_->exec(kReplayedSql, {}, limits_.query);
-                if (!r.get_bool(0, 0)) return "node " + cand() + " left recovery before it was promoted";
+                if (!r.get_bool(0, 0)) {
+                    candidate_left_recovery_ = true;
+                    return "node " + cand() + " left recovery before it was promoted";
+                }
                 if (parse_lsn(r.get(0, 1)).value_or(0) > shutdown_checkpoint) return "";
                 last = "replayed up to " + r.get(0, 1);
             } catch (const Error& e) {
@@ -191,19 +212,6 @@ private:
         } while (std::chrono::steady_clock::now() < until);
         return "node " + cand() + " did not replay the shutdown checkpoint within " +
                std::to_string(timeouts::kSwitchoverCatchUp.count()) + " s (" + last + ")";
-    }
-
-    // After pg_promote() failed: false when the candidate answers and is still a standby
-    // that was not told to promote (it would have left recovery or be leaving it).
-    bool candidate_promoted_or_unknown() {
-        try {
-            Connection c = Connection::open(candidate_conninfo_, limits_.connect);
-            if (!query_in_recovery(c, limits_.query)) return true;
-            std::this_thread::sleep_for(500ms);  // a signalled promotion ends recovery quickly
-            return !query_in_recovery(c, limits_.query);
-        } catch (const Error&) {
-            return true;
-        }
     }
 
     bool wait_for_promotion() {
@@ -229,6 +237,7 @@ private:
     std::optional<Connection> candidate_;
     std::string data_directory_;
     bool standby_configured_ = false;
+    bool candidate_left_recovery_ = false;  // promoted by someone else during the demotion
 };
 
 }  // namespace

@@ -473,6 +473,11 @@ TEST_CASE("an active switchover request suppresses failover on every standby", "
     // No request (ended, or past its deadline: planned_switchover() leaves those out).
     o.switchover.reset();
     CHECK(next_state(S::PrimaryLostConfirming, o).to == S::Electing);
+    // A request the primary's daemon has not taken yet: a primary that dies then is lost
+    // like any other, not waited for until the request's deadline.
+    o.switchover = planned("requested");
+    CHECK(next_state(S::PrimaryLostConfirming, o).to == S::Electing);
+    CHECK(next_state(S::Standby, o).to != S::SwitchoverWait);
 }
 
 TEST_CASE("waiting on a switchover ends in following the candidate, the old primary back, or failover",
@@ -507,9 +512,13 @@ TEST_CASE("the candidate, promoted by the switchover, is the primary even with f
     Transition t = next_state(S::SwitchoverWait, o);
     CHECK(t.to == S::Primary);
     CHECK(t.reason == "promoted by the switchover from primary node 1");
+    // A switchover quicker than one monitoring interval: this daemon never saw the old
+    // primary stop, and finds itself promoted while it thought all was well.
+    CHECK(next_state(S::Standby, o).to == S::Primary);
     // Another standby promoted from outside still stops a manual daemon.
     o.node_id = 3;
     CHECK(next_state(S::SwitchoverWait, o).to == S::Stopped);
+    CHECK(next_state(S::Standby, o).to == S::Stopped);
 }
 
 TEST_CASE("a primary demotes itself on a request naming it, and the outcome decides what it is then",
