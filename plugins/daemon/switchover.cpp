@@ -80,7 +80,7 @@ public:
         }
 
         // 4. Where the shutdown checkpoint is.
-        ControlData control = read_control_data();
+        ControlData control = read_control_data(data_directory_, CopyEnv{&cfg_, postgres_os_user(data_directory_)});
         auto shutdown_checkpoint = parse_lsn(control.checkpoint_lsn);
         if (control.state != "shut down" || !shutdown_checkpoint)
             return abort("pg_controldata says \"" + control.state + "\", not a clean shutdown");
@@ -177,16 +177,6 @@ private:
             log::warning(std::string("switchover: could not record the abort: ") + e.what());
         }
         return {Demotion::End::Aborted, why + "; node " + self() + " is the primary again"};
-    }
-
-    ControlData read_control_data() const {
-        ExecSpec spec;
-        spec.argv = {pg_program("pg_controldata", &cfg_), "-D", data_directory_};
-        spec.run_as = postgres_os_user(data_directory_);
-        spec.env["LC_ALL"] = "C";  // English keys
-        spec.timeout = timeouts::kHelperProgram;
-        ExecResult res = run_program(spec);
-        return res.ok() ? parse_control_data(res.out) : ControlData{};
     }
 
     // Empty when the candidate has replayed past shutdown_checkpoint; else why not, in time.
