@@ -13,7 +13,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <ctime>
 #include <functional>
 #include <thread>
 
@@ -31,6 +30,7 @@ namespace pgrm {
 namespace {
 
 daemon::Signals* g_signals = nullptr;
+using daemon::iso_utc;
 
 extern "C" void on_signal(int sig) {
     if (!g_signals) return;
@@ -67,16 +67,6 @@ int lock_pid_file(const std::string& path) {
     if (::ftruncate(fd, 0) != 0)
         throw Error(ExitCode::BadConfig, "could not truncate pid file \"" + path + "\": " + std::strerror(errno));
     return fd;
-}
-
-// "2026-12-06T20:54:13Z": times in the daemon's answers.
-std::string iso_utc(std::chrono::system_clock::time_point t) {
-    std::time_t secs = std::chrono::system_clock::to_time_t(t);
-    std::tm tm{};
-    ::gmtime_r(&secs, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
 }
 
 // What the daemon answers on its socket: who it is, and its state machine's snapshot.

@@ -61,8 +61,10 @@ ExitCode Monitor::run() {
         Transition t = next_state(state_, seen);
         arrived_at_once_ = t.at_once;
         if (t.to != state_) enter(t, seen);
+        notifier_.pass_done(board_.snapshot());
         if (state_ != State::Stopped && !t.at_once) wait(std::chrono::seconds(cfg_.monitor_interval_secs), true);
     }
+    notifier_.stopping();
     // What happened last, where a primary still takes it: this server, else the primary.
     // primary_ may be a standby by now (this node itself, right after a switchover made
     // it one, until the replayed metadata named the new primary): asked afresh then.

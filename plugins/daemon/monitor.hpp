@@ -13,6 +13,7 @@
 #include "core/exit_code.hpp"
 #include "core/metadata.hpp"
 #include "plugins/daemon/child.hpp"
+#include "plugins/daemon/notify.hpp"
 #include "plugins/daemon/state.hpp"
 
 namespace pgrm::daemon {
@@ -86,6 +87,7 @@ private:
 
     State state_ = State::Starting;
     StateBoard board_;
+    ServiceNotifier notifier_;           // systemd's READY=1, STATUS= and WATCHDOG=1
     bool arrived_at_once_ = false;       // the last transition ran this step without a wait
     bool promoted_outside_ = false;      // why the daemon stopped
     // resume_failover()'s generation (-1: none), and whether the loop should wake for it.

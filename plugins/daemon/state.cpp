@@ -1,5 +1,7 @@
 #include "plugins/daemon/state.hpp"
 
+#include <ctime>
+
 namespace pgrm::daemon {
 
 namespace {
@@ -186,6 +188,15 @@ void StateBoard::enter(State state, std::string reason, std::chrono::system_cloc
     current_.state = state;
     current_.since = now;
     current_.reason = std::move(reason);
+}
+
+std::string iso_utc(std::chrono::system_clock::time_point t) {
+    std::time_t secs = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
 }
 
 void StateBoard::pass_done(const Observation& seen, std::optional<int> upstream,

@@ -107,6 +107,9 @@ struct Snapshot {
     std::chrono::system_clock::time_point last_pass{};  // epoch: no pass finished yet
 };
 
+// "2026-12-06T20:54:13Z": the snapshot's times as the daemon's answers show them.
+std::string iso_utc(std::chrono::system_clock::time_point t);
+
 // Written by the monitor's thread, read from any other: a copy under a mutex.
 class StateBoard {
 public:

@@ -863,10 +863,13 @@ def log_of(conf: Path) -> Path:
 
 class Daemon:
     """repmgrd -f conf --verbose, in the foreground, as a child of this test (own
-    process group, so that stop() can end it and anything it started)."""
+    process group, so that stop() can end it and anything it started). env: variables
+    to add (None removes one); launcher: an argv prefix that execs the daemon (its pid
+    stays the daemon's), e.g. a shell exporting its $$ as WATCHDOG_PID."""
 
     def __init__(self, sb: Sandbox, name: str, conf: Path, *extra, verbose: bool = True,
-                 netns: NetNamespace | None = None):
+                 netns: NetNamespace | None = None, env: dict | None = None,
+                 launcher: list = ()):
         self.name = name
         self.conf = conf
         self.out = sb.path(f'repmgrd-{name}.out')  # stdout/stderr, before log_file applies
@@ -874,12 +877,13 @@ class Daemon:
         if verbose:
             argv.append('--verbose')
         argv += [str(a) for a in extra]
+        argv = [str(a) for a in launcher] + argv
         if netns is not None:
             argv = netns.argv(argv)   # ip netns exec execs it: the pid stays the daemon's
         self.argv = argv
         with open(self.out, 'ab') as f:
             self.proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=clean_env(),
+                                         stdin=subprocess.DEVNULL, env=clean_env(env),
                                          cwd=str(sb.root), start_new_session=True)
         self.pid = self.proc.pid
 
@@ -1192,8 +1196,10 @@ class DaemonCluster:
         self.daemons: dict = {}  # id -> Daemon
         self.bg: list = []      # other background processes (pgbench)
 
-    def start_daemon(self, node_id: int, *extra, netns: NetNamespace | None = None) -> Daemon:
-        d = Daemon(self.sb, f'node{node_id}', self.confs[node_id], *extra, netns=netns)
+    def start_daemon(self, node_id: int, *extra, netns: NetNamespace | None = None,
+                     env: dict | None = None, launcher: list = ()) -> Daemon:
+        d = Daemon(self.sb, f'node{node_id}', self.confs[node_id], *extra, netns=netns,
+                   env=env, launcher=launcher)
         self.daemons[node_id] = d
         return d
 

@@ -6,6 +6,7 @@
 
 #include "plugins/daemon/child.hpp"
 #include "plugins/daemon/election.hpp"
+#include "plugins/daemon/notify.hpp"
 #include "plugins/daemon/state.hpp"
 
 using namespace pgrm::daemon;
@@ -597,4 +598,18 @@ TEST_CASE("the state is read whole from another thread while the monitor changes
     CHECK(last.since == std::chrono::system_clock::time_point(std::chrono::seconds(19999)));
     CHECK_FALSE(last.upstream);
     CHECK(last.paused);
+}
+
+TEST_CASE("systemd's status line names the state, the primary and the last check", "[daemon]") {
+    Snapshot snap;
+    CHECK(status_line(snap) == "starting; primary: unknown; last check: none yet");
+    snap.state = State::Standby;
+    snap.upstream = 1;
+    snap.last_pass = std::chrono::system_clock::from_time_t(1796610060);
+    CHECK(status_line(snap) == "standby; primary: node 1; last check: 2026-12-07T02:21:00Z");
+    snap.state = State::Primary;
+    snap.upstream.reset();
+    CHECK(status_line(snap) == "primary; primary: this node; last check: 2026-12-07T02:21:00Z");
+    snap.state = State::Fenced;
+    CHECK(status_line(snap) == "fenced; primary: unknown; last check: 2026-12-07T02:21:00Z");
 }
