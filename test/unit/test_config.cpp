@@ -111,6 +111,30 @@ TEST_CASE("the seed's example files load unchanged", "[config]") {
     CHECK(c.node_name == "node1");
 }
 
+TEST_CASE("the example repmgr.conf that packages ship loads, its commented settings too", "[config]") {
+    std::string path = std::string(PGRM_SOURCE_DIR) + "/dist/repmgr.conf.example";
+    Config c = pgrm::load_config(path);
+    CHECK(c.cluster == "main");
+    CHECK(c.node == 1);
+    CHECK(c.data_directory == "/var/lib/postgresql/15/main");
+    CHECK(c.failover == "manual");
+    // Each "#key=value" line, uncommented, is a setting that takes its value.
+    std::ifstream in(path);
+    std::string text, line;
+    int commented = 0;
+    while (std::getline(in, line)) {
+        if (line.size() > 1 && line[0] == '#' && line.find('=') != std::string::npos && line[1] != ' ') {
+            line.erase(0, 1);
+            ++commented;
+        }
+        text += line + "\n";
+    }
+    CHECK(commented == 8);
+    Config all = parse_config(text, path);
+    CHECK(all.failover == "automatic");
+    CHECK(all.log_file == "/var/log/pgrm/repmgrd-15-main.log");
+}
+
 TEST_CASE("comments, blank lines, spacing and CRLF are accepted", "[config]") {
     Config c = parse_config("# repmgr configuration\n"
                             "\n"
