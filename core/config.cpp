@@ -503,8 +503,48 @@ const std::vector<SettingSpec>& settings_table() {
         {"fence_command", {}, "string", "", false,
          "program run when a primary fences itself",
          [](Config& c, const std::string& raw) { c.fence_command = checked_command(raw); }},
+        {"http_listen", {}, "address", "", false,
+         "host:port (or [IPv6 address]:port) where repmgrd answers health checks and metrics "
+         "over HTTP; empty: no endpoint",
+         [](Config& c, const std::string& raw) {
+             if (!raw.empty()) parse_listen_address(raw);
+             c.http_listen = raw;
+         }},
     };
     return table;
+}
+
+ListenAddress parse_listen_address(std::string_view raw) {
+    auto bad = [&](const std::string& why) {
+        return std::invalid_argument("invalid value \"" + std::string(raw) + "\": " + why);
+    };
+    ListenAddress a;
+    std::string_view port;
+    if (raw.starts_with("[")) {
+        std::size_t close = raw.find(']');
+        if (close == std::string_view::npos || close + 1 >= raw.size() || raw[close + 1] != ':')
+            throw bad("must be [address]:port");
+        a.host = raw.substr(1, close - 1);
+        port = raw.substr(close + 2);
+        if (a.host.find(':') == std::string::npos) throw bad("brackets are for an IPv6 address");
+    } else {
+        std::size_t colon = raw.rfind(':');
+        if (colon == std::string_view::npos) throw bad("must be host:port");
+        a.host = raw.substr(0, colon);
+        port = raw.substr(colon + 1);
+        if (a.host.find(':') != std::string::npos) throw bad("write an IPv6 address in brackets: [address]:port");
+    }
+    if (a.host.empty()) throw bad("the host is missing (0.0.0.0 or [::] listens on every address)");
+    for (char ch : a.host)
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '-' && ch != ':' && ch != '_' &&
+            ch != '%')
+            throw bad("the host must be a name or an address");
+    int p = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || p < 1 || p > 65535)
+        throw bad("the port must be a number from 1 to 65535");
+    a.port = p;
+    return a;
 }
 
 Config parse_config(std::string_view text, const std::string& path) {

@@ -33,6 +33,7 @@ struct Config {
     std::string promote_command;         // argv split on spaces and quotes, never a shell
     std::string follow_command;
     std::string fence_command;
+    std::string http_listen;             // "host:port" of repmgrd's HTTP endpoint; empty: none
 
     bool operator==(const Config&) const = default;
 };
@@ -49,6 +50,14 @@ struct SettingSpec {
     void (*apply)(Config& config, const std::string& raw);
 };
 const std::vector<SettingSpec>& settings_table();
+
+// Where http_listen says to listen: "host:port", or "[address]:port" for an IPv6
+// address. Throws std::invalid_argument with the reason.
+struct ListenAddress {
+    std::string host;               // a name or an address, without brackets
+    int port = 0;                   // 1 to 65535
+};
+ListenAddress parse_listen_address(std::string_view raw);
 
 // Reads the file, in the seed's key=value format or in TOML (chosen by a .toml suffix
 // or a [table] header). Throws pgrm::Error(BadConfig) with "file:line: key: reason".

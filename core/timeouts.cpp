@@ -24,6 +24,11 @@ std::chrono::seconds fence_after(const Config& cfg) {
     return std::chrono::seconds((cfg.reconnect_attempts - 1) * cfg.reconnect_interval + cfg.monitor_interval_secs);
 }
 
+std::chrono::seconds liveness(const Config& cfg) {
+    return failover_window(cfg) + kDaemonLocalConnect +
+           std::chrono::duration_cast<std::chrono::seconds>(kDaemonLocalQuery);
+}
+
 std::string format(std::chrono::milliseconds d) {
     using namespace std::chrono;
     if (d >= hours(1) && d % hours(1) == 0ms) return std::to_string(duration_cast<hours>(d).count()) + " h";
@@ -51,12 +56,18 @@ const std::vector<Documented>& documented() {
         {"daemon_local_query", format(kDaemonLocalQuery)},
         {"daemon_child", format(kDaemonChild)},
         {"monitoring_prune", format(kMonitoringPrune)},
+        {"http_head", format(kHttpHead)},
+        {"http_io", format(kHttpIo)},
+        {"http_connect", format(kHttpConnect)},
+        {"http_query", format(kHttpQuery)},
+        {"http_reuse", format(kHttpReuse)},
         // As the functions above compute them.
         {"remote_connect", "reconnect_interval, at most " + format(kDaemonLocalConnect)},
         {"remote_query", "reconnect_interval, at most " + format(kDaemonLocalQuery)},
         {"health_check", "half of remote_query, at least " + format(kHealthCheckMin)},
         {"failover_window", "reconnect_attempts * reconnect_interval + monitor_interval_secs"},
         {"fence_after", "(reconnect_attempts - 1) * reconnect_interval + monitor_interval_secs"},
+        {"liveness", "failover_window + daemon_local_connect + daemon_local_query"},
     };
     return list;
 }

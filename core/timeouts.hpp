@@ -50,6 +50,15 @@ inline constexpr std::chrono::milliseconds kDaemonLocalQuery = 5000ms;
 inline constexpr std::chrono::minutes kDaemonChild = 5min;
 // How often old repl_monitor rows are pruned.
 inline constexpr std::chrono::hours kMonitoringPrune = 1h;
+// Its HTTP endpoint (http_listen): a client's request line and headers must arrive whole
+// within kHttpHead of its connection, or it is closed; writing an answer gives up after
+// kHttpIo. /cluster and /node query the nodes with kHttpConnect and kHttpQuery, and an
+// answer is reused for kHttpReuse.
+inline constexpr std::chrono::seconds kHttpHead = 2s;
+inline constexpr std::chrono::seconds kHttpIo = 2s;
+inline constexpr std::chrono::seconds kHttpConnect = 2s;
+inline constexpr std::chrono::milliseconds kHttpQuery = 2000ms;
+inline constexpr std::chrono::seconds kHttpReuse = 1s;
 
 // Derived from the settings.
 // The least a pass's first health check waits.
@@ -68,6 +77,10 @@ std::chrono::seconds failover_window(const Config& cfg);
 // A primary cut off from a majority fences after this: when a standby could declare it
 // lost at the earliest ((reconnect_attempts - 1) * reconnect_interval) plus one pass.
 std::chrono::seconds fence_after(const Config& cfg);
+// The longest a pass can take without running a command (the reconnect attempts, then
+// its own server's connect and query timing out): a last pass older than this means a
+// stuck loop (HTTP /liveness answers 503, /primary too).
+std::chrono::seconds liveness(const Config& cfg);
 
 // Each of the above as repmgr.conf(5) lists it under TIMEOUTS, by the name it has there
 // (kProbeConnect is "probe_connect"): the fixed ones with their value ("3 s"), the derived

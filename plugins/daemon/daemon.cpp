@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -23,6 +24,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "plugins/daemon/daemon.hpp"
+#include "plugins/daemon/http.hpp"
 #include "plugins/daemon/monitor.hpp"
 
 namespace pgrm {
@@ -175,6 +177,8 @@ public:
         // 1. One daemon per node: its socket, held for the process's life.
         int node_lock = listen_daemon_socket(cfg);
         int pid_fd = pid_file_.empty() ? -1 : lock_pid_file(pid_file_);
+        // Bound now, so that an address in use stops the daemon before it detaches.
+        int http_fd = cfg.http_listen.empty() ? -1 : daemon::listen_http(cfg.http_listen);
 
         // 2. Detach, for classic init.
         if (daemonize_) {
@@ -200,6 +204,11 @@ public:
             StatusAnswerer answerer(
                 node_lock, [&cfg, &monitor, started] { return state_json(cfg, started, monitor.snapshot()); },
                 [&monitor](const nlohmann::json& request) { return handle_request(monitor, request); });
+            std::optional<daemon::HttpServer> http;
+            if (http_fd >= 0) {
+                http.emplace(http_fd, [&monitor] { return monitor.snapshot(); });
+                log::notice("HTTP endpoint listening on " + cfg.http_listen);
+            }
             code = monitor.run();
         }
         g_signals = nullptr;

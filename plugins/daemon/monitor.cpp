@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "core/exec.hpp"
+#include "core/health.hpp"
 #include "core/log.hpp"
 #include "core/node_identity.hpp"
 #include "core/server.hpp"
@@ -54,6 +55,7 @@ std::chrono::milliseconds Monitor::remote_timeout() const { return timeouts::rem
 ExitCode Monitor::run() {
     log::notice("repmgrd started for node " + std::to_string(cfg_.node) + " of cluster \"" + cfg_.cluster +
                 "\" (failover " + cfg_.failover + ")");
+    board_.set_liveness(timeouts::liveness(cfg_));
     board_.enter(State::Starting, "repmgrd started", std::chrono::system_clock::now());
     while (state_ != State::Stopped) {
         if (signals_.reload) reload_config();
@@ -93,10 +95,15 @@ void Monitor::reload_config() {
         Config fresh = load_config(cfg_.path);
         if (fresh.node != cfg_.node || fresh.cluster != cfg_.cluster)
             throw Error(ExitCode::BadConfig, "node and cluster cannot change while running");
+        if (fresh.http_listen != cfg_.http_listen)
+            log::warning("http_listen changed to \"" + fresh.http_listen +
+                         "\": the HTTP endpoint keeps its listener until repmgrd restarts");
+        fresh.http_listen = cfg_.http_listen;  // the one in use
         log::set_file(fresh.log_file);  // also reopens it, for logrotate
         log::Level level = *log::parse_level(fresh.log_level);
         log::set_level(verbose_ ? std::min(level, log::Level::Info) : level);
         cfg_ = fresh;
+        board_.set_liveness(timeouts::liveness(cfg_));
         log::notice("configuration reloaded from \"" + cfg_.path + "\"");
     } catch (const Error& e) {
         log::error(std::string("configuration not reloaded: ") + e.what());
@@ -152,7 +159,7 @@ Observation Monitor::observe() {
             case State::FollowingNewPrimary: o.follow = follow_candidate(); break;
             default:
                 check_primary(o, timeouts::health_check(cfg_));
-                if (o.primary_answers) record_monitoring();
+                if (o.primary_answers) record_monitoring(o);
             }
         } else if (o.unregistered.empty() && state_ == State::Demoting && o.switchover) {
             o.demotion = demote_for_switchover(cfg_, local_, *o.switchover,
@@ -257,7 +264,10 @@ void Monitor::probe_local(Observation& o) {
         listening_ = false;
         local_.emplace(Connection::open(cfg_.conninfo, ConnectOptions{.connect_timeout = timeouts::kDaemonLocalConnect}));
     }
-    o.in_recovery = query_in_recovery(*local_, kQueryTimeout);
+    // Everything the HTTP endpoint and its metrics tell about this server, in the one
+    // round trip that says whether it is in recovery.
+    o.local = sample_node(*local_);
+    o.in_recovery = o.local->in_recovery;
     o.local_up = true;
 }
 
@@ -331,13 +341,14 @@ void Monitor::confirm_primary_lost(Observation& o) {
 }
 
 // The monitoring history: one repl_monitor row on the primary per pass, pruned hourly.
-void Monitor::record_monitoring() {
+void Monitor::record_monitoring(Observation& o) {
     try {
         StandbyPositions mine = query_standby_positions(*local_, kQueryTimeout);
         MonitoringRow row;
         row.primary_node = *primary_id_;
         row.standby_node = cfg_.node;
         row.primary_lsn = query_current_lsn(*primary_, remote_timeout());
+        o.primary_lsn = row.primary_lsn;
         row.received = mine.received;
         row.replayed = mine.replayed;
         row.last_replayed_xact_time = mine.last_replayed_xact_time;

@@ -54,7 +54,7 @@ private:
     std::string check_registration(bool in_recovery);
     void check_primary(Observation& o, std::chrono::milliseconds timeout);
     void confirm_primary_lost(Observation& o);
-    void record_monitoring();
+    void record_monitoring(Observation& o);
     Decision hold_election();
     ChildOutcome promote();
     ChildOutcome follow_candidate();

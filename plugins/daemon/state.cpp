@@ -2,6 +2,8 @@
 
 #include <ctime>
 
+#include "core/timeline.hpp"
+
 namespace pgrm::daemon {
 
 namespace {
@@ -185,6 +187,9 @@ Transition next_state(State from, const Observation& o) {
 
 void StateBoard::enter(State state, std::string reason, std::chrono::system_clock::time_point now) {
     std::lock_guard lock(mutex_);
+    if (current_.state == State::Promoting && state == State::Primary) ++current_.failovers;
+    if (state == State::Fenced) ++current_.fences;
+    if (current_.started.time_since_epoch().count() == 0) current_.started = now;
     current_.state = state;
     current_.since = now;
     current_.reason = std::move(reason);
@@ -206,6 +211,20 @@ void StateBoard::pass_done(const Observation& seen, std::optional<int> upstream,
     current_.paused = seen.paused;
     current_.pause_overridden = seen.pause_overridden;
     current_.last_pass = now;
+    current_.automatic = seen.automatic;
+    // A pass cut short by a failure keeps only what it found before: its local sample
+    // when the server answered that far, nothing about the primary or the other nodes.
+    current_.local = seen.local_up ? seen.local : std::nullopt;
+    if (seen.local_up) current_.last_check = now;
+    current_.primary_lsn = seen.primary_lsn ? parse_lsn(*seen.primary_lsn) : std::nullopt;
+    current_.nodes_active = seen.nodes_active;
+    current_.nodes_visible = seen.nodes_visible;
+    current_.newer_primary = seen.newer_primary.has_value();
+}
+
+void StateBoard::set_liveness(std::chrono::seconds bound) {
+    std::lock_guard lock(mutex_);
+    current_.liveness = bound;
 }
 
 Snapshot StateBoard::snapshot() const {

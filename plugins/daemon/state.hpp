@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/health.hpp"
 #include "core/metadata.hpp"
 #include "plugins/daemon/child.hpp"
 #include "plugins/daemon/election.hpp"
@@ -60,6 +61,7 @@ struct Observation {
     bool local_up = false;
     std::string local_error;         // why it does not answer
     bool in_recovery = true;
+    std::optional<NodeSample> local; // what it said about itself at the pass's start
     std::string unregistered;        // why this node is not (yet) in the metadata; empty: it is
 
     // A standby's primary.
@@ -73,6 +75,8 @@ struct Observation {
     std::optional<Decision> election;
     std::optional<ChildOutcome> promote;
     std::optional<ChildOutcome> follow;
+    std::optional<std::string> primary_lsn;  // the primary's WAL position, read after this
+                                             // standby's (the monitoring row's)
 
     // A primary's view of the others.
     int nodes_active = 0;            // active registered nodes, itself included
@@ -104,7 +108,21 @@ struct Snapshot {
     std::optional<int> upstream;     // the primary this standby follows
     bool paused = false;             // as the last pass saw it (Observation::paused)
     bool pause_overridden = false;
+    std::chrono::system_clock::time_point started{};    // the daemon's start
     std::chrono::system_clock::time_point last_pass{};  // epoch: no pass finished yet
+    // The last pass whose queries to this node's server all succeeded (epoch: none yet).
+    std::chrono::system_clock::time_point last_check{};
+    bool automatic = false;                             // failover = automatic
+    std::chrono::seconds liveness{};                    // timeouts::liveness of the settings in use
+    // What the last pass found; local is unset when this node's server did not answer.
+    std::optional<NodeSample> local;
+    std::optional<std::uint64_t> primary_lsn;           // a standby's primary, as the last pass read it
+    int nodes_active = 0;                               // a primary's count (0: not counted)
+    int nodes_visible = 0;
+    bool newer_primary = false;                         // a primary found a writable node on a newer timeline
+    // Since the daemon started: promotions of this node by this daemon, and fences.
+    long long failovers = 0;
+    long long fences = 0;
 };
 
 // "2026-12-06T20:54:13Z": the snapshot's times as the daemon's answers show them.
@@ -115,6 +133,7 @@ class StateBoard {
 public:
     void enter(State state, std::string reason, std::chrono::system_clock::time_point now);
     void pass_done(const Observation& seen, std::optional<int> upstream, std::chrono::system_clock::time_point now);
+    void set_liveness(std::chrono::seconds bound);
     Snapshot snapshot() const;
 
 private:

@@ -83,7 +83,8 @@ TEST_CASE("settings table lists every setting in order", "[config]") {
                                             "log_level", "log_file", "ssh_options", "failover",
                                             "monitor_interval_secs", "reconnect_attempts",
                                             "reconnect_interval", "monitoring_history_days", "fence",
-                                            "shutdown_check_timeout", "promote_command", "follow_command", "fence_command"});
+                                            "shutdown_check_timeout", "promote_command", "follow_command", "fence_command",
+                                            "http_listen"});
     CHECK(table[0].required);
     CHECK(table[1].required);
     CHECK(table[1].aliases == std::vector<std::string>{"node_id"});
@@ -426,6 +427,31 @@ TEST_CASE("repmgrd settings have defaults and are checked", "[config]") {
           "repmgr.conf:4: failover: invalid value \"sometimes\": must be automatic or manual");
     CHECK(error_of(with_seed("monitor_interval_secs=0\n")).find("repmgr.conf:4: monitor_interval_secs:") == 0);
     CHECK(error_of(with_seed("shutdown_check_timeout=0\n")).find("repmgr.conf:4: shutdown_check_timeout:") == 0);
+}
+
+TEST_CASE("http_listen is host:port or [IPv6 address]:port, checked when loading", "[config]") {
+    CHECK(parse_config(seed_node2, "repmgr.conf").http_listen.empty());  // no endpoint
+    CHECK(parse_config(with_seed("http_listen=127.0.0.1:8008\n"), "repmgr.conf").http_listen == "127.0.0.1:8008");
+    CHECK(parse_config(with_seed("http_listen=''\n"), "repmgr.conf").http_listen.empty());
+    auto at = pgrm::parse_listen_address("[::1]:8008");
+    CHECK(at.host == "::1");
+    CHECK(at.port == 8008);
+    at = pgrm::parse_listen_address("db-1.example.com:65535");
+    CHECK(at.host == "db-1.example.com");
+    CHECK(at.port == 65535);
+    CHECK(pgrm::parse_listen_address("0.0.0.0:1").host == "0.0.0.0");
+    CHECK(pgrm::parse_listen_address("[::]:80").host == "::");
+    CHECK(pgrm::parse_listen_address("[fe80::1%eth0]:80").host == "fe80::1%eth0");
+    CHECK(error_of(with_seed("http_listen=8008\n")) ==
+          "repmgr.conf:4: http_listen: invalid value \"8008\": must be host:port");
+    CHECK(error_of(with_seed("http_listen=::1:8008\n")) ==
+          "repmgr.conf:4: http_listen: invalid value \"::1:8008\": write an IPv6 address in brackets: [address]:port");
+    for (auto bad : {":8008", "host:", "host:0", "host:65536", "host:80x", "host:-1", "[::1]8008", "[::1", "[]:80",
+                     "[127.0.0.1]:80", "a b:80", "host/x:80"}) {
+        INFO(bad);
+        CHECK_THROWS_AS(pgrm::parse_listen_address(bad), std::invalid_argument);
+        CHECK(error_of(with_seed(std::string("http_listen='") + bad + "'\n")).find("repmgr.conf:4: http_listen: invalid value") == 0);
+    }
 }
 
 TEST_CASE("a command setting that cannot be split is refused when loading", "[config]") {

@@ -1,0 +1,226 @@
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config.hpp"
+#include "plugins/daemon/http.hpp"
+
+using namespace pgrm;
+using namespace pgrm::daemon;
+using namespace std::chrono_literals;
+
+namespace {
+
+const auto kNow = std::chrono::system_clock::time_point(std::chrono::hours(500000));
+
+// A daemon whose last pass, just now, found its server a writable primary seeing all
+// three nodes, with failover = automatic.
+Snapshot primary() {
+    Snapshot s;
+    s.state = State::Primary;
+    s.started = kNow - 1h;
+    s.last_pass = kNow - 1s;
+    s.last_check = s.last_pass;
+    s.liveness = 10s;
+    s.automatic = true;
+    NodeSample local;
+    local.in_recovery = false;
+    local.timeline = 2;
+    local.current_lsn = "0/3000000";
+    s.local = local;
+    s.nodes_active = 3;
+    s.nodes_visible = 3;
+    return s;
+}
+
+// A standby streaming from its primary, 1 MB of WAL behind it in replay.
+Snapshot standby() {
+    Snapshot s = primary();
+    s.state = State::Standby;
+    s.local->in_recovery = true;
+    s.local->current_lsn.reset();
+    s.local->receive_lsn = "0/3000000";
+    s.local->replay_lsn = "0/2F00000";
+    s.local->receiver_status = "streaming";
+    s.primary_lsn = 0x3000000;
+    s.nodes_active = s.nodes_visible = 0;
+    return s;
+}
+
+int status(std::string_view target, const Snapshot& s, std::string_view method = "GET") {
+    return route(method, target, s, kNow).answer.status;
+}
+
+}  // namespace
+
+TEST_CASE("lag sizes are bytes or PostgreSQL's memory units", "[http]") {
+    CHECK(parse_size("0") == 0u);
+    CHECK(parse_size("1048576") == 1048576u);
+    CHECK(parse_size("512kB") == 512u * 1024);
+    CHECK(parse_size("16MB") == 16u * 1024 * 1024);
+    CHECK(parse_size("1GB") == 1024u * 1024 * 1024);
+    CHECK(parse_size("2TB") == 2ull << 40);
+    CHECK(parse_size("100B") == 100u);
+    CHECK_FALSE(parse_size(""));
+    CHECK_FALSE(parse_size("MB"));
+    CHECK_FALSE(parse_size("16mb"));      // PostgreSQL's spelling only, as Patroni reads it
+    CHECK_FALSE(parse_size("16 MB"));
+    CHECK_FALSE(parse_size("-1"));
+    CHECK_FALSE(parse_size("1.5MB"));
+    CHECK_FALSE(parse_size("99999999999999999999"));
+    CHECK_FALSE(parse_size("9999999999999TB"));  // overflows
+}
+
+TEST_CASE("/primary is 200 only for a writable, unfenced primary as the daemon knows it now", "[http]") {
+    Snapshot s = primary();
+    for (auto path : {"/primary", "/master", "/read-write"}) CHECK(status(path, s) == 200);
+
+    SECTION("other states") {
+        for (State st : {State::Starting, State::Fenced, State::Demoting, State::LocalServerDown, State::Unregistered,
+                         State::Standby, State::Promoting, State::Stopped}) {
+            s.state = st;
+            INFO(state_name(st));
+            CHECK(status("/primary", s) == 503);
+        }
+    }
+    SECTION("read-only: fenced by an earlier run or by hand") {
+        s.local->read_only = true;
+        CHECK(status("/primary", s) == 503);
+    }
+    SECTION("in recovery") {
+        s.local->in_recovery = true;
+        CHECK(status("/primary", s) == 503);
+    }
+    SECTION("its server did not answer the last pass") {
+        s.local.reset();
+        CHECK(status("/primary", s) == 503);
+    }
+    SECTION("a writable node on a newer timeline: fenced next") {
+        s.newer_primary = true;
+        CHECK(status("/primary", s) == 503);
+    }
+    SECTION("cut off from a majority with failover = automatic: about to fence") {
+        s.nodes_visible = 1;
+        CHECK(status("/primary", s) == 503);
+        s.automatic = false;  // manual: never fences
+        CHECK(status("/primary", s) == 200);
+    }
+    SECTION("two of three is a majority") {
+        s.nodes_visible = 2;
+        CHECK(status("/primary", s) == 200);
+    }
+    SECTION("a stuck loop knows nothing of now") {
+        s.last_pass = kNow - 11s;
+        CHECK(status("/primary", s) == 503);
+        CHECK(status("/liveness", s) == 503);
+        CHECK(status("/health", s) == 503);
+        CHECK(status("/read-only", s) == 503);
+    }
+}
+
+TEST_CASE("/replica: a streaming standby, within ?lag= of its primary in replay", "[http]") {
+    Snapshot s = standby();
+    CHECK(status("/replica", s) == 200);
+    CHECK(status("/replica?lag=1MB", s) == 200);
+    CHECK(status("/replica?lag=1048576", s) == 200);
+    CHECK(status("/replica?lag=1048575", s) == 503);
+    CHECK(status("/replica?lag=512kB", s) == 503);
+    CHECK(status("/replica?x=1&lag=16MB", s) == 200);
+    CHECK(replay_lag_bytes(s) == 1048576u);
+
+    SECTION("a bad lag is the client's error, whatever the state") {
+        for (auto target : {"/replica?lag=", "/replica?lag=16mb", "/replica?lag=abc", "/replica?lag"}) {
+            INFO(target);
+            CHECK(status(target, s) == 400);
+            CHECK(nlohmann::json::parse(route("GET", target, s, kNow).answer.body).contains("error"));
+        }
+        s.state = State::Primary;
+        CHECK(status("/replica?lag=x", s) == 400);
+    }
+    SECTION("not streaming") {
+        s.local->receiver_status = "waiting";
+        CHECK(status("/replica", s) == 503);
+        s.local->receiver_status.reset();
+        CHECK(status("/replica", s) == 503);
+    }
+    SECTION("its primary is being lost, or it fails over") {
+        for (State st : {State::PrimaryLostConfirming, State::PrimaryLost, State::Paused, State::Electing,
+                         State::Promoting, State::FollowingNewPrimary, State::SwitchoverWait}) {
+            s.state = st;
+            INFO(state_name(st));
+            CHECK(status("/replica", s) == 503);
+        }
+    }
+    SECTION("without the primary's position a lag limit cannot be met") {
+        s.primary_lsn.reset();
+        CHECK(status("/replica", s) == 200);
+        CHECK(status("/replica?lag=1GB", s) == 503);
+    }
+    SECTION("replayed past the sampled primary position: no lag") {
+        s.local->replay_lsn = "0/3000010";
+        CHECK(replay_lag_bytes(s) == 0u);
+        CHECK(status("/replica?lag=0", s) == 200);
+    }
+    SECTION("a primary is no replica") {
+        CHECK(status("/replica", primary()) == 503);
+        CHECK(status("/primary", s) == 503);
+    }
+}
+
+TEST_CASE("/read-only, /health and /liveness", "[http]") {
+    Snapshot p = primary(), s = standby();
+    CHECK(status("/read-only", p) == 200);
+    CHECK(status("/read-only", s) == 200);
+    CHECK(status("/health", p) == 200);
+    CHECK(status("/liveness", p) == 200);
+
+    Snapshot fenced = primary();
+    fenced.state = State::Fenced;
+    fenced.local->read_only = true;
+    CHECK(status("/read-only", fenced) == 503);  // its data may have diverged
+    CHECK(status("/health", fenced) == 200);     // but it runs
+
+    Snapshot down = primary();
+    down.state = State::LocalServerDown;
+    down.local.reset();
+    CHECK(status("/read-only", down) == 503);
+    CHECK(status("/health", down) == 503);
+    CHECK(status("/liveness", down) == 200);  // the loop itself goes on
+
+    Snapshot starting;
+    starting.started = kNow - 2s;
+    starting.liveness = 10s;
+    CHECK(status("/liveness", starting) == 200);
+    starting.started = kNow - 11s;
+    CHECK(status("/liveness", starting) == 503);  // its first pass never ended
+}
+
+TEST_CASE("methods and paths", "[http]") {
+    Snapshot s = primary();
+    CHECK(status("/primary", s, "HEAD") == 200);
+    CHECK(status("/primary", s, "OPTIONS") == 200);  // HAProxy's httpchk default
+    for (auto m : {"POST", "PUT", "DELETE", "PATCH", "TRACE", "CONNECT"}) {
+        INFO(m);
+        Route r = route(m, "/primary", s, kNow);
+        CHECK(r.answer.status == 405);
+        CHECK(r.answer.allow == "GET, HEAD, OPTIONS");
+    }
+    for (auto target : {"/", "/primary/", "/Primary", "/nope", "/primaryx", "", "*", "/health/../primary"}) {
+        INFO(target);
+        CHECK(status(target, s) == 404);
+        CHECK(status(target, s, "POST") == 404);
+    }
+    CHECK(status("/primary?anything", s) == 200);
+    auto body = nlohmann::json::parse(route("GET", "/primary", s, kNow).answer.body);
+    CHECK(body["state"] == "primary");
+    CHECK(body["role"] == "primary");
+    CHECK(body["timeline"] == 2);
+    CHECK(route("GET", "/primary", s, kNow).document == Document::None);
+}
+
+TEST_CASE("the health answer never shows a password", "[http]") {
+    Snapshot s = primary();
+    s.state = State::LocalServerDown;
+    s.reason = "local server: could not connect to \"host=x password=sekrit\"";
+    CHECK(route("GET", "/health", s, kNow).answer.body.find("sekrit") == std::string::npos);
+}
