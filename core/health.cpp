@@ -49,8 +49,8 @@ const char* const kPrimaryLsnSql =
 
 }  // namespace
 
-NodeSample sample_node(Connection& conn) {
-    Rows r = conn.exec(kSampleSql, {}, kQuery);
+NodeSample sample_node(Connection& conn, std::chrono::milliseconds timeout) {
+    Rows r = conn.exec(kSampleSql, {}, timeout);
     NodeSample s;
     s.version_num = static_cast<int>(r.get_int(0, 0));
     s.in_recovery = r.get_bool(0, 1);
@@ -83,12 +83,13 @@ std::vector<SlotInfo> replication_slots(Connection& conn) {
     return out;
 }
 
-std::optional<std::uint64_t> active_primary_lsn(const std::vector<Node>& nodes, int self_id) {
+std::optional<std::uint64_t> active_primary_lsn(const std::vector<Node>& nodes, int self_id,
+                                               const timeouts::Probe& limits) {
     for (const Node& n : nodes) {
         if (n.type != "primary" || !n.active || n.id == self_id) continue;
         try {
-            Connection primary = Connection::open(n.conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect});
-            if (auto lsn = primary.exec(kPrimaryLsnSql, {}, kQuery).get_opt(0, 0)) return parse_lsn(*lsn);
+            Connection primary = Connection::open(n.conninfo, ConnectOptions{.connect_timeout = limits.connect});
+            if (auto lsn = primary.exec(kPrimaryLsnSql, {}, limits.query).get_opt(0, 0)) return parse_lsn(*lsn);
             log::info("primary node " + std::to_string(n.id) + " is in recovery: its WAL position is not the primary's");
         } catch (const Error& e) {
             log::info("primary node " + std::to_string(n.id) + " not asked for its WAL position: " + e.what());

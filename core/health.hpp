@@ -11,6 +11,7 @@
 
 #include "core/db.hpp"
 #include "core/metadata.hpp"
+#include "core/timeouts.hpp"
 
 namespace pgrm {
 
@@ -29,7 +30,7 @@ struct NodeSample {
     std::optional<std::string> sender_host;
     std::optional<int> sender_port;
 };
-NodeSample sample_node(Connection& conn);
+NodeSample sample_node(Connection& conn, std::chrono::milliseconds timeout = timeouts::kProbeQuery);
 
 // A standby attached to this server (pg_stat_replication).
 struct ReplicationClient {
@@ -52,6 +53,7 @@ std::vector<SlotInfo> replication_slots(Connection& conn);
 
 // The WAL position of the active primary among nodes, when it is another node than
 // self_id and answers within the probe timeouts; nullopt otherwise (logged at info).
-std::optional<std::uint64_t> active_primary_lsn(const std::vector<Node>& nodes, int self_id);
+std::optional<std::uint64_t> active_primary_lsn(const std::vector<Node>& nodes, int self_id,
+                                               const timeouts::Probe& limits = timeouts::kCommandProbe);
 
 }  // namespace pgrm

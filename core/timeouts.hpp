@@ -52,13 +52,23 @@ inline constexpr std::chrono::minutes kDaemonChild = 5min;
 inline constexpr std::chrono::hours kMonitoringPrune = 1h;
 // Its HTTP endpoint (http_listen): a client's request line and headers must arrive whole
 // within kHttpHead of its connection, or it is closed; writing an answer gives up after
-// kHttpIo. /cluster and /node query the nodes with kHttpConnect and kHttpQuery, and an
-// answer is reused for kHttpReuse.
+// kHttpIo. /cluster and /node query the nodes with kHttpConnect and kHttpQuery (the
+// libpq minimum: the worker computing them must be free again soon), and an answer is
+// reused for kHttpReuse.
 inline constexpr std::chrono::seconds kHttpHead = 2s;
 inline constexpr std::chrono::seconds kHttpIo = 2s;
 inline constexpr std::chrono::seconds kHttpConnect = 2s;
 inline constexpr std::chrono::milliseconds kHttpQuery = 2000ms;
 inline constexpr std::chrono::seconds kHttpReuse = 1s;
+
+// What cluster show and node status wait for, connecting to a node (their own
+// included) and for each query: the commands' probe timeouts, or the HTTP endpoint's.
+struct Probe {
+    std::chrono::seconds connect;
+    std::chrono::milliseconds query;
+};
+inline constexpr Probe kCommandProbe{kProbeConnect, kProbeQuery};
+inline constexpr Probe kHttpProbe{kHttpConnect, kHttpQuery};
 
 // Derived from the settings.
 // The least a pass's first health check waits.

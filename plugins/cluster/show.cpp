@@ -33,16 +33,13 @@ const char* const kProbeSql =
     "  FROM (VALUES (1)) AS one "
     "  LEFT JOIN pg_catalog.pg_stat_wal_receiver AS r ON true";
 
-constexpr auto kQueryTimeout = timeouts::kProbeQuery;
-
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
-Probe probe(const std::string& conninfo) {
+Probe probe(const std::string& conninfo, timeouts::Probe limits) {
     Probe p;
     try {
-        Connection conn =
-            Connection::open(conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect});
-        Rows r = conn.exec(kProbeSql, {}, kQueryTimeout);
+        Connection conn = Connection::open(conninfo, ConnectOptions{.connect_timeout = limits.connect});
+        Rows r = conn.exec(kProbeSql, {}, limits.query);
         p.reachable = true;
         p.in_recovery = r.get_bool(0, 0);
         p.current_lsn = r.get_opt(0, 1);
@@ -64,9 +61,9 @@ Probe probe(const std::string& conninfo) {
 }
 
 // Every node at once; probes[i] belongs to nodes[i].
-std::vector<Probe> probe_all(const std::vector<Node>& nodes) {
+std::vector<Probe> probe_all(const std::vector<Node>& nodes, timeouts::Probe limits) {
     std::vector<std::future<Probe>> pending;
-    for (const Node& n : nodes) pending.push_back(std::async(std::launch::async, probe, n.conninfo));
+    for (const Node& n : nodes) pending.push_back(std::async(std::launch::async, probe, n.conninfo, limits));
     std::vector<Probe> probes;
     for (auto& f : pending) probes.push_back(f.get());
     return probes;
@@ -119,59 +116,7 @@ public:
                 PersonaRepmgr | PersonaPgrm, NeedsConfig, {}};
     }
 
-    Result run(Context& ctx) override {
-        const Config& cfg = ctx.cfg();
-
-        // 1. The registered nodes, from the local node; failing to reach it is an error.
-        Connection conn = Connection::open(cfg.conninfo);
-        Metadata meta(conn, cfg.cluster);
-        meta.require_installed();
-        std::vector<Node> nodes = meta.nodes();
-
-        // 2. Every node probed in parallel; an unreachable node is data, not an error.
-        std::vector<Probe> probes = probe_all(nodes);
-
-        // 3. What each probe means, as rows and as data.
-        Result r;
-        Table table{{"ID", "Name", "Role", "Status", "Upstream", "Streaming", "Lag",
-                     "Connection string"},
-                    {}};
-        nlohmann::json node_list = nlohmann::json::array();
-        std::vector<std::string> writable;
-        for (size_t i = 0; i < nodes.size(); ++i) {
-            NodeView view = derive_view(nodes[i], probes[i], nodes,
-                                        primary_lsn_for(nodes[i], nodes, probes));
-            nlohmann::json j = node_json(nodes[i], probes[i], view);
-            table.rows.push_back(table_row(nodes[i], view, j));
-            node_list.push_back(std::move(j));
-            if (view.role_found == "primary" && !probes[i].read_only)
-                writable.push_back("\"" + escape_control(nodes[i].name) + "\"");
-            else if (view.role_found == "primary")
-                r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + escape_control(nodes[i].name) +
-                                  "\") is a primary in read-only mode (fenced; a client can still ask for a "
-                                  "read-write transaction): to make it a standby, stop it and rejoin it with "
-                                  "\"repmgr node rejoin <primary>\"");
-            if (view.role_found == "unknown")
-                r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + escape_control(nodes[i].name) +
-                                  "\") is running but refused our connection: " + probes[i].error);
-            else if (!probes[i].reachable && nodes[i].active)
-                r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" +
-                                  escape_control(nodes[i].name) + "\") is unreachable: " + probes[i].error);
-        }
-
-        // 4. Split brain: more than one writable primary, which the user must see.
-        if (writable.size() > 1) {
-            std::string names;
-            for (const auto& w : writable) names += (names.empty() ? "" : ", ") + w;
-            std::string warning = "more than one primary is writable: " + names;
-            log::warning(warning);
-            r.lines.insert(r.lines.begin(), "WARNING: " + warning);
-        }
-
-        r.table = std::move(table);
-        r.data = {{"cluster", cfg.cluster}, {"nodes", std::move(node_list)}};
-        return r;
-    }
+    Result run(Context& ctx) override { return show_cluster(ctx.cfg(), timeouts::kCommandProbe); }
 };
 
 }  // namespace
@@ -232,6 +177,58 @@ NodeView derive_view(const Node& node, const Probe& probe, const std::vector<Nod
             v.lag_bytes = static_cast<long long>(*primary_lsn > *replay ? *primary_lsn - *replay : 0);
     }
     return v;
+}
+
+Result show_cluster(const Config& cfg, timeouts::Probe limits) {
+    // 1. The registered nodes, from the local node; failing to reach it is an error.
+    Connection conn = Connection::open(cfg.conninfo, ConnectOptions{.connect_timeout = limits.connect});
+    Metadata meta(conn, cfg.cluster, limits.query);
+    meta.require_installed();
+    std::vector<Node> nodes = meta.nodes();
+
+    // 2. Every node probed in parallel; an unreachable node is data, not an error.
+    std::vector<Probe> probes = probe_all(nodes, limits);
+
+    // 3. What each probe means, as rows and as data.
+    Result r;
+    Table table{{"ID", "Name", "Role", "Status", "Upstream", "Streaming", "Lag",
+                 "Connection string"},
+                {}};
+    nlohmann::json node_list = nlohmann::json::array();
+    std::vector<std::string> writable;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+        NodeView view = derive_view(nodes[i], probes[i], nodes,
+                                    primary_lsn_for(nodes[i], nodes, probes));
+        nlohmann::json j = node_json(nodes[i], probes[i], view);
+        table.rows.push_back(table_row(nodes[i], view, j));
+        node_list.push_back(std::move(j));
+        if (view.role_found == "primary" && !probes[i].read_only)
+            writable.push_back("\"" + escape_control(nodes[i].name) + "\"");
+        else if (view.role_found == "primary")
+            r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + escape_control(nodes[i].name) +
+                              "\") is a primary in read-only mode (fenced; a client can still ask for a "
+                              "read-write transaction): to make it a standby, stop it and rejoin it with "
+                              "\"repmgr node rejoin <primary>\"");
+        if (view.role_found == "unknown")
+            r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + escape_control(nodes[i].name) +
+                              "\") is running but refused our connection: " + probes[i].error);
+        else if (!probes[i].reachable && nodes[i].active)
+            r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" +
+                              escape_control(nodes[i].name) + "\") is unreachable: " + probes[i].error);
+    }
+
+    // 4. Split brain: more than one writable primary, which the user must see.
+    if (writable.size() > 1) {
+        std::string names;
+        for (const auto& w : writable) names += (names.empty() ? "" : ", ") + w;
+        std::string warning = "more than one primary is writable: " + names;
+        log::warning(warning);
+        r.lines.insert(r.lines.begin(), "WARNING: " + warning);
+    }
+
+    r.table = std::move(table);
+    r.data = {{"cluster", cfg.cluster}, {"nodes", std::move(node_list)}};
+    return r;
 }
 
 std::unique_ptr<Command> make_show() { return std::make_unique<ClusterShow>(); }

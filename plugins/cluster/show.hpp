@@ -1,6 +1,7 @@
 #pragma once
 
-// cluster show: the pure part, what a node's probe means, apart from probing.
+// cluster show: the pure part, what a node's probe means, apart from probing; and the
+// whole command as one function, which repmgrd's HTTP endpoint (/cluster) runs too.
 
 #include <cstdint>
 #include <optional>
@@ -8,9 +9,12 @@
 #include <string_view>
 #include <vector>
 
+#include "core/config.hpp"
 #include "core/db.hpp"
 #include "core/metadata.hpp"
+#include "core/result.hpp"
 #include "core/timeline.hpp"
+#include "core/timeouts.hpp"
 
 namespace pgrm::cluster {
 
@@ -52,5 +56,9 @@ std::optional<std::uint64_t> primary_lsn_for(const Node& node, const std::vector
 // The view of node from its probe; nodes names the upstream.
 NodeView derive_view(const Node& node, const Probe& probe, const std::vector<Node>& nodes,
                      std::optional<std::uint64_t> primary_lsn);
+
+// The command's result: the registered nodes from cfg's node, every node probed at once,
+// each connection and query within limits. Throws when cfg's node cannot be read.
+Result show_cluster(const Config& cfg, timeouts::Probe limits);
 
 }  // namespace pgrm::cluster

@@ -206,7 +206,8 @@ public:
                 [&monitor](const nlohmann::json& request) { return handle_request(monitor, request); });
             std::optional<daemon::HttpServer> http;
             if (http_fd >= 0) {
-                http.emplace(http_fd, [&monitor] { return monitor.snapshot(); });
+                http.emplace(http_fd, cfg, [&monitor] { return monitor.snapshot(); },
+                             [&cfg, &monitor, started] { return state_json(cfg, started, monitor.snapshot()); });
                 log::notice("HTTP endpoint listening on " + cfg.http_listen);
             }
             code = monitor.run();

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -26,10 +27,15 @@
 #include <nlohmann/json.hpp>
 
 #include "core/conninfo.hpp"
+#include "core/daemon_socket.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "core/timeline.hpp"
+#include "core/result.hpp"
 #include "core/timeouts.hpp"
+#include "pgrm_config.h"
+#include "plugins/cluster/show.hpp"
+#include "plugins/daemon/metrics.hpp"
+#include "plugins/node/status.hpp"
 
 namespace pgrm::daemon {
 
@@ -98,43 +104,6 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
     return std::nullopt;
 }
 
-bool loop_alive(const Snapshot& s, Clock::time_point now) {
-    Clock::time_point last = std::max(s.last_pass, s.started);
-    return last.time_since_epoch().count() != 0 && now - last <= s.liveness;
-}
-
-// Writable and unfenced as far as this daemon can tell right now: only in state Primary,
-// which it leaves for Fenced and Demoting (a switchover stops writes), and only while
-//   - its loop is alive: a stuck loop knows nothing of now;
-//   - the last pass found the server answering, out of recovery and not read-only (a
-//     fence made by an earlier run of the daemon, or by hand, is still a fence);
-//   - that pass found no writable node on a newer timeline (the pass that finds one
-//     fences next);
-//   - with failover = automatic, that pass reached a majority: a primary cut off from it
-//     fences after fence_after, and a standby may be promoted about then, so from its
-//     first pass without a majority it is a primary about to fence, not one to send
-//     writes to. With failover = manual nobody promotes and it never fences.
-bool writable_primary(const Snapshot& s, Clock::time_point now) {
-    if (s.state != State::Primary || !loop_alive(s, now) || !s.local) return false;
-    if (s.local->in_recovery || s.local->read_only || s.newer_primary) return false;
-    if (s.automatic && s.nodes_active > 0 && !sees_majority(s.nodes_visible, s.nodes_active)) return false;
-    return true;
-}
-
-// State Standby is a standby whose primary answered its last check; its WAL receiver
-// must stream too (one that does not falls behind without bound).
-bool streaming_standby(const Snapshot& s, Clock::time_point now) {
-    return s.state == State::Standby && loop_alive(s, now) && s.local && s.local->in_recovery &&
-           s.local->receiver_status == "streaming";
-}
-
-std::optional<std::uint64_t> replay_lag_bytes(const Snapshot& s) {
-    if (!s.local || !s.local->in_recovery || !s.primary_lsn) return std::nullopt;
-    auto replay = parse_lsn(s.local->replay_lsn.value_or(""));
-    if (!replay) return std::nullopt;
-    return *s.primary_lsn > *replay ? *s.primary_lsn - *replay : 0;
-}
-
 Route route(std::string_view method, std::string_view target, const Snapshot& s, Clock::time_point now) {
     std::size_t mark = target.find('?');
     std::string_view path = target.substr(0, mark);
@@ -150,7 +119,8 @@ Route route(std::string_view method, std::string_view target, const Snapshot& s,
         {"/primary", Check::Primary, Document::None},   {"/master", Check::Primary, Document::None},
         {"/read-write", Check::Primary, Document::None}, {"/replica", Check::Replica, Document::None},
         {"/read-only", Check::ReadOnly, Document::None}, {"/health", Check::Health, Document::None},
-        {"/liveness", Check::Liveness, Document::None},
+        {"/liveness", Check::Liveness, Document::None},  {"/cluster", std::nullopt, Document::Cluster},
+        {"/node", std::nullopt, Document::Node},         {"/metrics", std::nullopt, Document::Metrics},
     };
     const Known* known = nullptr;
     for (const Known& k : kPaths)
@@ -159,7 +129,7 @@ Route route(std::string_view method, std::string_view target, const Snapshot& s,
     Route r;
     if (!known) {
         r.answer = {404, "application/json", error_body("unknown path: the paths are /primary (/master, /read-write), "
-                                                        "/replica, /read-only, /health and /liveness"), ""};
+                                                        "/replica, /read-only, /health, /liveness, /cluster, /node and /metrics"), ""};
         return r;
     }
     if (method != "GET" && method != "HEAD" && method != "OPTIONS") {
@@ -215,7 +185,8 @@ Route route(std::string_view method, std::string_view target, const Snapshot& s,
 namespace {
 
 // One accepted connection, as httplib reads and writes it: the head already read, then
-// the socket, every wait bounded by the connection's deadline.
+// the socket; reading bounded by http_io from the start, writing by http_io from the
+// first write (after /cluster or /node computed their answer).
 class Connection final : public httplib::Stream {
 public:
     Connection(int fd, std::string head)
@@ -240,6 +211,8 @@ public:
     }
 
     ssize_t write(const char* ptr, size_t size) override {
+        if (!writing_) deadline_ = std::chrono::steady_clock::now() + timeouts::kHttpIo;
+        writing_ = true;
         size_t done = 0;
         while (done < size) {
             if (!wait(POLLOUT)) return -1;
@@ -278,6 +251,7 @@ private:
     int fd_;
     std::string head_;
     size_t at_ = 0;
+    bool writing_ = false;
     std::chrono::steady_clock::time_point deadline_;
 };
 
@@ -324,6 +298,72 @@ void finish(int fd) {
     ::close(fd);
 }
 
+// A command's result as its --json prints it; 503 when it failed. The warnings it
+// logged went to the daemon's log.
+HttpAnswer command_document(const std::string& command, const std::function<Result()>& run) {
+    std::ostringstream out;
+    int status = 503;
+    try {
+        Result r = run();
+        render_json(command, r, {}, out);
+        if (r.exit_code == ExitCode::Success) status = 200;
+    } catch (const Error& e) {
+        render_error_json(command, e, {}, out);
+    } catch (const std::exception& e) {
+        render_error_json(command, Error(ExitCode::DbQuery, e.what()), {}, out);
+    }
+    return {status, "application/json", out.str(), ""};
+}
+
+// A document that takes queries (/cluster, /node): computed by one request at a time and
+// given again for http_reuse, so a flood costs one computation per http_reuse. Requests
+// that come while it is computed get the last one (with its age), or 503 before there
+// is any: they never wait, so slow nodes hold one worker at most.
+class Reused {
+public:
+    explicit Reused(std::function<HttpAnswer()> compute) : compute_(std::move(compute)) {}
+
+    // The answer, and its age in seconds.
+    HttpAnswer get(int& age_s) {
+        {
+            std::lock_guard lock(mutex_);
+            if (fresh()) return copy(age_s);
+        }
+        std::unique_lock busy(computing_, std::try_to_lock);
+        if (!busy) {
+            std::lock_guard lock(mutex_);
+            if (at_.time_since_epoch().count() != 0) return copy(age_s);
+            return {503, "application/json", error_body("being computed for another request: retry"), ""};
+        }
+        {
+            std::lock_guard lock(mutex_);  // the request before this one may have just done it
+            if (fresh()) return copy(age_s);
+        }
+        HttpAnswer answer = compute_();
+        std::lock_guard lock(mutex_);
+        last_ = answer;
+        at_ = std::chrono::steady_clock::now();
+        age_s = 0;
+        return answer;
+    }
+
+private:
+    bool fresh() const {
+        return at_.time_since_epoch().count() != 0 && std::chrono::steady_clock::now() - at_ < timeouts::kHttpReuse;
+    }
+    HttpAnswer copy(int& age_s) const {
+        age_s = static_cast<int>(
+            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - at_).count());
+        return last_;
+    }
+
+    std::function<HttpAnswer()> compute_;
+    std::mutex computing_;           // held by the request computing
+    std::mutex mutex_;               // last_ and at_
+    HttpAnswer last_;
+    std::chrono::steady_clock::time_point at_{};
+};
+
 bool head_complete(const std::string& head) {
     return head.find("\r\n\r\n") != std::string::npos || head.find("\n\n") != std::string::npos;
 }
@@ -344,7 +384,11 @@ struct HttpServer::Impl {
 
     int listen_fd;
     int wake;
+    Config cfg;
     std::function<Snapshot()> snapshot;
+    std::function<nlohmann::json()> daemon_state;
+    Reused cluster;
+    Reused node;
     Responder responder;
     std::atomic<bool> stopping{false};
 
@@ -355,8 +399,22 @@ struct HttpServer::Impl {
     std::thread gate;
     std::vector<std::thread> workers;
 
-    Impl(int fd, std::function<Snapshot()> snap)
-        : listen_fd(fd), wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), snapshot(std::move(snap)),
+    Impl(int fd, Config config, std::function<Snapshot()> snap, std::function<nlohmann::json()> state)
+        : listen_fd(fd), wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), cfg(std::move(config)),
+          snapshot(std::move(snap)), daemon_state(std::move(state)),
+          cluster([this] {
+              return command_document("cluster show", [this] { return cluster::show_cluster(cfg, timeouts::kHttpProbe); });
+          }),
+          node([this] {
+              return command_document("node status", [this] {
+                  return node::node_status(cfg, timeouts::kHttpProbe, [this] {
+                      DaemonReply reply;
+                      reply.running = true;
+                      reply.state = daemon_state();
+                      return reply;
+                  });
+              });
+          }),
           responder([this](const httplib::Request& req, httplib::Response& res) { handle(req, res); }) {
         if (wake < 0) throw Error(ExitCode::BadConfig, std::string("could not create an eventfd: ") + std::strerror(errno));
         gate = std::thread([this] { accept_loop(); });
@@ -377,7 +435,16 @@ struct HttpServer::Impl {
 
     void handle(const httplib::Request& req, httplib::Response& res) {
         try {
-            Route r = route(req.method, req.target, snapshot(), Clock::now());
+            Snapshot snap = snapshot();
+            auto now = Clock::now();
+            Route r = route(req.method, req.target, snap, now);
+            if (r.document == Document::Metrics)
+                r.answer = {200, "text/plain; version=0.0.4; charset=utf-8",
+                            render_metrics(snap, cfg.cluster, cfg.node, PGRM_VERSION, now), ""};
+            int age = -1;
+            if (r.document == Document::Cluster) r.answer = cluster.get(age);
+            if (r.document == Document::Node) r.answer = node.get(age);
+            if (age > 0) res.set_header("Age", std::to_string(age));
             res.status = r.answer.status;
             if (!r.answer.allow.empty()) res.set_header("Allow", r.answer.allow);
             res.set_header("Cache-Control", "no-store");
@@ -563,8 +630,9 @@ int listen_http(const std::string& address) {
     return fd;
 }
 
-HttpServer::HttpServer(int listen_fd, std::function<Snapshot()> snapshot)
-    : impl_(std::make_unique<Impl>(listen_fd, std::move(snapshot))) {}
+HttpServer::HttpServer(int listen_fd, Config cfg, std::function<Snapshot()> snapshot,
+                       std::function<nlohmann::json()> daemon_state)
+    : impl_(std::make_unique<Impl>(listen_fd, std::move(cfg), std::move(snapshot), std::move(daemon_state))) {}
 
 HttpServer::~HttpServer() = default;
 

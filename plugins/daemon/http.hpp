@@ -14,8 +14,11 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "core/config.hpp"
 #include "plugins/daemon/state.hpp"
+#include "plugins/daemon/verdicts.hpp"
 
 namespace pgrm::daemon {
 
@@ -38,15 +41,6 @@ struct Route {
 // units, as Patroni reads it); nullopt when it is neither.
 std::optional<std::uint64_t> parse_size(std::string_view text);
 
-// The verdicts, as this daemon can tell them at now.
-// The last pass (or the start, before any) is within the liveness bound.
-bool loop_alive(const Snapshot& s, std::chrono::system_clock::time_point now);
-bool writable_primary(const Snapshot& s, std::chrono::system_clock::time_point now);
-bool streaming_standby(const Snapshot& s, std::chrono::system_clock::time_point now);
-// A standby's distance in bytes from its primary's position to what it has replayed
-// (what a reader sees); nullopt without a standby sample and its primary's position.
-std::optional<std::uint64_t> replay_lag_bytes(const Snapshot& s);
-
 // The answer to method on target ("/replica?lag=16MB"), target as the request line has
 // it: GET, HEAD and OPTIONS on a known path, 405 for other methods, 404 for other paths.
 Route route(std::string_view method, std::string_view target, const Snapshot& s,
@@ -58,10 +52,12 @@ int listen_http(const std::string& address);
 
 // Serves the listening socket from threads of its own until destroyed: one thread
 // takes connections and waits for their request heads without a thread each, a few
-// workers answer complete requests. snapshot is called once per request.
+// workers answer complete requests. snapshot is called once per request; daemon_state
+// is what the daemon answers on its socket (node status shows it, and so does /node).
 class HttpServer {
 public:
-    HttpServer(int listen_fd, std::function<Snapshot()> snapshot);
+    HttpServer(int listen_fd, Config cfg, std::function<Snapshot()> snapshot,
+               std::function<nlohmann::json()> daemon_state);
     ~HttpServer();
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;

@@ -266,7 +266,7 @@ void Monitor::probe_local(Observation& o) {
     }
     // Everything the HTTP endpoint and its metrics tell about this server, in the one
     // round trip that says whether it is in recovery.
-    o.local = sample_node(*local_);
+    o.local = sample_node(*local_, kQueryTimeout);
     o.in_recovery = o.local->in_recovery;
     o.local_up = true;
 }

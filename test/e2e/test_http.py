@@ -14,8 +14,14 @@
      the daemon holds at most 256 of them;
   4. a frozen server (SIGSTOP of a standby's postmaster and its children) never
      freezes its endpoint: /liveness answers throughout, /health turns 503 once the
-     daemon's pass times out, and 200 again after SIGCONT;
-  5. an http_listen that is not host:port, or an address in use, stops the daemon at
+     daemon's pass times out, and 200 again after SIGCONT; another node's /cluster,
+     slowed by the frozen node, answers within the HTTP probe timeouts while that
+     node's health paths answer at once;
+  5. /cluster is cluster show --json's document, /node node status --json's (with the
+     daemon's own state); a flood of them costs one computation per http_reuse;
+  6. /metrics passes promtool check metrics (Debian's prometheus), and its values
+     agree with cluster show --json and node status --json;
+  7. an http_listen that is not host:port, or an address in use, stops the daemon at
      its start with a one-line error; SIGHUP keeps the listener it has.
 
 One cluster (harness.setup_three, failover = automatic, harness.DAEMON_FAST timings)
@@ -29,8 +35,11 @@ import http.client
 import json
 import os
 import signal
+import shutil
 import socket
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,7 +60,8 @@ def cluster() -> DaemonCluster:
         sb.on_cleanup(c.close)
         for i in (1, 2, 3):
             PORTS[i] = harness.free_port()
-        setup_three(c, node_settings={i: {'http_listen': f'127.0.0.1:{PORTS[i]}'} for i in (1, 2, 3)})
+        setup_three(c, node_settings={i: {'http_listen': f'127.0.0.1:{PORTS[i]}'} for i in (1, 2, 3)},
+                    extra_conf={'log_connections': 'on'})
         _shared = c
     return _shared
 
@@ -231,10 +241,144 @@ def test_frozen_server_never_freezes_its_endpoint():
             assert status(3, '/replica') == 503 and status(3, '/read-only') == 503
             print(f'# frozen server: slowest /health answer {slowest * 1000:.1f} ms', flush=True)
             assert slowest < 3, f'an answer took {slowest:.2f} s'
+
+            # node2's /cluster waits for the frozen node3 (http_connect); its health paths
+            # do not wait for /cluster.
+            result: dict = {}
+
+            def get_cluster():
+                t = time.monotonic()
+                result['answer'] = request(2, '/cluster', timeout=30)
+                result['took'] = time.monotonic() - t
+            fetch = threading.Thread(target=get_cluster)
+            fetch.start()
+            slowest = 0.0
+            while fetch.is_alive():
+                t = time.monotonic()
+                assert status(2, '/replica') == 200
+                slowest = max(slowest, time.monotonic() - t)
+            fetch.join()
+            code, body, _ = result['answer']
+            nodes = {n['id']: n for n in json.loads(body)['data']['nodes']}
+            print(f"# /cluster with node3 frozen: {code} in {result['took']:.2f} s; slowest /replica "
+                  f"meanwhile {slowest * 1000:.1f} ms", flush=True)
+            assert code == 200 and nodes[3]['role_found'] in ('unreachable', 'unknown'), nodes[3]
+            assert nodes[1]['role_found'] == 'primary', nodes[1]
+            assert result['took'] < 15, result['took']
+            assert slowest < 3, f'a health answer took {slowest:.2f} s during /cluster'
         finally:
             harness.thaw(pids)
         wait_until(lambda: status(3, '/health') == 200 and status(3, '/replica') == 200, timeout=40,
                    what='node3 healthy and streaming again after SIGCONT')
+
+
+def connections_to(inst: harness.Instance) -> int:
+    """Connections node's server authorized so far (log_connections)."""
+    return inst.logfile.read_text(errors='replace').count('connection authorized')
+
+
+def test_cluster_and_node_documents():
+    c = cluster()
+    with logs_on_failure(c):
+        cli = json.loads(pgrm('-f', c.confs[2], '--json', 'cluster', 'show', check=0).stdout)
+        stable = ('id', 'name', 'type', 'active', 'role_found', 'status', 'upstream_name', 'conninfo')
+
+        def same_as_cli() -> dict:
+            code, body, _ = request(2, '/cluster')
+            got = json.loads(body)
+            if code == 200 and [{k: n[k] for k in stable} for n in got['data']['nodes']] == \
+                    [{k: n[k] for k in stable} for n in cli['data']['nodes']]:
+                return got
+            return {}
+        # An answer from before (node3 was frozen a moment ago) is given for http_reuse.
+        doc = wait_until(same_as_cli, timeout=10, what="node2's /cluster to agree with cluster show")
+        assert doc.keys() == cli.keys() and doc['command'] == 'cluster show' and doc['ok'] is True, doc
+        assert [sorted(n) for n in doc['data']['nodes']] == [sorted(n) for n in cli['data']['nodes']]
+
+        doc = json.loads(request(2, '/node')[1])
+        cli = json.loads(pgrm('-f', c.confs[2], '--json', 'node', 'status', check=0).stdout)
+        assert doc['command'] == 'node status' and sorted(doc['data']) == sorted(cli['data']), (doc, cli)
+        for k in ('node_id', 'role', 'timeline', 'upstream_node_id', 'failover', 'failover_pause'):
+            assert doc['data'][k] == cli['data'][k], (k, doc['data'][k], cli['data'][k])
+        assert doc['data']['daemon']['running'] is True
+        assert doc['data']['daemon']['state']['state'] == cli['data']['daemon']['state']['state'] == 'standby'
+        assert doc['data']['daemon']['state']['pid'] == c.daemons[2].pid
+
+        # A flood of /cluster: one computation (one connection to node1) per http_reuse.
+        n1 = c.nodes[1]
+        before = connections_to(n1)
+        codes: list = []
+
+        def flood():
+            end = time.monotonic() + 3  # several http_reuse periods
+            while time.monotonic() < end:
+                codes.append(status(2, '/cluster'))
+        t = time.monotonic()
+        threads = [threading.Thread(target=flood) for _ in range(10)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        took = time.monotonic() - t
+        made = connections_to(n1) - before
+        print(f'# {len(codes)} /cluster requests in {took:.2f} s: {codes.count(200)} answered 200, '
+              f'{made} connections to node1', flush=True)
+        assert set(codes) == {200}, codes  # the last answer while the next one is computed
+        assert made <= took / 1.0 + 3, f'{made} connections to node1 in {took:.2f} s'
+
+
+def scrape(node: int) -> dict:
+    """/metrics as {series: value}, series as written ('pgrm_up{cluster="test",node_id="1"}')."""
+    code, body, headers = request(node, '/metrics')
+    assert code == 200 and headers['Content-Type'].startswith('text/plain; version=0.0.4'), (code, headers)
+    out = {}
+    for line in body.decode().splitlines():
+        if not line.startswith('#'):
+            series, value = line.rsplit(' ', 1)
+            out[series] = float(value)
+    return out
+
+
+def lsn(text: str) -> int:
+    hi, lo = text.split('/')
+    return (int(hi, 16) << 32) + int(lo, 16)
+
+
+def test_metrics():
+    c = cluster()
+    with logs_on_failure(c):
+        promtool = shutil.which('promtool')
+        if promtool is None:
+            raise harness.SkipTest('promtool not installed (Debian package prometheus; scripts/setup installs it)')
+        for i in (1, 2, 3):
+            body = request(i, '/metrics')[1]
+            check = subprocess.run([promtool, 'check', 'metrics'], input=body, capture_output=True)
+            assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), \
+                (check.returncode, check.stdout, check.stderr, body.decode())
+        m = {i: scrape(i) for i in (1, 2, 3)}
+        show = json.loads(pgrm('-f', c.confs[1], '--json', 'cluster', 'show', check=0).stdout)
+        nodes = {n['id']: n for n in show['data']['nodes']}
+        for i in (1, 2, 3):
+            label = f'{{cluster="test",node_id="{i}"}}'
+            assert m[i]['pgrm_up' + label] == 1
+            assert m[i][f'pgrm_build_info{{cluster="test",node_id="{i}",version="0.1.0"}}'] == 1
+            assert m[i]['pgrm_primary' + label] == (1 if nodes[i]['role_found'] == 'primary' else 0)
+            status = json.loads(pgrm('-f', c.confs[i], '--json', 'node', 'status', check=0).stdout)['data']
+            assert m[i]['pgrm_timeline' + label] == status['timeline'], (m[i], status)
+            assert m[i]['pgrm_paused' + label] == (1 if status['failover_pause']['paused'] else 0)
+            assert m[i]['pgrm_fences_total' + label] == 0 and m[i]['pgrm_failovers_total' + label] == 0
+            assert abs(m[i]['pgrm_last_pass_timestamp_seconds' + label] - time.time()) < 10
+            state = 'primary' if i == 1 else 'standby'
+            assert m[i][f'pgrm_state{{cluster="test",node_id="{i}",state="{state}"}}'] == 1
+            # Positions: the scrape came first, so cluster show's are the same or later,
+            # by the heartbeats and monitoring rows written since (a few kB).
+            if i == 1:
+                scraped, shown = m[i]['pgrm_wal_current_bytes' + label], lsn(nodes[i]['current_lsn'])
+            else:
+                scraped, shown = m[i]['pgrm_wal_replay_bytes' + label], lsn(nodes[i]['replay_lsn'])
+                assert m[i]['pgrm_lag_bytes' + label] < 1 << 20 and nodes[i]['lag_bytes'] < 1 << 20
+                assert m[i]['pgrm_streaming' + label] == 1 and nodes[i]['streaming'] is True
+            assert scraped <= shown < scraped + (1 << 20), (i, scraped, shown)
 
 
 def test_listen_errors_and_reload():

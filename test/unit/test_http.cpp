@@ -4,6 +4,10 @@
 
 #include "core/config.hpp"
 #include "plugins/daemon/http.hpp"
+#include "plugins/daemon/metrics.hpp"
+
+#include <map>
+#include <sstream>
 
 using namespace pgrm;
 using namespace pgrm::daemon;
@@ -223,4 +227,115 @@ TEST_CASE("the health answer never shows a password", "[http]") {
     s.state = State::LocalServerDown;
     s.reason = "local server: could not connect to \"host=x password=sekrit\"";
     CHECK(route("GET", "/health", s, kNow).answer.body.find("sekrit") == std::string::npos);
+}
+
+TEST_CASE("/cluster and /node are documents the server computes", "[http]") {
+    Snapshot s = standby();
+    CHECK(route("GET", "/cluster", s, kNow).document == Document::Cluster);
+    CHECK(route("HEAD", "/node", s, kNow).document == Document::Node);
+    CHECK(route("GET", "/cluster?x=1", s, kNow).document == Document::Cluster);
+    Route post = route("POST", "/cluster", s, kNow);
+    CHECK(post.document == Document::None);
+    CHECK(post.answer.status == 405);
+    CHECK(route("GET", "/clusters", s, kNow).answer.status == 404);
+}
+
+namespace {
+
+// name{labels} -> value, and every family's TYPE; checks that each sample comes after
+// its family's HELP and TYPE.
+struct Scrape {
+    std::map<std::string, std::string> samples;
+    std::map<std::string, std::string> types;
+};
+
+Scrape parse(const std::string& text) {
+    Scrape out;
+    std::istringstream in(text);
+    std::string line, helped;
+    while (std::getline(in, line)) {
+        REQUIRE_FALSE(line.empty());
+        if (line.starts_with("# HELP ")) {
+            helped = line.substr(7, line.find(' ', 7) - 7);
+            continue;
+        }
+        if (line.starts_with("# TYPE ")) {
+            std::string name = line.substr(7, line.find(' ', 7) - 7);
+            CHECK(name == helped);
+            CHECK_FALSE(out.types.contains(name));  // one family, once
+            out.types[name] = line.substr(line.rfind(' ') + 1);
+            continue;
+        }
+        std::string name = line.substr(0, line.find('{'));
+        INFO(line);
+        CHECK(name == helped);
+        out.samples[line.substr(0, line.rfind(' '))] = line.substr(line.rfind(' ') + 1);
+    }
+    return out;
+}
+
+const std::string kLabels = "cluster=\"test\",node_id=\"2\"";
+
+std::string at(const Scrape& s, const std::string& name, const std::string& extra = "") {
+    auto it = s.samples.find(name + "{" + kLabels + (extra.empty() ? "" : "," + extra) + "}");
+    return it == s.samples.end() ? "absent" : it->second;
+}
+
+}  // namespace
+
+TEST_CASE("/metrics: a standby's state, positions and lag in Prometheus text", "[http]") {
+    Snapshot s = standby();
+    s.local->replay_age_s = 4.5;
+    s.failovers = 2;
+    s.fences = 1;
+    s.paused = true;
+    Scrape m = parse(render_metrics(s, "test", 2, "0.1.0", kNow));
+    CHECK(at(m, "pgrm_up") == "1");
+    CHECK(at(m, "pgrm_build_info", "version=\"0.1.0\"") == "1");
+    CHECK(at(m, "pgrm_state", "state=\"standby\"") == "1");
+    CHECK(at(m, "pgrm_state", "state=\"primary\"") == "0");
+    CHECK(at(m, "pgrm_state", "state=\"fenced\"") == "0");
+    CHECK(at(m, "pgrm_primary") == "0");
+    CHECK(at(m, "pgrm_writable_primary") == "0");
+    CHECK(at(m, "pgrm_timeline") == "2");
+    CHECK(at(m, "pgrm_wal_current_bytes") == "absent");  // a standby has none
+    CHECK(at(m, "pgrm_wal_receive_bytes") == std::to_string(0x3000000));
+    CHECK(at(m, "pgrm_wal_replay_bytes") == std::to_string(0x2F00000));
+    CHECK(at(m, "pgrm_replication_lag_bytes") == "0");
+    CHECK(at(m, "pgrm_apply_lag_bytes") == "1048576");
+    CHECK(at(m, "pgrm_lag_bytes") == "1048576");
+    CHECK(at(m, "pgrm_apply_lag_seconds") == "4.5");
+    CHECK(at(m, "pgrm_streaming") == "1");
+    CHECK(at(m, "pgrm_paused") == "1");
+    CHECK(at(m, "pgrm_failovers_total") == "2");
+    CHECK(at(m, "pgrm_fences_total") == "1");
+    CHECK(m.types["pgrm_failovers_total"] == "counter");
+    CHECK(m.types["pgrm_fences_total"] == "counter");
+    CHECK(m.types["pgrm_lag_bytes"] == "gauge");
+    CHECK(at(m, "pgrm_last_pass_timestamp_seconds") ==
+          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(s.last_pass.time_since_epoch()).count()));
+    CHECK(at(m, "pgrm_loop_alive") == "1");
+}
+
+TEST_CASE("/metrics: a primary, a down server, and label values quoted", "[http]") {
+    Scrape p = parse(render_metrics(primary(), "test", 2, "0.1.0", kNow));
+    CHECK(at(p, "pgrm_primary") == "1");
+    CHECK(at(p, "pgrm_writable_primary") == "1");
+    CHECK(at(p, "pgrm_wal_current_bytes") == std::to_string(0x3000000));
+    CHECK(at(p, "pgrm_lag_bytes") == "absent");
+    CHECK(at(p, "pgrm_apply_lag_seconds") == "absent");
+    CHECK(at(p, "pgrm_server_up") == "1");
+
+    Snapshot down;
+    down.state = State::LocalServerDown;
+    down.started = kNow - 1s;
+    down.liveness = 10s;
+    Scrape d = parse(render_metrics(down, "test", 2, "0.1.0", kNow));
+    CHECK(at(d, "pgrm_server_up") == "0");
+    CHECK(at(d, "pgrm_timeline") == "absent");
+    CHECK(at(d, "pgrm_last_check_success_timestamp_seconds") == "absent");  // never
+    CHECK(at(d, "pgrm_state", "state=\"local_server_down\"") == "1");
+
+    std::string text = render_metrics(down, "a\"b\\c\nd", 2, "0.1.0", kNow);
+    CHECK(text.find("pgrm_up{cluster=\"a\\\"b\\\\c\\nd\",node_id=\"2\"} 1\n") != std::string::npos);
 }

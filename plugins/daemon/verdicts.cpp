@@ -1,0 +1,46 @@
+#include "plugins/daemon/verdicts.hpp"
+
+#include "core/timeline.hpp"
+
+namespace pgrm::daemon {
+
+using Clock = std::chrono::system_clock;
+
+bool loop_alive(const Snapshot& s, Clock::time_point now) {
+    Clock::time_point last = std::max(s.last_pass, s.started);
+    return last.time_since_epoch().count() != 0 && now - last <= s.liveness;
+}
+
+// Writable and unfenced as far as this daemon can tell right now: only in state Primary,
+// which it leaves for Fenced and Demoting (a switchover stops writes), and only while
+//   - its loop is alive: a stuck loop knows nothing of now;
+//   - the last pass found the server answering, out of recovery and not read-only (a
+//     fence made by an earlier run of the daemon, or by hand, is still a fence);
+//   - that pass found no writable node on a newer timeline (the pass that finds one
+//     fences next);
+//   - with failover = automatic, that pass reached a majority: a primary cut off from it
+//     fences after fence_after, and a standby may be promoted about then, so from its
+//     first pass without a majority it is a primary about to fence, not one to send
+//     writes to. With failover = manual nobody promotes and it never fences.
+bool writable_primary(const Snapshot& s, Clock::time_point now) {
+    if (s.state != State::Primary || !loop_alive(s, now) || !s.local) return false;
+    if (s.local->in_recovery || s.local->read_only || s.newer_primary) return false;
+    if (s.automatic && s.nodes_active > 0 && !sees_majority(s.nodes_visible, s.nodes_active)) return false;
+    return true;
+}
+
+// State Standby is a standby whose primary answered its last check; its WAL receiver
+// must stream too (one that does not falls behind without bound).
+bool streaming_standby(const Snapshot& s, Clock::time_point now) {
+    return s.state == State::Standby && loop_alive(s, now) && s.local && s.local->in_recovery &&
+           s.local->receiver_status == "streaming";
+}
+
+std::optional<std::uint64_t> replay_lag_bytes(const Snapshot& s) {
+    if (!s.local || !s.local->in_recovery || !s.primary_lsn) return std::nullopt;
+    auto replay = parse_lsn(s.local->replay_lsn.value_or(""));
+    if (!replay) return std::nullopt;
+    return *s.primary_lsn > *replay ? *s.primary_lsn - *replay : 0;
+}
+
+}  // namespace pgrm::daemon
