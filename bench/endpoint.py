@@ -2,7 +2,7 @@
 """Benchmark: repmgrd's HTTP endpoint (http_listen): answer latency beside `psql -c
 'select 1'`, and the daemon's footprint with the endpoint on against off.
 
-    python3 bench/http.py [--requests 1000] [--idle 30]
+    python3 bench/endpoint.py [--requests 1000] [--idle 30]
 
 A three-node cluster (benchlib.PgrmCluster, failover = automatic, monitor_interval_secs=1,
 reconnect_attempts=2, reconnect_interval=1). First, with no endpoint, --idle seconds of
@@ -23,14 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-# This file is http.py: its directory leaves the path while the standard library's http
-# is imported, and comes back for benchlib.
-HERE = str(Path(__file__).resolve().parent)
-sys.path = [p for p in sys.path if Path(p or '.').resolve() != Path(HERE)]
-import http.client  # noqa: E402
+import http.client
 
-sys.path.insert(0, HERE)
-from benchlib import PgrmCluster, check_binary, harness, load_average, median, pg_bin, run_as_pg  # noqa: E402
+from benchlib import PgrmCluster, check_binary, harness, load_average, median, pg_bin, run_as_pg
 
 SETTINGS = {'failover': 'automatic', 'monitor_interval_secs': 1, 'reconnect_attempts': 2, 'reconnect_interval': 1}
 
