@@ -451,6 +451,11 @@ std::string describe_argv(const std::vector<std::string>& argv) {
 }
 
 std::vector<std::string> split_command(const std::string& line) {
+    // Checked first, so the messages below can quote the line on one line. A newline
+    // would end a command in a shell; here it would hide inside a word.
+    for (char c : line)
+        if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f)
+            throw Error(ExitCode::BadConfig, "command contains a control character");
     std::vector<std::string> argv;
     std::string word;
     bool in_word = false;
@@ -464,7 +469,9 @@ std::vector<std::string> split_command(const std::string& line) {
         } else if (c == '\'' || c == '"') {
             quote = c;
             in_word = true;
-        } else if (c == '\\' && i + 1 < line.size()) {
+        } else if (c == '\\') {
+            if (i + 1 == line.size())
+                throw Error(ExitCode::BadConfig, "command \"" + line + "\" ends with a lone backslash");
             word += line[++i];
             in_word = true;
         } else if (c == ' ' || c == '\t') {

@@ -40,7 +40,8 @@ ExecResult run_program(const ExecSpec& spec);
 
 // A configured command line ("/usr/local/bin/fence 'node 1'") as argv: split on
 // blanks, with single or double quotes and backslash escapes, never expanded by a
-// shell. Throws pgrm::Error(BadConfig) on an unterminated quote.
+// shell. Throws pgrm::Error(BadConfig), with a one-line message, on an unterminated
+// quote, a lone backslash at the end, or a control character (a newline, say).
 std::vector<std::string> split_command(const std::string& line);
 
 // For log lines: the argv joined with shell-like quoting, for humans only.

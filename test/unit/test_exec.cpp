@@ -310,5 +310,29 @@ TEST_CASE("configured command lines split like a shell would, without one", "[ex
           V{"/bin/fence", "node1", "a b", "c \"d\"", "e f"});
     CHECK(pgrm::split_command("x '' $(rm -rf /) ;") == V{"x", "", "$(rm", "-rf", "/)", ";"});
     CHECK(pgrm::split_command("   ").empty());
+    CHECK(pgrm::split_command("a\t'b\\c' \"%e d\"") == V{"a", "b\\c", "%e d"});  // no escapes in single quotes
     CHECK_THROWS_AS(pgrm::split_command("a 'b"), pgrm::Error);
+}
+
+TEST_CASE("hostile command lines are a one-line error, never a crash", "[exec]") {
+    auto error_of = [](const std::string& line) -> std::string {
+        try {
+            pgrm::split_command(line);
+        } catch (const pgrm::Error& e) {
+            CHECK(e.code() == pgrm::ExitCode::BadConfig);
+            return e.what();
+        }
+        FAIL("no error for: " << line);
+        return {};
+    };
+    CHECK(error_of("a \"b") == "unterminated quote in command \"a \"b\"");
+    CHECK(error_of("notify done\\") == "command \"notify done\\\" ends with a lone backslash");
+    // A newline would end the command in a shell; here it would hide inside a word. The
+    // message does not quote the line, which would break it in two.
+    CHECK(error_of("notify\nrm -rf /") == "command contains a control character");
+    CHECK(error_of("a 'b\rc'") == "command contains a control character");
+    CHECK(error_of(std::string("a\0b", 3)) == "command contains a control character");
+    CHECK(error_of("a\x7f") == "command contains a control character");
+    // Bytes that are not ASCII are data, as a shell takes them.
+    CHECK(pgrm::split_command("caf\xc3\xa9 '\xff'") == std::vector<std::string>{"caf\xc3\xa9", "\xff"});
 }
