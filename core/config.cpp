@@ -27,6 +27,7 @@
 #include "core/error.hpp"
 #include "core/exec.hpp"
 #include "core/log.hpp"
+#include "core/notification.hpp"
 
 namespace pgrm {
 
@@ -56,6 +57,23 @@ std::string checked_command(const std::string& raw) {
         throw std::invalid_argument(e.what());
     }
     return raw;
+}
+
+void apply_event_notification_command(Config& c, const std::string& raw) {
+    try {
+        parse_notification_command(raw);
+    } catch (const Error& e) {
+        throw std::invalid_argument(e.what());
+    }
+    c.event_notification_command = raw;
+}
+
+void apply_event_notifications(Config& c, const std::string& raw) {
+    try {
+        c.event_notifications = parse_event_list(raw);
+    } catch (const Error& e) {
+        throw std::invalid_argument(e.what());
+    }
 }
 
 // The cluster names the schema repmgr_<cluster>: other characters would need quoting,
@@ -510,6 +528,12 @@ const std::vector<SettingSpec>& settings_table() {
              if (!raw.empty()) parse_listen_address(raw);
              c.http_listen = raw;
          }},
+        {"event_notification_command", {}, "string", "", false,
+         "program (with arguments and placeholders %n %e %s %t %d %p, no shell) run for each event",
+         apply_event_notification_command},
+        {"event_notifications", {}, "list", "", false,
+         "events, separated by commas, that event_notification_command runs for; every one when empty",
+         apply_event_notifications},
     };
     return table;
 }

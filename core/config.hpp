@@ -34,6 +34,10 @@ struct Config {
     std::string follow_command;
     std::string fence_command;
     std::string http_listen;             // "host:port" of repmgrd's HTTP endpoint; empty: none
+    // Run for each event (core/event): an argv template with placeholders, never a shell;
+    // empty: none. event_notifications: the events it runs for; empty: every one.
+    std::string event_notification_command;
+    std::vector<std::string> event_notifications;
 
     bool operator==(const Config&) const = default;
 };

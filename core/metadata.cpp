@@ -130,6 +130,7 @@ int Metadata::install_or_upgrade() {
             newest = m.version;
         }
         strip_stored_secrets();
+        related_node_.reset();
         return newest;
     });
 }
@@ -217,7 +218,7 @@ void Metadata::deactivate_other_primaries(int keep_id) {
                {cluster_, std::to_string(keep_id)});
 }
 
-std::vector<int> Metadata::record_promotion(const Node& self, const std::string& details) {
+Metadata::Promotion Metadata::record_promotion(const Node& self, const std::string& details) {
     return in_transaction([&] {
         save_node(self);
         Rows old = exec("UPDATE " + schema_ +
@@ -236,8 +237,10 @@ std::vector<int> Metadata::record_promotion(const Node& self, const std::string&
              {cluster_, std::to_string(self.id), ids + "}"});
         std::string marked;
         for (int id : former) marked += (marked.empty() ? "; node " : ", node ") + std::to_string(id);
-        record_event(self.id, "standby_promote", true, details + (marked.empty() ? "" : marked + " marked inactive"));
-        return former;
+        NodeEvent promoted{self.id, "standby_promote", true, details + (marked.empty() ? "" : marked + " marked inactive")};
+        if (!former.empty()) promoted.related_node_id = former.front();
+        record_event(promoted);
+        return Promotion{former, promoted};
     });
 }
 
@@ -253,19 +256,30 @@ bool Metadata::remove_node(const Node& judged, const std::string& event, const s
                .size() == 1;
 }
 
-void Metadata::record_event(int node_id, const std::string& event, bool successful,
-                            const std::string& details,
-                            std::optional<std::chrono::system_clock::time_point> at) {
-    Param when;
-    if (at) {
-        auto us = std::chrono::duration_cast<std::chrono::microseconds>(at->time_since_epoch()).count();
-        when = std::to_string(us / 1000000) + "." + std::to_string(1000000 + us % 1000000).substr(1);
+bool Metadata::events_have_related_node() {
+    if (!related_node_) related_node_ = version() >= 5;
+    return *related_node_;
+}
+
+void Metadata::record_event(const NodeEvent& e) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(e.at.time_since_epoch()).count();
+    std::string when = std::to_string(us / 1000000) + "." + std::to_string(1000000 + us % 1000000).substr(1);
+    std::vector<Param> params = {std::to_string(e.node_id), e.event, e.successful ? "true" : "false",
+                                 redact_secrets(e.details), when};
+    // Before version 5 (until the primary's repmgrd or master register upgrades it) the
+    // row goes without its related node.
+    if (!events_have_related_node()) {
+        exec("INSERT INTO " + schema_ +
+                 ".events (node_id, event, successful, details, event_timestamp) "
+                 "VALUES ($1, $2, $3, $4, to_timestamp($5::double precision))",
+             params);
+        return;
     }
+    params.push_back(opt_int(e.related_node_id));
     exec("INSERT INTO " + schema_ +
-                   ".events (node_id, event, successful, details, event_timestamp) "
-                   "VALUES ($1, $2, $3, $4, coalesce(to_timestamp($5::double precision), now()))",
-               {std::to_string(node_id), event, successful ? "true" : "false",
-                redact_secrets(details), when});
+             ".events (node_id, event, successful, details, event_timestamp, related_node_id) "
+             "VALUES ($1, $2, $3, $4, to_timestamp($5::double precision), $6)",
+         params);
 }
 
 void Metadata::record_monitoring(const MonitoringRow& m) {
@@ -308,15 +322,18 @@ std::vector<Event> Metadata::events(int limit, std::optional<int> node_id,
                                     const std::optional<std::string>& event) {
     Rows r = exec("SELECT id, node_id, event, successful, "
                         "to_char(event_timestamp, 'YYYY-MM-DD HH24:MI:SS.MS TZ'), "
-                        "coalesce(details, '') FROM " + schema_ +
+                        "coalesce(details, ''), " +
+                        std::string(events_have_related_node() ? "related_node_id" : "NULL::int") + " FROM " + schema_ +
                             ".events WHERE ($2::int IS NULL OR node_id = $2) "
                             "AND ($3::text IS NULL OR event = $3) "
                             "ORDER BY id DESC LIMIT $1",
                         {std::to_string(limit), opt_int(node_id), event});
     std::vector<Event> out;
-    for (int i = 0; i < r.size(); ++i)
+    for (int i = 0; i < r.size(); ++i) {
         out.push_back({r.get_int(i, 0), static_cast<int>(r.get_int(i, 1)), r.get(i, 2),
-                       r.get_bool(i, 3), r.get(i, 4), r.get(i, 5)});
+                       r.get_bool(i, 3), r.get(i, 4), r.get(i, 5), std::nullopt});
+        if (!r.is_null(i, 6)) out.back().related_node_id = static_cast<int>(r.get_int(i, 6));
+    }
     return out;
 }
 

@@ -41,6 +41,18 @@ struct MonitoringRow {
     std::optional<std::string> last_replayed_xact_time;
 };
 
+// An event as it happens: a row of the events table to write, and what
+// event_notification_command is told about it (see core/event).
+struct NodeEvent {
+    int node_id = 0;
+    std::string event{};                   // "standby_promote", "repmgrd_electing", ...
+    bool successful = true;
+    std::string details{};
+    std::optional<int> related_node_id{};  // the other node it concerns, if any
+    std::chrono::system_clock::time_point at = std::chrono::system_clock::now();
+};
+
+// An events row as read back.
 struct Event {
     long long id = 0;
     int node_id = 0;
@@ -48,6 +60,7 @@ struct Event {
     bool successful = false;
     std::string timestamp;
     std::string details;
+    std::optional<int> related_node_id;    // schema version 5 on
 };
 
 // A planned switchover as the switchover table records it (see schema/003).
@@ -108,19 +121,22 @@ public:
     // (or a crash) leaves it as it was, never with no primary or two: self is saved as
     // the primary, every other active primary marked inactive, their standbys given self
     // as upstream, and a standby_promote event recorded with details (and which nodes
-    // were marked inactive). Returns the ids of those former primaries.
-    std::vector<int> record_promotion(const Node& self, const std::string& details);
+    // were marked inactive, the first as its related node).
+    struct Promotion {
+        std::vector<int> former;  // the ids of those former primaries
+        NodeEvent event;          // the event recorded, for its notification
+    };
+    Promotion record_promotion(const Node& self, const std::string& details);
 
     // Removes the node's record, only if it still has the type and active flag it was
     // judged on, and records event about it (details as given) in the same statement;
     // false when the record changed or vanished meanwhile, so nothing was done.
     bool remove_node(const Node& judged, const std::string& event, const std::string& details);
 
-    // at: when it happened, when that was earlier than now (the daemon records its state
-    // changes once a primary can be written to).
-    void record_event(int node_id, const std::string& event, bool successful,
-                      const std::string& details,
-                      std::optional<std::chrono::system_clock::time_point> at = std::nullopt);
+    // The row alone, at the event's time (the daemon writes its state changes once a
+    // primary can be written to), its details without secrets. Commands and repmgrd call
+    // pgrm::record_event (core/event), which runs the notification too.
+    void record_event(const NodeEvent& event);
     // The newest events first; node_id and event (an event name) filter when given.
     std::vector<Event> events(int limit, std::optional<int> node_id,
                               const std::optional<std::string>& event = std::nullopt);
@@ -170,6 +186,7 @@ private:
     std::string switchover_channel() const;  // quoted: "repmgr_<cluster>_switchover"
     Rows exec(std::string_view sql, const std::vector<Param>& params = {});
     void strip_stored_secrets();
+    bool events_have_related_node();  // schema version 5 on
     // Runs body in one transaction: committed when it returns, rolled back when it throws.
     template <typename Body>
     auto in_transaction(Body body);
@@ -178,6 +195,7 @@ private:
     std::string schema_name_;   // repmgr_<cluster>
     std::string schema_;        // the same, quoted for SQL
     std::chrono::milliseconds timeout_;
+    std::optional<bool> related_node_;  // events_have_related_node(), once asked
 };
 
 }  // namespace pgrm

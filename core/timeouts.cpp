@@ -52,6 +52,7 @@ const std::vector<Documented>& documented() {
         {"switchover_catch_up", format(kSwitchoverCatchUp)},
         {"pause_takes_effect", format(kPauseTakesEffect)},
         {"helper_program", format(kHelperProgram)},
+        {"event_notification", format(kEventNotification)},
         {"daemon_local_connect", format(kDaemonLocalConnect)},
         {"daemon_local_query", format(kDaemonLocalQuery)},
         {"daemon_child", format(kDaemonChild)},

@@ -41,6 +41,9 @@ inline constexpr std::chrono::seconds kSwitchoverCatchUp = 10s;
 inline constexpr std::chrono::seconds kPauseTakesEffect = 10s;
 // Short helper programs (pg_controldata, chown).
 inline constexpr std::chrono::seconds kHelperProgram = 30s;
+// event_notification_command: each run, then its process group is stopped. Commands wait
+// for it; repmgrd runs it on a thread of its own (core/event).
+inline constexpr std::chrono::seconds kEventNotification = 10s;
 
 // repmgrd
 // Its own server: connecting and each query.

@@ -1,5 +1,6 @@
 #include "core/unregister.hpp"
 
+#include "core/event.hpp"
 #include "core/log.hpp"
 #include "core/primary.hpp"
 
@@ -54,6 +55,7 @@ Unregistered unregister_node(const Config& cfg, const std::string& type, int nod
         throw Error(ExitCode::BadConfig,
                     "the record of node " + std::to_string(node_id) + " changed while it was being unregistered",
                     "nothing was changed", "run the command again");
+    record_event(cfg, nullptr, {node_id, event, true, details});  // its row went with the removal
 
     Unregistered out{*s.target, primary.node, {}};
     for (const Node& n : meta.nodes())

@@ -57,7 +57,8 @@ public:
                             {"event", e.event},
                             {"successful", e.successful},
                             {"timestamp", e.timestamp},
-                            {"details", e.details}});
+                            {"details", e.details},
+                            {"related_node_id", e.related_node_id ? nlohmann::json(*e.related_node_id) : nullptr}});
         }
         r.table = std::move(table);
         r.data = {{"events", std::move(list)}};

@@ -22,6 +22,7 @@
 #include "core/conninfo.hpp"
 #include "core/daemon_socket.hpp"
 #include "core/error.hpp"
+#include "core/event.hpp"
 #include "core/log.hpp"
 #include "plugins/daemon/daemon.hpp"
 #include "plugins/daemon/http.hpp"
@@ -195,8 +196,9 @@ public:
         sigemptyset(&sa.sa_mask);
         for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::sigaction(sig, &sa, nullptr);
 
-        // 4. The loop, answering node status meanwhile (after detaching: threads do not
-        //    survive a fork).
+        // 4. The loop, answering node status meanwhile, its event notifications run on a
+        //    thread of their own (after detaching: threads do not survive a fork).
+        BackgroundNotifications notifications;
         daemon::Monitor monitor(cfg, ctx.self_exe, signals, ctx.options.verbose);
         auto started = std::chrono::system_clock::now();
         ExitCode code;

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/event.hpp"
 #include "core/exec.hpp"
 #include "core/health.hpp"
 #include "core/log.hpp"
@@ -53,10 +54,13 @@ ConnectOptions Monitor::quick_connect() const {
 std::chrono::milliseconds Monitor::remote_timeout() const { return timeouts::remote_query(cfg_); }
 
 ExitCode Monitor::run() {
-    log::notice("repmgrd started for node " + std::to_string(cfg_.node) + " of cluster \"" + cfg_.cluster +
-                "\" (failover " + cfg_.failover + ")");
+    std::string started = "repmgrd started for node " + std::to_string(cfg_.node) + " of cluster \"" + cfg_.cluster +
+                          "\" (failover " + cfg_.failover + ")";
+    log::notice(started);
     board_.set_liveness(timeouts::liveness(cfg_));
-    board_.enter(State::Starting, "repmgrd started", std::chrono::system_clock::now());
+    auto now = std::chrono::system_clock::now();
+    board_.enter(State::Starting, "repmgrd started", now);
+    queue_event({cfg_.node, "repmgrd_" + std::string(state_name(State::Starting)), true, started, std::nullopt, now});
     while (state_ != State::Stopped) {
         if (signals_.reload) reload_config();
         Observation seen = observe();
@@ -201,7 +205,16 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
     bool promoted_outside = t.to == State::Stopped && !seen.stop_requested;
     log::write(promoted_outside ? log::Level::Error : level_of(t.to), "state " + std::string(state_name(from)) + " -> " + std::string(state_name(t.to)) +
                                    ": " + t.reason);
-    queue_event(t.to, t.reason, now);
+    queue_event({cfg_.node, "repmgrd_" + std::string(state_name(t.to)), true, t.reason, related_node(from, t.to, seen), now});
+    // Back from a fence: a standby again (rejoined), or the primary once more.
+    if (fenced_ && (t.to == State::Standby || t.to == State::Primary)) {
+        fenced_ = false;
+        queue_event({cfg_.node, "primary_unfenced", true,
+                     std::string(t.to == State::Standby ? "this former primary is a standby again"
+                                                        : "this node accepts writes as the primary again") +
+                         ": " + t.reason,
+                     related_node(from, t.to, seen), now});
+    }
 
     // What entering a state does once.
     bool was_primary = from == State::Primary || from == State::Fenced;
@@ -213,20 +226,38 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
         lift_pause_.reset();
         if (from == State::Promoting && seen.pause_overridden) lift_pause_ = resume_generation_.load();
         break;
-    case State::Fenced:
-        fence(t.reason);
-        if (seen.newer_primary) {
-            // The new primary learns it, and takes this node's pending state changes.
-            try {
-                Connection& there = *node_links_.at(*seen.newer_primary).conn;
-                Metadata(there, cfg_.cluster, remote_timeout())
-                    .record_event(cfg_.node, "primary_fenced", true, "former primary found running; fenced");
-                flush_events(there, remote_timeout());
-            } catch (const std::exception& e) {
-                log::warning("could not record the fence on node " + std::to_string(*seen.newer_primary) + ": " +
-                             e.what());
-            }
+    case State::Fenced: {
+        fenced_ = true;
+        std::string failed = fence(t.reason);
+        NodeEvent fenced{cfg_.node, "primary_fenced", failed.empty(),
+                         (failed.empty() ? std::string(fence_stops() ? "fenced (server stopped): " : "fenced (read-only): ")
+                                         : "fence failed (" + failed + "): ") +
+                             t.reason,
+                         seen.newer_primary, now};
+        // The new primary learns it, and takes this node's pending state changes; without
+        // one, it waits with them (this node takes no writes now).
+        auto link = seen.newer_primary ? node_links_.find(*seen.newer_primary) : node_links_.end();
+        if (link == node_links_.end() || !link->second.conn) {
+            queue_event(fenced);
+            break;
         }
+        try {
+            Metadata meta(*link->second.conn, cfg_.cluster, remote_timeout());
+            try {
+                record_event(cfg_, &meta, fenced);
+            } catch (const Error&) {
+                keep_event(fenced);
+                throw;
+            }
+            flush_events(*link->second.conn, remote_timeout());
+        } catch (const std::exception& e) {
+            log::warning("could not record the fence on node " + std::to_string(*seen.newer_primary) + ": " +
+                         e.what());
+        }
+        break;
+    }
+    case State::Electing:
+        last_decision_.reset();
         break;
     case State::Stopped:
         promoted_outside_ = promoted_outside;
@@ -239,20 +270,52 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
     }
 }
 
-void Monitor::queue_event(State state, const std::string& reason, std::chrono::system_clock::time_point at) {
+void Monitor::queue_event(const NodeEvent& e) {
+    record_event(cfg_, nullptr, e);
+    keep_event(e);
+}
+
+void Monitor::keep_event(const NodeEvent& e) {
     if (events_.size() == kMaxPendingEvents) {
-        log::debug("state change not recorded (too many waiting for a primary): " + events_.front().event);
+        log::debug("event not recorded (too many waiting for a primary): " + events_.front().event);
         events_.pop_front();
     }
-    events_.push_back({"repmgrd_" + std::string(state_name(state)), reason, at});
+    events_.push_back(e);
 }
 
 void Monitor::flush_events(Connection& primary, std::chrono::milliseconds timeout) {
     Metadata meta(primary, cfg_.cluster, timeout);
     while (!events_.empty()) {
-        const PendingEvent& e = events_.front();
-        meta.record_event(cfg_.node, e.event, true, e.details, e.at);
+        meta.record_event(events_.front());
         events_.pop_front();
+    }
+}
+
+// The other node a state change concerns (%p): the primary a standby follows or lost, the
+// node it is about to follow, the candidate of a switchover, the newer primary that made
+// this one fence itself, the primary a promotion replaced.
+std::optional<int> Monitor::related_node(State from, State to, const Observation& seen) const {
+    std::optional<int> candidate = candidate_ ? std::optional<int>(candidate_->id) : std::nullopt;
+    std::optional<int> switchover_candidate =
+        seen.switchover ? std::optional<int>(seen.switchover->candidate_node_id) : std::nullopt;
+    switch (to) {
+    case State::Standby:
+        if (from == State::FollowingNewPrimary || (from == State::SwitchoverWait && seen.follow)) return candidate;
+        return primary_id_;
+    case State::PrimaryLostConfirming:
+    case State::PrimaryLost:
+    case State::Paused:
+    case State::Electing:
+    case State::Promoting: return primary_id_;
+    case State::FollowingNewPrimary: return candidate;
+    case State::SwitchoverWait:
+    case State::Demoting: return switchover_candidate;
+    case State::Primary:
+        if (from == State::Promoting) return primary_id_;
+        if (from == State::SwitchoverWait && seen.switchover) return seen.switchover->primary_node_id;
+        return std::nullopt;
+    case State::Fenced: return seen.newer_primary;
+    default: return std::nullopt;
     }
 }
 
@@ -423,6 +486,15 @@ Decision Monitor::hold_election() {
 
     Decision d = elect(self, peers, registered_active);
     log::notice("failover: " + d.reason);
+    if (!last_decision_ || last_decision_->action != d.action || last_decision_->reason != d.reason) {
+        last_decision_ = d;
+        using A = Decision::Action;
+        std::string what = d.action == A::Promote  ? "promote"
+                           : d.action == A::Follow ? "follow node " + std::to_string(d.node_id)
+                                                   : "wait";
+        queue_event({cfg_.node, "failover_decision", d.action != A::Wait, what + ": " + d.reason,
+                     d.action == A::Follow ? std::optional<int>(d.node_id) : primary_id_});
+    }
     candidate_.reset();
     if (d.action == Decision::Action::Follow)
         for (const auto& n : nodes)
@@ -635,10 +707,11 @@ void Monitor::lift_pause() {
         Metadata meta(*local_, cfg_.cluster, kQueryTimeout);
         auto pause = meta.failover_pause();
         if (pause && pause->paused && pause->generation == *lift_pause_) {
-            meta.set_failover_paused(false, cfg_.node, "repmgrd of node " + std::to_string(cfg_.node),
-                                     "failover went on despite the pause (\"repmgr daemon unpause\" while no "
-                                     "primary could be reached); node " + std::to_string(cfg_.node) +
-                                         ", promoted, lifts it");
+            std::string details = "failover went on despite the pause (\"repmgr daemon unpause\" while no primary "
+                                  "could be reached); node " + std::to_string(cfg_.node) + ", promoted, lifts it";
+            if (meta.set_failover_paused(false, cfg_.node, "repmgrd of node " + std::to_string(cfg_.node), details)
+                    .changed)
+                record_event(cfg_, nullptr, {cfg_.node, "daemon_unpause", true, details});  // its row went with it
             log::notice("failover pause lifted: this node was promoted while the metadata said paused");
         }
         lift_pause_.reset();
@@ -647,19 +720,30 @@ void Monitor::lift_pause() {
     }
 }
 
-void Monitor::fence(const std::string& why) {
+bool Monitor::fence_stops() const { return cfg_.fence == "shutdown" && !cfg_.data_directory.empty(); }
+
+std::string Monitor::fence(const std::string& why) {
     log::error("fencing this primary: " + why);
+    std::string failed;
     try {
-        if (cfg_.fence == "shutdown" && !cfg_.data_directory.empty()) {
+        if (fence_stops()) {
             ExecResult res = LocalServer(cfg_.data_directory, &cfg_).stop("fast");
-            if (!res.ok()) log::error("fencing: pg_ctl stop failed: " + res.err);
+            if (!res.ok()) {
+                log::error("fencing: pg_ctl stop failed: " + res.err);
+                failed = "pg_ctl stop failed: " + last_line(res.err);
+            }
         } else {
             make_read_only(*local_, kQueryTimeout);
         }
     } catch (const Error& e) {
         log::error(std::string("fencing failed: ") + e.what());
+        failed = e.what();
     }
-    if (!cfg_.fence_command.empty()) run_self({}, cfg_.fence_command);
+    if (!cfg_.fence_command.empty()) {
+        ChildOutcome ran = run_self({}, cfg_.fence_command);
+        if (!ran.ok) failed += (failed.empty() ? "" : "; ") + ran.message;
+    }
+    return failed;
 }
 
 // --------------------------------------------------------------------------------------

@@ -65,12 +65,17 @@ private:
     void listen_for_switchover();
     void probe_nodes(Observation& o);
     void record_heartbeat();
-    void fence(const std::string& why);
+    std::string fence(const std::string& why);  // what failed; empty: fenced
+    bool fence_stops() const;                   // fence = shutdown, and it can
 
-    // State changes become events (repmgrd_<state>) in the metadata, which only a primary
-    // takes: they wait here, a bounded number, until one can be written to.
-    void queue_event(State state, const std::string& reason, std::chrono::system_clock::time_point at);
+    // State changes (repmgrd_<state>) and what the daemon decides and does are events.
+    // Their notification runs at once (on the notifications' thread, core/event); their
+    // rows go into the metadata, which only a primary takes: they wait here, a bounded
+    // number, until one can be written to.
+    void queue_event(const NodeEvent& event);
+    void keep_event(const NodeEvent& event);  // the row only: already notified
     void flush_events(Connection& primary, std::chrono::milliseconds timeout);
+    std::optional<int> related_node(State from, State to, const Observation& seen) const;
 
     ChildOutcome run_self(const std::vector<std::string>& args, const std::string& override_command);
     // Sleeps up to duration, waking at once on SIGTERM/SIGINT or when the primary's
@@ -118,12 +123,11 @@ private:
     std::chrono::steady_clock::time_point last_majority_{};
     bool schema_current_ = false;
 
-    struct PendingEvent {
-        std::string event;
-        std::string details;
-        std::chrono::system_clock::time_point at;
-    };
-    std::deque<PendingEvent> events_;
+    std::deque<NodeEvent> events_;
+    // The election's last decision in this failover: a decision to wait is an event once,
+    // not at every pass.
+    std::optional<Decision> last_decision_;
+    bool fenced_ = false;                // fenced since the daemon started, not yet back
 };
 
 }  // namespace pgrm::daemon

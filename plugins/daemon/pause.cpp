@@ -20,6 +20,7 @@
 
 #include "core/daemon_socket.hpp"
 #include "core/error.hpp"
+#include "core/event.hpp"
 #include "core/log.hpp"
 #include "core/primary.hpp"
 #include "core/server.hpp"
@@ -115,10 +116,13 @@ public:
 
         // 3. The change, with its event, unless it is so already.
         Metadata::PauseChange change{before.value_or(FailoverPause{}), false};
-        if (!already)
-            change = meta.set_failover_paused(pause_, cfg.node, who(),
-                                              std::string(pause_ ? "failover paused" : "failover resumed") + " by " +
-                                                  who() + " on node " + std::to_string(cfg.node));
+        if (!already) {
+            std::string details = std::string(pause_ ? "failover paused" : "failover resumed") + " by " + who() +
+                                  " on node " + std::to_string(cfg.node);
+            change = meta.set_failover_paused(pause_, cfg.node, who(), details);
+            // Its row went with the change.
+            if (change.changed) record_event(cfg, nullptr, {cfg.node, event_name(), true, details});
+        }
 
         // 4. Each other node replays it.
         std::string lsn = query_current_lsn(*conn, timeouts::kProbeQuery);
@@ -158,6 +162,7 @@ private:
     bool dry_run_ = false;
 
     std::string verb() const { return pause_ ? "pause" : "unpause"; }
+    std::string event_name() const { return pause_ ? "daemon_pause" : "daemon_unpause"; }
 
     Result dry_run(const Config& cfg, const Node& primary, const std::optional<FailoverPause>& now, bool already) {
         FailoverPause shown = now.value_or(FailoverPause{});
@@ -260,6 +265,10 @@ private:
             std::this_thread::sleep_for(100ms);
         }
         log::warning(down + ": the pause stays in the metadata until the standby promoted lifts it");
+        // No metadata takes it: notified only.
+        record_event(cfg, nullptr,
+                     {cfg.node, "daemon_unpause", true,
+                      me + " goes on with failover despite pause " + std::to_string(pause->generation) + ": " + down});
         r.summary = "daemon unpause: " + down + "; " + me + " goes on with failover despite the pause";
         if (!others.empty())
             r.lines.push_back("run \"repmgr daemon unpause\" on the hosts of " + others_text +

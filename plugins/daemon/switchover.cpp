@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/event.hpp"
 #include "core/exec.hpp"
 #include "core/log.hpp"
 #include "core/recovery.hpp"
@@ -168,11 +169,19 @@ private:
         if (!start.ok())
             return {Demotion::End::Failed, why + "; then node " + self() + " did not start again (" + last_line(start) +
                                                "): no node accepts writes, node " + cand() + " is a standby"};
+        // Notified even when this server cannot record it.
+        std::optional<Metadata> meta;
         try {
             local_.emplace(Connection::open(cfg_.conninfo, ConnectOptions{.connect_timeout = timeouts::kDaemonLocalConnect}));
-            Metadata meta(*local_, cfg_.cluster, kLocalQuery);
-            meta.move_switchover(req_.id, "demoting", "aborted", why);
-            meta.record_event(cfg_.node, "standby_switchover", false, "aborted: " + why);
+            meta.emplace(*local_, cfg_.cluster, kLocalQuery);
+            meta->move_switchover(req_.id, "demoting", "aborted", why);
+        } catch (const Error& e) {
+            log::warning(std::string("switchover: could not record the abort: ") + e.what());
+            meta.reset();
+        }
+        try {
+            record_event(cfg_, meta ? &*meta : nullptr,
+                         {cfg_.node, "standby_switchover", false, "aborted: " + why, req_.candidate_node_id});
         } catch (const Error& e) {
             log::warning(std::string("switchover: could not record the abort: ") + e.what());
         }

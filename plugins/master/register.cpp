@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "core/error.hpp"
+#include "core/event.hpp"
 #include "core/log.hpp"
 #include "core/metadata.hpp"
 #include "core/server.hpp"
@@ -59,8 +60,7 @@ public:
         Node node = node_from_config(cfg, "primary", std::nullopt, facts.data_directory);
         meta.save_node(node);
         std::string what = existing ? "updated" : "registered";
-        meta.record_event(node.id, "primary_register", true,
-                          "primary " + what + " in cluster \"" + cfg.cluster + "\"");
+        record_event(cfg, &meta, {node.id, "primary_register", true, "primary " + what + " in cluster \"" + cfg.cluster + "\""});
         log::info("node " + std::to_string(node.id) + " " + what + " as primary");
 
         Result r;

@@ -14,6 +14,7 @@
 #include <CLI/CLI.hpp>
 
 #include "core/error.hpp"
+#include "core/event.hpp"
 #include "core/exec.hpp"
 #include "core/log.hpp"
 #include "core/node_identity.hpp"
@@ -221,9 +222,11 @@ public:
             char secs[32];
             std::snprintf(secs, sizeof secs, "%.1f", seconds);
             std::string method = r.data["method"];
-            meta.record_event(cfg.node, "node_rejoin", true,
-                              "rejoined as a standby of node " + std::to_string(primary_node.id) + " with " +
-                                  method + " in " + secs + " s");
+            record_event(cfg, &meta,
+                         {cfg.node, "node_rejoin", true,
+                          "rejoined as a standby of node " + std::to_string(primary_node.id) + " with " + method +
+                              " in " + secs + " s",
+                          primary_node.id});
             r.data["seconds"] = seconds;
             r.summary = "node rejoin: node " + std::to_string(cfg.node) + " (\"" + cfg.node_name +
                         "\") is a standby of " + node_label(primary_node) + ", rejoined with " + method + " in " +
@@ -231,9 +234,10 @@ public:
             return r;
         } catch (const Error& e) {
             try {
-                Metadata(primary, cfg.cluster).record_event(cfg.node, "node_rejoin", false, e.what());
+                Metadata meta(primary, cfg.cluster);
+                record_event(cfg, &meta, {cfg.node, "node_rejoin", false, e.what(), primary_node.id});
             } catch (const Error&) {
-                // the primary went away too: the error says enough
+                // the primary went away too (notified all the same): the error says enough
             }
             throw;
         }

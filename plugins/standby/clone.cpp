@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "core/error.hpp"
+#include "core/event.hpp"
 #include "core/exec.hpp"
 #include "core/log.hpp"
 #include "core/metadata.hpp"
@@ -324,16 +325,14 @@ private:
             }
             std::vector<Node> nodes = meta.nodes();
             auto upstream = node_at(nodes, endpoints_of(source).front());
+            std::string details =
+                "cloned from " + source.get("host").value_or("") + " into " + target + " with " + method;
             if (!meta.node(cfg.node)) {
-                meta.record_event(cfg.node, "standby_clone", true,
-                                  "cloned from " + source.get("host").value_or("") + " into " + target +
-                                      " with " + method);
+                record_event(cfg, &meta, {cfg.node, "standby_clone", true, details, upstream});
                 return;
             }
             meta.save_node(node_from_config(cfg, "standby", upstream, target));
-            meta.record_event(cfg.node, "standby_clone", true,
-                              "cloned from " + source.get("host").value_or("") + " into " + target + " with " +
-                                  method + "; re-registered as standby");
+            record_event(cfg, &meta, {cfg.node, "standby_clone", true, details + "; re-registered as standby", upstream});
         } catch (const Error& e) {
             log::warning(std::string("could not record the clone in the metadata: ") + e.what());
         }

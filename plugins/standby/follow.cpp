@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "core/error.hpp"
+#include "core/event.hpp"
 #include "core/log.hpp"
 #include "core/metadata.hpp"
 #include "core/node_identity.hpp"
@@ -114,7 +115,8 @@ public:
         Metadata meta(primary, cfg.cluster);
         if (meta.installed() && primary_id) {
             meta.save_node(node_from_config(cfg, "standby", primary_id));
-            meta.record_event(cfg.node, "standby_follow", true, "now follows node " + std::to_string(*primary_id));
+            record_event(cfg, &meta,
+                         {cfg.node, "standby_follow", true, "now follows node " + std::to_string(*primary_id), primary_id});
         }
         std::string target_lsn = primary.exec(kPrimaryLsnSql).get(0, 0);
         wait_for_streaming(local, primary_ci, target_lsn);

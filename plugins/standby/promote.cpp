@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "core/error.hpp"
+#include "core/event.hpp"
 #include "core/log.hpp"
 #include "core/metadata.hpp"
 #include "core/primary.hpp"
@@ -74,9 +75,10 @@ public:
         try {
             Metadata meta(local, cfg.cluster);
             meta.install_or_upgrade();
-            std::vector<int> former =
+            Metadata::Promotion p =
                 meta.record_promotion(self, "promoted to primary on timeline " + std::to_string(pos.timeline));
-            if (!former.empty()) old_primary = former.front();
+            old_primary = p.event.related_node_id;
+            record_event(cfg, nullptr, p.event);  // its row went with the promotion's
         } catch (const Error& e) {
             throw Error(e.code(),
                         "node " + std::to_string(cfg.node) + " is the primary now, but the metadata was left "

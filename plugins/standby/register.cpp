@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/event.hpp"
 #include "core/log.hpp"
 #include "core/metadata.hpp"
 #include "core/node_identity.hpp"
@@ -90,8 +91,9 @@ public:
         Node node = node_from_config(cfg, "standby", upstream, facts.data_directory);
         meta.save_node(node);
         std::string what = existing ? "updated" : "registered";
-        meta.record_event(node.id, "standby_register", true,
-                          "standby " + what + " with upstream node " + std::to_string(upstream));
+        record_event(cfg, &meta,
+                     {node.id, "standby_register", true, "standby " + what + " with upstream node " + std::to_string(upstream),
+                      upstream});
 
         Result r;
         r.summary = "standby register: node " + std::to_string(node.id) + " (\"" + node.name +

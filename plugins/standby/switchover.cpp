@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "core/error.hpp"
+#include "core/event.hpp"
 #include "core/log.hpp"
 #include "core/node_identity.hpp"
 #include "core/server.hpp"
@@ -204,7 +205,7 @@ public:
         Node self = node_from_config(cfg, "primary", std::nullopt);
         for (const auto& n : nodes)
             if (n.id == cfg.node && self.data_directory.empty()) self.data_directory = n.data_directory;
-        new_meta.record_promotion(self, "promoted by standby switchover from node " + id(old.id));
+        record_event(cfg, nullptr, new_meta.record_promotion(self, "promoted by standby switchover from node " + id(old.id)).event);
         Node demoted = old;  // marked inactive as a former primary: it is this node's standby
         demoted.type = "standby";
         demoted.upstream_node_id = cfg.node;
@@ -213,9 +214,11 @@ public:
 
         // 5. The old primary streams from this node and replays a write made here.
         WalPosition pos = query_wal_position(here);
-        new_meta.record_event(cfg.node, "standby_switchover", true,
-                              "node " + id(cfg.node) + " promoted on timeline " + std::to_string(pos.timeline) +
-                                  ", node " + id(old.id) + " demoted to its standby");
+        record_event(cfg, &new_meta,
+                     {cfg.node, "standby_switchover", true,
+                      "node " + id(cfg.node) + " promoted on timeline " + std::to_string(pos.timeline) + ", node " +
+                          id(old.id) + " demoted to its standby",
+                      old.id});
         std::string written = here.exec(kPrimaryLsnSql).get(0, 0);
         std::string old_state = await_replay(old, written, deadline);
         double old_streams_s = elapsed();

@@ -84,7 +84,7 @@ TEST_CASE("settings table lists every setting in order", "[config]") {
                                             "monitor_interval_secs", "reconnect_attempts",
                                             "reconnect_interval", "monitoring_history_days", "fence",
                                             "shutdown_check_timeout", "promote_command", "follow_command", "fence_command",
-                                            "http_listen"});
+                                            "http_listen", "event_notification_command", "event_notifications"});
     CHECK(table[0].required);
     CHECK(table[1].required);
     CHECK(table[1].aliases == std::vector<std::string>{"node_id"});

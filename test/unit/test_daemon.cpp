@@ -4,6 +4,7 @@
 #include <set>
 #include <thread>
 
+#include "core/notification.hpp"
 #include "plugins/daemon/child.hpp"
 #include "plugins/daemon/election.hpp"
 #include "plugins/daemon/notify.hpp"
@@ -567,6 +568,15 @@ TEST_CASE("every state has its own name, the suffix of its event", "[daemon]") {
     CHECK(names.count("following_new_primary") == 1);
     CHECK(names.count("paused") == 1);
     CHECK(names.count("unknown") == 0);
+}
+
+TEST_CASE("the events list names every state's event, and only those start with repmgrd_", "[daemon]") {
+    std::vector<std::string> states, listed;
+    for (int i = 0; i <= static_cast<int>(S::Stopped); ++i)
+        states.push_back("repmgrd_" + std::string(state_name(static_cast<State>(i))));
+    for (const auto& name : pgrm::event_names())
+        if (name.starts_with("repmgrd_")) listed.push_back(name);
+    CHECK(listed == states);  // in the states' order
 }
 
 TEST_CASE("the state is read whole from another thread while the monitor changes it", "[daemon]") {

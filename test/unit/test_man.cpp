@@ -6,11 +6,13 @@
 #include <sstream>
 
 #include "core/config.hpp"
+#include "core/notification.hpp"
 #include "core/timeouts.hpp"
 
 // repmgr.conf(5) against the tables it documents (the settings table in core/config,
 // the named timeouts in core/timeouts), both ways: every row has its entry, with the same
-// type and default or value, and every entry has its row, in the same order.
+// type and default or value, and every entry has its row, in the same order. The same for
+// the events of repmgr(1) and repmgrd(8) (core/notification).
 
 namespace {
 
@@ -145,4 +147,10 @@ TEST_CASE("durations are written as repmgr.conf(5) writes them", "[man]") {
     CHECK(pgrm::timeouts::format(120s) == "120 s");
     CHECK(pgrm::timeouts::format(1500ms) == "1500 ms");
     CHECK(pgrm::timeouts::format(1h) == "1 h");
+}
+
+TEST_CASE("repmgr(1) and repmgrd(8) EVENTS list every event, the commands' then the daemon's", "[man]") {
+    auto listed = entries(read_page("repmgr.1"), "EVENTS");
+    for (const auto& e : entries(read_page("repmgrd.8"), "EVENTS")) listed.push_back(e);
+    CHECK(listed == pgrm::event_names());
 }
