@@ -431,7 +431,7 @@ def test_failover_kill9_under_load():
         wait_until(lambda: states(5 - new_id).endswith('repmgrd_primary_lost_confirming repmgrd_electing '
                                                        'repmgrd_following_new_primary repmgrd_standby'),
                    timeout=15, what=f"node{5 - new_id}'s states, recorded")
-        assert states(new_id).startswith('repmgrd_standby'), states(new_id)
+        assert states(new_id).startswith('repmgrd_starting repmgrd_standby'), states(new_id)
         assert new.psql("select details from repmgr_test.events where event = 'repmgrd_promoting' "
                         f"and node_id = {new_id}", db='pgbench').startswith('this node is the candidate'), \
             'the election\'s reason is the promotion\'s'
