@@ -483,6 +483,26 @@ const std::vector<SettingSpec>& settings_table() {
          "options added to ssh when rsync copies from another host (e.g. -p 2222 -i ~/.ssh/repl); "
          "split on spaces and quotes, never by a shell",
          [](Config& c, const std::string& raw) { c.ssh_options = checked_command(raw); }},
+        {"service_start_command", {}, "string", "", false,
+         "starts this node's server, e.g. pg_ctlcluster 15 main start or "
+         "systemctl start postgresql@15-main; run as pgrm's own user, split on spaces and quotes, "
+         "never by a shell; empty: pg_ctl, or pg_ctlcluster for a Debian cluster",
+         [](Config& c, const std::string& raw) { c.service_start_command = checked_command(raw); }},
+        {"service_stop_command", {}, "string", "", false,
+         "stops this node's server (a fast shutdown); an immediate shutdown signals the postmaster "
+         "with pg_ctl",
+         [](Config& c, const std::string& raw) { c.service_stop_command = checked_command(raw); }},
+        {"service_restart_command", {}, "string", "", false,
+         "restarts this node's server",
+         [](Config& c, const std::string& raw) { c.service_restart_command = checked_command(raw); }},
+        {"service_reload_command", {}, "string", "", false,
+         "makes this node's server reload its configuration; pgrm itself reloads with "
+         "pg_reload_conf(), this names the command in hints",
+         [](Config& c, const std::string& raw) { c.service_reload_command = checked_command(raw); }},
+        {"config_directory", {}, "string", "", false,
+         "directory of this node's postgresql.conf when it is not the data directory; "
+         "found by itself for a Debian cluster (/etc/postgresql/<version>/<name>)",
+         [](Config& c, const std::string& raw) { c.config_directory = raw; }},
         {"failover", {}, "string", "manual", false,
          "automatic: repmgrd promotes or follows when the primary is lost; manual: it only logs",
          [](Config& c, const std::string& raw) {

@@ -21,6 +21,14 @@ struct Config {
     std::string log_level = "notice";
     std::string log_file;           // empty: stderr
     std::string ssh_options;        // added to rsync's ssh command line (-p, -i, -o …)
+    // How the service manager starts, stops, restarts and reloads this node's server
+    // (argv, never a shell: pg_ctlcluster 15 main start); empty: pg_ctl, or pg_ctlcluster
+    // for a Debian cluster.
+    std::string service_start_command;
+    std::string service_stop_command;
+    std::string service_restart_command;
+    std::string service_reload_command;
+    std::string config_directory;   // where postgresql.conf is, when not in data_directory
 
     // repmgrd
     std::string failover = "manual";     // or "automatic"

@@ -176,6 +176,84 @@ bool is_local_host(const std::string& host) {
            std::regex_match(host, std::regex(R"(127\.\d+\.\d+\.\d+)"));
 }
 
+namespace {
+
+// A postgresql.conf line's value: data_directory = '/var/lib/postgresql/15/main' # note
+std::optional<std::string> conf_value(const std::string& line, const std::string& name) {
+    static const std::regex setting(R"(^\s*([A-Za-z_.]+)\s*=?\s*('((?:[^'\\]|\\.|'')*)'|[^\s#]+))");
+    std::smatch m;
+    if (!std::regex_search(line, m, setting) || m[1] != name) return std::nullopt;
+    if (!m[3].matched) return m[2].str();
+    std::string out, quoted = m[3].str();
+    for (std::size_t i = 0; i < quoted.size(); ++i) {
+        if ((quoted[i] == '\\' || quoted[i] == '\'') && i + 1 < quoted.size()) ++i;
+        out += quoted[i];
+    }
+    return out;
+}
+
+bool same_directory(const fs::path& a, const fs::path& b) {
+    std::error_code ec1, ec2;
+    fs::path ca = fs::weakly_canonical(a, ec1), cb = fs::weakly_canonical(b, ec2);
+    if (ec1 || ec2) return a.lexically_normal() == b.lexically_normal();
+    return ca == cb;
+}
+
+const std::string& service_setting(const Config& c, const std::string& action) {
+    if (action == "start") return c.service_start_command;
+    if (action == "stop") return c.service_stop_command;
+    if (action == "restart") return c.service_restart_command;
+    return c.service_reload_command;
+}
+
+}  // namespace
+
+std::optional<DebianCluster> find_debian_cluster(const std::string& data_directory, const std::string& etc_root) {
+    if (data_directory.empty()) return std::nullopt;
+    std::error_code ec;
+    for (const auto& version : fs::directory_iterator(etc_root, ec)) {
+        std::error_code ec2;
+        for (const auto& cluster : fs::directory_iterator(version.path(), ec2)) {
+            std::ifstream in(cluster.path() / "postgresql.conf");
+            std::string line;
+            std::optional<std::string> dir;
+            while (std::getline(in, line))
+                if (auto v = conf_value(line, "data_directory")) dir = v;  // the last one counts
+            if (dir && same_directory(*dir, data_directory))
+                return DebianCluster{version.path().filename().string(), cluster.path().filename().string(),
+                                     cluster.path().string()};
+        }
+    }
+    return std::nullopt;
+}
+
+std::string config_directory(const Config* config, const std::string& data_directory) {
+    if (config && !config->config_directory.empty()) return config->config_directory;
+    if (auto debian = find_debian_cluster(data_directory)) return debian->config_directory;
+    return "";
+}
+
+std::vector<std::string> service_command(const std::string& setting, const std::optional<DebianCluster>& debian,
+                                         const std::string& action) {
+    if (!setting.empty()) return split_command(setting);
+    if (debian) return {"pg_ctlcluster", debian->version, debian->name, action};
+    return {};
+}
+
+std::vector<std::string> service_command(const Config* config, const std::string& data_directory,
+                                         const std::string& action) {
+    const std::string none;
+    const std::string& setting = config ? service_setting(*config, action) : none;
+    return service_command(setting, setting.empty() ? find_debian_cluster(data_directory) : std::nullopt, action);
+}
+
+std::string server_control_hint(const Config* config, const std::string& data_directory,
+                                const std::string& action) {
+    std::vector<std::string> argv = service_command(config, data_directory, action);
+    if (!argv.empty()) return describe_argv(argv);
+    return "pg_ctl -D " + data_directory + (action == "stop" ? " -m fast " : " ") + action;
+}
+
 LocalServer::LocalServer(std::string data_directory, const Config* config)
     : data_directory_(std::move(data_directory)), config_(config) {}
 
@@ -184,6 +262,14 @@ ExecResult LocalServer::pg_ctl(std::vector<std::string> args, int timeout_s) con
     spec.argv = {pg_program("pg_ctl", config_), "-D", data_directory_};
     spec.argv.insert(spec.argv.end(), args.begin(), args.end());
     spec.run_as = postgres_os_user(data_directory_);
+    spec.timeout = std::chrono::seconds(timeout_s + 10);
+    log::info("running: " + describe_argv(spec.argv));
+    return run_program(spec);
+}
+
+ExecResult LocalServer::service(const std::vector<std::string>& argv, int timeout_s) const {
+    ExecSpec spec;
+    spec.argv = argv;
     spec.timeout = std::chrono::seconds(timeout_s + 10);
     log::info("running: " + describe_argv(spec.argv));
     return run_program(spec);
@@ -238,6 +324,7 @@ std::string LocalServer::last_options() const {
 }
 
 ExecResult LocalServer::start(int timeout_s) const {
+    if (auto argv = service_command(config_, data_directory_, "start"); !argv.empty()) return service(argv, timeout_s);
     std::vector<std::string> args{"-w", "-t", std::to_string(timeout_s), "-l", server_log()};
     std::string options = last_options();
     if (!options.empty()) args.insert(args.end(), {"-o", options});
@@ -247,8 +334,12 @@ ExecResult LocalServer::start(int timeout_s) const {
 
 // pg_ctl stop -w looks whether the postmaster is gone only every 100 ms, and not before
 // 100 ms: a stop taking 30 ms costs 100. We signal it (-W) and look every 10 ms.
+// A service command stops fast; a faster mode only signals the postmaster, which pg_ctl
+// does for any cluster.
 ExecResult LocalServer::stop(const std::string& mode, int timeout_s) const {
-    ExecResult res = pg_ctl({"-W", "-m", mode, "stop"}, timeout_s);
+    std::vector<std::string> argv = mode == "fast" ? service_command(config_, data_directory_, "stop")
+                                                   : std::vector<std::string>{};
+    ExecResult res = argv.empty() ? pg_ctl({"-W", "-m", mode, "stop"}, timeout_s) : service(argv, timeout_s);
     if (!res.ok()) return res;
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
     while (running()) {
@@ -263,6 +354,7 @@ ExecResult LocalServer::stop(const std::string& mode, int timeout_s) const {
 }
 
 ExecResult LocalServer::restart(int timeout_s) const {
+    if (auto argv = service_command(config_, data_directory_, "restart"); !argv.empty()) return service(argv, timeout_s);
     return pg_ctl({"-w", "-t", std::to_string(timeout_s), "-l", server_log(), "-m", "fast", "restart"},
                   timeout_s);
 }

@@ -2,6 +2,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/config.hpp"
 #include "core/db.hpp"
@@ -88,7 +89,35 @@ inline constexpr int kServerControlS = static_cast<int>(timeouts::kServerControl
 // pg_ctl restart takes them: everything from the first space followed by a double quote.
 std::string postmaster_options(const std::string& opts_line);
 
-// Local server control through pg_ctl, run as the data directory's owner.
+// A cluster made by Debian's pg_createcluster: its postgresql.conf, in
+// <etc_root>/<version>/<name>, names the data directory in data_directory.
+struct DebianCluster {
+    std::string version;            // "15"
+    std::string name;               // "main"
+    std::string config_directory;   // /etc/postgresql/15/main
+};
+std::optional<DebianCluster> find_debian_cluster(const std::string& data_directory,
+                                                 const std::string& etc_root = "/etc/postgresql");
+
+// The directory of the server's postgresql.conf when it is not the data directory: the
+// config_directory setting, else the Debian cluster's; "" when it is the data directory.
+std::string config_directory(const Config* config, const std::string& data_directory);
+
+// The command that makes the server start, stop, restart or reload (action): the
+// service_<action>_command setting; else, for a Debian cluster, pg_ctlcluster; else
+// empty (pg_ctl). Throws Error(BadConfig) when the setting cannot be split.
+std::vector<std::string> service_command(const std::string& setting, const std::optional<DebianCluster>& debian,
+                                         const std::string& action);
+std::vector<std::string> service_command(const Config* config, const std::string& data_directory,
+                                         const std::string& action);
+
+// How a user makes the server do action, for hints: the service command, else pg_ctl.
+std::string server_control_hint(const Config* config, const std::string& data_directory,
+                                const std::string& action);
+
+// Local server control through the service manager's commands when there are (run as
+// pgrm's user: pg_ctlcluster run as root switches to the cluster's owner itself, and
+// systemctl needs root), else through pg_ctl run as the data directory's owner.
 class LocalServer {
 public:
     LocalServer(std::string data_directory, const Config* config);
@@ -110,6 +139,7 @@ public:
 
 private:
     ExecResult pg_ctl(std::vector<std::string> args, int timeout_s) const;
+    ExecResult service(const std::vector<std::string>& argv, int timeout_s) const;
     std::string server_log() const;  // <data_directory>/log/pgrm-server.log
     std::string data_directory_;
     const Config* config_;

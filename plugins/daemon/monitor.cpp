@@ -729,8 +729,9 @@ std::string Monitor::fence(const std::string& why) {
         if (fence_stops()) {
             ExecResult res = LocalServer(cfg_.data_directory, &cfg_).stop("fast");
             if (!res.ok()) {
-                log::error("fencing: pg_ctl stop failed: " + res.err);
-                failed = "pg_ctl stop failed: " + last_line(res.err);
+                const std::string stop = server_control_hint(&cfg_, cfg_.data_directory, "stop");
+                log::error("fencing: " + stop + " failed: " + res.err);
+                failed = stop + " failed: " + last_line(res.err);
             }
         } else {
             make_read_only(*local_, kQueryTimeout);

@@ -115,11 +115,12 @@ public:
         if (!promoted)
             return {Demotion::End::Failed,
                     "node " + cand() + " did not leave recovery after pg_promote(); node " + self() +
-                        (start.ok() ? " runs as its standby" : " is stopped (pg_ctl start failed)") +
+                        (start.ok() ? " runs as its standby" : " is stopped (" + server_control_hint(&cfg_, data_directory_, "start") + " failed)") +
                         ": no node accepts writes until node " + cand() + " is promoted"};
         if (!start.ok())
             return {Demotion::End::Failed, "node " + cand() + " is the primary; node " + self() +
-                                               " is stopped, configured as its standby (pg_ctl start failed: " +
+                                               " is stopped, configured as its standby (" +
+                                               server_control_hint(&cfg_, data_directory_, "start") + " failed: " +
                                                last_line(start) + ")"};
         return {Demotion::End::Demoted, "node " + self() + " is a standby of node " + cand() +
                                             ", the primary since the shutdown checkpoint at " +

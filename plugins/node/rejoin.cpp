@@ -80,8 +80,8 @@ void check_local_node(const LocalNode& local) {
                     "the server of node " + std::to_string(local.id) + " is running on \"" +
                         local.data_directory + "\"",
                     "",
-                    "stop it first (pg_ctl -D " + local.data_directory +
-                        " -m fast stop): node rejoin never rewinds a running server; a running standby "
+                    "stop it first (" + local.stop_command +
+                        "): node rejoin never rewinds a running server; a running standby "
                         "that only needs another upstream can use \"repmgr standby follow\"");
     if (!local.control.system_identifier)
         throw Error(ExitCode::BadConfig, "no PostgreSQL data directory in \"" + local.data_directory + "\"", "",
@@ -259,6 +259,7 @@ private:
         local.data_directory = fs::absolute(local.data_directory).lexically_normal().string();
         if (local.data_directory.size() > 1 && local.data_directory.back() == '/') local.data_directory.pop_back();
         local.running = LocalServer(local.data_directory, &cfg).running();
+        local.stop_command = server_control_hint(&cfg, local.data_directory, "stop");
         local.standby_signal = fs::exists(fs::path(local.data_directory) / "standby.signal");
         CopyEnv env;
         env.config = &cfg;

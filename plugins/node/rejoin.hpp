@@ -32,6 +32,7 @@ struct LocalNode {
     int id = 0;
     std::string data_directory;
     bool running = false;         // a postmaster runs on the data directory
+    std::string stop_command;     // how its user stops it (pg_ctlcluster 15 main stop)
     bool standby_signal = false;  // standby.signal is there
     ControlData control;          // pg_controldata of the data directory
 };

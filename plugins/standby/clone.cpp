@@ -211,7 +211,8 @@ public:
         std::snprintf(secs, sizeof secs, "%.1f", seconds);
         r.summary = "standby clone: copied " + host + " into \"" + target + "\" with " + plan.method +
                     (plan.delta ? " (changed files only)" : "") + " in " + secs + " s";
-        r.lines.push_back("start the standby with: pg_ctl -D " + target + " start");
+        r.lines.push_back("start the standby with: " +
+                          server_control_hint(ctx.config ? &*ctx.config : nullptr, target, "start"));
         return r;
     }
 

@@ -274,7 +274,8 @@ private:
         std::string c = id(cfg.node);
         return {"1. insert a switchover request on node " + p + " and notify its repmgrd",
                 "2. node " + p + "'s repmgrd checkpoints it, writes still accepted, then stops it cleanly "
-                "(pg_ctl stop -m fast; both within shutdown_check_timeout)",
+                "(a fast shutdown with its service_stop_command, else pg_ctlcluster or pg_ctl; both within "
+                "shutdown_check_timeout)",
                 "3. it checks that node " + c + " replayed the shutdown checkpoint",
                 "4. it writes node " + p + "'s standby settings (primary_conninfo to node " + c + ")",
                 "5. it promotes node " + c + " and starts node " + p + " as its standby",

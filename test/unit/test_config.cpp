@@ -80,7 +80,9 @@ TEST_CASE("settings table lists every setting in order", "[config]") {
     }
     CHECK(names == std::vector<std::string>{"cluster", "node", "conninfo", "node_name",
                                             "data_directory", "pg_bindir", "priority",
-                                            "log_level", "log_file", "ssh_options", "failover",
+                                            "log_level", "log_file", "ssh_options", "service_start_command",
+                                            "service_stop_command", "service_restart_command",
+                                            "service_reload_command", "config_directory", "failover",
                                             "monitor_interval_secs", "reconnect_attempts",
                                             "reconnect_interval", "monitoring_history_days", "fence",
                                             "shutdown_check_timeout", "promote_command", "follow_command", "fence_command",
@@ -457,6 +459,8 @@ TEST_CASE("http_listen is host:port or [IPv6 address]:port, checked when loading
 TEST_CASE("a command setting that cannot be split is refused when loading", "[config]") {
     CHECK(error_of(with_seed("fence_command='/bin/fence \"node 2'\n")).find("repmgr.conf:4: fence_command:") == 0);
     CHECK(error_of(with_seed("ssh_options='-i \"/keys/a'\n")).find("repmgr.conf:4: ssh_options:") == 0);
+    CHECK(error_of(with_seed("service_start_command='pg_ctlcluster \"15 main start'\n"))
+              .find("repmgr.conf:4: service_start_command:") == 0);
 }
 
 TEST_CASE("a TOML typo is an error, never an assertion", "[config]") {

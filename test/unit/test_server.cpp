@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "core/error.hpp"
 #include "core/server.hpp"
 
 namespace fs = std::filesystem;
@@ -109,4 +110,59 @@ TEST_CASE("a server starts again with the options it last ran with", "[server]")
     std::ofstream(dir.path / "postmaster.opts") << "/usr/bin/postgres \"-D\" \"" << dir.path.string()
                                                 << "\" \"-k\" \"/tmp/sock\"\n";
     CHECK(server.last_options() == "\"-D\" \"" + dir.path.string() + "\" \"-k\" \"/tmp/sock\"");
+}
+
+TEST_CASE("a Debian cluster is found by the data directory its postgresql.conf names", "[server]") {
+    FakeDataDir data("0");
+    FakeDataDir etc("0");  // stands for /etc/postgresql
+    auto cluster_conf = [&](const std::string& version, const std::string& name, const std::string& text) {
+        fs::create_directories(etc.path / version / name);
+        std::ofstream(etc.path / version / name / "postgresql.conf") << text;
+    };
+    cluster_conf("14", "other", "data_directory = '/var/lib/postgresql/14/other'\n");
+    CHECK_FALSE(find_debian_cluster(data.path.string(), etc.path.string()));
+
+    // Commented out, then a later line, a trailing slash in ours, a comment after it.
+    cluster_conf("15", "n1",
+                 "#data_directory = '" + data.path.string() + "'\n"
+                 "port = 5433\n"
+                 "data_directory = '/nowhere'\n"
+                 "  data_directory='" + data.path.string() + "/'   # use data in another directory\n");
+    auto found = find_debian_cluster(data.path.string(), etc.path.string());
+    REQUIRE(found);
+    CHECK(found->version == "15");
+    CHECK(found->name == "n1");
+    CHECK(found->config_directory == (etc.path / "15" / "n1").string());
+
+    cluster_conf("15", "n1", "data_directory = '" + data.path.string() + "'\ndata_directory = '/nowhere'\n");
+    CHECK_FALSE(find_debian_cluster(data.path.string(), etc.path.string()));  // the last one counts
+    CHECK_FALSE(find_debian_cluster("", etc.path.string()));
+    CHECK_FALSE(find_debian_cluster(data.path.string(), (etc.path / "absent").string()));
+}
+
+TEST_CASE("the service command: the setting, else pg_ctlcluster for a Debian cluster, else pg_ctl", "[server]") {
+    using V = std::vector<std::string>;
+    DebianCluster debian{"15", "main", "/etc/postgresql/15/main"};
+    CHECK(service_command("systemctl start 'postgresql@15-main'", debian, "start") ==
+          V{"systemctl", "start", "postgresql@15-main"});
+    CHECK(service_command("", debian, "stop") == V{"pg_ctlcluster", "15", "main", "stop"});
+    CHECK(service_command("", std::nullopt, "restart").empty());
+    CHECK_THROWS_AS(service_command("pg_ctlcluster '15 main start", std::nullopt, "start"), Error);
+
+    FakeDataDir data("0");
+    Config c;
+    CHECK(server_control_hint(&c, "/data/n1", "start") == "pg_ctl -D /data/n1 start");
+    CHECK(server_control_hint(nullptr, "/data/n1", "stop") == "pg_ctl -D /data/n1 -m fast stop");
+    c.service_start_command = "sudo -n systemctl start postgresql@15-main";
+    c.service_stop_command = "pg_ctlcluster 15 main stop";
+    CHECK(server_control_hint(&c, "/data/n1", "start") == "sudo -n systemctl start postgresql@15-main");
+    CHECK(server_control_hint(&c, "/data/n1", "stop") == "pg_ctlcluster 15 main stop");
+    CHECK(server_control_hint(&c, "/data/n1", "restart") == "pg_ctl -D /data/n1 restart");
+}
+
+TEST_CASE("config_directory: the setting, else none outside a Debian cluster", "[server]") {
+    Config c;
+    CHECK(config_directory(&c, "/nonexistent/pgrm/data") == "");
+    c.config_directory = "/etc/pg/n1";
+    CHECK(config_directory(&c, "/nonexistent/pgrm/data") == "/etc/pg/n1");
 }
