@@ -94,6 +94,16 @@ unsigned long long rewind(Connection& conn, const Conninfo& source, const std::s
     ExecSpec spec;
     spec.argv = {pg_program("pg_rewind", env.config, env.major), "--target-pgdata", target,
                  "--source-server", server.str(), "--progress"};
+    // The crash recovery it runs first (postgres --single) must read the real configuration,
+    // which a Debian cluster keeps in /etc; PostgreSQL 12's pg_rewind cannot be told, and
+    // fails there, so that rsync copies instead.
+    if (std::string dir = config_directory(env.config, target); !dir.empty()) {
+        if (env.major == 0 || env.major >= 13)
+            spec.argv.push_back("--config-file=" + (fs::path(dir) / "postgresql.conf").string());
+        else
+            log::warning("pg_rewind of PostgreSQL " + std::to_string(env.major) +
+                         " cannot read the configuration in \"" + dir + "\"");
+    }
     spec.run_as = env.os_user;
     spec.env["LC_ALL"] = "C";
     unsigned long long bytes = 0;

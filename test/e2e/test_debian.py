@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""End to end on clusters made as Debian makes them: pg_createcluster 15 pgrm_e2e_nN,
+data in /var/lib/postgresql/15/pgrm_e2e_nN, configuration in /etc/postgresql/15/pgrm_e2e_nN
+(none in the data directory), started and stopped with pg_ctlcluster only.
+
+node1 and node2 name pg_ctlcluster in their service_*_command settings; node3 names
+nothing, and pgrm finds its cluster by itself. Standby clone --force into the clusters'
+data directories (its hint names pg_ctlcluster); register; repmgrd fails over when node1
+is killed -9; node1's rejoin rewinds it with pg_rewind (whose crash recovery must read
+/etc's postgresql.conf), never the rsync fallback, and starts it through pg_ctlcluster;
+no file under /etc changed. The clusters are dropped with pg_dropcluster --stop, whatever
+happens.
+"""
+
+import atexit
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from harness import (clone_args, output, parse_json, pgrm, wait_streaming_from,  # noqa: E402
+                     wait_until, write_daemon_conf)
+
+VERSION = '15'
+NAMES = {i: f'pgrm_e2e_n{i}' for i in (1, 2, 3)}
+
+
+def cluster_exists(name: str) -> bool:
+    return Path(f'/etc/postgresql/{VERSION}/{name}').exists()
+
+
+def drop(name: str):
+    if cluster_exists(name):
+        subprocess.run(['pg_dropcluster', '--stop', VERSION, name], capture_output=True, timeout=120)
+
+
+def drop_all():
+    for name in NAMES.values():
+        drop(name)
+
+
+class DebianInstance(harness.Instance):
+    """A pg_createcluster cluster, started and stopped with pg_ctlcluster."""
+
+    def __init__(self, node: int, port: int):
+        name = NAMES[node]
+        super().__init__(name, port, Path(f'/var/lib/postgresql/{VERSION}/{name}'),
+                         Path(f'/var/log/postgresql/postgresql-{VERSION}-{name}.log'),
+                         Path('/var/run/postgresql'))
+        self.etc = Path(f'/etc/postgresql/{VERSION}/{name}')
+
+    def create(self):
+        drop(self.name)  # a leftover of an interrupted run
+        subprocess.run(['pg_createcluster', VERSION, self.name, '-p', str(self.port)],
+                       check=True, capture_output=True, timeout=300)
+        # What replication needs, in files this test owns (conf.d is included).
+        (self.etc / 'conf.d' / 'pgrm_e2e.conf').write_text(
+            "listen_addresses = '127.0.0.1'\nwal_log_hints = on\nwal_keep_size = '256MB'\n"
+            "max_wal_senders = 10\nmax_replication_slots = 10\nhot_standby = on\n")
+        (self.etc / 'pg_hba.conf').write_text(
+            'local all all trust\nhost all all 127.0.0.1/32 trust\n'
+            'host replication all 127.0.0.1/32 trust\n')
+
+    def ctl(self, action: str):
+        subprocess.run(['pg_ctlcluster', VERSION, self.name, action], check=True,
+                       capture_output=True, timeout=300)
+
+    def start(self, wait: bool = True, timeout: int = 120, overrides: bool = True):
+        self.ctl('start')
+
+    def stop(self, mode: str = 'fast', timeout: int = 120):
+        self.ctl('stop')
+
+    def etc_files(self) -> dict:
+        return {p: p.read_bytes() for p in sorted(self.etc.rglob('*')) if p.is_file()}
+
+
+def service_settings(node: int) -> dict:
+    if node == 3:
+        return {}  # found by itself
+    return {f'service_{a}_command': f'pg_ctlcluster {VERSION} {NAMES[node]} {a}'
+            for a in ('start', 'stop', 'restart', 'reload')}
+
+
+def test_debian_clusters():
+    if not Path('/usr/bin/pg_createcluster').exists() or not harness.IS_ROOT:
+        raise harness.SkipTest('needs root and postgresql-common (pg_createcluster)')
+    atexit.register(drop_all)
+    try:
+        with harness.Sandbox() as sb:
+            c = harness.DaemonCluster(sb)
+            try:
+                run(sb, c)
+            except BaseException:
+                c.dump()
+                raise
+            finally:
+                c.close()
+    finally:
+        drop_all()
+
+
+def run(sb: harness.Sandbox, c: harness.DaemonCluster):
+    nodes = {i: DebianInstance(i, harness.free_port()) for i in (1, 2, 3)}
+    for i, n in nodes.items():
+        n.create()
+        c.nodes[i] = n
+        c.confs[i] = write_daemon_conf(sb, i, n, **service_settings(i))
+    n1 = nodes[1]
+    n1.start()
+    n1.psql('create database pgbench')
+    n1.psql('create table walk(i int primary key)', db='pgbench')
+    pgrm('-f', c.confs[1], 'master', 'register', check=0)
+
+    # Clone into the data directories pg_createcluster made (--force), start with pg_ctlcluster.
+    for i in (2, 3):
+        n = nodes[i]
+        r = pgrm('-f', c.confs[i], *clone_args(n.datadir, n1, '--force'), check=0)
+        hint = f'start the standby with: pg_ctlcluster {VERSION} {n.name} start'
+        assert hint in output(r), output(r)
+        assert not (n.datadir / 'postgresql.conf').exists(), 'clone wrote a postgresql.conf'
+        n.start()
+        wait_streaming_from(n, n1)
+        pgrm('-f', c.confs[i], 'standby', 'register', check=0)
+    etc_before = {i: n.etc_files() for i, n in nodes.items()}
+
+    for i in (1, 2, 3):
+        c.start_daemon(i)
+    c.daemons[1].wait_log('this node is the primary')
+    n1.psql('insert into walk values (1)', db='pgbench')
+    wait_until(lambda: all(nodes[i].psql('select count(*) from walk', db='pgbench') == '1' for i in (2, 3)),
+               what='node2 and node3 to replay the first row')
+
+    # Failover: node1 killed -9, one of node2 and node3 promoted by repmgrd.
+    n1.kill9()
+    new_id = wait_until(lambda: harness.one_promoted(c), timeout=90, interval=0.1,
+                        what='node2 or node3 to accept writes')
+    new = nodes[new_id]
+    new.psql('insert into walk values (2)', db='pgbench')
+
+    # Rejoin after the crash: pg_rewind (its crash recovery reads /etc's postgresql.conf).
+    c.daemons[1].stop()
+    r = pgrm('-f', c.confs[1], '--verbose', '--json', 'node', 'rejoin', '-h', '127.0.0.1', '-p', new.port,
+             check=0)
+    doc = parse_json(r, 'node rejoin --json')
+    assert doc['data']['method'] == 'pg_rewind' and 'rewind_error' not in doc['data'], doc
+    assert f'--config-file=/etc/postgresql/{VERSION}/{n1.name}/postgresql.conf' in r.stderr, r.stderr
+    assert f'running: pg_ctlcluster {VERSION} {n1.name} start' in r.stderr, r.stderr
+    wait_streaming_from(n1, new)
+    wait_until(lambda: n1.psql('select count(*) from walk', db='pgbench') == '2',
+               what='node1 to replay the row written after the failover')
+    for i, n in nodes.items():
+        assert n.etc_files() == etc_before[i], f'{n.etc} changed'
+
+
+if __name__ == '__main__':
+    sys.exit(harness.main(globals()))
