@@ -8,7 +8,8 @@ nothing, and pgrm finds its cluster by itself. Standby clone --force into the cl
 data directories (its hint names pg_ctlcluster); register; repmgrd fails over when node1
 is killed -9; node1's rejoin rewinds it with pg_rewind (whose crash recovery must read
 /etc's postgresql.conf), never the rsync fallback, and starts it through pg_ctlcluster;
-no file under /etc changed. The clusters are dropped with pg_dropcluster --stop, whatever
+a switchover back to node1 has the demoted primary's repmgrd stop and start it through
+pg_ctlcluster; no file under /etc changed. The clusters are dropped with pg_dropcluster --stop, whatever
 happens.
 """
 
@@ -150,6 +151,27 @@ def run(sb: harness.Sandbox, c: harness.DaemonCluster):
     wait_streaming_from(n1, new)
     wait_until(lambda: n1.psql('select count(*) from walk', db='pgbench') == '2',
                what='node1 to replay the row written after the failover')
+
+    # Switchover back to node1: the demoted primary's repmgrd stops and starts it with
+    # pg_ctlcluster (its setting, or found by itself for node3).
+    c.start_daemon(1)
+
+    def switchover(*args):
+        r = pgrm('-f', c.confs[1], '--json', 'standby', 'switchover', *args, check=None, timeout=300)
+        return parse_json(r, 'standby switchover --json')
+    wait_until(lambda: switchover('--dry-run')['exit_code'] == 0, timeout=90, interval=0.5,
+               what="node1's switchover checks to hold")
+    doc = switchover()
+    assert doc['exit_code'] == 0, doc
+    assert not n1.is_in_recovery()
+    wait_streaming_from(new, n1)
+    log = c.daemons[new_id].log_text()
+    assert f'running: pg_ctlcluster {VERSION} {new.name} stop' in log, c.daemons[new_id].tail()
+    assert f'running: pg_ctlcluster {VERSION} {new.name} start' in log, c.daemons[new_id].tail()
+    n1.psql('insert into walk values (3)', db='pgbench')
+    wait_until(lambda: all(nodes[i].psql('select count(*) from walk', db='pgbench') == '3' for i in (2, 3)),
+               what='node2 and node3 to replay the row written after the switchover')
+
     for i, n in nodes.items():
         assert n.etc_files() == etc_before[i], f'{n.etc} changed'
 
