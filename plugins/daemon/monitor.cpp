@@ -616,9 +616,9 @@ void Monitor::listen_for_switchover() {
     }
 }
 
-// Who is there: reachable nodes count toward a majority; another writable node on a newer
-// timeline means this node is a former primary. Every node at once, over connections kept
-// between passes: a silent node costs one reconnect interval per pass, not one per node,
+// Who is there: reachable nodes count toward a majority; another node on a newer
+// timeline, writable or a standby of such a node, means this node is a former primary.
+// Every node at once, over connections kept between passes: a silent node costs one reconnect interval per pass, not one per node,
 // and a new backend every second would be work for them.
 void Monitor::probe_nodes(Observation& o) {
     auto pass_start = std::chrono::steady_clock::now();
@@ -626,22 +626,17 @@ void Monitor::probe_nodes(Observation& o) {
     Metadata meta(*local_, cfg_.cluster, kQueryTimeout);
     std::vector<Node> others;
     o.nodes_active = 0;
-    o.nodes_visible = 1;
     for (const auto& n : meta.nodes()) {
         if (!n.active) continue;
         ++o.nodes_active;
         if (n.id != cfg_.node) others.push_back(n);
     }
-    struct Seen {
-        bool reachable = false;
-        bool in_recovery = true;
-        int timeline = 0;
-    };
-    std::vector<std::future<Seen>> seen;
+    std::vector<std::future<NodeSeen>> seen;
     for (const Node& n : others) node_links_.try_emplace(n.id);
     for (const Node& n : others) {
         seen.push_back(std::async(std::launch::async, [this, &n, &link = node_links_.at(n.id)] {
-            Seen s;
+            NodeSeen s;
+            s.id = n.id;
             try {
                 if (!link.conn || !link.conn->ok() || link.conninfo != n.conninfo) {
                     link.conn.reset();
@@ -649,8 +644,10 @@ void Monitor::probe_nodes(Observation& o) {
                     link.conninfo = n.conninfo;
                 }
                 s.in_recovery = query_in_recovery(*link.conn, remote_timeout());
-                if (!s.in_recovery) s.timeline = query_wal_position(*link.conn, remote_timeout()).timeline;
                 s.reachable = true;
+                // A standby's too: one that follows a newer primary is on its timeline.
+                // (Unread, it stays 0: the node counts, as it did before it was read.)
+                s.timeline = query_wal_position(*link.conn, remote_timeout()).timeline;
             } catch (const ConnectionError& e) {
                 // A node that answered, even to refuse us, is there: it counts.
                 s.reachable = e.server_alive();
@@ -661,15 +658,9 @@ void Monitor::probe_nodes(Observation& o) {
             return s;
         }));
     }
-    for (size_t i = 0; i < others.size(); ++i) {
-        Seen s = seen[i].get();
-        if (!s.reachable) continue;
-        ++o.nodes_visible;
-        if (!s.in_recovery && s.timeline > mine.timeline && !o.newer_primary) {
-            o.newer_primary = others[i].id;
-            o.newer_timeline = s.timeline;
-        }
-    }
+    std::vector<NodeSeen> found;
+    for (auto& s : seen) found.push_back(s.get());
+    tally_nodes(o, mine.timeline, found);
 
     // Cut off from a majority since before a standby could declare it lost: the
     // transition fences, so a partitioned primary stops taking writes before, as a rule,

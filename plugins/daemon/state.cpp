@@ -67,6 +67,10 @@ Transition as_primary(State from, const Observation& o) {
         return {State::Fenced, "node " + std::to_string(*o.newer_primary) + " is the primary on newer timeline " +
                                    std::to_string(o.newer_timeline) +
                                    "; this node is a former primary and must be rejoined"};
+    if (o.newer_standby)
+        return {State::Fenced, "node " + std::to_string(*o.newer_standby) + " is a standby on newer timeline " +
+                                   std::to_string(o.newer_timeline) +
+                                   ", following a newer primary; this node is a former primary and must be rejoined"};
     if (o.automatic && !sees_majority(o.nodes_visible, o.nodes_active) && o.without_majority > o.fence_after)
         return {State::Fenced,
                 "cut off from a majority of the cluster (it sees " + std::to_string(o.nodes_visible) + " of " +
@@ -169,6 +173,23 @@ std::string_view state_name(State state) {
 
 bool sees_majority(int visible, int active) { return active < 3 || visible * 2 > active; }
 
+void tally_nodes(Observation& o, int timeline, const std::vector<NodeSeen>& seen) {
+    o.nodes_visible = 1;
+    for (const NodeSeen& n : seen) {
+        if (!n.reachable) continue;
+        if (n.timeline <= timeline) {
+            ++o.nodes_visible;
+        } else if (!n.in_recovery && !o.newer_primary) {
+            o.newer_primary = n.id;
+            o.newer_timeline = n.timeline;
+        } else if (n.in_recovery && !o.newer_standby && !o.newer_primary) {
+            o.newer_standby = n.id;
+            o.newer_timeline = n.timeline;
+        }
+    }
+    if (o.newer_primary) o.newer_standby.reset();
+}
+
 Transition next_state(State from, const Observation& o) {
     if (from == State::Stopped) return {from, ""};
     if (o.stop_requested) return {State::Stopped, "asked to stop"};
@@ -219,7 +240,7 @@ void StateBoard::pass_done(const Observation& seen, std::optional<int> upstream,
     current_.primary_lsn = seen.primary_lsn ? parse_lsn(*seen.primary_lsn) : std::nullopt;
     current_.nodes_active = seen.nodes_active;
     current_.nodes_visible = seen.nodes_visible;
-    current_.newer_primary = seen.newer_primary.has_value();
+    current_.newer_primary = seen.newer_primary || seen.newer_standby;
 }
 
 void StateBoard::set_liveness(std::chrono::seconds bound) {

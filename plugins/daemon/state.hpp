@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/health.hpp"
 #include "core/metadata.hpp"
@@ -84,6 +85,9 @@ struct Observation {
     std::chrono::milliseconds without_majority{0};  // since the last pass that saw a majority
     std::chrono::milliseconds fence_after{0};
     std::optional<int> newer_primary;     // a writable node on a newer timeline
+    // A standby on a newer timeline (when no writable one was reached): it follows a
+    // primary promoted after this one, which this node may not reach.
+    std::optional<int> newer_standby;
     int newer_timeline = 0;
 };
 
@@ -96,6 +100,19 @@ struct Transition {
 // A primary sees a majority when it reaches more than half of the active registered nodes;
 // below three nodes there is no quorum to lose.
 bool sees_majority(int visible, int active);
+
+// What a primary's probe found on one other active node.
+struct NodeSeen {
+    int id = 0;
+    bool reachable = false;          // it answered, even to refuse this daemon
+    bool in_recovery = true;
+    int timeline = 0;                // the timeline of its WAL (0: not read)
+};
+// A primary's view of the others from what its probe found, into o: the nodes it reaches
+// (nodes_visible, itself included) and any node on a timeline newer than its own. A
+// standby on a newer timeline follows a newer primary: it is no part of this primary's
+// majority, and it proves this node a former primary as much as that primary would.
+void tally_nodes(Observation& o, int timeline, const std::vector<NodeSeen>& seen);
 
 // Where a pass that started in `from` leads. Returns {from, ""} when nothing changes.
 Transition next_state(State from, const Observation& seen);

@@ -623,3 +623,33 @@ TEST_CASE("systemd's status line names the state, the primary and the last check
     snap.state = State::Fenced;
     CHECK(status_line(snap) == "fenced; primary: unknown; last check: 2026-12-07T02:21:00Z");
 }
+
+TEST_CASE("a standby that follows a newer primary is no part of a primary's majority, and fences it", "[daemon]") {
+    // Node 2 was promoted to timeline 2 behind a partition; this old primary (timeline 1)
+    // reaches only node 3, which follows node 2.
+    Observation o = primary_seen(0, 3);
+    tally_nodes(o, 1, {{2, false, true, 0}, {3, true, true, 2}});
+    CHECK(o.nodes_visible == 1);
+    CHECK_FALSE(o.newer_primary);
+    CHECK(o.newer_standby == 3);
+    CHECK(o.newer_timeline == 2);
+    Transition t = next_state(S::Primary, o);
+    CHECK(t.to == S::Fenced);
+    CHECK(t.reason == "node 3 is a standby on newer timeline 2, following a newer primary; this node is a former "
+                      "primary and must be rejoined");
+
+    // Its own standbys count; a node that refused the connection (timeline unread) too.
+    Observation mine = primary_seen(0, 3);
+    tally_nodes(mine, 2, {{2, true, true, 2}, {3, true, true, 0}});
+    CHECK(mine.nodes_visible == 3);
+    CHECK_FALSE(mine.newer_primary);
+    CHECK_FALSE(mine.newer_standby);
+    CHECK(next_state(S::Primary, mine).to == S::Primary);
+
+    // The newer primary itself is named when reached, whatever the order.
+    Observation both = primary_seen(0, 3);
+    tally_nodes(both, 1, {{3, true, true, 2}, {2, true, false, 2}});
+    CHECK(both.newer_primary == 2);
+    CHECK_FALSE(both.newer_standby);
+    CHECK(next_state(S::Primary, both).reason.find("node 2 is the primary on newer timeline 2") == 0);
+}
