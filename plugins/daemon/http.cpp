@@ -55,7 +55,6 @@ constexpr int kWorkers = 4;
 
 constexpr std::string_view kAllowed = "GET, HEAD, OPTIONS";
 
-using Clock = std::chrono::system_clock;
 
 std::string error_body(const std::string& message) { return nlohmann::json{{"error", message}}.dump() + "\n"; }
 
@@ -73,7 +72,7 @@ std::optional<std::string_view> query_value(std::string_view query, std::string_
 }
 
 // What every health answer says beside its status: enough to tell why.
-std::string health_body(const Snapshot& s, Clock::time_point now) {
+std::string health_body(const Snapshot& s, const Now& now) {
     nlohmann::json j = {{"state", std::string(state_name(s.state))}, {"reason", redact_secrets(s.reason)}};
     j["role"] = !s.local ? nlohmann::json(nullptr) : nlohmann::json(s.local->in_recovery ? "standby" : "primary");
     j["read_only"] = s.local ? nlohmann::json(s.local->read_only) : nlohmann::json(nullptr);
@@ -81,9 +80,9 @@ std::string health_body(const Snapshot& s, Clock::time_point now) {
     auto lag = replay_lag_bytes(s);
     j["lag_bytes"] = lag ? nlohmann::json(*lag) : nlohmann::json(nullptr);
     j["paused"] = s.paused;
-    bool passed = s.last_pass.time_since_epoch().count() != 0;
-    j["last_pass_age_s"] =
-        passed ? nlohmann::json(std::chrono::duration<double>(now - s.last_pass).count()) : nlohmann::json(nullptr);
+    bool passed = s.last_pass_steady.time_since_epoch().count() != 0;
+    j["last_pass_age_s"] = passed ? nlohmann::json(std::chrono::duration<double>(now.steady - s.last_pass_steady).count())
+                                  : nlohmann::json(nullptr);
     return j.dump() + "\n";
 }
 
@@ -104,7 +103,7 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
     return std::nullopt;
 }
 
-Route route(std::string_view method, std::string_view target, const Snapshot& s, Clock::time_point now) {
+Route route(std::string_view method, std::string_view target, const Snapshot& s, const Now& now) {
     std::size_t mark = target.find('?');
     std::string_view path = target.substr(0, mark);
     std::string_view query = mark == std::string_view::npos ? std::string_view{} : target.substr(mark + 1);
@@ -436,7 +435,7 @@ struct HttpServer::Impl {
     void handle(const httplib::Request& req, httplib::Response& res) {
         try {
             Snapshot snap = snapshot();
-            auto now = Clock::now();
+            Now now = Now::current();
             Route r = route(req.method, req.target, snap, now);
             if (r.document == Document::Metrics)
                 r.answer = {200, "text/plain; version=0.0.4; charset=utf-8",

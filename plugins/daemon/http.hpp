@@ -43,8 +43,7 @@ std::optional<std::uint64_t> parse_size(std::string_view text);
 
 // The answer to method on target ("/replica?lag=16MB"), target as the request line has
 // it: GET, HEAD and OPTIONS on a known path, 405 for other methods, 404 for other paths.
-Route route(std::string_view method, std::string_view target, const Snapshot& s,
-            std::chrono::system_clock::time_point now);
+Route route(std::string_view method, std::string_view target, const Snapshot& s, const Now& now);
 
 // Binds http_listen's address (before the daemon detaches, so an error reaches the
 // terminal). Throws pgrm::Error(BadConfig) when it cannot.

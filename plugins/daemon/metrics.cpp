@@ -77,7 +77,7 @@ std::optional<double> unix_seconds(std::chrono::system_clock::time_point t) {
 }  // namespace
 
 std::string render_metrics(const Snapshot& s, std::string_view cluster, int node_id, std::string_view version,
-                           std::chrono::system_clock::time_point now) {
+                           const Now& now) {
     Exposition m(cluster, node_id);
     m.one("pgrm_up", "gauge", "1: repmgrd runs and answers", 1);
     m.family("pgrm_build_info", "gauge", "repmgrd's version, as a label; always 1");

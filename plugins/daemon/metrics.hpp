@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "plugins/daemon/state.hpp"
+#include "plugins/daemon/verdicts.hpp"
 
 namespace pgrm::daemon {
 
@@ -15,6 +16,6 @@ namespace pgrm::daemon {
 // standby has no current WAL position, a down server none at all) is left out rather
 // than made up.
 std::string render_metrics(const Snapshot& s, std::string_view cluster, int node_id, std::string_view version,
-                           std::chrono::system_clock::time_point now);
+                           const Now& now);
 
 }  // namespace pgrm::daemon

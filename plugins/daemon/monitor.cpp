@@ -57,7 +57,7 @@ ExitCode Monitor::run() {
     std::string started = "repmgrd started for node " + std::to_string(cfg_.node) + " of cluster \"" + cfg_.cluster +
                           "\" (failover " + cfg_.failover + ")";
     log::notice(started);
-    board_.set_liveness(timeouts::liveness(cfg_));
+    board_.set_bounds(timeouts::liveness(cfg_), timeouts::fence_after(cfg_) - timeouts::health_check(cfg_));
     auto now = std::chrono::system_clock::now();
     board_.enter(State::Starting, "repmgrd started", now);
     queue_event({cfg_.node, "repmgrd_" + std::string(state_name(State::Starting)), true, started, std::nullopt, now});
@@ -107,7 +107,7 @@ void Monitor::reload_config() {
         log::Level level = *log::parse_level(fresh.log_level);
         log::set_level(verbose_ ? std::min(level, log::Level::Info) : level);
         cfg_ = fresh;
-        board_.set_liveness(timeouts::liveness(cfg_));
+        board_.set_bounds(timeouts::liveness(cfg_), timeouts::fence_after(cfg_) - timeouts::health_check(cfg_));
         log::notice("configuration reloaded from \"" + cfg_.path + "\"");
     } catch (const Error& e) {
         log::error(std::string("configuration not reloaded: ") + e.what());
@@ -671,6 +671,7 @@ void Monitor::probe_nodes(Observation& o) {
         log::warning("this primary sees " + std::to_string(o.nodes_visible) + " of " +
                      std::to_string(o.nodes_active) + " nodes");
     }
+    o.majority_seen = last_majority_;
     o.without_majority = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                                last_majority_);
     o.fence_after = timeouts::fence_after(cfg_);

@@ -210,7 +210,10 @@ void StateBoard::enter(State state, std::string reason, std::chrono::system_cloc
     std::lock_guard lock(mutex_);
     if (current_.state == State::Promoting && state == State::Primary) ++current_.failovers;
     if (state == State::Fenced) ++current_.fences;
-    if (current_.started.time_since_epoch().count() == 0) current_.started = now;
+    if (current_.started.time_since_epoch().count() == 0) {
+        current_.started = now;
+        current_.started_steady = std::chrono::steady_clock::now();
+    }
     current_.state = state;
     current_.since = now;
     current_.reason = std::move(reason);
@@ -232,6 +235,8 @@ void StateBoard::pass_done(const Observation& seen, std::optional<int> upstream,
     current_.paused = seen.paused;
     current_.pause_overridden = seen.pause_overridden;
     current_.last_pass = now;
+    current_.last_pass_steady = std::chrono::steady_clock::now();
+    current_.majority_seen = seen.majority_seen;
     current_.automatic = seen.automatic;
     // A pass cut short by a failure keeps only what it found before: its local sample
     // when the server answered that far, nothing about the primary or the other nodes.
@@ -243,9 +248,10 @@ void StateBoard::pass_done(const Observation& seen, std::optional<int> upstream,
     current_.newer_primary = seen.newer_primary || seen.newer_standby;
 }
 
-void StateBoard::set_liveness(std::chrono::seconds bound) {
+void StateBoard::set_bounds(std::chrono::seconds liveness, std::chrono::milliseconds majority_trust) {
     std::lock_guard lock(mutex_);
-    current_.liveness = bound;
+    current_.liveness = liveness;
+    current_.majority_trust = majority_trust;
 }
 
 Snapshot StateBoard::snapshot() const {

@@ -89,6 +89,7 @@ struct Observation {
     // primary promoted after this one, which this node may not reach.
     std::optional<int> newer_standby;
     int newer_timeline = 0;
+    std::chrono::steady_clock::time_point majority_seen{};  // the start of the last pass that saw one
 };
 
 struct Transition {
@@ -131,6 +132,15 @@ struct Snapshot {
     std::chrono::system_clock::time_point last_check{};
     bool automatic = false;                             // failover = automatic
     std::chrono::seconds liveness{};                    // timeouts::liveness of the settings in use
+    // The start and the last pass again, on the steady clock that ages are measured on (a
+    // step of the wall clock makes no pass younger).
+    std::chrono::steady_clock::time_point started_steady{}, last_pass_steady{};
+    // A primary's: the start of the last pass that saw a majority (or, with failover =
+    // manual, any pass), and how long after it /primary may still answer 200: fence_after
+    // less one health check, so it turns 503 before a primary cut off from its majority
+    // fences, and so before, as a rule, a standby is promoted.
+    std::chrono::steady_clock::time_point majority_seen{};
+    std::chrono::milliseconds majority_trust{0};
     // What the last pass found; local is unset when this node's server did not answer.
     std::optional<NodeSample> local;
     std::optional<std::uint64_t> primary_lsn;           // a standby's primary, as the last pass read it
@@ -150,7 +160,7 @@ class StateBoard {
 public:
     void enter(State state, std::string reason, std::chrono::system_clock::time_point now);
     void pass_done(const Observation& seen, std::optional<int> upstream, std::chrono::system_clock::time_point now);
-    void set_liveness(std::chrono::seconds bound);
+    void set_bounds(std::chrono::seconds liveness, std::chrono::milliseconds majority_trust);
     Snapshot snapshot() const;
 
 private:

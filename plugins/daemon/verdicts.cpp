@@ -4,11 +4,9 @@
 
 namespace pgrm::daemon {
 
-using Clock = std::chrono::system_clock;
-
-bool loop_alive(const Snapshot& s, Clock::time_point now) {
-    Clock::time_point last = std::max(s.last_pass, s.started);
-    return last.time_since_epoch().count() != 0 && now - last <= s.liveness;
+bool loop_alive(const Snapshot& s, const Now& now) {
+    auto last = std::max(s.last_pass_steady, s.started_steady);
+    return last.time_since_epoch().count() != 0 && now.steady - last <= s.liveness;
 }
 
 // Writable and unfenced as far as this daemon can tell right now: only in state Primary,
@@ -18,20 +16,25 @@ bool loop_alive(const Snapshot& s, Clock::time_point now) {
 //     fence made by an earlier run of the daemon, or by hand, is still a fence);
 //   - that pass found no writable node on a newer timeline (the pass that finds one
 //     fences next);
-//   - with failover = automatic, that pass reached a majority: a primary cut off from it
-//     fences after fence_after, and a standby may be promoted about then, so from its
-//     first pass without a majority it is a primary about to fence, not one to send
-//     writes to. With failover = manual nobody promotes and it never fences.
-bool writable_primary(const Snapshot& s, Clock::time_point now) {
+//   - with failover = automatic, that pass counted the nodes and reached a majority, and
+//     it started less than majority_trust ago: a primary cut off from its majority fences
+//     after fence_after, and a standby may be promoted about then, so from its first pass
+//     without a majority, or once its loop is too slow to tell, it is a primary about to
+//     fence, not one to send writes to. With failover = manual nobody promotes and it
+//     never fences.
+bool writable_primary(const Snapshot& s, const Now& now) {
     if (s.state != State::Primary || !loop_alive(s, now) || !s.local) return false;
     if (s.local->in_recovery || s.local->read_only || s.newer_primary) return false;
-    if (s.automatic && s.nodes_active > 0 && !sees_majority(s.nodes_visible, s.nodes_active)) return false;
+    if (s.automatic && (s.nodes_active == 0 || !sees_majority(s.nodes_visible, s.nodes_active) ||
+                        s.majority_seen.time_since_epoch().count() == 0 ||
+                        now.steady - s.majority_seen >= s.majority_trust))
+        return false;
     return true;
 }
 
 // State Standby is a standby whose primary answered its last check; its WAL receiver
 // must stream too (one that does not falls behind without bound).
-bool streaming_standby(const Snapshot& s, Clock::time_point now) {
+bool streaming_standby(const Snapshot& s, const Now& now) {
     return s.state == State::Standby && loop_alive(s, now) && s.local && s.local->in_recovery &&
            s.local->receiver_status == "streaming";
 }

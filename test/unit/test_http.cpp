@@ -15,17 +15,22 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const auto kNow = std::chrono::system_clock::time_point(std::chrono::hours(500000));
+const Now kNow{std::chrono::system_clock::time_point(std::chrono::hours(500000)),
+               std::chrono::steady_clock::time_point(std::chrono::hours(1000))};
 
 // A daemon whose last pass, just now, found its server a writable primary seeing all
 // three nodes, with failover = automatic.
 Snapshot primary() {
     Snapshot s;
     s.state = State::Primary;
-    s.started = kNow - 1h;
-    s.last_pass = kNow - 1s;
+    s.started = kNow.wall - 1h;
+    s.started_steady = kNow.steady - 1h;
+    s.last_pass = kNow.wall - 1s;
+    s.last_pass_steady = kNow.steady - 1s;
     s.last_check = s.last_pass;
     s.liveness = 10s;
+    s.majority_seen = kNow.steady - 2s;
+    s.majority_trust = 5s;
     s.automatic = true;
     NodeSample local;
     local.in_recovery = false;
@@ -113,8 +118,34 @@ TEST_CASE("/primary is 200 only for a writable, unfenced primary as the daemon k
         s.nodes_visible = 2;
         CHECK(status("/primary", s) == 200);
     }
+    SECTION("a majority seen too long ago: a slow loop can no longer tell it is not about to fence") {
+        // Well within liveness, but past majority_trust (fence_after less a health check).
+        s.majority_seen = kNow.steady - 5s;
+        CHECK(status("/liveness", s) == 200);
+        CHECK(status("/primary", s) == 503);
+        s.majority_seen = kNow.steady - 4s;
+        CHECK(status("/primary", s) == 200);
+        s.majority_seen = {};  // never
+        CHECK(status("/primary", s) == 503);
+        s.automatic = false;  // manual: never fences
+        CHECK(status("/primary", s) == 200);
+    }
+    SECTION("ages are steady-clock ages: a step of the wall clock changes no verdict") {
+        s.last_pass = kNow.wall + 1h;  // the wall clock stepped back an hour since
+        s.started = kNow.wall + 2h;
+        CHECK(status("/primary", s) == 200);
+        Now later{kNow.wall - 1h, kNow.steady + 6s};  // stepped back, yet 6 s passed
+        CHECK(route("GET", "/primary", s, later).answer.status == 503);
+        CHECK(route("GET", "/liveness", s, later).answer.status == 200);
+    }
+    SECTION("nodes not counted (a pass that probed no node) with failover = automatic: unknown") {
+        s.nodes_active = s.nodes_visible = 0;
+        CHECK(status("/primary", s) == 503);
+        s.automatic = false;
+        CHECK(status("/primary", s) == 200);
+    }
     SECTION("a stuck loop knows nothing of now") {
-        s.last_pass = kNow - 11s;
+        s.last_pass_steady = kNow.steady - 11s;
         CHECK(status("/primary", s) == 503);
         CHECK(status("/liveness", s) == 503);
         CHECK(status("/health", s) == 503);
@@ -192,10 +223,10 @@ TEST_CASE("/read-only, /health and /liveness", "[http]") {
     CHECK(status("/liveness", down) == 200);  // the loop itself goes on
 
     Snapshot starting;
-    starting.started = kNow - 2s;
+    starting.started_steady = kNow.steady - 2s;
     starting.liveness = 10s;
     CHECK(status("/liveness", starting) == 200);
-    starting.started = kNow - 11s;
+    starting.started_steady = kNow.steady - 11s;
     CHECK(status("/liveness", starting) == 503);  // its first pass never ended
 }
 
@@ -328,7 +359,8 @@ TEST_CASE("/metrics: a primary, a down server, and label values quoted", "[http]
 
     Snapshot down;
     down.state = State::LocalServerDown;
-    down.started = kNow - 1s;
+    down.started = kNow.wall - 1s;
+    down.started_steady = kNow.steady - 1s;
     down.liveness = 10s;
     Scrape d = parse(render_metrics(down, "test", 2, "0.1.0", kNow));
     CHECK(at(d, "pgrm_server_up") == "0");
