@@ -183,30 +183,22 @@ Route route(std::string_view method, std::string_view target, const Snapshot& s,
 
 namespace {
 
-// One accepted connection, as httplib reads and writes it: the head already read, then
-// the socket; reading bounded by http_io from the start, writing by http_io from the
-// first write (after /cluster or /node computed their answer).
+// One accepted connection, as httplib reads and writes it: the head already read, and
+// nothing after it (no body is read: a worker never waits for a client); writing is
+// bounded by http_io from the first write (after /cluster or /node computed their answer).
 class Connection final : public httplib::Stream {
 public:
     Connection(int fd, std::string head)
         : fd_(fd), head_(std::move(head)), deadline_(std::chrono::steady_clock::now() + timeouts::kHttpIo) {}
 
-    bool is_readable() const override { return at_ < head_.size() || wait(POLLIN); }
+    bool is_readable() const override { return true; }  // read() never waits
     bool is_writable() const override { return wait(POLLOUT); }
 
     ssize_t read(char* ptr, size_t size) override {
-        if (at_ < head_.size()) {
-            size = std::min(size, head_.size() - at_);
-            std::memcpy(ptr, head_.data() + at_, size);
-            at_ += size;
-            return static_cast<ssize_t>(size);
-        }
-        for (;;) {
-            if (!wait(POLLIN)) return -1;
-            ssize_t n = ::recv(fd_, ptr, size, 0);
-            if (n >= 0) return n;
-            if (errno != EAGAIN && errno != EINTR) return -1;
-        }
+        size = std::min(size, head_.size() - at_);
+        std::memcpy(ptr, head_.data() + at_, size);
+        at_ += size;
+        return static_cast<ssize_t>(size);
     }
 
     ssize_t write(const char* ptr, size_t size) override {
@@ -363,9 +355,9 @@ private:
     std::chrono::steady_clock::time_point at_{};
 };
 
-bool head_complete(const std::string& head) {
-    return head.find("\r\n\r\n") != std::string::npos || head.find("\n\n") != std::string::npos;
-}
+// Only CRLF CRLF: httplib skips header lines that end in a bare LF, so a head that
+// ended in "\n\n" would have it wait for more.
+bool head_complete(const std::string& head) { return head.find("\r\n\r\n") != std::string::npos; }
 
 }  // namespace
 
@@ -415,17 +407,32 @@ struct HttpServer::Impl {
               });
           }),
           responder([this](const httplib::Request& req, httplib::Response& res) { handle(req, res); }) {
-        if (wake < 0) throw Error(ExitCode::BadConfig, std::string("could not create an eventfd: ") + std::strerror(errno));
-        gate = std::thread([this] { accept_loop(); });
-        for (int i = 0; i < kWorkers; ++i) workers.emplace_back([this] { work(); });
+        if (wake < 0) {
+            std::string why = std::strerror(errno);
+            ::close(listen_fd);
+            throw Error(ExitCode::BadConfig, "could not create an eventfd: " + why);
+        }
+        try {
+            gate = std::thread([this] { accept_loop(); });
+            for (int i = 0; i < kWorkers; ++i) workers.emplace_back([this] { work(); });
+        } catch (...) {
+            stop();  // the threads already started, which would terminate the process unjoined
+            throw;
+        }
     }
 
-    ~Impl() {
-        stopping = true;
+    ~Impl() { stop(); }
+
+    void stop() {
+        {
+            // Under the lock: a worker between its check and its wait would miss the wakeup.
+            std::lock_guard lock(mutex);
+            stopping = true;
+        }
         std::uint64_t one = 1;
         if (::write(wake, &one, sizeof one) < 0) log::warning("could not stop the HTTP threads");
         ready.notify_all();
-        gate.join();
+        if (gate.joinable()) gate.join();
         for (auto& w : workers) w.join();
         for (auto& r : queue) ::close(r.fd);
         ::close(wake);
@@ -549,7 +556,7 @@ struct HttpServer::Impl {
                 std::this_thread::sleep_for(std::chrono::milliseconds(10));
                 continue;
             }
-            if (fds[0].revents) return;
+            if (fds[0].revents) break;
             for (size_t i = 2; i < fds.size(); ++i) {
                 Pending& p = pending[i - 2];
                 if (fds[i].revents && !take(p) && p.fd >= 0) {

@@ -6,8 +6,17 @@
 #include "plugins/daemon/http.hpp"
 #include "plugins/daemon/metrics.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <future>
 #include <map>
+#include <memory>
 #include <sstream>
+#include <thread>
 
 using namespace pgrm;
 using namespace pgrm::daemon;
@@ -370,4 +379,126 @@ TEST_CASE("/metrics: a primary, a down server, and label values quoted", "[http]
 
     std::string text = render_metrics(down, "a\"b\\c\nd", 2, "0.1.0", kNow);
     CHECK(text.find("pgrm_up{cluster=\"a\\\"b\\\\c\\nd\",node_id=\"2\"} 1\n") != std::string::npos);
+}
+
+namespace {
+
+// The HTTP server itself on a loopback port the kernel chose, answering from a fixed
+// snapshot (no pass ever ran: the health paths answer 503).
+struct Served {
+    int port = 0;
+    std::unique_ptr<HttpServer> server;
+    Served() {
+        int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        REQUIRE(fd >= 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(fd, 128) == 0);
+        REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+        port = ntohs(a.sin_port);
+        server = std::make_unique<HttpServer>(fd, Config{}, [] { return Snapshot{}; },
+                                              [] { return nlohmann::json::object(); });
+    }
+};
+
+int connect_to(int port, const std::string& send = "") {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    if (!send.empty()) REQUIRE(::send(fd, send.data(), send.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(send.size()));
+    return fd;
+}
+
+// What the server sent until it closed the connection, or within passed.
+std::string read_all(int fd, std::chrono::milliseconds within) {
+    std::string got;
+    auto until = std::chrono::steady_clock::now() + within;
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+        pollfd p{fd, POLLIN, 0};
+        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return got;
+        char buf[4096];
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) return got;
+        got.append(buf, static_cast<size_t>(n));
+    }
+}
+
+// The server closed the connection (the end of the stream, or a reset) within that
+// time, whatever it sent before.
+bool closed_within(int fd, std::chrono::milliseconds within) {
+    auto until = std::chrono::steady_clock::now() + within;
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+        pollfd p{fd, POLLIN, 0};
+        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+        char buf[4096];
+        if (::recv(fd, buf, sizeof buf, 0) <= 0) return true;
+    }
+}
+
+// Nothing to read yet: neither an answer nor the end of the connection.
+bool quiet(int fd) {
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 0;
+}
+
+// The server destroyed from another thread; false when that did not end within a while.
+bool stops(std::unique_ptr<Served>& served) {
+    auto done = std::make_shared<std::promise<void>>();
+    auto ended = done->get_future();
+    std::thread([&served, done] {
+        served.reset();
+        done->set_value();
+    }).detach();
+    return ended.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+}
+
+}  // namespace
+
+TEST_CASE("a head that ends in a bare LF holds no worker: it waits in the accepting thread, and gets 408", "[http]") {
+    Served srv;
+    // Twice as many as there are workers: each held one for http_io before.
+    std::vector<int> bad;
+    for (int i = 0; i < 8; ++i) bad.push_back(connect_to(srv.port, "GET /health HTTP/1.1\r\nX: a\n\n"));
+    int good = connect_to(srv.port, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::string answer = read_all(good, std::chrono::seconds(30));
+    CHECK(answer.rfind("HTTP/1.1 503", 0) == 0);
+    // Answered while the bad heads still wait (http_head, 2 s): no worker held by them.
+    for (int fd : bad) CHECK(quiet(fd));
+    for (int fd : bad) {
+        CHECK(read_all(fd, std::chrono::seconds(30)).rfind("HTTP/1.1 408", 0) == 0);
+        ::close(fd);
+    }
+    ::close(good);
+}
+
+TEST_CASE("the server stops with clients connected, and closes their connections", "[http]") {
+    auto srv = std::make_unique<Served>();
+    std::vector<int> waiting;
+    for (int i = 0; i < 4; ++i) waiting.push_back(connect_to(srv->port));                       // idle
+    for (int i = 0; i < 4; ++i) waiting.push_back(connect_to(srv->port, "GET /health HTTP/1.1\r\n"));  // half a head
+    // One answered after them: the accepting thread has taken them all.
+    int good = connect_to(srv->port, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(read_all(good, std::chrono::seconds(30)).rfind("HTTP/1.1 503", 0) == 0);
+    ::close(good);
+    REQUIRE(stops(srv));
+    for (int fd : waiting) {
+        INFO("connection " << fd);
+        CHECK(closed_within(fd, std::chrono::seconds(10)));
+        ::close(fd);
+    }
+
+    // Started and stopped at once, again and again: a worker between its check and its
+    // wait must not miss the stop.
+    for (int i = 0; i < 100; ++i) {
+        auto quick = std::make_unique<Served>();
+        REQUIRE(stops(quick));
+    }
 }
