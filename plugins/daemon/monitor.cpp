@@ -24,6 +24,22 @@ constexpr auto kQueryTimeout = timeouts::kDaemonLocalQuery;
 // State changes kept while no primary takes them; the oldest go first.
 constexpr size_t kMaxPendingEvents = 64;
 
+// A step that may take longer than the liveness bound allows a pass: the loop says how
+// long it may be busy, so that /liveness does not call it stuck (and a liveness probe
+// does not kill it in the middle of a failover).
+class Busy {
+public:
+    Busy(StateBoard& board, std::chrono::milliseconds most)
+        : board_(board), before_(board.set_busy_until(std::chrono::steady_clock::now() + most)) {}
+    ~Busy() { board_.set_busy_until(before_); }
+    Busy(const Busy&) = delete;
+    Busy& operator=(const Busy&) = delete;
+
+private:
+    StateBoard& board_;
+    std::chrono::steady_clock::time_point before_;
+};
+
 log::Level level_of(State to) {
     switch (to) {
     case State::LocalServerDown:
@@ -166,6 +182,7 @@ Observation Monitor::observe() {
                 if (o.primary_answers) record_monitoring(o);
             }
         } else if (o.unregistered.empty() && state_ == State::Demoting && o.switchover) {
+            Busy busy(board_, timeouts::kSwitchover);
             o.demotion = demote_for_switchover(cfg_, local_, *o.switchover,
                                                DemotionLimits{quick_connect(), remote_timeout()});
             probe_local(o);  // how the server runs now
@@ -514,6 +531,7 @@ ChildOutcome Monitor::promote() {
 ChildOutcome Monitor::follow_candidate() {
     if (!candidate_) return {false, "no candidate to follow"};
     auto window = timeouts::failover_window(cfg_);
+    Busy busy(board_, window + timeouts::kDaemonChild);
     auto until = std::chrono::steady_clock::now() + window;
     bool writable = false;
     while (!writable && !signals_.stop && std::chrono::steady_clock::now() < until) {
@@ -760,6 +778,7 @@ ChildOutcome Monitor::run_self(const std::vector<std::string>& args, const std::
         }
         spec.timeout = timeouts::kDaemonChild;
         log::notice("running: " + describe_argv(spec.argv));
+        Busy busy(board_, spec.timeout + timeouts::kDaemonLocalQuery);  // and the time to kill it
         ExecResult res = run_program(spec);
         auto lines = [](const std::string& text, auto each) {
             for (size_t at = 0; at < text.size();) {

@@ -1,6 +1,7 @@
 #include "plugins/daemon/state.hpp"
 
 #include <ctime>
+#include <utility>
 
 #include "core/timeline.hpp"
 
@@ -252,6 +253,11 @@ void StateBoard::set_bounds(std::chrono::seconds liveness, std::chrono::millisec
     std::lock_guard lock(mutex_);
     current_.liveness = liveness;
     current_.majority_trust = majority_trust;
+}
+
+std::chrono::steady_clock::time_point StateBoard::set_busy_until(std::chrono::steady_clock::time_point until) {
+    std::lock_guard lock(mutex_);
+    return std::exchange(current_.busy_until, until);
 }
 
 Snapshot StateBoard::snapshot() const {

@@ -141,6 +141,9 @@ struct Snapshot {
     // fences, and so before, as a rule, a standby is promoted.
     std::chrono::steady_clock::time_point majority_seen{};
     std::chrono::milliseconds majority_trust{0};
+    // A step longer than any pass (a command it runs: standby promote, follow, a
+    // switchover's demotion) may run until then: the loop is busy, not stuck.
+    std::chrono::steady_clock::time_point busy_until{};
     // What the last pass found; local is unset when this node's server did not answer.
     std::optional<NodeSample> local;
     std::optional<std::uint64_t> primary_lsn;           // a standby's primary, as the last pass read it
@@ -161,6 +164,8 @@ public:
     void enter(State state, std::string reason, std::chrono::system_clock::time_point now);
     void pass_done(const Observation& seen, std::optional<int> upstream, std::chrono::system_clock::time_point now);
     void set_bounds(std::chrono::seconds liveness, std::chrono::milliseconds majority_trust);
+    // Returns the deadline it replaces, for a step inside another to give back.
+    std::chrono::steady_clock::time_point set_busy_until(std::chrono::steady_clock::time_point until);
     Snapshot snapshot() const;
 
 private:

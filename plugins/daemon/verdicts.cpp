@@ -6,7 +6,7 @@ namespace pgrm::daemon {
 
 bool loop_alive(const Snapshot& s, const Now& now) {
     auto last = std::max(s.last_pass_steady, s.started_steady);
-    return last.time_since_epoch().count() != 0 && now.steady - last <= s.liveness;
+    return (last.time_since_epoch().count() != 0 && now.steady - last <= s.liveness) || now.steady < s.busy_until;
 }
 
 // Writable and unfenced as far as this daemon can tell right now: only in state Primary,

@@ -20,7 +20,8 @@ struct Now {
 };
 
 // The verdicts, as this daemon can tell them at now.
-// The last pass (or the start, before any) is within the liveness bound.
+// The last pass (or the start, before any) is within the liveness bound, or a step that
+// takes longer (a command it runs) is within its own.
 bool loop_alive(const Snapshot& s, const Now& now);
 bool writable_primary(const Snapshot& s, const Now& now);
 bool streaming_standby(const Snapshot& s, const Now& now);

@@ -160,6 +160,15 @@ TEST_CASE("/primary is 200 only for a writable, unfenced primary as the daemon k
         CHECK(status("/health", s) == 503);
         CHECK(status("/read-only", s) == 503);
     }
+    SECTION("a long command (standby promote, follow) runs: busy until its own bound, not stuck") {
+        s.state = State::Promoting;
+        s.last_pass_steady = kNow.steady - 1min;
+        s.busy_until = kNow.steady + 4min;
+        CHECK(status("/liveness", s) == 200);
+        CHECK(status("/primary", s) == 503);
+        s.busy_until = kNow.steady - 1s;  // past it: stuck after all
+        CHECK(status("/liveness", s) == 503);
+    }
 }
 
 TEST_CASE("/replica: a streaming standby, within ?lag= of its primary in replay", "[http]") {
