@@ -45,6 +45,11 @@ const char* const kWalPositionSql =
 const char* const kReadHistorySql = "SELECT pg_read_file('pg_wal/' || $1)";
 
 const char* const kInRecoverySql = "SELECT pg_is_in_recovery()";
+const char* const kUpstreamStateSql =
+    "SELECT pg_catalog.pg_is_in_recovery(), "
+    "       coalesce((SELECT s.setting = 'on' AND s.source = 'configuration file' "
+    "                   FROM pg_catalog.pg_settings AS s "
+    "                  WHERE s.name = 'default_transaction_read_only'), false)";
 const char* const kCurrentLsnSql = "SELECT pg_current_wal_lsn()::text";
 const char* const kStandbyPositionsSql =
     "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
@@ -100,6 +105,11 @@ std::string show_setting(Connection& conn, const std::string& name) {
 
 bool query_in_recovery(Connection& conn, std::chrono::milliseconds timeout) {
     return conn.exec(kInRecoverySql, {}, timeout).get_bool(0, 0);
+}
+
+UpstreamState query_upstream_state(Connection& conn, std::chrono::milliseconds timeout) {
+    Rows r = conn.exec(kUpstreamStateSql, {}, timeout);
+    return {r.get_bool(0, 0), r.get_bool(0, 1)};
 }
 
 std::string query_current_lsn(Connection& conn, std::chrono::milliseconds timeout) {

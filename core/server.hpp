@@ -40,6 +40,13 @@ std::string show_setting(Connection& conn, const std::string& name);
 
 // What repmgrd asks servers on every pass, one round trip each, giving up after timeout.
 bool query_in_recovery(Connection& conn, std::chrono::milliseconds timeout);
+// Whether a server is in recovery, and read-only by its configuration (a fence: see
+// sample_node), in one round trip: what a standby's daemon asks its primary every pass.
+struct UpstreamState {
+    bool in_recovery = true;
+    bool read_only = false;
+};
+UpstreamState query_upstream_state(Connection& conn, std::chrono::milliseconds timeout);
 // A primary's WAL insert position.
 std::string query_current_lsn(Connection& conn, std::chrono::milliseconds timeout);
 

@@ -382,7 +382,9 @@ void Monitor::check_primary(Observation& o, std::chrono::milliseconds timeout) {
             primary_id_ = primary->id;
             primary_.emplace(Connection::open(primary->conninfo, quick_connect()));
         }
-        o.primary_answers = !query_in_recovery(*primary_, timeout);
+        UpstreamState there = query_upstream_state(*primary_, timeout);
+        o.primary_answers = !there.in_recovery;
+        o.primary_read_only = o.primary_answers && there.read_only;
         refusal_.clear();
     } catch (const ConnectionError& e) {
         log::info(std::string("primary check failed: ") + e.what());

@@ -244,6 +244,7 @@ void StateBoard::pass_done(const Observation& seen, std::optional<int> upstream,
     current_.local = seen.local_up ? seen.local : std::nullopt;
     if (seen.local_up) current_.last_check = now;
     current_.primary_lsn = seen.primary_lsn ? parse_lsn(*seen.primary_lsn) : std::nullopt;
+    current_.primary_read_only = seen.primary_read_only;
     current_.nodes_active = seen.nodes_active;
     current_.nodes_visible = seen.nodes_visible;
     current_.newer_primary = seen.newer_primary || seen.newer_standby;

@@ -68,6 +68,9 @@ struct Observation {
     // A standby's primary.
     std::optional<int> primary_id;   // as registered
     bool primary_answers = false;    // the pass's check, or a reconnect attempt, succeeded
+    // It answered, read-only by its configuration: fenced, so its timeline may be an
+    // old one that a newer primary left behind.
+    bool primary_read_only = false;
     // Its server answered but refused this daemon (why: password refused, too many
     // clients, starting up, ...): it lives, so it is not lost.
     std::string primary_refused;
@@ -147,6 +150,7 @@ struct Snapshot {
     // What the last pass found; local is unset when this node's server did not answer.
     std::optional<NodeSample> local;
     std::optional<std::uint64_t> primary_lsn;           // a standby's primary, as the last pass read it
+    bool primary_read_only = false;                     // and fenced (Observation::primary_read_only)
     int nodes_active = 0;                               // a primary's count (0: not counted)
     int nodes_visible = 0;
     bool newer_primary = false;                         // a primary found a writable node on a newer timeline

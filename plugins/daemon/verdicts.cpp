@@ -33,9 +33,12 @@ bool writable_primary(const Snapshot& s, const Now& now) {
 }
 
 // State Standby is a standby whose primary answered its last check; its WAL receiver
-// must stream too (one that does not falls behind without bound).
+// must stream too (one that does not falls behind without bound), and not from a fenced
+// primary: one left on an old timeline after a failover still answers, and a standby
+// streaming from it lags by nothing while its readers see stale data.
 bool streaming_standby(const Snapshot& s, const Now& now) {
-    return s.state == State::Standby && loop_alive(s, now) && s.local && s.local->in_recovery &&
+    return s.state == State::Standby && !s.primary_read_only && loop_alive(s, now) && s.local &&
+           s.local->in_recovery &&
            s.local->receiver_status == "streaming";
 }
 

@@ -181,6 +181,12 @@ TEST_CASE("/replica: a streaming standby, within ?lag= of its primary in replay"
     CHECK(status("/replica?x=1&lag=16MB", s) == 200);
     CHECK(replay_lag_bytes(s) == 1048576u);
 
+    SECTION("its primary is fenced (read-only): a former primary, perhaps on an old timeline") {
+        s.primary_read_only = true;
+        CHECK(status("/replica", s) == 503);
+        CHECK(status("/replica?lag=16MB", s) == 503);
+        CHECK(status("/read-only", s) == 200);  // its data can still be read, as any standby's
+    }
     SECTION("a bad lag is the client's error, whatever the state") {
         for (auto target : {"/replica?lag=", "/replica?lag=16mb", "/replica?lag=abc", "/replica?lag"}) {
             INFO(target);
