@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -194,6 +195,26 @@ def test_kill9_writes_resume_through_haproxy_despite_abuse():
         idle: list = []
         stop_abuse = threading.Event()
 
+        def keep_idle():
+            # The endpoints close a connection that sent no head within http_head (2 s):
+            # reopened as soon as they are, so that 500 stay open all through the failover.
+            while not stop_abuse.is_set():
+                poll = select.poll()
+                at = {}
+                for k, s in enumerate(idle):
+                    if s.fileno() < 0:  # its reopening failed: again
+                        with contextlib.suppress(OSError):
+                            idle[k] = s = socket.create_connection(('127.0.0.1', ports[2 + k % 2]), timeout=5)
+                    if s.fileno() >= 0:
+                        poll.register(s, select.POLLIN)
+                        at[s.fileno()] = k
+                for fd, _ in poll.poll(200):
+                    k = at[fd]
+                    idle[k].close()
+                    with contextlib.suppress(OSError):
+                        idle[k] = socket.create_connection(('127.0.0.1', ports[2 + k % 2]), timeout=5)
+                        reopened[0] += 1
+
         def abuse():
             while not stop_abuse.is_set():
                 for i in (2, 3):
@@ -205,12 +226,15 @@ def test_kill9_writes_resume_through_haproxy_despite_abuse():
                             s.sendall(b'GET /primary HTTP/1.1\r\nX: ' + b'a' * (1 << 20) + b'\r\n\r\n')
                             s.recv(100)
         abuser = threading.Thread(target=abuse, daemon=True)
+        keeper = threading.Thread(target=keep_idle, daemon=True)
+        reopened = [0]
         try:
             wait_until(lambda: list(writer.acked.values()).count(n1.port) >= 10, timeout=30,
                        what='10 writes acknowledged by node1 through haproxy')
             for k in range(500):
                 idle.append(socket.create_connection(('127.0.0.1', ports[2 + k % 2]), timeout=5))
             abuser.start()
+            keeper.start()
             t_kill = time.monotonic()
             n1.kill9()
             new_id = wait_until(lambda: one_promoted(c), timeout=30,
@@ -221,13 +245,17 @@ def test_kill9_writes_resume_through_haproxy_despite_abuse():
                        what=f'writes through haproxy to resume on node{new_id}')
             t_resumed = writer.first_ack_on[new.port] - t_kill
             print(f'# kill -9 -> node{new_id} writable in {t_promoted:.2f} s, writes through haproxy '
-                  f'resumed in {t_resumed:.2f} s ({writer.failed} failed attempts meanwhile)', flush=True)
+                  f'resumed in {t_resumed:.2f} s ({writer.failed} failed attempts meanwhile; '
+                  f'{reopened[0]} idle connections reopened)', flush=True)
+            wait_until(lambda: reopened[0] >= 500, timeout=30, what='500 idle connections closed and reopened')
             assert fresh_status(ports[new_id], '/primary') == 200
             assert fresh_status(ports[5 - new_id], '/primary') == 503
             wait_until(lambda: proxy.up('write') == {f'node{new_id}'}, timeout=10,
                        what=f'haproxy: node{new_id} alone up for writes')
         finally:
             stop_abuse.set()
+            if keeper.is_alive():
+                keeper.join(5)
             for s in idle:
                 s.close()
             writer.stop()
@@ -270,8 +298,14 @@ def test_frozen_primary_never_gets_writes_once_fenced():
                            what=f'writes through haproxy to resume on node{new_id}')
             finally:
                 harness.thaw(pids)
-            thawed_at = n1.psql("select clock_timestamp()", timeout=30)
             c.daemons[1].wait_log('fencing this primary', timeout=30)
+            # When node1's daemon entered state fenced, just before it fenced, recorded on the
+            # new primary. A backend frozen mid-INSERT may commit after the thaw and before
+            # the fence: that row is no write routed to a fenced node.
+            fenced_at = wait_until(
+                lambda: new.psql("select max(event_timestamp) from repmgr_test.events "
+                                 "where node_id = 1 and event = 'repmgrd_fenced'", db='pgbench'),
+                timeout=30, what="node1's repmgrd_fenced event on the new primary")
             # Writes go on through haproxy; node1 never takes one again.
             acked = len(writer.acked)
             wait_until(lambda: len(writer.acked) > acked + 10, timeout=30, what='10 more writes after the fence')
@@ -280,11 +314,11 @@ def test_frozen_primary_never_gets_writes_once_fenced():
             watcher.join(5)
             writer.stop()
             assert not node1_up_again, node1_up_again
-            after = n1.psql(f"select count(*) from ha where at >= '{thawed_at}'", db='pgbench')
-            assert after == '0', f'{after} rows written on node1 after it was thawed'
+            after = n1.psql(f"select count(*) from ha where at >= '{fenced_at}'", db='pgbench')
+            assert after == '0', f'{after} rows written on node1 after it was fenced'
             assert proxy.up('write') == {f'node{new_id}'}
             print(f'# frozen node1: node{new_id} took the writes; node1, fenced, holds none written '
-                  f'after its thaw ({len(writer.acked)} writes acknowledged in all)', flush=True)
+                  f'after its fence ({len(writer.acked)} writes acknowledged in all)', flush=True)
 
 
 if __name__ == '__main__':
