@@ -501,6 +501,33 @@ def test_sigstop_primary_then_fenced():
                                  f'(reconnect window {window} s){c.daemons[new_id].tail(60)}')
 
 
+def test_old_primary_reaching_only_a_standby_of_the_new_one_fences():
+    """node1 frozen, node2 or node3 is promoted and the other follows it on the new
+    timeline; then the new primary freezes in turn and node1 thaws: node1 reaches only
+    that standby. A standby on a newer timeline follows a newer primary: it is no part of
+    node1's majority (2 of 3, before), and it proves node1 a former primary, which fences."""
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
+        setup_three(c)
+        n1 = c.nodes[1]
+        window = DAEMON_FAST['reconnect_attempts'] * DAEMON_FAST['reconnect_interval']
+        old, new_frozen = [], []
+        try:
+            old = harness.freeze(n1.pid())
+            new_id = wait_until(lambda: one_promoted(c), timeout=window + 80,
+                                what='a standby to promote while node1 is frozen')
+            new, other = c.nodes[new_id], c.nodes[5 - new_id]
+            wait_streaming_from(other, new, timeout=40)
+            new_frozen = harness.freeze(new.pid())
+            harness.thaw(old)
+            old = []
+            c.daemons[1].wait_log(f'fencing this primary: node {5 - new_id} is a standby on newer timeline',
+                                  timeout=60)
+            assert n1.psql('show default_transaction_read_only', timeout=10) == 'on'
+        finally:
+            harness.thaw(old)
+            harness.thaw(new_frozen)
+
+
 # --------------------------------------------------------------------------------------
 # 6b. A primary on another host, cut off by a network partition, fences itself
 
