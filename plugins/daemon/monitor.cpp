@@ -189,7 +189,7 @@ Observation Monitor::observe() {
         } else if (o.unregistered.empty() && state_ != State::Fenced) {
             listen_for_switchover();
             probe_nodes(o);
-            if (!o.newer_primary) record_heartbeat();
+            if (!o.newer_primary && !o.newer_standby) record_heartbeat();
             if (lift_pause_ && state_ == State::Primary) lift_pause();
         }
         // The metadata can take an unpause again: a request to go on despite the pause
