@@ -222,7 +222,9 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
     bool promoted_outside = t.to == State::Stopped && !seen.stop_requested;
     log::write(promoted_outside ? log::Level::Error : level_of(t.to), "state " + std::string(state_name(from)) + " -> " + std::string(state_name(t.to)) +
                                    ": " + t.reason);
-    queue_event({cfg_.node, "repmgrd_" + std::string(state_name(t.to)), true, t.reason, related_node(from, t.to, seen), now});
+    std::optional<int> related =
+        related_node(from, t.to, seen, candidate_ ? std::optional<int>(candidate_->id) : std::nullopt);
+    queue_event({cfg_.node, "repmgrd_" + std::string(state_name(t.to)), true, t.reason, related, now});
     // Back from a fence: a standby again (rejoined), or the primary once more.
     if (fenced_ && (t.to == State::Standby || t.to == State::Primary)) {
         fenced_ = false;
@@ -230,7 +232,7 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
                      std::string(t.to == State::Standby ? "this former primary is a standby again"
                                                         : "this node accepts writes as the primary again") +
                          ": " + t.reason,
-                     related_node(from, t.to, seen), now});
+                     related, now});
     }
 
     // What entering a state does once.
@@ -250,7 +252,7 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
                          (failed.empty() ? std::string(fence_stops() ? "fenced (server stopped): " : "fenced (read-only): ")
                                          : "fence failed (" + failed + "): ") +
                              t.reason,
-                         seen.newer_primary, now};
+                         related, now};
         // The new primary learns it, and takes this node's pending state changes; without
         // one, it waits with them (this node takes no writes now).
         auto link = seen.newer_primary ? node_links_.find(*seen.newer_primary) : node_links_.end();
@@ -305,34 +307,6 @@ void Monitor::flush_events(Connection& primary, std::chrono::milliseconds timeou
     while (!events_.empty()) {
         meta.record_event(events_.front());
         events_.pop_front();
-    }
-}
-
-// The other node a state change concerns (%p): the primary a standby follows or lost, the
-// node it is about to follow, the candidate of a switchover, the newer primary that made
-// this one fence itself, the primary a promotion replaced.
-std::optional<int> Monitor::related_node(State from, State to, const Observation& seen) const {
-    std::optional<int> candidate = candidate_ ? std::optional<int>(candidate_->id) : std::nullopt;
-    std::optional<int> switchover_candidate =
-        seen.switchover ? std::optional<int>(seen.switchover->candidate_node_id) : std::nullopt;
-    switch (to) {
-    case State::Standby:
-        if (from == State::FollowingNewPrimary || (from == State::SwitchoverWait && seen.follow)) return candidate;
-        return primary_id_;
-    case State::PrimaryLostConfirming:
-    case State::PrimaryLost:
-    case State::Paused:
-    case State::Electing:
-    case State::Promoting: return primary_id_;
-    case State::FollowingNewPrimary: return candidate;
-    case State::SwitchoverWait:
-    case State::Demoting: return switchover_candidate;
-    case State::Primary:
-        if (from == State::Promoting) return primary_id_;
-        if (from == State::SwitchoverWait && seen.switchover) return seen.switchover->primary_node_id;
-        return std::nullopt;
-    case State::Fenced: return seen.newer_primary;
-    default: return std::nullopt;
     }
 }
 

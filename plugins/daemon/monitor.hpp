@@ -75,7 +75,6 @@ private:
     void queue_event(const NodeEvent& event);
     void keep_event(const NodeEvent& event);  // the row only: already notified
     void flush_events(Connection& primary, std::chrono::milliseconds timeout);
-    std::optional<int> related_node(State from, State to, const Observation& seen) const;
 
     ChildOutcome run_self(const std::vector<std::string>& args, const std::string& override_command);
     // Sleeps up to duration, waking at once on SIGTERM/SIGINT or when the primary's

@@ -207,6 +207,30 @@ Transition next_state(State from, const Observation& o) {
     return t;
 }
 
+std::optional<int> related_node(State from, State to, const Observation& o, std::optional<int> candidate) {
+    std::optional<int> switchover_candidate =
+        o.switchover ? std::optional<int>(o.switchover->candidate_node_id) : std::nullopt;
+    switch (to) {
+    case State::Standby:
+        if (from == State::FollowingNewPrimary || (from == State::SwitchoverWait && o.follow)) return candidate;
+        return o.primary_id;
+    case State::PrimaryLostConfirming:
+    case State::PrimaryLost:
+    case State::Paused:
+    case State::Electing:
+    case State::Promoting: return o.primary_id;
+    case State::FollowingNewPrimary: return candidate;
+    case State::SwitchoverWait:
+    case State::Demoting: return switchover_candidate;
+    case State::Primary:
+        if (from == State::Promoting) return o.primary_id;
+        if (from == State::SwitchoverWait && o.switchover) return o.switchover->primary_node_id;
+        return std::nullopt;
+    case State::Fenced: return o.newer_primary ? o.newer_primary : o.newer_standby;
+    default: return std::nullopt;
+    }
+}
+
 void StateBoard::enter(State state, std::string reason, std::chrono::system_clock::time_point now) {
     std::lock_guard lock(mutex_);
     if (current_.state == State::Promoting && state == State::Primary) ++current_.failovers;

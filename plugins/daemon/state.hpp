@@ -121,6 +121,12 @@ void tally_nodes(Observation& o, int timeline, const std::vector<NodeSeen>& seen
 // Where a pass that started in `from` leads. Returns {from, ""} when nothing changes.
 Transition next_state(State from, const Observation& seen);
 
+// The other node a change of state concerns, its event's related node (%p): the primary a
+// standby follows or lost, the node it is to follow (candidate: the one elected), a
+// switchover's candidate, the node on a newer timeline that made this primary fence
+// itself, the primary a promotion replaced; nullopt when none.
+std::optional<int> related_node(State from, State to, const Observation& seen, std::optional<int> candidate);
+
 // The daemon's state as other threads see it (the HTTP endpoint, node status).
 struct Snapshot {
     State state = State::Starting;

@@ -560,6 +560,40 @@ TEST_CASE("a primary demotes itself on a request naming it, and the outcome deci
     CHECK(t.reason == "switchover failed: node 1 did not start again");
 }
 
+TEST_CASE("a state change's event names the other node it concerns", "[daemon]") {
+    Observation o;
+    o.primary_id = 1;
+    // A standby: the primary it follows, or lost; the node elected to follow.
+    CHECK(related_node(S::Starting, S::Standby, o, std::nullopt) == 1);
+    CHECK(related_node(S::Standby, S::PrimaryLostConfirming, o, std::nullopt) == 1);
+    CHECK(related_node(S::PrimaryLostConfirming, S::Electing, o, std::nullopt) == 1);
+    CHECK(related_node(S::Electing, S::Paused, o, std::nullopt) == 1);
+    CHECK(related_node(S::Electing, S::Promoting, o, std::nullopt) == 1);
+    CHECK(related_node(S::Electing, S::FollowingNewPrimary, o, 3) == 3);
+    // Followed: the new primary, though the lost one is still the registered one here.
+    CHECK(related_node(S::FollowingNewPrimary, S::Standby, o, 3) == 3);
+    // Promoted: the primary it replaced; a primary from the start: none.
+    CHECK(related_node(S::Promoting, S::Primary, o, std::nullopt) == 1);
+    CHECK(related_node(S::Starting, S::Primary, o, std::nullopt) == std::nullopt);
+    // A switchover's candidate, and on the candidate the old primary.
+    pgrm::SwitchoverRequest req;
+    req.primary_node_id = 1;
+    req.candidate_node_id = 2;
+    req.state = "demoting";
+    o.switchover = req;
+    CHECK(related_node(S::Standby, S::SwitchoverWait, o, std::nullopt) == 2);
+    CHECK(related_node(S::Primary, S::Demoting, o, std::nullopt) == 2);
+    CHECK(related_node(S::SwitchoverWait, S::Primary, o, std::nullopt) == 1);
+    // Fenced: the node on a newer timeline, a primary or a standby of one; else none.
+    Observation p;
+    CHECK(related_node(S::Primary, S::Fenced, p, std::nullopt) == std::nullopt);
+    p.newer_standby = 3;
+    CHECK(related_node(S::Primary, S::Fenced, p, std::nullopt) == 3);
+    p.newer_primary = 2;
+    CHECK(related_node(S::Primary, S::Fenced, p, std::nullopt) == 2);
+    CHECK(related_node(S::Standby, S::LocalServerDown, o, std::nullopt) == std::nullopt);
+}
+
 TEST_CASE("every state has its own name, the suffix of its event", "[daemon]") {
     std::set<std::string> names;
     for (int i = 0; i <= static_cast<int>(S::Stopped); ++i) names.insert(std::string(state_name(static_cast<State>(i))));
