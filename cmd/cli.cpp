@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <limits>
+#include <set>
 
 #include <CLI/CLI.hpp>
 
@@ -107,21 +108,39 @@ struct Cli::Impl {
         for (const auto& spec : global_option_specs())
             if (spec.personas & persona.persona) spec.bind(app, spec.names, parsed);
 
-        std::map<std::string, CLI::App*> groups;
-        for (Command* command : commands_of(registry, persona.persona)) {
-            auto spec = command->spec();
-            CLI::App* target = &app;  // repmgrd is its one command, the daemon, itself
-            if (persona.persona != PersonaRepmgrd) {
-                CLI::App*& group = groups[spec.group];
-                if (!group) {
-                    group = app.add_subcommand(spec.group, spec.summary);
-                    for (const auto& alias : spec.group_aliases) group->alias(alias);
-                }
-                target = spec.name.empty() ? group : group->add_subcommand(spec.name, spec.summary);
-            }
-            command->declare(*target);
-            bound.emplace_back(command, target);
+        std::vector<Command*> commands = commands_of(registry, persona.persona);
+        if (persona.persona == PersonaRepmgrd) {  // repmgrd is its one command, the daemon, itself
+            for (Command* command : commands) bind(command, app);
+            return;
         }
+        // Every group by its own name first, so that an alias can tell a name taken.
+        std::map<std::string, CLI::App*> groups;
+        for (Command* command : commands) {
+            auto spec = command->spec();
+            if (!groups.count(spec.group)) groups[spec.group] = app.add_subcommand(spec.group, spec.summary);
+        }
+        std::set<std::pair<std::string, std::string>> aliased;
+        for (Command* command : commands) {
+            auto spec = command->spec();
+            CLI::App* group = groups.at(spec.group);
+            bind(command, spec.name.empty() ? *group : *group->add_subcommand(spec.name, spec.summary));
+            for (const auto& alias : spec.group_aliases) {
+                auto other = groups.find(alias);
+                if (other == groups.end()) {
+                    // An alias of the whole group (primary = master), given once.
+                    if (aliased.emplace(spec.group, alias).second) group->alias(alias);
+                } else if (!spec.name.empty()) {
+                    // A group of its own here (pgrm's daemon, the daemon itself): the
+                    // command under it too ("pgrm daemon pause" is "service pause").
+                    bind(command, *other->second->add_subcommand(spec.name, spec.summary));
+                }
+            }
+        }
+    }
+
+    void bind(Command* command, CLI::App& target) {
+        command->declare(target);
+        bound.emplace_back(command, &target);
     }
 
     Command* command_for(const CLI::App* sub) const {

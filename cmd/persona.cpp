@@ -34,12 +34,13 @@ const char* name_of(Persona persona) {
 const std::vector<std::string>& persona_commands(Persona persona) {
     static const std::vector<std::string> repmgr =
         seed_and({"master unregister", "standby unregister", "standby switchover", "node rejoin", "node status",
-                  "node check", "cluster show", "cluster event", "daemon pause", "daemon unpause"});
+                  "node check", "cluster show", "cluster event", "service status", "service pause",
+                  "service unpause"});
     static const std::vector<std::string> repmgrd = {"daemon"};
     static const std::vector<std::string> pgrm =
         seed_and({"master unregister", "standby unregister", "standby switchover", "node rejoin", "node status",
-                  "node check", "cluster show", "cluster event", "daemon", "daemon pause", "daemon unpause", "demo",
-                  "demo status", "demo stop"});
+                  "node check", "cluster show", "cluster event", "service status", "service pause", "service unpause",
+                  "daemon", "demo", "demo status", "demo stop"});
     switch (persona) {
         case PersonaRepmgr: return repmgr;
         case PersonaRepmgrd: return repmgrd;

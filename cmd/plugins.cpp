@@ -9,6 +9,7 @@ void register_plugins(Registry& registry) {
     register_standby(registry);
     register_node(registry);
     register_cluster(registry);
+    register_service(registry);
     register_daemon(registry);
     register_demo(registry);
 }

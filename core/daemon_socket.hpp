@@ -5,7 +5,7 @@
 // which makes it the one daemon of that node on this host (two demo clusters of the same
 // name in different directories are different nodes), and answers each connection with
 // one JSON line, its state; node status and node check ask it. A client may then send a
-// request, one JSON line, and read the answer line ("daemon unpause" asks the daemon to go
+// request, one JSON line, and read the answer line ("service unpause" asks the daemon to go
 // on despite a pause no primary can lift). Named here, once, so the two sides agree.
 
 #include <sys/types.h>

@@ -29,6 +29,10 @@ std::chrono::seconds liveness(const Config& cfg) {
            std::chrono::duration_cast<std::chrono::seconds>(kDaemonLocalQuery);
 }
 
+std::chrono::seconds daemon_alive(const Config& cfg) {
+    return std::chrono::seconds(2 * (cfg.monitor_interval_secs + cfg.reconnect_interval));
+}
+
 std::string format(std::chrono::milliseconds d) {
     using namespace std::chrono;
     if (d >= hours(1) && d % hours(1) == 0ms) return std::to_string(duration_cast<hours>(d).count()) + " h";
@@ -69,6 +73,7 @@ const std::vector<Documented>& documented() {
         {"failover_window", "reconnect_attempts * reconnect_interval + monitor_interval_secs"},
         {"fence_after", "(reconnect_attempts - 1) * reconnect_interval + monitor_interval_secs"},
         {"liveness", "failover_window + daemon_local_connect + daemon_local_query"},
+        {"daemon_alive", "2 * (monitor_interval_secs + reconnect_interval)"},
     };
     return list;
 }

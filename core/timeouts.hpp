@@ -36,7 +36,7 @@ inline constexpr std::chrono::milliseconds kDaemonAnswer = 1000ms;
 // the old primary's shutdown checkpoint before it aborts.
 inline constexpr std::chrono::seconds kSwitchover = 120s;
 inline constexpr std::chrono::seconds kSwitchoverCatchUp = 10s;
-// daemon pause and unpause: how long they wait for each standby to have the change
+// service pause and unpause: how long they wait for each standby to have the change
 // (replayed it, or, with no primary to write to, this node's repmgrd taking it).
 inline constexpr std::chrono::seconds kPauseTakesEffect = 10s;
 // Short helper programs (pg_controldata, chown).
@@ -94,6 +94,10 @@ std::chrono::seconds fence_after(const Config& cfg);
 // its own server's connect and query timing out): a last pass older than this means a
 // stuck loop (HTTP /liveness answers 503, /primary too).
 std::chrono::seconds liveness(const Config& cfg);
+// Another node's repmgrd counts as running while its last record in the metadata (a
+// primary's heartbeat, a standby's monitoring row) is younger than this: two passes that
+// each retried their primary once (standby switchover, service status).
+std::chrono::seconds daemon_alive(const Config& cfg);
 
 // Each of the above as repmgr.conf(5) lists it under TIMEOUTS, by the name it has there
 // (kProbeConnect is "probe_connect"): the fixed ones with their value ("3 s"), the derived

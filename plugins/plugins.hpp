@@ -10,6 +10,7 @@ void register_master(Registry& registry);
 void register_standby(Registry& registry);
 void register_node(Registry& registry);
 void register_cluster(Registry& registry);
+void register_service(Registry& registry);
 void register_daemon(Registry& registry);
 void register_demo(Registry& registry);
 

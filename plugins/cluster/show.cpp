@@ -35,6 +35,8 @@ const char* const kProbeSql =
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
+}  // namespace
+
 Probe probe(const std::string& conninfo, timeouts::Probe limits) {
     Probe p;
     try {
@@ -60,7 +62,6 @@ Probe probe(const std::string& conninfo, timeouts::Probe limits) {
     return p;
 }
 
-// Every node at once; probes[i] belongs to nodes[i].
 std::vector<Probe> probe_all(const std::vector<Node>& nodes, timeouts::Probe limits) {
     std::vector<std::future<Probe>> pending;
     for (const Node& n : nodes) pending.push_back(std::async(std::launch::async, probe, n.conninfo, limits));
@@ -68,6 +69,8 @@ std::vector<Probe> probe_all(const std::vector<Node>& nodes, timeouts::Probe lim
     for (auto& f : pending) probes.push_back(f.get());
     return probes;
 }
+
+namespace {
 
 std::string upstream_name(const Node& node, const std::vector<Node>& nodes) {
     if (!node.upstream_node_id) return "";
@@ -185,6 +188,7 @@ Result show_cluster(const Config& cfg, timeouts::Probe limits) {
     Metadata meta(conn, cfg.cluster, limits.query);
     meta.require_installed();
     std::vector<Node> nodes = meta.nodes();
+    FailoverPause pause = meta.failover_pause().value_or(FailoverPause{});
 
     // 2. Every node probed in parallel; an unreachable node is data, not an error.
     std::vector<Probe> probes = probe_all(nodes, limits);
@@ -226,8 +230,13 @@ Result show_cluster(const Config& cfg, timeouts::Probe limits) {
         r.lines.insert(r.lines.begin(), "WARNING: " + warning);
     }
 
+    // 5. A pause, as this node's metadata says: the daemons are being held still.
+    if (pause.paused)
+        r.lines.push_back("failover is " + describe(pause) +
+                          ": repmgrd neither fails over nor fences (\"repmgr service unpause\" resumes it)");
+
     r.table = std::move(table);
-    r.data = {{"cluster", cfg.cluster}, {"nodes", std::move(node_list)}};
+    r.data = {{"cluster", cfg.cluster}, {"nodes", std::move(node_list)}, {"failover_pause", to_json(pause)}};
     return r;
 }
 

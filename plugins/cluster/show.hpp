@@ -47,6 +47,12 @@ struct NodeView {
     std::string status_text() const { return std::string(1, mark) + " " + status; }
 };
 
+// Asks one node's server what it is, each connection and query within limits; never
+// throws (an unreachable node is a Probe that says why). probe_all asks every node at
+// once: probes[i] belongs to nodes[i]. Also service status's.
+Probe probe(const std::string& conninfo, timeouts::Probe limits);
+std::vector<Probe> probe_all(const std::vector<Node>& nodes, timeouts::Probe limits);
+
 // The primary LSN a standby's lag is measured against: its upstream's when that is
 // a primary, else the one writable (not read-only) primary's; nullopt when there is
 // none or several (split brain). probes[i] belongs to nodes[i].

@@ -24,9 +24,9 @@
 #include "core/error.hpp"
 #include "core/event.hpp"
 #include "core/log.hpp"
-#include "plugins/daemon/daemon.hpp"
 #include "plugins/daemon/http.hpp"
 #include "plugins/daemon/monitor.hpp"
+#include "plugins/plugins.hpp"
 
 namespace pgrm {
 
@@ -90,7 +90,7 @@ nlohmann::json state_json(const Config& cfg, std::chrono::system_clock::time_poi
     return j;
 }
 
-// The one request the socket takes, from "daemon unpause" when no primary can be written
+// The one request the socket takes, from "service unpause" when no primary can be written
 // to: {"request": "resume_failover", "generation": N}, go on despite pause N.
 nlohmann::json handle_request(daemon::Monitor& monitor, const nlohmann::json& request) {
     auto what = request.find("request");
@@ -100,11 +100,11 @@ nlohmann::json handle_request(daemon::Monitor& monitor, const nlohmann::json& re
         return {{"error", "unknown request"}};
     monitor.resume_failover(generation->get<long long>());
     log::notice("asked to go on with failover despite failover pause " + generation->dump() +
-                " (\"repmgr daemon unpause\" found no primary to write to)");
+                " (\"repmgr service unpause\" found no primary to write to)");
     return {{"accepted", true}};
 }
 
-// Answers node status, node check and daemon unpause on the node's socket
+// Answers node status, node check, service status and service unpause on the node's socket
 // (core/daemon_socket), from a thread of its own until destroyed: each connection gets one
 // JSON line, state(), and an answer from handle to a request it sends then.
 class StatusAnswerer {
@@ -235,7 +235,6 @@ private:
 
 void register_daemon(Registry& registry) {
     registry.add(std::make_unique<Daemon>());
-    register_daemon_pause(registry);
 }
 
 }  // namespace pgrm

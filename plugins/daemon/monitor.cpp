@@ -240,7 +240,7 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
     switch (t.to) {
     case State::Primary:
         primary_.reset();
-        // Promoted by a failover that "daemon unpause" let go on while the metadata still
+        // Promoted by a failover that "service unpause" let go on while the metadata still
         // said paused: this node's metadata is the cluster's now, and takes the unpause.
         lift_pause_.reset();
         if (from == State::Promoting && seen.pause_overridden) lift_pause_ = resume_generation_.load();
@@ -693,7 +693,7 @@ void Monitor::lift_pause() {
         Metadata meta(*local_, cfg_.cluster, kQueryTimeout);
         auto pause = meta.failover_pause();
         if (pause && pause->paused && pause->generation == *lift_pause_) {
-            std::string details = "failover went on despite the pause (\"repmgr daemon unpause\" while no primary "
+            std::string details = "failover went on despite the pause (\"repmgr service unpause\" while no primary "
                                   "could be reached); node " + std::to_string(cfg_.node) + ", promoted, lifts it";
             if (meta.set_failover_paused(false, cfg_.node, "repmgrd of node " + std::to_string(cfg_.node), details)
                     .changed)

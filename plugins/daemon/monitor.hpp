@@ -38,7 +38,7 @@ public:
     ExitCode run();
     // The current state, from any thread.
     Snapshot snapshot() const { return board_.snapshot(); }
-    // From any thread ("daemon unpause" through the socket, when no primary could take
+    // From any thread ("service unpause" through the socket, when no primary could take
     // the unpause): go on with failover despite the pause of this generation, until the
     // primary answers again or the pause changes. Wakes the loop between passes.
     void resume_failover(long long generation);

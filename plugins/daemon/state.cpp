@@ -10,7 +10,7 @@ namespace pgrm::daemon {
 namespace {
 
 constexpr const char* kPausedWhy =
-    "failover is paused: not promoting, not following (\"repmgr daemon unpause\" resumes it)";
+    "failover is paused: not promoting, not following (\"repmgr service unpause\" resumes it)";
 
 std::string node_name(std::optional<int> id) {
     return id ? "primary node " + std::to_string(*id) : std::string("the primary (none registered as active)");

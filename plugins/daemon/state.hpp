@@ -47,10 +47,10 @@ std::string_view state_name(State state);
 struct Observation {
     bool stop_requested = false;     // SIGTERM or SIGINT
     bool automatic = false;          // failover = automatic
-    // Failover is paused ("repmgr daemon pause", as this node's metadata says), and this
+    // Failover is paused ("repmgr service pause", as this node's metadata says), and this
     // daemon was not asked to go on despite it.
     bool paused = false;
-    // The metadata says paused, but "daemon unpause", finding no primary to write to,
+    // The metadata says paused, but "service unpause", finding no primary to write to,
     // asked this daemon to go on: the standby it promotes lifts the pause.
     bool pause_overridden = false;
     int node_id = 0;                 // this node

@@ -235,7 +235,7 @@ CheckResult judge_daemon(int node_id, const DaemonReply& reply) {
         text += ", state " + reply.state["state"].get<std::string>();
     // Paused, it would not fail over: worth a look, not an outage.
     if (auto paused = reply.state.find("paused"); paused != reply.state.end() && *paused == true)
-        return result("daemon", Status::Warning, text + "; failover is paused (\"repmgr daemon unpause\" resumes it)");
+        return result("daemon", Status::Warning, text + "; failover is paused (\"repmgr service unpause\" resumes it)");
     return result("daemon", Status::Ok, text);
 }
 

@@ -93,7 +93,7 @@ Result node_status(const Config& cfg, timeouts::Probe limits, const std::functio
         if (daemon.state.contains("paused") && daemon.state["paused"] == true)
             daemon_text += "; failover paused";
         else if (daemon.state.contains("pause_overridden") && daemon.state["pause_overridden"] == true)
-            daemon_text += "; failover goes on despite the pause (\"daemon unpause\" with no primary)";
+            daemon_text += "; failover goes on despite the pause (\"service unpause\" with no primary)";
     } else if (daemon.running && !daemon.error.empty()) {
         daemon_text += " (" + daemon.error + ")";
     }

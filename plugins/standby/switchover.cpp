@@ -74,7 +74,7 @@ std::vector<SwitchoverCheck> judge_switchover(const SwitchoverFacts& f) {
     add("this node's repmgrd runs", alive(f.candidate_daemon_age), age(f.candidate_daemon_age, "monitoring row"));
     // Paused, the daemons are being kept still (maintenance): a switchover needs them.
     add("failover is not paused", !f.pause.paused,
-        describe(f.pause) + (f.pause.paused ? "; \"repmgr daemon unpause\" resumes it" : ""));
+        describe(f.pause) + (f.pause.paused ? "; \"repmgr service unpause\" resumes it" : ""));
     add("no other switchover is under way", !f.active,
         f.active ? "request " + std::to_string(f.active->id) + ": node " + id(f.active->primary_node_id) + " to node " +
                        id(f.active->candidate_node_id) + ", " + f.active->state
@@ -113,7 +113,7 @@ public:
         SwitchoverFacts f;
         f.candidate = cfg.node;
         f.max_lag = kMaxLagBytes;
-        f.daemon_fresh = 2.0 * (cfg.monitor_interval_secs + cfg.reconnect_interval);
+        f.daemon_fresh = static_cast<double>(timeouts::daemon_alive(cfg).count());
         f.candidate_in_recovery = query_server_facts(local).in_recovery;
         std::optional<Node> primary = local_meta.active_primary();
         std::optional<unsigned long long> received;

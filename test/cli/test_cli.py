@@ -199,6 +199,36 @@ def test_switchover_takes_repmgr5s_siblings_follow():
     _assert_config_missing('-f', '/nonexistent.conf', 'standby', 'switchover', '--siblings-follow', '--dry-run')
 
 
+def _json_command(*args, persona='repmgr') -> str:
+    """The command a line runs, as its --json error document names it (the config
+    file is missing, so nothing runs past the dispatcher)."""
+    r = pgrm('--json', *args, '-f', '/nonexistent.conf', persona=persona, check=1)
+    return _one_json(r.stdout)['command']
+
+
+def test_service_commands_and_their_daemon_alias():
+    """repmgr 5's service pause|unpause|status; repmgr 4's daemon pause|unpause|status
+    reach the same commands, in repmgr's tree and in pgrm's, where daemon alone is still
+    the daemon itself, as repmgrd is."""
+    for verb in ('pause', 'unpause', 'status'):
+        assert _json_command('service', verb) == f'service {verb}'
+        assert _json_command('daemon', verb) == f'service {verb}'
+        assert _json_command('service', verb, persona='pgrm') == f'service {verb}'
+        assert _json_command('daemon', verb, persona='pgrm') == f'service {verb}'
+    assert _json_command('service', 'pause', '--dry-run') == 'service pause'
+    assert _json_command('daemon', 'unpause', '--dry-run', persona='pgrm') == 'service unpause'
+    assert _json_command('daemon', persona='pgrm') == 'daemon'
+    assert _json_command('daemon', '--pid-file', '/nonexistent.pid', persona='pgrm') == 'daemon'
+    assert _json_command(persona='repmgrd') == 'daemon'
+    r = pgrm('daemon', check=1)
+    assert 'missing command: service {status|pause|unpause}' in r.stderr, r.stderr
+    r = pgrm('--help', check=0)
+    assert ' repmgr [OPTIONS] service {status|pause|unpause}' in r.stdout, r.stdout
+    r = pgrm('daemon', 'pause', '--help', check=0)
+    assert r.stdout.startswith('Usage:\n repmgr [OPTIONS] service pause\n'), r.stdout
+    assert '--dry-run' in r.stdout, r.stdout
+
+
 # ---------------------------------------------------------------------------- config
 
 

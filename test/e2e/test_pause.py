@@ -63,7 +63,7 @@ def test_pause_holds_failover_through_a_primary_restart():
 
         # Paused from a standby: written on the primary, replayed by every standby.
         r = pgrm('-f', conf[2], 'daemon', 'pause', check=0)
-        assert 'daemon pause: automatic failover paused in cluster "test"' in r.stdout, output(r)
+        assert 'service pause: automatic failover paused in cluster "test"' in r.stdout, output(r)
         assert 'not yet' not in r.stdout and 'WARNING' not in r.stderr, output(r)
         for i in (1, 2, 3):
             assert paused_row(n[i]).startswith('t|2|'), (i, paused_row(n[i]))
@@ -144,9 +144,9 @@ def test_unpause_with_the_primary_down_fails_over():
         assert "node 2's repmgrd would be asked to go on with failover despite the pause" in r.stdout, output(r)
         assert daemon(conf[2]).get('state') == 'paused'
         r = pgrm('-f', conf[2], 'daemon', 'unpause', check=0)
-        assert ('daemon unpause: primary node 1 ("node1") is not reachable; '
+        assert ('service unpause: primary node 1 ("node1") is not reachable; '
                 "node 2's repmgrd goes on with failover despite the pause") in r.stdout, output(r)
-        assert 'run "repmgr daemon unpause" on the hosts of node 3 ("node3") too' in r.stdout, output(r)
+        assert 'run "repmgr service unpause" on the hosts of node 3 ("node3") too' in r.stdout, output(r)
         doc = parse_json(pgrm('-f', conf[3], '--json', 'daemon', 'unpause', check=0), 'daemon unpause --json')
         assert doc['data']['resumed_node_id'] == 3 and doc['data']['primary_reachable'] is False, doc
         new_id = wait_until(lambda: one_promoted(c), timeout=60, what='one of node2/node3 to be promoted')

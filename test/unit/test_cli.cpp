@@ -119,7 +119,8 @@ TEST_CASE("bad command lines are configuration errors (exit 1)", "[cli]") {
     Fixture f;
     for (const char* line : {"repmgr standby frobnicate", "repmgr nosuch", "repmgr", "repmgr standby",
                              "repmgr -w abc standby clone x", "repmgr -h", "repmgr --bogus master register",
-                             "repmgr standby clone a b"}) {
+                             "repmgr standby clone a b", "repmgr daemon", "repmgr daemon start", "repmgrd pause",
+                             "repmgr service pause extra"}) {
         INFO(line);
         try {
             f.parse(line);
@@ -135,6 +136,25 @@ TEST_CASE("pgrm's native tree has the daemon as a command", "[cli]") {
     CHECK(f.parse("pgrm daemon -f x.conf").command_name == "daemon");
     CHECK(f.parse("pgrm standby clone n1").command_name == "standby clone");
     CHECK(f.parse("pgrm repmgr standby clone n1").command_name == "standby clone");
+}
+
+TEST_CASE("service pause, unpause and status; daemon is their alias; pgrm daemon alone is the daemon", "[cli]") {
+    Fixture f;
+    for (const char* verb : {"pause", "unpause", "status"}) {
+        std::string name = std::string("service ") + verb;
+        for (const char* program : {"repmgr", "pgrm", "pgrm repmgr"}) {
+            INFO(program << " " << verb);
+            CHECK(f.parse(std::string(program) + " service " + verb).command_name == name);
+            CHECK(f.parse(std::string(program) + " daemon " + verb).command_name == name);
+            CHECK(f.parse(std::string(program) + " -f x.conf DAEMON " + verb + " --verbose").command_name == name);
+        }
+    }
+    CHECK(f.parse("repmgr daemon unpause --dry-run").command_name == "service unpause");
+    CHECK(f.parse("pgrm daemon pause --dry-run").command_name == "service pause");
+    CHECK(f.parse("pgrm daemon").command_name == "daemon");
+    CHECK(f.parse("pgrm daemon -d --pid-file /run/r.pid").command_name == "daemon");
+    CHECK(f.parse("repmgrd -f x.conf").command_name == "daemon");
+    CHECK(f.parse("pgrm repmgrd --daemonize").command_name == "daemon");
 }
 
 namespace {

@@ -358,7 +358,7 @@ TEST_CASE("a primary lost while failover is paused: no election, no promotion; w
     CHECK(t.to == S::Paused);
     CHECK_FALSE(t.at_once);
     CHECK(t.reason == "primary node 1 is lost: no answer to 2 reconnect attempts; failover is paused: not promoting, "
-                      "not following (\"repmgr daemon unpause\" resumes it)");
+                      "not following (\"repmgr service unpause\" resumes it)");
     // Paused midway through an election, or once failover is automatic again: no verdict
     // counts, however the election went.
     Observation electing = standby_seen(false);
@@ -367,7 +367,7 @@ TEST_CASE("a primary lost while failover is paused: no election, no promotion; w
     t = next_state(S::Electing, electing);
     CHECK(t.to == S::Paused);
     CHECK(t.reason == "primary node 1 is lost and failover is paused: not promoting, not following "
-                      "(\"repmgr daemon unpause\" resumes it)");
+                      "(\"repmgr service unpause\" resumes it)");
     CHECK(next_state(S::PrimaryLost, electing).to == S::Paused);
     // Paused it stays, monitoring, while the primary is silent and the pause holds.
     CHECK(next_state(S::Paused, electing).to == S::Paused);

@@ -193,7 +193,7 @@ TEST_CASE("daemon: running and answering, holding the node, or absent", "[node_c
     up.state["state"] = "paused";
     r = judge_daemon(2, up);
     CHECK(r.status == Status::Warning);
-    CHECK(r.text == "repmgrd is running (pid 42), state paused; failover is paused (\"repmgr daemon unpause\" resumes it)");
+    CHECK(r.text == "repmgrd is running (pid 42), state paused; failover is paused (\"repmgr service unpause\" resumes it)");
     up.state["paused"] = "yes";  // not a boolean: not paused
     CHECK(judge_daemon(2, up).status == Status::Ok);
 }

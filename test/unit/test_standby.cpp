@@ -173,7 +173,7 @@ TEST_CASE("standby switchover goes ahead only when every check holds", "[standby
     f.pause.changed_at = "2026-05-01 10:00:00.000 UTC";
     f.pause.changed_by = "postgres@db2";
     CHECK(failed(f) == std::vector<std::string>{"failover is not paused: paused since 2026-05-01 10:00:00.000 UTC by "
-                                                "postgres@db2; \"repmgr daemon unpause\" resumes it"});
+                                                "postgres@db2; \"repmgr service unpause\" resumes it"});
     f = ready();
     f.primary_writable = false;
     f.primary_error = "connection refused";

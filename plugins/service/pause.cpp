@@ -1,15 +1,16 @@
-// daemon pause, daemon unpause: stop and resume automatic failover in the whole cluster
-// (repmgr 4's "repmgr daemon pause", repmgr 5's "repmgr service pause"). The flag is one
-// row of the metadata (schema/004), written on the primary with an event, so that every
-// node replicates it and each repmgrd reads it from its own server: while paused, a
-// repmgrd that loses its primary neither promotes nor follows (state paused) and goes on
-// monitoring; unpaused, it fails over then if the primary is still gone. Both commands
-// wait for each standby to replay the change.
+// service pause, service unpause: stop and resume automatic failover in the whole cluster
+// (repmgr 5's names; repmgr 4's "daemon pause" and "daemon unpause" still reach them). The
+// flag is one row of the metadata (schema/004), written on the primary with an event, so
+// that every node replicates it and each repmgrd reads it from its own server: while
+// paused, a repmgrd that loses its primary neither promotes nor follows (state paused), a
+// primary cut off from a majority does not fence itself, and both go on monitoring;
+// unpaused, they fail over or fence then if it is still so. Both commands wait for each
+// standby to replay the change.
 //
-// With the primary down nothing can be written that the standbys would replicate. daemon
+// With the primary down nothing can be written that the standbys would replicate. service
 // unpause then asks this node's repmgrd, through its socket, to go on despite the pause
 // (to be run on each standby's host), and the standby that is promoted lifts the pause
-// from the metadata. daemon pause with the primary down is refused: it could hold nobody.
+// from the metadata. service pause with the primary down is refused: it could hold nobody.
 #include <pwd.h>
 #include <unistd.h>
 
@@ -25,7 +26,7 @@
 #include "core/primary.hpp"
 #include "core/server.hpp"
 #include "core/timeouts.hpp"
-#include "plugins/daemon/daemon.hpp"
+#include "plugins/service/service.hpp"
 
 namespace pgrm {
 
@@ -69,16 +70,16 @@ struct Reached {
     std::string detail;
 };
 
-class DaemonPause : public Command {
+class ServicePause : public Command {
 public:
-    explicit DaemonPause(bool pause) : pause_(pause) {}
+    explicit ServicePause(bool pause) : pause_(pause) {}
 
     Spec spec() const override {
         if (pause_)
-            return {"daemon", "pause", "", "pauses automatic failover on every node; repmgrd keeps monitoring",
-                    PersonaRepmgr | PersonaPgrm, NeedsConfig, {}};
-        return {"daemon", "unpause", "", "resumes automatic failover on every node",
-                PersonaRepmgr | PersonaPgrm, NeedsConfig, {}};
+            return {"service", "pause", "", "pauses automatic failover and fencing on every node; repmgrd keeps monitoring",
+                    PersonaRepmgr | PersonaPgrm, NeedsConfig, {"daemon"}};
+        return {"service", "unpause", "", "resumes automatic failover on every node",
+                PersonaRepmgr | PersonaPgrm, NeedsConfig, {"daemon"}};
     }
 
     void declare(CLI::App& app) override {
@@ -101,7 +102,7 @@ public:
         if (!conn)
             throw Error(ExitCode::DbConnection, "failover not paused: primary " + named(*primary) + " is not reachable",
                         "the pause is written on the primary, from which every node replicates it",
-                        "see \"repmgr cluster show\"; once a primary runs, run \"repmgr daemon pause\" again");
+                        "see \"repmgr cluster show\"; once a primary runs, run \"repmgr service pause\" again");
         if (query_in_recovery(*conn, timeouts::kProbeQuery))
             throw Error(ExitCode::BadConfig, "registered primary " + named(*primary) + " is in recovery", "",
                         "promote a standby, or register the current primary with \"repmgr master register --force\"");
@@ -144,7 +145,7 @@ public:
         }
         r.table = std::move(table);
         std::string state = describe(change.pause);
-        r.summary = "daemon " + std::string(pause_ ? "pause" : "unpause") + ": " +
+        r.summary = "service " + verb() + ": " +
                     (already ? "failover was already " + state + "; nothing changed"
                              : "automatic failover " + std::string(pause_ ? "paused" : "resumed") + " in cluster \"" +
                                    cfg.cluster + "\"") +
@@ -167,7 +168,7 @@ private:
     Result dry_run(const Config& cfg, const Node& primary, const std::optional<FailoverPause>& now, bool already) {
         FailoverPause shown = now.value_or(FailoverPause{});
         Result r;
-        r.summary = "daemon " + verb() + " --dry-run: primary " + named(primary) + " can be reached; " +
+        r.summary = "service " + verb() + " --dry-run: primary " + named(primary) + " can be reached; " +
                     (already ? "failover is " + describe(shown) + ": nothing would change"
                              : "failover would be " + std::string(pause_ ? "paused" : "resumed") + " in cluster \"" +
                                    cfg.cluster + "\"");
@@ -208,7 +209,7 @@ private:
         return out;
     }
 
-    // daemon unpause with the primary down: this node's repmgrd goes on despite the pause
+    // service unpause with the primary down: this node's repmgrd goes on despite the pause
     // the metadata here still holds.
     Result resume_here(const Config& cfg, Metadata& local_meta, const Node& primary) {
         std::string down = "primary " + named(primary) + " is not reachable";
@@ -221,7 +222,7 @@ private:
                   {"primary_reachable", false}};
         if (!pause || !pause->paused) {
             log::warning(down);
-            r.summary = "daemon unpause: failover is not paused, as node " + std::to_string(cfg.node) +
+            r.summary = "service unpause: failover is not paused, as node " + std::to_string(cfg.node) +
                         "'s metadata says; nothing changed";
             return r;
         }
@@ -235,7 +236,7 @@ private:
         r.data["other_standbys"] = others;
         std::string me = "node " + std::to_string(cfg.node) + "'s repmgrd";
         if (dry_run_) {
-            r.summary = "daemon unpause --dry-run: " + down + "; " + me + " would be asked to go on with failover "
+            r.summary = "service unpause --dry-run: " + down + "; " + me + " would be asked to go on with failover "
                         "despite the pause";
             return r;
         }
@@ -247,7 +248,7 @@ private:
         if (!reply.running)
             throw Error(ExitCode::DbConnection, stays + " and no repmgrd runs for node " + std::to_string(cfg.node),
                         "the pause is in the primary's metadata, which the standbys only replicate",
-                        "run \"repmgr daemon unpause\" on the host of a standby whose repmgrd runs, or start the "
+                        "run \"repmgr service unpause\" on the host of a standby whose repmgrd runs, or start the "
                         "primary again");
         if (!field(reply.answer, "accepted", false))
             throw Error(ExitCode::BadConfig, stays + ", and " + me + " did not take the request: " +
@@ -260,7 +261,7 @@ private:
             state = now.state.is_object() ? field(now.state, "state", std::string("?")) : now.error;
             if (Clock::now() >= deadline)
                 throw Error(ExitCode::BadConfig, me + " still counts failover as paused", "its state: " + state,
-                            "it may reach the primary: run \"repmgr daemon unpause\" where the primary can be "
+                            "it may reach the primary: run \"repmgr service unpause\" where the primary can be "
                             "reached");
             std::this_thread::sleep_for(100ms);
         }
@@ -269,9 +270,9 @@ private:
         record_event(cfg, nullptr,
                      {cfg.node, "daemon_unpause", true,
                       me + " goes on with failover despite pause " + std::to_string(pause->generation) + ": " + down});
-        r.summary = "daemon unpause: " + down + "; " + me + " goes on with failover despite the pause";
+        r.summary = "service unpause: " + down + "; " + me + " goes on with failover despite the pause";
         if (!others.empty())
-            r.lines.push_back("run \"repmgr daemon unpause\" on the hosts of " + others_text +
+            r.lines.push_back("run \"repmgr service unpause\" on the hosts of " + others_text +
                               " too, so that their repmgrd take part");
         r.data["resumed_node_id"] = cfg.node;
         return r;
@@ -280,9 +281,9 @@ private:
 
 }  // namespace
 
-void register_daemon_pause(Registry& registry) {
-    registry.add(std::make_unique<DaemonPause>(true));
-    registry.add(std::make_unique<DaemonPause>(false));
+void register_service_pause(Registry& registry) {
+    registry.add(std::make_unique<ServicePause>(true));
+    registry.add(std::make_unique<ServicePause>(false));
 }
 
 }  // namespace pgrm
