@@ -83,6 +83,7 @@ ExitCode Monitor::run() {
         Transition t = next_state(state_, seen);
         arrived_at_once_ = t.at_once;
         if (t.to != state_) enter(t, seen);
+        if (!t.held.empty()) log::warning(t.held);
         notifier_.pass_done(board_.snapshot());
         if (state_ != State::Stopped && !t.at_once) wait(std::chrono::seconds(cfg_.monitor_interval_secs), true);
     }

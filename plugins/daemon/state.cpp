@@ -72,16 +72,32 @@ Transition as_primary(State from, const Observation& o) {
         return {State::Fenced, "node " + std::to_string(*o.newer_standby) + " is a standby on newer timeline " +
                                    std::to_string(o.newer_timeline) +
                                    ", following a newer primary; this node is a former primary and must be rejoined"};
-    if (o.automatic && !sees_majority(o.nodes_visible, o.nodes_active) && o.without_majority > o.fence_after)
-        return {State::Fenced,
-                "cut off from a majority of the cluster (it sees " + std::to_string(o.nodes_visible) + " of " +
-                    std::to_string(o.nodes_active) + " nodes) for more than " +
-                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(o.fence_after).count()) + " s"};
+    // Cut off from a majority for too long, a primary fences itself, unless failover is
+    // paused: the pause holds the daemons still (a planned network outage must not cost
+    // the writes), so it stays the primary and says each pass what it holds back. The
+    // time without a majority keeps counting, so an unpause while the cut holds fences at
+    // once. A daemon told to go on despite the pause (pause_overridden) is not paused
+    // here: it fences as unpaused. That request ("service unpause" finding no primary to
+    // write to) goes to the standbys' daemons, which then promote one of them; a primary
+    // cut off from them cannot learn of it, so if it still runs there are two writable
+    // primaries until the cut heals and it finds the newer primary, or a standby of it,
+    // above: a fence no pause holds (two writable primaries are never what a pause asked
+    // for). service unpause says so: the primary must be down, not merely out of reach.
+    std::string held;
+    if (o.automatic && !sees_majority(o.nodes_visible, o.nodes_active) && o.without_majority > o.fence_after) {
+        std::string cut = "cut off from a majority of the cluster (it sees " + std::to_string(o.nodes_visible) +
+                          " of " + std::to_string(o.nodes_active) + " nodes) for more than " +
+                          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(o.fence_after).count()) +
+                          " s";
+        if (!o.paused) return {State::Fenced, cut};
+        held = "failover is paused: not fencing this primary, " + cut +
+               " (\"repmgr service unpause\" fences it, if it still is)";
+    }
     if (from == State::Primary && o.switchover && o.switchover->primary_node_id == o.node_id &&
         o.switchover->state == "requested")
         return {State::Demoting, "switchover to node " + std::to_string(o.switchover->candidate_node_id) + " requested",
                 true};
-    return {State::Primary, "this node is the primary; watching liveness and quorum"};
+    return {State::Primary, "this node is the primary; watching liveness and quorum", false, held};
 }
 
 // This node is a standby.
@@ -202,7 +218,7 @@ Transition next_state(State from, const Observation& o) {
     // A promotion is judged by its outcome: the server may not have left recovery yet.
     if (from == State::Promoting && o.promote && o.promote->ok) return {State::Primary, o.promote->message};
     Transition t = o.in_recovery ? as_standby(from, o) : as_primary(from, o);
-    if (t.to == from) return {from, ""};
+    if (t.to == from) return {from, "", false, t.held};
     if (from == State::LocalServerDown) t.reason = "local server answers again; " + t.reason;
     return t;
 }

@@ -99,6 +99,9 @@ struct Transition {
     State to = State::Starting;
     std::string reason;              // for the log and the event, always filled on a change
     bool at_once = false;            // the next step runs now, not after monitor_interval_secs
+    // What a pause held back this pass (a fence), for a warning each pass; kept when the
+    // state does not change.
+    std::string held = {};
 };
 
 // A primary sees a majority when it reaches more than half of the active registered nodes;

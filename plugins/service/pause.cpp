@@ -234,6 +234,10 @@ private:
             others_text += (others_text.empty() ? "" : ", ") + named(n);
         }
         r.data["other_standbys"] = others;
+        // A paused primary does not fence itself (plugins/daemon/state.cpp): one that runs,
+        // merely cut off from here, would stay writable beside the standby promoted.
+        log::warning(down + ": make sure it is down; a paused primary does not fence itself, so one that runs "
+                            "cut off from here stays writable beside the standby promoted");
         std::string me = "node " + std::to_string(cfg.node) + "'s repmgrd";
         if (dry_run_) {
             r.summary = "service unpause --dry-run: " + down + "; " + me + " would be asked to go on with failover "

@@ -419,12 +419,47 @@ TEST_CASE("a paused standby promoted from outside: stops a manual daemon, is the
     CHECK(next_state(S::Paused, o).to == S::Stopped);
 }
 
-TEST_CASE("a paused primary still fences itself: a standby's repmgrd may be told to go on", "[daemon]") {
+TEST_CASE("a paused primary cut off from a majority is not fenced, and says so each pass", "[daemon]") {
     Observation cut = primary_seen(1, 3);
     cut.paused = true;
     cut.without_majority = std::chrono::seconds(52);
+    for (State from : {S::Starting, S::Primary}) {
+        Transition t = next_state(from, cut);
+        CHECK(t.to == S::Primary);
+        CHECK(t.held == "failover is paused: not fencing this primary, cut off from a majority of the cluster (it "
+                        "sees 1 of 3 nodes) for more than 51 s (\"repmgr service unpause\" fences it, if it still is)");
+    }
+    CHECK(next_state(S::Primary, cut).reason.empty());  // no change of state: the held fence alone
+    // Nothing is held back while the majority is in sight, or before fence_after.
+    Observation fine = primary_seen();
+    fine.paused = true;
+    CHECK(next_state(S::Primary, fine).held.empty());
+    Observation early = cut;
+    early.without_majority = std::chrono::seconds(50);
+    CHECK(next_state(S::Primary, early).held.empty());
+}
+
+TEST_CASE("unpaused with the cut still on, the primary fences at once; told to go on, as unpaused", "[daemon]") {
+    Observation cut = primary_seen(1, 3);
+    cut.without_majority = std::chrono::seconds(300);  // counted through the pause
+    Transition t = next_state(S::Primary, cut);
+    CHECK(t.to == S::Fenced);
+    CHECK(t.held.empty());
+    CHECK(t.reason == "cut off from a majority of the cluster (it sees 1 of 3 nodes) for more than 51 s");
+    // Told to go on despite the pause, the metadata still saying paused: as unpaused.
+    cut.pause_overridden = true;
     CHECK(next_state(S::Primary, cut).to == S::Fenced);
-    CHECK(next_state(S::Primary, primary_seen()).to == S::Primary);
+}
+
+TEST_CASE("a paused primary still fences itself beside a newer primary", "[daemon]") {
+    Observation newer = primary_seen(1, 3);
+    newer.paused = true;
+    newer.without_majority = std::chrono::seconds(52);
+    newer.newer_primary = 2;
+    newer.newer_timeline = 3;
+    Transition t = next_state(S::Primary, newer);
+    CHECK(t.to == S::Fenced);
+    CHECK(t.reason == "node 2 is the primary on newer timeline 3; this node is a former primary and must be rejoined");
 }
 
 TEST_CASE("asked to stop, every state stops", "[daemon]") {
