@@ -64,7 +64,7 @@ __all__ = [
     'WALK_TABLE', 'primary_conninfo', 'Cluster', 'small_cluster', 'hold_all_connections',
     'Daemon', 'log_of', 'DAEMON_FAST', 'writable', 'in_recovery', 'daemon_settings',
     'daemon_conf_text', 'write_daemon_conf', 'DaemonCluster', 'daemon_cluster', 'setup_three',
-    'pgbench_load', 'AckWriter', 'TwoPrimaries', 'one_promoted',
+    'setup_partitioned', 'pgbench_load', 'AckWriter', 'TwoPrimaries', 'one_promoted',
 ]
 
 # --------------------------------------------------------------------------------------
@@ -1282,6 +1282,47 @@ def setup_three(c: DaemonCluster, node_settings: dict | None = None, sync: bool 
                    timeout=30, what=f'monitoring rows of standbys {standbys}')
     if 1 in daemons:
         c.daemons[1].wait_log('this node is the primary')
+
+
+def setup_partitioned(c: DaemonCluster) -> 'NetNamespace':
+    """node1, the primary, on another host (a network namespace, returned: host.link(False)
+    cuts it off) with database pgbench and a table t, master registered; node2 and node3
+    cloned from it over the link, started, streaming and registered. Then the daemons
+    (node1's inside the namespace, the others with harness.DAEMON_FAST like it), waiting
+    until both standbys recorded a monitoring row and node1's daemon runs as the primary.
+    node1's repmgrd socket is in the namespace: ask it with pgrm(..., netns=host)."""
+    sb = c.sb
+    host = NetNamespace(sb)
+    here = host.local   # node2's and node3's address, as node1 reaches them
+    n1 = sb.new_instance('node1')
+    n1.netns = host
+    n1.initdb({'listen_addresses': f'127.0.0.1,{host.remote}'})
+    host.trust(n1)   # the clones copy its pg_hba.conf
+    n1.start()
+    n1.psql('create database pgbench')
+    n1.psql('create table t(x int)', db='pgbench')
+    c.nodes[1] = n1
+    c.confs[1] = write_daemon_conf(sb, 1, n1, conninfo=f'host={host.remote} port={n1.port} '
+                                                'user=postgres dbname=pgbench')
+    pgrm('-f', c.confs[1], 'master', 'register', check=0)
+    for i in (2, 3):
+        n = sb.new_instance(f'node{i}')
+        c.nodes[i] = n
+        c.confs[i] = write_daemon_conf(sb, i, n, conninfo=f'host={here} port={n.port} '
+                                                   'user=postgres dbname=pgbench')
+        pgrm('-f', c.confs[i], '-D', n.datadir, '-d', 'pgbench', '-p', n1.port, '-U', 'postgres',
+             'standby', 'clone', host.remote, check=0)
+        n.append_conf({'listen_addresses': f'127.0.0.1,{here}'})
+        n.start()
+        wait_streaming(n)
+        pgrm('-f', c.confs[i], 'standby', 'register', check=0)
+    c.start_daemon(1, netns=host)
+    c.start_daemon(2)
+    c.start_daemon(3)
+    c.daemons[1].wait_log('this node is the primary')
+    wait_until(lambda: n1.psql('select count(distinct standby_node) from repmgr_test.repl_monitor',
+                               db='pgbench') == '2', timeout=30, what='monitoring rows of both standbys')
+    return host
 
 
 def pgbench_load(c: DaemonCluster, inst: Instance, *args) -> subprocess.Popen:

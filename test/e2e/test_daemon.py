@@ -538,37 +538,8 @@ def test_partitioned_primary_fences_itself():
     for longer than the failover window, makes node1 read-only. With the link back,
     node1 stays fenced and cluster show says so."""
     with harness.Sandbox() as sb, daemon_cluster(sb) as c:
-        host = harness.NetNamespace(sb)
-        here = host.local   # node2's and node3's address, as node1 reaches them
-
-        n1 = sb.new_instance('node1')
-        n1.netns = host
-        n1.initdb({'listen_addresses': f'127.0.0.1,{host.remote}'})
-        host.trust(n1)   # the clones copy its pg_hba.conf
-        n1.start()
-        n1.psql('create database pgbench')
-        n1.psql('create table t(x int)', db='pgbench')
-        c.nodes[1] = n1
-        c.confs[1] = write_daemon_conf(sb, 1, n1, conninfo=f'host={host.remote} port={n1.port} '
-                                                    'user=postgres dbname=pgbench')
-        pgrm('-f', c.confs[1], 'master', 'register', check=0)
-        for i in (2, 3):
-            n = sb.new_instance(f'node{i}')
-            c.nodes[i] = n
-            c.confs[i] = write_daemon_conf(sb, i, n, conninfo=f'host={here} port={n.port} '
-                                                       'user=postgres dbname=pgbench')
-            pgrm('-f', c.confs[i], '-D', n.datadir, '-d', 'pgbench', '-p', n1.port, '-U', 'postgres',
-                 'standby', 'clone', host.remote, check=0)
-            n.append_conf({'listen_addresses': f'127.0.0.1,{here}'})
-            n.start()
-            wait_streaming(n)
-            pgrm('-f', c.confs[i], 'standby', 'register', check=0)
-        c.start_daemon(1, netns=host)
-        c.start_daemon(2)
-        c.start_daemon(3)
-        c.daemons[1].wait_log('this node is the primary')
-        wait_until(lambda: n1.psql('select count(distinct standby_node) from repmgr_test.repl_monitor',
-                                   db='pgbench') == '2', timeout=30, what='monitoring rows of both standbys')
+        host = harness.setup_partitioned(c)
+        n1 = c.nodes[1]
         assert writable(n1)
 
         host.link(False)
