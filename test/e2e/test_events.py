@@ -9,7 +9,8 @@ lists a few events only.
   1. register and clone: master register, the clones and the standby registrations
      (node2's by its repmgrd) are notified with their node, success and related node,
      and so are the daemons' start and first state; node3's unlisted events are not;
-  2. daemon pause and daemon unpause are notified by the node they were run on;
+  2. service pause and service unpause (daemon_pause, daemon_unpause) are notified by the
+     node they were run on;
   3. a notification command that cannot be found, or that fails, is a warning and
      nothing else: the command succeeds and changes what it changes;
   4. kill -9 of the primary while node2's notifications hang (its script sleeps in a
@@ -175,8 +176,8 @@ def test_register_and_clone_are_notified():
 def test_pause_and_unpause_are_notified():
     with cluster() as c:
         before = len(calls(c))
-        pgrm('-f', c.confs[2], 'daemon', 'pause', check=0)
-        pgrm('-f', c.confs[1], 'daemon', 'unpause', check=0)
+        pgrm('-f', c.confs[2], 'service', 'pause', check=0)
+        pgrm('-f', c.confs[1], 'service', 'unpause', check=0)
         new = [(x['node'], x['event'], x['ok']) for x in calls(c)[before:] if x['event'].startswith('daemon_')]
         assert new == [(2, 'daemon_pause', '1'), (1, 'daemon_unpause', '1')], new
         assert last_pause_event(c.nodes[1], 2) == 'daemon_pause'
@@ -192,8 +193,8 @@ def test_a_failing_notification_is_a_warning_and_nothing_else():
                                       **harness.daemon_settings(2, c.sb, log_file=None,
                                                                 event_notification_command=command))
             for verb, paused in (('pause', 't'), ('unpause', 'f')):
-                r = pgrm('-f', conf, '--json', 'daemon', verb, check=0)
-                doc = parse_json(r, f'daemon {verb} --json')
+                r = pgrm('-f', conf, '--json', 'service', verb, check=0)
+                doc = parse_json(r, f'service {verb} --json')
                 assert doc['ok'] and doc['data']['changed'] is True, output(r)
                 warning = f'event notification for "daemon_{verb}" failed: {why}'
                 assert any(w.startswith(warning) for w in doc['warnings']), output(r)
