@@ -96,9 +96,9 @@ def main() -> int:
             off = footprint({i: c.daemons[i].pid for i in (1, 2, 3)}, args.idle)
             ports = {i: harness.free_port() for i in (1, 2, 3)}
             restart_daemons(c, ports)
-            harness.wait_until(lambda: _status(ports[1], '/primary') == 200, timeout=60,
+            harness.wait_until(lambda: harness.http_status(ports[1], '/primary') == 200, timeout=60,
                                what="node1's /primary to answer 200")
-            harness.wait_until(lambda: all(_status(ports[i], '/replica') == 200 for i in (2, 3)), timeout=60,
+            harness.wait_until(lambda: all(harness.http_status(ports[i], '/replica') == 200 for i in (2, 3)), timeout=60,
                                what='the standbys to answer /replica 200')
             on = footprint({i: c.daemons[i].pid for i in (1, 2, 3)}, args.idle)
 
@@ -129,14 +129,6 @@ def main() -> int:
               f'CPU {off[i][1]:.3f} % -> {on[i][1]:.3f} %')
     return 0
 
-
-def _status(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
-    try:
-        conn.request('GET', path)
-        return conn.getresponse().status
-    finally:
-        conn.close()
 
 
 if __name__ == '__main__':

@@ -36,6 +36,7 @@ OS user `postgres`; otherwise as the current user.
 from __future__ import annotations
 
 import atexit
+import http.client
 import ctypes
 import json
 import os
@@ -252,6 +253,17 @@ def parse_json(proc: subprocess.CompletedProcess, what: str,
         return json.loads(proc.stdout)
     except json.JSONDecodeError as e:
         raise error(f'{what}: stdout is not one JSON document ({e})\n{output(proc)}')
+
+
+def http_status(port: int, path: str) -> int:
+    """The status of GET path from an HTTP endpoint on 127.0.0.1:port, on a new connection
+    (as a load balancer's check makes it)."""
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
+    try:
+        conn.request('GET', path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 30, interval: float = 0.2,

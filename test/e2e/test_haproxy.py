@@ -22,7 +22,6 @@ left and cannot fail over again.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import select
 import shutil
@@ -160,15 +159,6 @@ def logs_on_failure(c: DaemonCluster, proxy: HAProxy | None = None):
         raise
 
 
-def fresh_status(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
-    try:
-        conn.request('GET', path)
-        return conn.getresponse().status
-    finally:
-        conn.close()
-
-
 def test_reads_follow_replay_lag():
     c, proxy, ports = shared()
     n1, n3 = c.nodes[1], c.nodes[3]
@@ -248,8 +238,8 @@ def test_kill9_writes_resume_through_haproxy_despite_abuse():
                   f'resumed in {t_resumed:.2f} s ({writer.failed} failed attempts meanwhile; '
                   f'{reopened[0]} idle connections reopened)', flush=True)
             wait_until(lambda: reopened[0] >= 500, timeout=30, what='500 idle connections closed and reopened')
-            assert fresh_status(ports[new_id], '/primary') == 200
-            assert fresh_status(ports[5 - new_id], '/primary') == 503
+            assert harness.http_status(ports[new_id], '/primary') == 200
+            assert harness.http_status(ports[5 - new_id], '/primary') == 503
             wait_until(lambda: proxy.up('write') == {f'node{new_id}'}, timeout=10,
                        what=f'haproxy: node{new_id} alone up for writes')
         finally:
