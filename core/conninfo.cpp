@@ -31,10 +31,17 @@ void Conninfo::erase(std::string_view key) {
     std::erase_if(params, [&](const auto& p) { return p.first == key; });
 }
 
+namespace {
+
+// What libpq's conninfo parser takes for a blank: isspace() in the C locale.
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+}  // namespace
+
 std::string quote_conninfo_value(std::string_view value) {
     bool plain = !value.empty();
     for (char c : value)
-        if (c == ' ' || c == '\'' || c == '\\' || c == '=' || c == '\t' || c == '\n') plain = false;
+        if (is_space(c) || c == '\'' || c == '\\' || c == '=') plain = false;
     if (plain) return std::string(value);
     std::string out = "'";
     for (char c : value) {
@@ -102,8 +109,6 @@ std::string port_problem(std::string_view value) {
 }
 
 namespace {
-
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
 bool starts_with_nocase(std::string_view text, std::size_t at, std::string_view word) {
     if (text.size() - at < word.size()) return false;

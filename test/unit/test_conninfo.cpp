@@ -28,6 +28,21 @@ TEST_CASE("values with spaces and quotes are quoted for libpq", "[conninfo]") {
     CHECK(back.get("host") == "/var/run/postgresql");
 }
 
+TEST_CASE("values holding any blank libpq splits on are quoted", "[conninfo]") {
+    // libpq ends an unquoted value at every isspace() byte, form feed and carriage return
+    // too: written unquoted, "my\fdb" read back as dbname=my and a stray "db" (found by
+    // test/fuzz/fuzz_conninfo; its input is corpus/conninfo/uri_form_feed).
+    const std::pair<const char*, const char*> blanks[] = {
+        {"%0C", "\f"}, {"%0D", "\r"}, {"%0B", "\v"}, {"%09", "\t"}, {"%0A", "\n"}, {"%20", " "}};
+    for (const auto& [encoded, blank] : blanks) {
+        Conninfo c = parse_conninfo(std::string("postgresql://node1/my") + encoded + "db");
+        REQUIRE(c.get("dbname") == std::string("my") + blank + "db");
+        Conninfo back;
+        REQUIRE_NOTHROW(back = parse_conninfo(c.str()));
+        CHECK(back.params == c.params);
+    }
+}
+
 TEST_CASE("invalid conninfo is a configuration error", "[conninfo]") {
     CHECK_THROWS_AS(parse_conninfo("host"), Error);
     try {
