@@ -496,8 +496,8 @@ const std::vector<SettingSpec>& settings_table() {
          "restarts this node's server",
          [](Config& c, const std::string& raw) { c.service_restart_command = checked_command(raw); }},
         {"service_reload_command", {}, "string", "", false,
-         "makes this node's server reload its configuration; pgrm itself reloads with "
-         "pg_reload_conf(), this names the command in hints",
+         "makes this node's server reload its configuration (standby follow); "
+         "empty: pg_reload_conf()",
          [](Config& c, const std::string& raw) { c.service_reload_command = checked_command(raw); }},
         {"config_directory", {}, "string", "", false,
          "directory of this node's postgresql.conf when it is not the data directory; "

@@ -28,7 +28,9 @@ const char* const kFactsSql =
     "       CASE WHEN pg_has_role('pg_read_all_settings', 'MEMBER') "
     "            THEN current_setting('data_directory') ELSE '' END, "
     "       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text "
-    "            ELSE pg_current_wal_lsn()::text END";
+    "            ELSE pg_current_wal_lsn()::text END, "
+    "       CASE WHEN pg_has_role('pg_read_all_settings', 'MEMBER') "
+    "            THEN current_setting('config_file') ELSE '' END";
 
 const char* const kWalPositionSql =
     "SELECT CASE WHEN pg_is_in_recovery() THEN "
@@ -96,6 +98,7 @@ ServerFacts query_server_facts(Connection& conn) {
     f.system_identifier = r.get(0, 2);
     f.data_directory = r.get(0, 3);
     f.current_lsn = r.get(0, 4);
+    f.config_file = r.get(0, 5);
     return f;
 }
 
@@ -264,6 +267,51 @@ std::string server_control_hint(const Config* config, const std::string& data_di
     return "pg_ctl -D " + data_directory + (action == "stop" ? " -m fast " : " ") + action;
 }
 
+std::optional<DebianCluster> debian_cluster_of_config_file(const std::string& config_file) {
+    static const std::regex debian(R"(/etc/postgresql/([0-9][0-9.]*)/([^/]+)/postgresql\.conf)");
+    std::smatch m;
+    if (!std::regex_match(config_file, m, debian)) return std::nullopt;
+    return DebianCluster{m[1].str(), m[2].str(), fs::path(config_file).parent_path().string()};
+}
+
+ServerControl server_control(const Config& config, const std::string& data_directory,
+                             const std::string& config_file) {
+    return judge_server_control(config, data_directory, config_file, find_debian_cluster(data_directory));
+}
+
+ServerControl judge_server_control(const Config& config, const std::string& data_directory,
+                                   const std::string& config_file, const std::optional<DebianCluster>& debian) {
+    ServerControl c;
+    c.debian = debian;
+    c.config_file = config_file;
+    auto command = [&](const std::string& action) {
+        const std::string& setting = service_setting(config, action);
+        std::vector<std::string> argv = service_command(setting, setting.empty() ? debian : std::nullopt, action);
+        if (!argv.empty()) return describe_argv(argv);
+        return "pg_ctl -D " + data_directory + (action == "stop" ? " -m fast " : " ") + action;
+    };
+    c.start = command("start");
+    c.stop = command("stop");
+    c.restart = command("restart");
+    c.reload = config.service_reload_command.empty() ? "SELECT pg_reload_conf()" : command("reload");
+    c.via = !config.service_start_command.empty() ? "settings" : debian ? "debian_cluster" : "pg_ctl";
+
+    // pg_ctl starts a server with the options it last ran with (postmaster.opts), which a
+    // fresh clone or rewind lacks: a configuration elsewhere would not be read then.
+    const fs::path conf_dir = fs::path(config_file).parent_path();
+    if (c.via == "pg_ctl" && !config_file.empty() && !data_directory.empty() &&
+        !same_directory(conf_dir, data_directory)) {
+        std::string example = "pg_ctl -D " + data_directory + " -o '-c config_file=" + config_file + "' start";
+        if (auto by_path = debian_cluster_of_config_file(config_file))
+            example = "pg_ctlcluster " + by_path->version + " " + by_path->name + " start";
+        c.warning = "the server reads its configuration from \"" + config_file +
+                    "\", outside the data directory, and no service command is set: after a clone or a rewind, "
+                    "pg_ctl would start it without that configuration; set service_start_command (e.g. \"" +
+                    example + "\") and the other service_*_command settings";
+    }
+    return c;
+}
+
 LocalServer::LocalServer(std::string data_directory, const Config* config)
     : data_directory_(std::move(data_directory)), config_(config) {}
 
@@ -367,6 +415,12 @@ ExecResult LocalServer::restart(int timeout_s) const {
     if (auto argv = service_command(config_, data_directory_, "restart"); !argv.empty()) return service(argv, timeout_s);
     return pg_ctl({"-w", "-t", std::to_string(timeout_s), "-l", server_log(), "-m", "fast", "restart"},
                   timeout_s);
+}
+
+ExecResult LocalServer::reload(int timeout_s) const {
+    if (config_ && !config_->service_reload_command.empty())
+        return service(split_command(config_->service_reload_command), timeout_s);
+    return pg_ctl({"reload"}, timeout_s);
 }
 
 ExecResult LocalServer::promote(int timeout_s) const {

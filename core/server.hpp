@@ -17,6 +17,7 @@ struct ServerFacts {
     bool in_recovery = false;
     std::string system_identifier;   // same for a primary and all its standbys
     std::string data_directory;      // empty unless the role may read it
+    std::string config_file;         // its postgresql.conf; empty unless the role may read it
     std::string current_lsn;         // primary: pg_current_wal_lsn(); standby: last replayed
 };
 ServerFacts query_server_facts(Connection& conn);
@@ -122,6 +123,25 @@ std::vector<std::string> service_command(const Config* config, const std::string
 std::string server_control_hint(const Config* config, const std::string& data_directory,
                                 const std::string& action);
 
+// The Debian cluster whose postgresql.conf is config_file (as SHOW config_file names it:
+// /etc/postgresql/<version>/<name>/postgresql.conf), by its path alone.
+std::optional<DebianCluster> debian_cluster_of_config_file(const std::string& config_file);
+
+// How pgrm starts, stops, restarts and reloads a node's server, how it knows, and what
+// is missing (node status, node check).
+struct ServerControl {
+    std::string via;                   // "settings", "debian_cluster" or "pg_ctl" (how start is made)
+    std::optional<DebianCluster> debian;   // found by its data directory in /etc/postgresql
+    std::string start, stop, restart, reload;   // command lines, as hints show them
+    std::string config_file;           // the running server's, "" when unknown
+    std::string warning;               // "" when pgrm can control the server as it runs
+};
+ServerControl server_control(const Config& config, const std::string& data_directory,
+                             const std::string& config_file);
+// The judgement itself, given what was found (pure).
+ServerControl judge_server_control(const Config& config, const std::string& data_directory,
+                                   const std::string& config_file, const std::optional<DebianCluster>& debian);
+
 // Local server control through the service manager's commands when there are (run as
 // pgrm's user: pg_ctlcluster run as root switches to the cluster's owner itself, and
 // systemctl needs root), else through pg_ctl run as the data directory's owner.
@@ -141,6 +161,8 @@ public:
     // Returns once the postmaster has exited; not ok when it is still running after timeout_s.
     ExecResult stop(const std::string& mode = "fast", int timeout_s = kServerControlS) const;
     ExecResult restart(int timeout_s = kServerControlS) const;
+    // Through service_reload_command when it is set, else pg_ctl reload.
+    ExecResult reload(int timeout_s = kServerControlS) const;
     ExecResult promote(int timeout_s = kServerControlS) const;
     const std::string& data_directory() const { return data_directory_; }
 

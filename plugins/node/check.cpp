@@ -1,6 +1,6 @@
 // node check: this node's health for monitoring systems, as single checks (--role,
-// --replication-lag, --downstream, --upstream, --archive-ready, --slots, --daemon) or all
-// of them, in text, JSON, or a Nagios plugin's output and exit codes (--nagios).
+// --replication-lag, --downstream, --upstream, --archive-ready, --slots, --daemon,
+// --server-control) or all of them, in text, JSON, or a Nagios plugin's output and exit codes (--nagios).
 #include <algorithm>
 #include <map>
 
@@ -11,6 +11,7 @@
 #include "core/health.hpp"
 #include "core/metadata.hpp"
 #include "core/node_identity.hpp"
+#include "core/server.hpp"
 #include "core/timeouts.hpp"
 #include "plugins/node/checks.hpp"
 #include "plugins/node/node.hpp"
@@ -34,6 +35,7 @@ public:
         app.add_flag("--archive-ready", selected_["archive_ready"], "WAL files waiting to be archived");
         app.add_flag("--slots", selected_["slots"], "no replication slot is inactive");
         app.add_flag("--daemon", selected_["daemon"], "repmgrd runs for this node (WARNING while failover is paused)");
+        app.add_flag("--server-control", selected_["server_control"], "pgrm can start and stop the server as it runs (its configuration file is found)");
         app.add_option("--warning", warning_, "WARNING threshold of --replication-lag (s) or --archive-ready (files)");
         app.add_option("--critical", critical_, "CRITICAL threshold of --replication-lag (s) or --archive-ready (files)");
         app.add_flag("--nagios", nagios_, "Nagios plugin output and exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN): the one place exit codes are not the seed's");
@@ -173,6 +175,10 @@ private:
                     out.push_back(judge_slots(replication_slots(*local)));
                 } else if (name == "daemon") {
                     out.push_back(judge_daemon(cfg.node, ask_daemon(cfg, timeouts::kDaemonAnswer)));
+                } else if (name == "server_control") {
+                    ServerFacts facts = query_server_facts(*local);
+                    out.push_back(judge_server_control(server_control(
+                        cfg, cfg.data_directory.empty() ? facts.data_directory : cfg.data_directory, facts.config_file)));
                 }
             } catch (const Error& e) {
                 out.push_back(unknown(name, one_line(e)));

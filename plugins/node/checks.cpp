@@ -77,7 +77,7 @@ Status worse(Status a, Status b) { return severity(a) >= severity(b) ? a : b; }
 
 const std::vector<std::string>& check_names() {
     static const std::vector<std::string> names = {"role",    "replication_lag", "downstream", "upstream",
-                                                   "archive_ready", "slots",     "daemon"};
+                                                   "archive_ready", "slots",     "daemon", "server_control"};
     return names;
 }
 
@@ -237,6 +237,28 @@ CheckResult judge_daemon(int node_id, const DaemonReply& reply) {
     if (auto paused = reply.state.find("paused"); paused != reply.state.end() && *paused == true)
         return result("daemon", Status::Warning, text + "; failover is paused (\"repmgr service unpause\" resumes it)");
     return result("daemon", Status::Ok, text);
+}
+
+std::string describe(const ServerControl& c) {
+    if (c.via == "settings") return "service_start_command";
+    if (c.via == "debian_cluster" && c.debian)
+        return "Debian cluster " + c.debian->version + "/" + c.debian->name + " (" + c.debian->config_directory + ")";
+    return "pg_ctl";
+}
+
+nlohmann::json to_json(const ServerControl& c) {
+    auto or_null = [](const std::string& s) { return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s); };
+    nlohmann::json debian = nullptr;
+    if (c.debian)
+        debian = {{"version", c.debian->version}, {"name", c.debian->name}, {"config_directory", c.debian->config_directory}};
+    return {{"via", c.via},         {"debian_cluster", debian}, {"start", c.start},
+            {"stop", c.stop},       {"restart", c.restart},     {"reload", c.reload},
+            {"config_file", or_null(c.config_file)}, {"warning", or_null(c.warning)}};
+}
+
+CheckResult judge_server_control(const ServerControl& c) {
+    if (!c.warning.empty()) return result("server_control", Status::Warning, c.warning);
+    return result("server_control", Status::Ok, "started with \"" + c.start + "\" (" + describe(c) + ")");
 }
 
 std::string format_perf(const Perf& p) {

@@ -14,6 +14,7 @@
 #include "core/daemon_socket.hpp"
 #include "core/health.hpp"
 #include "core/metadata.hpp"
+#include "core/server.hpp"
 
 namespace pgrm::node {
 
@@ -89,6 +90,13 @@ CheckResult judge_slots(const std::vector<SlotInfo>& slots);
 // --daemon: a repmgrd runs for this node and answers; WARNING while it counts failover as
 // paused.
 CheckResult judge_daemon(int node_id, const DaemonReply& reply);
+
+// --server-control: how pgrm starts and stops this server; WARNING when its configuration
+// lives outside the data directory and only pg_ctl is known.
+CheckResult judge_server_control(const ServerControl& control);
+// "Debian cluster 15/main (/etc/postgresql/15/main)", "service_start_command", "pg_ctl"
+std::string describe(const ServerControl& control);
+nlohmann::json to_json(const ServerControl& control);
 
 // Nagios: "PGRM_REPLICATION_LAG WARNING: text | lag=12s;10;60", for one check; for
 // several, a first line "PGRM_NODE <worst>: ..." with every datum, then one line each.

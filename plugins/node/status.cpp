@@ -4,7 +4,9 @@
 #include "core/daemon_socket.hpp"
 #include "core/health.hpp"
 #include "core/metadata.hpp"
+#include "core/log.hpp"
 #include "core/node_identity.hpp"
+#include "core/server.hpp"
 #include "core/timeouts.hpp"
 #include "plugins/node/checks.hpp"
 #include "plugins/node/node.hpp"
@@ -55,6 +57,9 @@ Result node_status(const Config& cfg, timeouts::Probe limits, const std::functio
     //    state, so that the lag is not negative.
     std::optional<std::uint64_t> primary_lsn = active_primary_lsn(nodes, cfg.node, limits);
     NodeSample s = sample_node(local, limits.query);
+    ServerFacts facts = query_server_facts(local);
+    ServerControl control = server_control(cfg, cfg.data_directory.empty() ? facts.data_directory : cfg.data_directory,
+                                           facts.config_file);
     std::optional<int> streaming_from;
     if (s.sender_host && s.sender_port)
         streaming_from = node_at(nodes, Endpoint{*s.sender_host, std::to_string(*s.sender_port)});
@@ -98,7 +103,7 @@ Result node_status(const Config& cfg, timeouts::Probe limits, const std::functio
         daemon_text += " (" + daemon.error + ")";
     }
     auto line = [&](const std::string& key, const std::string& value) {
-        r.lines.push_back("  " + key + std::string(key.size() < 14 ? 14 - key.size() : 1, ' ') + value);
+        r.lines.push_back("  " + key + std::string(key.size() < 16 ? 16 - key.size() : 1, ' ') + value);
     };
     r.lines.push_back("Node " + std::to_string(cfg.node) + " (\"" + cfg.node_name + "\") of cluster \"" + cfg.cluster + "\":");
     line("role:", role + " (registered: " + registered + ")");
@@ -111,6 +116,8 @@ Result node_status(const Config& cfg, timeouts::Probe limits, const std::functio
     line("lag:", lag_text);
     line("repmgrd:", daemon_text);
     line("failover:", cfg.failover + "; " + describe(pause));
+    line("server control:", control.start + " (" + describe(control) + ")");
+    if (!control.warning.empty()) log::warning(control.warning);
 
     nlohmann::json daemon_json = {{"running", daemon.running}};
     daemon_json["state"] = daemon.state.is_object() ? daemon.state : nlohmann::json(nullptr);
@@ -135,7 +142,8 @@ Result node_status(const Config& cfg, timeouts::Probe limits, const std::functio
               {"lag_seconds", or_null(lag.seconds)},
               {"daemon", std::move(daemon_json)},
               {"failover", cfg.failover},
-              {"failover_pause", to_json(pause)}};
+              {"failover_pause", to_json(pause)},
+              {"server_control", to_json(control)}};
     return r;
 }
 

@@ -103,7 +103,14 @@ public:
             throw Error(ExitCode::BadConfig, "the data directory of node " + std::to_string(cfg.node) + " is unknown",
                         "", "set data_directory in repmgr.conf");
         set_auto_conf(data_dir, "primary_conninfo", primary_conninfo_for(primary_ci, cfg.node_name));
-        if (query_server_facts(local).version_num >= 130000) {
+        const bool applies_on_reload = query_server_facts(local).version_num >= 130000;
+        if (applies_on_reload && !cfg.service_reload_command.empty()) {
+            // A service manager that tracks reloads makes it (service_reload_command).
+            ExecResult res = LocalServer(data_dir, &cfg).reload();
+            if (!res.ok())
+                throw Error(ExitCode::NoRestart, "could not reload node " + std::to_string(cfg.node), res.err,
+                            "reload it with \"" + server_control_hint(&cfg, data_dir, "reload") + "\"");
+        } else if (applies_on_reload) {
             local.exec(kReloadSql);
         } else {
             ExecResult res = LocalServer(data_dir, &cfg).restart();

@@ -4,13 +4,16 @@ data in /var/lib/postgresql/15/pgrm_e2e_nN, configuration in /etc/postgresql/15/
 (none in the data directory), started and stopped with pg_ctlcluster only.
 
 node1 and node2 name pg_ctlcluster in their service_*_command settings; node3 names
-nothing, and pgrm finds its cluster by itself. Standby clone --force into the clusters'
-data directories (its hint names pg_ctlcluster); register; repmgrd fails over when node1
-is killed -9; node1's rejoin rewinds it with pg_rewind (whose crash recovery must read
-/etc's postgresql.conf), never the rsync fallback, and starts it through pg_ctlcluster;
-a switchover back to node1 has the demoted primary's repmgrd stop and start it through
-pg_ctlcluster; no file under /etc changed. The clusters are dropped with pg_dropcluster --stop, whatever
-happens.
+nothing, and pgrm finds its cluster by itself (node status and node check --server-control
+say so). Standby clone --force into the clusters' data directories (its hint names
+pg_ctlcluster); register; repmgrd fails over to node3 (the higher priority) when node1 is
+killed -9, and node2 follows it, reloading through its service_reload_command; node1's
+rejoin rewinds it with pg_rewind (whose crash recovery must read /etc's postgresql.conf),
+never the rsync fallback, and starts it through pg_ctlcluster; a switchover back to node1
+has the demoted primary's repmgrd stop and start it through pg_ctlcluster; with both
+standbys stopped, node1's repmgrd fences it with fence = shutdown through its
+service_stop_command; no file under /etc changed. The clusters are dropped with
+pg_dropcluster --stop, whatever happens.
 """
 
 import atexit
@@ -79,7 +82,7 @@ class DebianInstance(harness.Instance):
 
 def service_settings(node: int) -> dict:
     if node == 3:
-        return {}  # found by itself
+        return {'priority': 200}  # found by itself; promoted first
     return {f'service_{a}_command': f'pg_ctlcluster {VERSION} {NAMES[node]} {a}'
             for a in ('start', 'stop', 'restart', 'reload')}
 
@@ -107,7 +110,7 @@ def run(sb: harness.Sandbox, c: harness.DaemonCluster):
     for i, n in nodes.items():
         n.create()
         c.nodes[i] = n
-        c.confs[i] = write_daemon_conf(sb, i, n, **service_settings(i))
+        c.confs[i] = write_daemon_conf(sb, i, n, fence='shutdown', **service_settings(i))
     n1 = nodes[1]
     n1.start()
     n1.psql('create database pgbench')
@@ -126,6 +129,19 @@ def run(sb: harness.Sandbox, c: harness.DaemonCluster):
         pgrm('-f', c.confs[i], 'standby', 'register', check=0)
     etc_before = {i: n.etc_files() for i, n in nodes.items()}
 
+    # How pgrm would start and stop each: node3's cluster found by its data directory.
+    doc = parse_json(pgrm('-f', c.confs[3], '--json', 'node', 'status', check=0), 'node status --json')
+    control = doc['data']['server_control']
+    assert control['via'] == 'debian_cluster' and control['start'] == f'pg_ctlcluster {VERSION} {NAMES[3]} start', control
+    assert control['config_file'] == f'/etc/postgresql/{VERSION}/{NAMES[3]}/postgresql.conf', control
+    assert control['warning'] is None and control['reload'] == 'SELECT pg_reload_conf()', control
+    r = pgrm('-f', c.confs[1], 'node', 'status', check=0)
+    assert f'server control:  pg_ctlcluster {VERSION} {NAMES[1]} start (service_start_command)' in output(r), output(r)
+    for i in (1, 3):
+        doc = parse_json(pgrm('-f', c.confs[i], '--json', 'node', 'check', '--server-control', check=0),
+                         'node check --server-control --json')
+        assert doc['data']['status'] == 'OK', doc
+
     for i in (1, 2, 3):
         c.start_daemon(i)
     c.daemons[1].wait_log('this node is the primary')
@@ -137,8 +153,12 @@ def run(sb: harness.Sandbox, c: harness.DaemonCluster):
     n1.kill9()
     new_id = wait_until(lambda: harness.one_promoted(c), timeout=90, interval=0.1,
                         what='node2 or node3 to accept writes')
+    assert new_id == 3, f'node{new_id} promoted; node3 has the higher priority'
     new = nodes[new_id]
     new.psql('insert into walk values (2)', db='pgbench')
+    # node2 follows node3; its primary_conninfo applied through its service_reload_command.
+    wait_streaming_from(nodes[2], new)
+    assert f'running: pg_ctlcluster {VERSION} {NAMES[2]} reload' in c.daemons[2].log_text(), c.daemons[2].tail()
 
     # Rejoin after the crash: pg_rewind (its crash recovery reads /etc's postgresql.conf).
     c.daemons[1].stop()
@@ -171,6 +191,14 @@ def run(sb: harness.Sandbox, c: harness.DaemonCluster):
     n1.psql('insert into walk values (3)', db='pgbench')
     wait_until(lambda: all(nodes[i].psql('select count(*) from walk', db='pgbench') == '3' for i in (2, 3)),
                what='node2 and node3 to replay the row written after the switchover')
+
+    # fence = shutdown: node1 cut off from both standbys (their servers stopped) is
+    # stopped by its repmgrd through its service_stop_command.
+    for i in (2, 3):
+        nodes[i].stop()
+    c.daemons[1].wait_log('fencing this primary', timeout=120)
+    wait_until(lambda: not n1.is_running(), timeout=60, what="node1 to be stopped by its fence")
+    assert f'running: pg_ctlcluster {VERSION} {NAMES[1]} stop' in c.daemons[1].log_text(), c.daemons[1].tail()
 
     for i, n in nodes.items():
         assert n.etc_files() == etc_before[i], f'{n.etc} changed'

@@ -215,3 +215,22 @@ TEST_CASE("Nagios output: one line for one check, a summary line first for sever
           "role OK: node 1 (\"node1\") is the primary, as registered\n");
     CHECK(format_perf({"missing", 0, "", {}, {}}) == "missing=0");
 }
+
+TEST_CASE("server control: OK names the command and how it was found, WARNING carries the warning", "[node_check]") {
+    ServerControl c;
+    c.via = "debian_cluster";
+    c.debian = DebianCluster{"15", "main", "/etc/postgresql/15/main"};
+    c.start = "pg_ctlcluster 15 main start";
+    CheckResult ok = judge_server_control(c);
+    CHECK(ok.status == Status::Ok);
+    CHECK(ok.text == "started with \"pg_ctlcluster 15 main start\" (Debian cluster 15/main (/etc/postgresql/15/main))");
+    CHECK(to_json(c)["debian_cluster"]["name"] == "main");
+    CHECK(to_json(c)["warning"].is_null());
+
+    c.via = "pg_ctl";
+    c.warning = "the server reads its configuration from elsewhere";
+    CheckResult warn = judge_server_control(c);
+    CHECK(warn.status == Status::Warning);
+    CHECK(warn.text == c.warning);
+    CHECK(to_json(c)["warning"] == c.warning);
+}

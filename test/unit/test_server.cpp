@@ -166,3 +166,57 @@ TEST_CASE("config_directory: the setting, else none outside a Debian cluster", "
     c.config_directory = "/etc/pg/n1";
     CHECK(config_directory(&c, "/nonexistent/pgrm/data") == "/etc/pg/n1");
 }
+
+TEST_CASE("a Debian cluster by SHOW config_file's path alone", "[server]") {
+    auto found = debian_cluster_of_config_file("/etc/postgresql/15/main/postgresql.conf");
+    REQUIRE(found);
+    CHECK(found->version == "15");
+    CHECK(found->name == "main");
+    CHECK(found->config_directory == "/etc/postgresql/15/main");
+    CHECK_FALSE(debian_cluster_of_config_file("/var/lib/postgresql/15/main/postgresql.conf"));
+    CHECK_FALSE(debian_cluster_of_config_file("/etc/postgresql/15/main/conf.d/x.conf"));
+    CHECK_FALSE(debian_cluster_of_config_file("/etc/postgresql/15/postgresql.conf"));
+    CHECK_FALSE(debian_cluster_of_config_file(""));
+}
+
+TEST_CASE("server control: what pgrm runs, how it knows, and a warning when pg_ctl cannot find the configuration",
+          "[server]") {
+    const DebianCluster debian{"15", "main", "/etc/postgresql/15/main"};
+    Config c;
+
+    // Found in /etc/postgresql: pg_ctlcluster, reloads by SQL, nothing to warn of.
+    ServerControl found = judge_server_control(c, "/var/lib/postgresql/15/main",
+                                               "/etc/postgresql/15/main/postgresql.conf", debian);
+    CHECK(found.via == "debian_cluster");
+    CHECK(found.start == "pg_ctlcluster 15 main start");
+    CHECK(found.stop == "pg_ctlcluster 15 main stop");
+    CHECK(found.reload == "SELECT pg_reload_conf()");
+    CHECK(found.warning.empty());
+
+    // The same server, its cluster not found by its data directory: pg_ctl would start
+    // it without /etc's configuration; the warning names the command to set.
+    ServerControl lost = judge_server_control(c, "/var/lib/postgresql/15/main",
+                                              "/etc/postgresql/15/main/postgresql.conf", std::nullopt);
+    CHECK(lost.via == "pg_ctl");
+    CHECK(lost.start == "pg_ctl -D /var/lib/postgresql/15/main start");
+    CHECK(lost.warning.find("pg_ctlcluster 15 main start") != std::string::npos);
+    CHECK(lost.warning.find("service_start_command") != std::string::npos);
+
+    // Elsewhere than Debian's layout: the example is pg_ctl with config_file.
+    ServerControl elsewhere = judge_server_control(c, "/srv/pg/n1", "/srv/conf/n1/postgresql.conf", std::nullopt);
+    CHECK(elsewhere.warning.find("-c config_file=/srv/conf/n1/postgresql.conf") != std::string::npos);
+
+    // Configuration in the data directory (or unknown: no privilege to read it): no warning.
+    CHECK(judge_server_control(c, "/srv/pg/n1", "/srv/pg/n1/postgresql.conf", std::nullopt).warning.empty());
+    CHECK(judge_server_control(c, "/srv/pg/n1", "", std::nullopt).warning.empty());
+
+    // The settings win, for each action that has one; reload through its command when set.
+    c.service_start_command = "systemctl start postgresql@15-main";
+    c.service_reload_command = "systemctl reload postgresql@15-main";
+    ServerControl set = judge_server_control(c, "/var/lib/postgresql/15/main",
+                                             "/etc/postgresql/15/main/postgresql.conf", std::nullopt);
+    CHECK(set.via == "settings");
+    CHECK(set.start == "systemctl start postgresql@15-main");
+    CHECK(set.reload == "systemctl reload postgresql@15-main");
+    CHECK(set.warning.empty());
+}
