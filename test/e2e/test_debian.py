@@ -136,7 +136,7 @@ def run(sb: harness.Sandbox, c: harness.DaemonCluster):
     assert control['config_file'] == f'/etc/postgresql/{VERSION}/{NAMES[3]}/postgresql.conf', control
     assert control['warning'] is None and control['reload'] == 'SELECT pg_reload_conf()', control
     r = pgrm('-f', c.confs[1], 'node', 'status', check=0)
-    assert f'server control:  pg_ctlcluster {VERSION} {NAMES[1]} start (service_start_command)' in output(r), output(r)
+    assert f'server control: pg_ctlcluster {VERSION} {NAMES[1]} start (service_start_command)' in output(r), output(r)
     for i in (1, 3):
         doc = parse_json(pgrm('-f', c.confs[i], '--json', 'node', 'check', '--server-control', check=0),
                          'node check --server-control --json')
