@@ -19,6 +19,16 @@ times, alternating which goes first, each into a freshly restored copy / empty d
 Finally the last rejoined node1 is started to check that it comes up as a standby of node2,
 streams and replays a new row (sanity). Prints each round, the method, the median times and
 sizes and their ratios against targets.
+
+    python3 bench/rejoin.py --debian [--scale 100] [--rounds 3] ...   (root, postgresql-common)
+
+The same on two clusters made with pg_createcluster (configuration in /etc/postgresql,
+started with pg_ctlcluster, which repmgr.conf names in service_*_command): node2 stopped,
+node1 takes OLD_WRITES transactions alone and is killed -9 (a crash: pg_rewind needs crash
+recovery first, which must read /etc's postgresql.conf), node2 started and promoted, takes
+NEW_WRITES. Each round, from the same saved state of both: `repmgr node rejoin` (pg_rewind,
+start, replay of a fresh write) against `repmgr standby clone --force` into node1's data
+directory (pg_basebackup) then pg_ctlcluster start and replay of a fresh write.
 It prints; it never fails on a timing.
 """
 
@@ -68,6 +78,124 @@ def changed_files(root: Path, since: float) -> dict:
     return dict(kinds)
 
 
+def report(args, methods: list, rejoin_times: list, full_times: list, rejoin_bytes_all: list,
+           full_bytes_all: list):
+    rejoin_s, full_s = median(rejoin_times), median(full_times)
+    rejoin_bytes, full_bytes = median(rejoin_bytes_all), median(full_bytes_all)
+    print(f'method used: {"/".join(sorted(set(methods)))}')
+    print(f'rejoin seconds (median of {args.rounds}): {rejoin_s:.2f}')
+    print(f'full-clone seconds (median of {args.rounds}): {full_s:.2f}')
+    print(f'ratio time rejoin/full: {rejoin_s / full_s:.2f} (target <= 0.4)')
+    print(f'rejoin bytes: {int(rejoin_bytes)}')
+    print(f'full bytes: {int(full_bytes)}')
+    print(f'ratio bytes rejoin/full: {rejoin_bytes / full_bytes:.2f} (target <= 0.25)')
+
+
+def debian_case(args) -> int:
+    """Rejoin after a crash on pg_createcluster clusters, against a full re-clone."""
+    if not harness.DebianInstance.available():
+        sys.exit('--debian needs root and postgresql-common (pg_createcluster)')
+    version = harness.find_pg_bindir().parent.name
+    node1 = harness.DebianInstance('pgrm_bench_n1', harness.free_port(), version)
+    node2 = harness.DebianInstance('pgrm_bench_n2', harness.free_port(), version)
+    try:
+        with harness.Sandbox(prefix='pgrm-bench-rejoin-') as sb:
+            confs = {}
+            for i, n in ((1, node1), (2, node2)):
+                n.create({'wal_keep_size': args.wal_keep_size})
+                confs[i] = write_conf(sb, i, n, cluster='bench', **{
+                    f'service_{a}_command': f'pg_ctlcluster {version} {n.name} {a}'
+                    for a in ('start', 'stop', 'restart', 'reload')})
+            node1.start()
+            node1.psql('create database pgbench')
+            load_s, _ = timed(pgbench, node1, '-i', '-s', str(args.scale), '-q', timeout=3600)
+            node1.psql('checkpoint')
+            print(f'# node1 (pg_createcluster {version} {node1.name}): pgbench -i -s {args.scale} in '
+                  f'{load_s:.1f} s, data directory {fmt_bytes(du_bytes(node1.datadir))}', flush=True)
+            pgrm('-f', confs[1], 'master', 'register', check=0)
+            pgrm('-D', node2.datadir, '-d', 'pgbench', '-h', '127.0.0.1', '-p', node1.port, '-U', 'postgres',
+                 '--force', 'standby', 'clone', check=0, timeout=3600)
+            node2.start()
+            wait_streaming(node2, timeout=120)
+            pgrm('-f', confs[2], 'standby', 'register', check=0)
+
+            # Divergence: node1 writes alone and crashes; node2 is promoted and writes.
+            node2.stop()
+            pgbench(node1, '-n', '-t', str(args.old_writes), '-c', '2', timeout=3600)
+            node1.kill9()
+            node2.start()
+            pgrm('-f', confs[2], 'standby', 'promote', check=0)
+            pgbench(node2, '-n', '-t', str(args.new_writes), timeout=3600)
+            print(f'# diverged: node1 crashed after {args.old_writes}x2 transactions of its own, node2 '
+                  f'promoted and took {args.new_writes}', flush=True)
+
+            saved1, saved2 = sb.root / 'node1.crashed', sb.root / 'node2.promoted'
+            subprocess.run(['cp', '-a', str(node1.datadir), str(saved1)], check=True)
+            node2.stop()
+            subprocess.run(['cp', '-a', str(node2.datadir), str(saved2)], check=True)
+
+            def restore(inst: harness.DebianInstance, saved: Path):
+                if inst.is_running():
+                    inst.stop()
+                shutil.rmtree(inst.datadir)
+                subprocess.run(['cp', '-a', str(saved), str(inst.datadir)], check=True)
+
+            def replays_fresh_write(timeout: float = 600):
+                node2.psql('create table if not exists bench_probe(x int); insert into bench_probe values (1)',
+                           db='pgbench')
+                lsn = node2.psql('select pg_current_wal_lsn()')
+                wait_until(lambda: node1.psql(f"select pg_last_wal_replay_lsn() >= '{lsn}'") == 't',
+                           timeout=timeout, what='node1 to replay a fresh write of node2')
+
+            def prepare():
+                restore(node1, saved1)
+                restore(node2, saved2)
+                node2.start()
+                os.sync()
+
+            def do_rejoin() -> float:
+                prepare()
+                secs, proc = timed(pgrm, '-f', confs[1], '--json', 'node', 'rejoin', '-h', '127.0.0.1',
+                                   '-p', node2.port, timeout=3600)
+                doc = parse_json(proc, 'node rejoin --json', error=SystemExit)
+                if proc.returncode != 0:
+                    raise SystemExit(f'node rejoin failed: exit code {proc.returncode}\n{proc.stderr}')
+                methods.append(doc['data']['method'])
+                rejoin_bytes_all.append(int(doc['data']['bytes_copied']))
+                if doc['data'].get('rewind_error'):
+                    print(f'# rejoin: pg_rewind failed: {doc["data"]["rewind_error"]}')
+                node1.stop()
+                return secs
+
+            def do_full() -> float:
+                prepare()
+                t0 = time.monotonic()
+                pgrm('-D', node1.datadir, '-d', 'pgbench', '-h', '127.0.0.1', '-p', node2.port, '-U', 'postgres',
+                     '--force', 'standby', 'clone', check=0, timeout=3600)
+                node1.start()
+                replays_fresh_write()
+                secs = time.monotonic() - t0
+                full_bytes_all.append(du_bytes(node1.datadir))
+                node1.stop()
+                return secs
+
+            methods, rejoin_bytes_all, full_bytes_all = [], [], []
+            rejoin_times, full_times = [], []
+            for i in range(args.rounds):
+                order = ['rejoin', 'full'] if i % 2 == 0 else ['full', 'rejoin']
+                got = {what: (do_rejoin() if what == 'rejoin' else do_full()) for what in order}
+                rejoin_times.append(got['rejoin'])
+                full_times.append(got['full'])
+                print(f'round {i + 1} ({order[0]} first): rejoin {got["rejoin"]:.2f} s ({methods[-1]}, '
+                      f'{rejoin_bytes_all[-1]} bytes), full clone {got["full"]:.2f} s ({full_bytes_all[-1]} bytes), '
+                      f'ratio {got["rejoin"] / got["full"]:.2f}', flush=True)
+            report(args, methods, rejoin_times, full_times, rejoin_bytes_all, full_bytes_all)
+    finally:
+        node1.drop()
+        node2.drop()
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--scale', type=int, default=100, help='pgbench -i scale (default 100)')
@@ -78,11 +206,17 @@ def main() -> int:
                     help='pgbench -t on the new primary (default 500)')
     ap.add_argument('--rounds', type=int, default=3,
                     help='timed rounds of rejoin + full clone, alternating order (default 3)')
+    ap.add_argument('--debian', action='store_true',
+                    help='on two pg_createcluster clusters, rejoin after a crash (node rejoin)')
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error('--rounds must be at least 1')
     check_binary()
     t_start = time.monotonic()
+    if args.debian:
+        debian_case(args)
+        print(f'# done in {time.monotonic() - t_start:.0f} s (scale {args.scale}, Debian clusters)', flush=True)
+        return 0
 
     with harness.Sandbox(prefix='pgrm-bench-rejoin-') as sb:
         # ---- node1: primary with data, registered.
@@ -201,9 +335,6 @@ def main() -> int:
             print(f'round {i + 1} ({order[0]} first): rejoin {got["rejoin"]:.2f} s '
                   f'({methods[-1]}, {rejoin_bytes_all[-1]} bytes), full clone {got["full"]:.2f} s '
                   f'({full_bytes_all[-1]} bytes), ratio {got["rejoin"] / got["full"]:.2f}', flush=True)
-        rejoin_s, full_s = median(rejoin_times), median(full_times)
-        rejoin_bytes, full_bytes = median(rejoin_bytes_all), median(full_bytes_all)
-        method = '/'.join(sorted(set(methods)))
         touched, full_wal = first['touched'], first['full_wal']
 
         if order[-1] != 'rejoin':
@@ -239,13 +370,7 @@ def main() -> int:
             print(f'#   {kind}: {count} files, {fmt_bytes(nbytes)}')
         print(f'# full clone: pg_wal {fmt_bytes(full_wal)} of {fmt_bytes(first["full_bytes"])}')
         print(f'sanity (node1 after rejoin): ' + ', '.join(f'{k} {"ok" if v else "FAILED"}' for k, v in sane))
-        print(f'method used: {method}')
-        print(f'rejoin seconds (median of {args.rounds}): {rejoin_s:.2f}')
-        print(f'full-clone seconds (median of {args.rounds}): {full_s:.2f}')
-        print(f'ratio time rejoin/full: {rejoin_s / full_s:.2f} (target <= 0.4)')
-        print(f'rejoin bytes: {int(rejoin_bytes)}')
-        print(f'full bytes: {int(full_bytes)}')
-        print(f'ratio bytes rejoin/full: {rejoin_bytes / full_bytes:.2f} (target <= 0.25)')
+        report(args, methods, rejoin_times, full_times, rejoin_bytes_all, full_bytes_all)
     print(f'# done in {time.monotonic() - t_start:.0f} s (scale {args.scale})', flush=True)
     return 0
 

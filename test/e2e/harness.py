@@ -612,6 +612,58 @@ class Instance:
             return False
 
 
+class DebianInstance(Instance):
+    """A cluster made as Debian makes them (pg_createcluster VERSION NAME): data in
+    /var/lib/postgresql/VERSION/NAME, configuration in /etc/postgresql/VERSION/NAME (none
+    in the data directory), started and stopped with pg_ctlcluster only. drop() removes
+    it with pg_dropcluster --stop; create() drops a leftover of an interrupted run first."""
+
+    def __init__(self, name: str, port: int, version: str = '15'):
+        super().__init__(name, port, Path(f'/var/lib/postgresql/{version}/{name}'),
+                         Path(f'/var/log/postgresql/postgresql-{version}-{name}.log'),
+                         Path('/var/run/postgresql'))
+        self.version = version
+        self.etc = Path(f'/etc/postgresql/{version}/{name}')
+
+    @staticmethod
+    def available() -> bool:
+        return Path('/usr/bin/pg_createcluster').exists() and IS_ROOT
+
+    def create(self, settings: dict | None = None):
+        """pg_createcluster, then what replication needs (and settings) in a file of
+        conf.d, which Debian's postgresql.conf includes; pg_hba trusts loopback."""
+        self.drop()
+        subprocess.run(['pg_createcluster', self.version, self.name, '-p', str(self.port)],
+                       check=True, capture_output=True, timeout=300)
+        conf = {'listen_addresses': '127.0.0.1', 'wal_log_hints': True, 'wal_keep_size': '256MB',
+                'max_wal_senders': 10, 'max_replication_slots': 10, 'hot_standby': True, **(settings or {})}
+        (self.etc / 'conf.d' / 'pgrm_e2e.conf').write_text(
+            ''.join(f'{k} = {_conf_value(v)}\n' for k, v in conf.items()))
+        (self.etc / 'pg_hba.conf').write_text(
+            'local all all trust\nhost all all 127.0.0.1/32 trust\n'
+            'host replication all 127.0.0.1/32 trust\n')
+
+    def exists(self) -> bool:
+        return self.etc.exists()
+
+    def drop(self):
+        if self.exists():
+            subprocess.run(['pg_dropcluster', '--stop', self.version, self.name], capture_output=True, timeout=120)
+
+    def ctl(self, action: str):
+        subprocess.run(['pg_ctlcluster', self.version, self.name, action], check=True,
+                       capture_output=True, timeout=300)
+
+    def start(self, wait: bool = True, timeout: int = 120, overrides: bool = True):
+        self.ctl('start')
+
+    def stop(self, mode: str = 'fast', timeout: int = 120):
+        self.ctl('stop')
+
+    def etc_files(self) -> dict:
+        return {p: p.read_bytes() for p in sorted(self.etc.rglob('*')) if p.is_file()}
+
+
 def _conf_value(v) -> str:
     if isinstance(v, bool):
         return 'on' if v else 'off'

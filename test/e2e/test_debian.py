@@ -17,7 +17,6 @@ pg_dropcluster --stop, whatever happens.
 """
 
 import atexit
-import subprocess
 import sys
 from pathlib import Path
 
@@ -30,54 +29,13 @@ VERSION = '15'
 NAMES = {i: f'pgrm_e2e_n{i}' for i in (1, 2, 3)}
 
 
-def cluster_exists(name: str) -> bool:
-    return Path(f'/etc/postgresql/{VERSION}/{name}').exists()
-
-
-def drop(name: str):
-    if cluster_exists(name):
-        subprocess.run(['pg_dropcluster', '--stop', VERSION, name], capture_output=True, timeout=120)
+def instance(node: int, port: int = 0) -> harness.DebianInstance:
+    return harness.DebianInstance(NAMES[node], port, VERSION)
 
 
 def drop_all():
-    for name in NAMES.values():
-        drop(name)
-
-
-class DebianInstance(harness.Instance):
-    """A pg_createcluster cluster, started and stopped with pg_ctlcluster."""
-
-    def __init__(self, node: int, port: int):
-        name = NAMES[node]
-        super().__init__(name, port, Path(f'/var/lib/postgresql/{VERSION}/{name}'),
-                         Path(f'/var/log/postgresql/postgresql-{VERSION}-{name}.log'),
-                         Path('/var/run/postgresql'))
-        self.etc = Path(f'/etc/postgresql/{VERSION}/{name}')
-
-    def create(self):
-        drop(self.name)  # a leftover of an interrupted run
-        subprocess.run(['pg_createcluster', VERSION, self.name, '-p', str(self.port)],
-                       check=True, capture_output=True, timeout=300)
-        # What replication needs, in files this test owns (conf.d is included).
-        (self.etc / 'conf.d' / 'pgrm_e2e.conf').write_text(
-            "listen_addresses = '127.0.0.1'\nwal_log_hints = on\nwal_keep_size = '256MB'\n"
-            "max_wal_senders = 10\nmax_replication_slots = 10\nhot_standby = on\n")
-        (self.etc / 'pg_hba.conf').write_text(
-            'local all all trust\nhost all all 127.0.0.1/32 trust\n'
-            'host replication all 127.0.0.1/32 trust\n')
-
-    def ctl(self, action: str):
-        subprocess.run(['pg_ctlcluster', VERSION, self.name, action], check=True,
-                       capture_output=True, timeout=300)
-
-    def start(self, wait: bool = True, timeout: int = 120, overrides: bool = True):
-        self.ctl('start')
-
-    def stop(self, mode: str = 'fast', timeout: int = 120):
-        self.ctl('stop')
-
-    def etc_files(self) -> dict:
-        return {p: p.read_bytes() for p in sorted(self.etc.rglob('*')) if p.is_file()}
+    for node in NAMES:
+        instance(node).drop()
 
 
 def service_settings(node: int) -> dict:
@@ -88,7 +46,7 @@ def service_settings(node: int) -> dict:
 
 
 def test_debian_clusters():
-    if not Path('/usr/bin/pg_createcluster').exists() or not harness.IS_ROOT:
+    if not harness.DebianInstance.available():
         raise harness.SkipTest('needs root and postgresql-common (pg_createcluster)')
     atexit.register(drop_all)
     try:
@@ -106,7 +64,7 @@ def test_debian_clusters():
 
 
 def run(sb: harness.Sandbox, c: harness.DaemonCluster):
-    nodes = {i: DebianInstance(i, harness.free_port()) for i in (1, 2, 3)}
+    nodes = {i: instance(i, harness.free_port()) for i in (1, 2, 3)}
     for i, n in nodes.items():
         n.create()
         c.nodes[i] = n
