@@ -116,7 +116,7 @@ def run(sb: harness.Sandbox, c: harness.DaemonCluster):
     new.psql('insert into walk values (2)', db='pgbench')
     # node2 follows node3; its primary_conninfo applied through its service_reload_command.
     wait_streaming_from(nodes[2], new)
-    assert f'running: pg_ctlcluster {VERSION} {NAMES[2]} reload' in c.daemons[2].log_text(), c.daemons[2].tail()
+    c.daemons[2].wait_log(f'running: pg_ctlcluster {VERSION} {NAMES[2]} reload', timeout=60)  # its follow's output
 
     # Rejoin after the crash: pg_rewind (its crash recovery reads /etc's postgresql.conf).
     c.daemons[1].stop()
