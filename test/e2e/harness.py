@@ -66,6 +66,7 @@ __all__ = [
     'Daemon', 'log_of', 'DAEMON_FAST', 'writable', 'in_recovery', 'daemon_settings',
     'daemon_conf_text', 'write_daemon_conf', 'DaemonCluster', 'daemon_cluster', 'setup_three',
     'setup_partitioned', 'pgbench_load', 'AckWriter', 'TwoPrimaries', 'one_promoted',
+    'Namespace', 'NetNamespace', 'Bridge',
 ]
 
 # --------------------------------------------------------------------------------------
@@ -1478,7 +1479,31 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _CLONE_NEWNET = 0x40000000
 
 
-class NetNamespace:
+class Namespace:
+    """A network namespace by name: argv() runs a program in it, enter() moves the calling
+    process into it (for a preexec_fn). Instance.netns and Daemon(netns=) take one."""
+
+    name: str
+
+    def argv(self, argv: list) -> list:
+        return ['ip', 'netns', 'exec', self.name, *[str(a) for a in argv]]
+
+    def enter(self):
+        fd = os.open(f'/var/run/netns/{self.name}', os.O_RDONLY)
+        try:
+            if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f'setns {self.name}: {os.strerror(err)}')
+        finally:
+            os.close(fd)
+
+
+def _net_tag() -> str:
+    """A tag unique to this process and call, short enough for interface names (15 chars)."""
+    return f'{os.getpid() % 100000}{random.randint(0, 99):02d}'
+
+
+class NetNamespace(Namespace):
     """A network namespace linked to this one by a veth pair: a second host. This side
     gets address `local`, the namespace `remote` (a /30 in 10.231.0.0/16). The same
     filesystem, its own interfaces: pgrm run inside it (argv()) sees `local` as a
@@ -1487,7 +1512,7 @@ class NetNamespace:
     def __init__(self, sb: Sandbox):
         if not IS_ROOT:
             raise SkipTest('network namespaces need root')
-        tag = f'{os.getpid() % 100000}{random.randint(0, 99):02d}'
+        tag = _net_tag()
         self.name = f'pgrm-{tag}'
         self.veth = f'pgrm{tag}'
         subnet = random.SystemRandom().randint(0, 16383)
@@ -1505,19 +1530,6 @@ class NetNamespace:
                      self.argv(['ip', 'link', 'set', 'lo', 'up'])):
             subprocess.run(argv, check=True, capture_output=True, timeout=30)
 
-    def argv(self, argv: list) -> list:
-        return ['ip', 'netns', 'exec', self.name, *[str(a) for a in argv]]
-
-    def enter(self):
-        """Moves the calling process into the namespace (for a preexec_fn)."""
-        fd = os.open(f'/var/run/netns/{self.name}', os.O_RDONLY)
-        try:
-            if _libc.setns(fd, _CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f'setns {self.name}: {os.strerror(err)}')
-        finally:
-            os.close(fd)
-
     def trust(self, inst: 'Instance'):
         """Lets both ends of the link into inst (any database, and replication) without a
         password: appended to its pg_hba.conf, read at the next start or reload."""
@@ -1534,6 +1546,82 @@ class NetNamespace:
     def remove(self):
         subprocess.run(['ip', 'link', 'del', self.veth + 'a'], capture_output=True, timeout=30)
         subprocess.run(['ip', 'netns', 'del', self.name], capture_output=True, timeout=30)
+
+
+class Bridge:
+    """Hosts on one Linux bridge, as on one switch: `count` network namespaces (hosts[0..]),
+    each joined to the bridge by a veth pair and given its own address (addresses[i]) in a
+    /24 of 10.232.0.0/16. This namespace, the client's, has the bridge's address (`local`)
+    and reaches every host through it. link(i, up) takes host i's cable out or puts it
+    back (it then reaches no one, and no one it); block(i, others) makes host i drop every
+    packet to and from those hosts (nftables inside i), unblock(i) lifts that, so a
+    partition can leave some paths up. Removed with the sandbox."""
+
+    def __init__(self, sb: Sandbox, count: int):
+        if not IS_ROOT:
+            raise SkipTest('network namespaces need root')
+        if shutil.which('nft') is None:
+            raise SkipTest('no nft (the nftables package; scripts/setup installs it)')
+        tag = _net_tag()
+        self.name = f'pgrb{tag}'
+        subnet = random.SystemRandom().randint(0, 255)
+        self.local = f'10.232.{subnet}.1'
+        self.hosts: list = []
+        self.addresses: list = []
+        self._veths: list = []
+        sb.on_cleanup(self.remove)
+        self._run(['ip', 'link', 'add', self.name, 'type', 'bridge'],
+                  ['ip', 'addr', 'add', self.local + '/24', 'dev', self.name],
+                  ['ip', 'link', 'set', self.name, 'up'])
+        for i in range(count):
+            host = Namespace()
+            host.name = f'pgrm-{tag}-{i}'
+            veth, address = f'pgrh{tag}{i}', f'10.232.{subnet}.{10 + i}'
+            self.hosts.append(host)
+            self._veths.append(veth)
+            self.addresses.append(address)
+            self._run(['ip', 'netns', 'add', host.name],
+                      ['ip', 'link', 'add', veth + 'a', 'type', 'veth', 'peer', 'name', veth + 'b'],
+                      ['ip', 'link', 'set', veth + 'b', 'netns', host.name],
+                      ['ip', 'link', 'set', veth + 'a', 'master', self.name],
+                      ['ip', 'link', 'set', veth + 'a', 'up'],
+                      host.argv(['ip', 'addr', 'add', address + '/24', 'dev', veth + 'b']),
+                      host.argv(['ip', 'link', 'set', veth + 'b', 'up']),
+                      host.argv(['ip', 'link', 'set', 'lo', 'up']),
+                      host.argv(['nft', 'add table inet pgrm; '
+                                 'add chain inet pgrm input { type filter hook input priority 0; }; '
+                                 'add chain inet pgrm output { type filter hook output priority 0; }']))
+
+    @staticmethod
+    def _run(*argvs):
+        for argv in argvs:
+            subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+    def trust(self, inst: 'Instance'):
+        """Lets every host and the client into inst (any database, and replication)
+        without a password: appended to its pg_hba.conf, read at the next start or reload."""
+        net = self.local.rsplit('.', 1)[0] + '.0/24'
+        hba = inst.datadir / 'pg_hba.conf'
+        hba.write_text(hba.read_text() + ''.join(f'host {db} all {net} trust\n'
+                                                 for db in ('all', 'replication')))
+
+    def link(self, i: int, up: bool):
+        self._run(['ip', 'link', 'set', self._veths[i] + 'a', 'up' if up else 'down'])
+
+    def block(self, i: int, others: Iterable[int]):
+        addrs = ', '.join(self.addresses[j] for j in others)
+        self._run(self.hosts[i].argv(['nft', f'add rule inet pgrm input ip saddr {{ {addrs} }} drop; '
+                                             f'add rule inet pgrm output ip daddr {{ {addrs} }} drop']))
+
+    def unblock(self, i: int):
+        self._run(self.hosts[i].argv(['nft', 'flush chain inet pgrm input; flush chain inet pgrm output']))
+
+    def remove(self):
+        for veth in self._veths:
+            subprocess.run(['ip', 'link', 'del', veth + 'a'], capture_output=True, timeout=30)
+        for host in self.hosts:
+            subprocess.run(['ip', 'netns', 'del', host.name], capture_output=True, timeout=30)
+        subprocess.run(['ip', 'link', 'del', self.name], capture_output=True, timeout=30)
 
 
 class SqlLinkProxy:
