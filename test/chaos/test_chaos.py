@@ -1,0 +1,27 @@
+"""One round of every fault of the chaos suite (chaos.py) against five real servers and
+their daemons, in CI. bench/chaos.py runs the long one (--rounds N)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import chaos  # noqa: E402
+import harness  # noqa: E402  (chaos puts test/e2e on the path)
+
+
+def test_every_fault_once():
+    # fsync = off for this short round only: no fault here crashes the OS, so the page
+    # cache keeps every write the servers made; bench/chaos.py keeps fsync on.
+    run = chaos.Run(short=True, fsync=False)
+    try:
+        run.start()
+        for fault in chaos.FAULTS:
+            run.round(fault)
+    finally:
+        run.stop()
+        unknown = run.summary()
+    assert not unknown, '\n'.join(f'round {r.number} {r.fault}: {f}' for r, f in unknown)
+
+
+if __name__ == '__main__':
+    sys.exit(harness.main(globals()))
