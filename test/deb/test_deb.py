@@ -110,6 +110,7 @@ def check_pgrm():
     assert run('repmgr', '--version', env={'PATH': path}).stdout == want
     assert run('pgrm', 'repmgr', '--version').stdout == want
     assert run('/usr/bin/pgrm', '--version').stdout.strip() == f'pgrm {version()}'
+    print(f'# installed /usr/bin/pgrm: {Path("/usr/bin/pgrm").stat().st_size} bytes', flush=True)
     r = run('repmgrd', '--help', env={'PATH': path})
     assert r.stdout.startswith('repmgrd:') and '--daemonize' in r.stdout, harness.output(r)
     # man finds the personas' pages from PATH (bin/../man), pgrm's where it looks anyway.

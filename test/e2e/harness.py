@@ -38,6 +38,7 @@ from __future__ import annotations
 import atexit
 import http.client
 import ctypes
+import fcntl
 import json
 import os
 import pwd
@@ -728,19 +729,35 @@ def _port_free(port: int) -> bool:
     return True
 
 
-_used_ports: set = set()
+_held: dict = {}   # what this process reserved -> the descriptor holding its lock
+
+
+def reserve(kind: str, value) -> bool:
+    """Reserves kind/value (a port, a subnet) for this process's life, across the tests
+    that run at the same time: an exclusive lock on a file under /tmp, released by the
+    kernel when the process ends, however it ends. False when another process holds it."""
+    key = f'{kind}-{value}'
+    if key in _held:
+        return False
+    lock_dir = Path(tempfile.gettempdir()) / 'pgrm-test-locks'
+    lock_dir.mkdir(mode=0o1777, exist_ok=True)
+    fd = os.open(lock_dir / key, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _held[key] = fd
+    return True
 
 
 def free_port(low: int = 20000, high: int = 32000) -> int:
     """A free TCP port on 127.0.0.1, below the ephemeral range (which starts at 32768 here),
-    not handed out before in this process."""
+    reserved for this process (reserve): tests running at once never pick the same one."""
     rng = random.SystemRandom()
     for _ in range(500):
         port = rng.randint(low, high)
-        if port in _used_ports:
-            continue
-        if _port_free(port):
-            _used_ports.add(port)
+        if _port_free(port) and reserve('port', port):
             return port
     raise RuntimeError(f'no free port found in {low}-{high}')
 
@@ -1516,6 +1533,8 @@ class NetNamespace(Namespace):
         self.name = f'pgrm-{tag}'
         self.veth = f'pgrm{tag}'
         subnet = random.SystemRandom().randint(0, 16383)
+        while not reserve('subnet', subnet):
+            subnet = random.SystemRandom().randint(0, 16383)
         base = f'10.231.{subnet // 64}.{(subnet % 64) * 4}'
         prefix, last = base.rsplit('.', 1)
         self.local, self.remote = f'{prefix}.{int(last) + 1}', f'{prefix}.{int(last) + 2}'
