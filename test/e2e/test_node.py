@@ -218,8 +218,9 @@ def test_node_check_nagios_states():
         doc = parse_json(r, 'node check --json')
         checks = {c['check']: c for c in doc['data']['checks']}
         assert list(checks) == ['role', 'replication_lag', 'downstream', 'upstream', 'archive_ready',
-                                'slots', 'daemon'], doc
+                                'slots', 'daemon', 'server_control'], doc
         assert doc['data']['status'] == 'CRITICAL', doc
+        assert checks['server_control']['status'] == 'OK', doc   # initdb: configuration in the data directory
         assert checks['role']['status'] == 'OK' and checks['upstream']['status'] == 'OK', doc
         assert checks['replication_lag']['perfdata']['lag']['uom'] == 's', doc
         r = pgrm('-f', conf[2], 'node', 'check', '--upstream', check=0)
