@@ -129,6 +129,9 @@ def debian_case(args) -> int:
             print(f'# diverged: node1 crashed after {args.old_writes}x2 transactions of its own, node2 '
                   f'promoted and took {args.new_writes}', flush=True)
 
+            print(f'# node2 (source) at rejoin: data directory {fmt_bytes(du_bytes(node2.datadir))}, '
+                  f'pg_wal {fmt_bytes(du_bytes(node2.datadir / "pg_wal"))}; node1 (target) pg_wal '
+                  f'{fmt_bytes(du_bytes(node1.datadir / "pg_wal"))}', flush=True)
             saved1, saved2 = sb.root / 'node1.crashed', sb.root / 'node2.promoted'
             subprocess.run(['cp', '-a', str(node1.datadir), str(saved1)], check=True)
             node2.stop()

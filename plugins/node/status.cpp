@@ -103,7 +103,7 @@ Result node_status(const Config& cfg, timeouts::Probe limits, const std::functio
         daemon_text += " (" + daemon.error + ")";
     }
     auto line = [&](const std::string& key, const std::string& value) {
-        r.lines.push_back("  " + key + std::string(key.size() < 16 ? 16 - key.size() : 1, ' ') + value);
+        r.lines.push_back("  " + key + std::string(key.size() < 14 ? 14 - key.size() : 1, ' ') + value);
     };
     r.lines.push_back("Node " + std::to_string(cfg.node) + " (\"" + cfg.node_name + "\") of cluster \"" + cfg.cluster + "\":");
     line("role:", role + " (registered: " + registered + ")");
