@@ -9,11 +9,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <sstream>
 
 #include "core/error.hpp"
 #include "core/exec.hpp"
 #include "core/log.hpp"
+#include "core/timeline.hpp"
 #include "core/timeouts.hpp"
 
 namespace pgrm {
@@ -24,9 +26,14 @@ namespace {
 
 const char* const kBackupStartSql = "SELECT pg_backup_start($1, true)";           // PG 15+
 const char* const kBackupStartSqlOld = "SELECT pg_start_backup($1, true, false)";  // PG 12-14
-const char* const kBackupStopSql = "SELECT labelfile, spcmapfile FROM pg_backup_stop(true)";
+const char* const kBackupStopSql =
+    "SELECT labelfile, spcmapfile, lsn::text, "
+    "       (SELECT setting::bigint FROM pg_catalog.pg_settings WHERE name = 'wal_segment_size') "
+    "  FROM pg_backup_stop(true)";
 const char* const kBackupStopSqlOld =
-    "SELECT labelfile, spcmapfile FROM pg_stop_backup(false, true)";
+    "SELECT labelfile, spcmapfile, lsn::text, "
+    "       (SELECT setting::bigint FROM pg_catalog.pg_settings WHERE name = 'wal_segment_size') "
+    "  FROM pg_stop_backup(false, true)";
 
 // Left out of an rsync copy, as pg_basebackup leaves them out.
 const std::vector<std::string> kBasebackupExcludes = {
@@ -53,13 +60,16 @@ unsigned long long transferred_bytes(const std::string& stats) {
     return n;
 }
 
+// includes are rsync's first rules: what they name is copied even if an exclude matches it.
 unsigned long long rsync(const std::string& from, const std::string& to,
-                         const std::vector<std::string>& excludes, bool delete_extra, const CopyEnv& env) {
+                         const std::vector<std::string>& excludes, bool delete_extra, const CopyEnv& env,
+                         const std::vector<std::string>& includes = {}) {
     ExecSpec spec;
     // --checksum: a delta compares contents, never trusting size and mtime.
     spec.argv = {"rsync", "--archive", "--checksum", "--stats",
                  "--rsh=" + rsync_rsh(env.config ? env.config->ssh_options : "")};
     if (delete_extra) spec.argv.push_back("--delete");
+    for (const auto& i : includes) spec.argv.push_back("--include=" + i);
     for (const auto& e : excludes) spec.argv.push_back("--exclude=" + e);
     spec.argv.insert(spec.argv.end(), {from, to});
     spec.run_as = env.os_user;
@@ -337,8 +347,41 @@ unsigned long long rsync_from_source(Connection& conn, const ServerFacts& facts,
     std::error_code ec;
     fs::create_directories(fs::path(target) / "pg_wal", ec);
     hand_over((fs::path(target) / "pg_wal").string(), env.os_user);
-    bytes += rsync(from_dir + "pg_wal/", target + "/pg_wal/", {"archive_status/"}, false, env);
+    std::vector<std::string> segments =
+        backup_wal_segments(stop.get(0, 0), stop.get(0, 2), static_cast<std::uint64_t>(stop.get_int(0, 3)));
+    if (segments.empty()) {
+        bytes += rsync(from_dir + "pg_wal/", target + "/pg_wal/", {"archive_status/"}, false, env);
+    } else {
+        segments.push_back("*.history");
+        bytes += rsync(from_dir + "pg_wal/", target + "/pg_wal/", {"*"}, false, env, segments);
+    }
     return bytes;
+}
+
+std::vector<std::string> backup_wal_segments(const std::string& labelfile, const std::string& stop_lsn,
+                                             std::uint64_t segment_size) {
+    // "START WAL LOCATION: 0/5000028 (file 000000010000000000000005)"
+    static const std::regex start(R"(START WAL LOCATION: [0-9A-Fa-f]+/[0-9A-Fa-f]+ \(file ([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})\))");
+    std::smatch m;
+    std::optional<std::uint64_t> stop = parse_lsn(stop_lsn);
+    // A power of two from 1 MB to 1 GB, as initdb --wal-segsize allows.
+    if (!std::regex_search(labelfile, m, start) || !stop || segment_size < (1u << 20) ||
+        segment_size > (1u << 30) || (segment_size & (segment_size - 1)) != 0)
+        return {};
+    const std::uint64_t per_xlogid = 0x100000000ULL / segment_size;
+    const std::uint64_t first = std::stoull(m[2].str(), nullptr, 16) * per_xlogid + std::stoull(m[3].str(), nullptr, 16);
+    const std::uint64_t last = *stop / segment_size;
+    // More than 4096 segments (64 GB at 16 MB) for one copy: something is off; copy it all.
+    if (last < first || last - first >= 4096) return {};
+    std::vector<std::string> names;
+    for (std::uint64_t segno = first; segno <= last; ++segno) {
+        char name[25];
+        std::snprintf(name, sizeof name, "%s%08llX%08llX", m[1].str().c_str(),
+                      static_cast<unsigned long long>(segno / per_xlogid),
+                      static_cast<unsigned long long>(segno % per_xlogid));
+        names.push_back(name);
+    }
+    return names;
 }
 
 RejoinOutcome rejoin(const RewindCheck& check, Connection& conn, const Conninfo& source,

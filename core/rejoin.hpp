@@ -114,9 +114,17 @@ ControlData read_control_data(const std::string& data_directory, const CopyEnv& 
 // Runs pg_controldata on the target and judges it; logs why when pg_rewind is out.
 RewindCheck check_rewind(const std::string& target, const ServerFacts& source, const CopyEnv& env);
 
+// The WAL segment files a copy made between pg_backup_start and pg_backup_stop needs:
+// from the file its backup label names (START WAL LOCATION, on the backup's timeline) to
+// the one holding the stop LSN. Empty when the label or the LSN cannot be read, or the
+// range is implausible: then the whole pg_wal is copied, as before.
+std::vector<std::string> backup_wal_segments(const std::string& labelfile, const std::string& stop_lsn,
+                                             std::uint64_t segment_size);
+
 // Copies the source's data directory with rsync --checksum between pg_backup_start and
 // pg_backup_stop on conn, writes backup_label (and tablespace_map), then copies the WAL
-// written meanwhile. delta: over the target's files, keeping its configuration files.
+// written meanwhile (those segments only, and the timeline history files: the source's
+// pg_wal may hold up to max_wal_size of older and recycled segments). delta: over the target's files, keeping its configuration files.
 // Returns the bytes transferred.
 unsigned long long rsync_from_source(Connection& conn, const ServerFacts& facts, const RsyncSource& from,
                                      const std::string& target, const CopyEnv& env, bool delta);

@@ -238,12 +238,23 @@ def test_walkthrough_register_clone():
         assert n1.psql('select * from repmgr_test.repl_nodes order by id',
                        db='pgbench') == nodes_before, 'a refusal changed the metadata'
 
-        # ---- 7. The rsync method (local rsync), into a new directory.
+        # ---- 7. The rsync method (local rsync), into a new directory. node1's pg_wal holds
+        # older segments (kept by wal_keep_size) the copy must leave out: it needs the WAL
+        # from its backup's start on.
+        for _ in range(3):
+            n1.psql('select pg_switch_wal(); insert into walk values (-1); delete from walk where x = -1',
+                    db='pgbench')
+        n1.psql('checkpoint')
+        source_segments = sorted(p.name for p in (n1.datadir / 'pg_wal').iterdir() if len(p.name) == 24)
         n4 = sb.new_instance('node4')
         r = pgrm(*clone_args(n4.datadir, n1, after=['--method', 'rsync']), check=0)
         assert (n4.datadir / 'backup_label').is_file(), \
             f'rsync clone wrote no backup_label\n{output(r)}'
-        assert 'START WAL LOCATION' in (n4.datadir / 'backup_label').read_text()
+        label = (n4.datadir / 'backup_label').read_text()
+        start = re.search(r'START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)', label).group(1)
+        copied = sorted(p.name for p in (n4.datadir / 'pg_wal').iterdir() if len(p.name) == 24)
+        assert copied and copied[0] == start, f'WAL before the backup start {start} copied: {copied}'
+        assert source_segments[0] < start, f'the test needs older segments on node1: {source_segments}'
         assert not (n4.datadir / 'postmaster.pid').exists(), 'postmaster.pid copied'
         assert_standby_files(n4.datadir, 'rsync clone node4')
         n4.start()

@@ -233,3 +233,28 @@ TEST_CASE("the standby settings change primary_conninfo and the signal files, an
     CHECK_FALSE(fs::exists(dir / "recovery.signal"));
     fs::remove_all(dir);
 }
+
+TEST_CASE("the WAL a copy between pg_backup_start and pg_backup_stop needs: its segments only", "[rejoin]") {
+    const std::string label =
+        "START WAL LOCATION: 0/5000028 (file 000000020000000000000005)\n"
+        "CHECKPOINT LOCATION: 0/5000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n";
+    const std::uint64_t mb16 = 16 * 1024 * 1024;
+    using V = std::vector<std::string>;
+    CHECK(backup_wal_segments(label, "0/5000138", mb16) == V{"000000020000000000000005"});
+    CHECK(backup_wal_segments(label, "0/7000100", mb16) ==
+          V{"000000020000000000000005", "000000020000000000000006", "000000020000000000000007"});
+    // Across a log id: 0/FF000000 is segment FF of log 0; the next is 00 of log 1.
+    const std::string late = "START WAL LOCATION: 0/FF000028 (file 0000000100000000000000FF)\n";
+    CHECK(backup_wal_segments(late, "1/00000100", mb16) == V{"0000000100000000000000FF", "000000010000000100000000"});
+    // 1 GB segments: four per log id.
+    const std::string big = "START WAL LOCATION: 0/C0000028 (file 000000010000000000000003)\n";
+    CHECK(backup_wal_segments(big, "1/40000000", 1024ULL * 1024 * 1024) ==
+          V{"000000010000000000000003", "000000010000000100000000", "000000010000000100000001"});
+    // Anything unreadable or implausible: empty, and the whole pg_wal is copied.
+    CHECK(backup_wal_segments("", "0/5000138", mb16).empty());
+    CHECK(backup_wal_segments(label, "not an lsn", mb16).empty());
+    CHECK(backup_wal_segments(label, "0/4000000", mb16).empty());       // stop before start
+    CHECK(backup_wal_segments(label, "FFFF/0", mb16).empty());          // a huge range
+    CHECK(backup_wal_segments(label, "0/5000138", 0).empty());
+    CHECK(backup_wal_segments(label, "0/5000138", 3 * 1024 * 1024).empty());  // not a power of two
+}
