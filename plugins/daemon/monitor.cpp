@@ -187,7 +187,15 @@ Observation Monitor::observe() {
             o.demotion = demote_for_switchover(cfg_, local_, *o.switchover,
                                                DemotionLimits{quick_connect(), remote_timeout()});
             probe_local(o);  // how the server runs now
-        } else if (o.unregistered.empty() && state_ != State::Fenced) {
+        } else if (o.unregistered.empty() && state_ == State::Fenced) {
+            // A fence that failed (its session closed under it, say) left the server
+            // taking writes: state fenced is not done until the fence holds.
+            bool writable = !o.in_recovery && o.local && !o.local->read_only;
+            if (!fence_again_.empty() && writable && fence(fence_again_).empty()) {
+                log::notice("the fence holds now");
+                fence_again_.clear();
+            }
+        } else if (o.unregistered.empty()) {
             listen_for_switchover();
             probe_nodes(o);
             if (!o.newer_primary && !o.newer_standby) record_heartbeat();
@@ -229,6 +237,7 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
     // Back from a fence: a standby again (rejoined), or the primary once more.
     if (fenced_ && (t.to == State::Standby || t.to == State::Primary)) {
         fenced_ = false;
+        fence_again_.clear();
         queue_event({cfg_.node, "primary_unfenced", true,
                      std::string(t.to == State::Standby ? "this former primary is a standby again"
                                                         : "this node accepts writes as the primary again") +
@@ -249,6 +258,7 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
     case State::Fenced: {
         fenced_ = true;
         std::string failed = fence(t.reason);
+        fence_again_ = failed.empty() ? "" : t.reason;
         NodeEvent fenced{cfg_.node, "primary_fenced", failed.empty(),
                          (failed.empty() ? std::string(fence_stops() ? "fenced (server stopped): " : "fenced (read-only): ")
                                          : "fence failed (" + failed + "): ") +

@@ -127,6 +127,7 @@ private:
     // not at every pass.
     std::optional<Decision> last_decision_;
     bool fenced_ = false;                // fenced since the daemon started, not yet back
+    std::string fence_again_;            // why, while the fence failed: tried again each pass
 };
 
 }  // namespace pgrm::daemon

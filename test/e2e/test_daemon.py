@@ -568,6 +568,27 @@ def test_partitioned_primary_fences_itself():
                             what='node1 writable again, or the new primary not the only writable node')
 
 
+def test_partitioned_synchronous_primary_fences_itself():
+    """As above, with node2 and node3 as node1's synchronous standbys (the chaos suite's
+    isolate-primary found this): cut off, node1's own writes (its heartbeat) wait for
+    them until the query timeout, which closes the daemon's session, and the fence that
+    comes next fails on it. A failed fence is tried again at the next pass: node1 does not
+    stay writable beside the primary promoted."""
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
+        host = harness.setup_partitioned(c)
+        n1 = c.nodes[1]
+        n1.psql("alter system set synchronous_standby_names = 'ANY 1 (node2, node3)'")
+        n1.psql('select pg_reload_conf()')
+        wait_until(lambda: n1.psql("select count(*) from pg_stat_replication where sync_state = 'quorum'") == '2',
+                   what='node2 and node3 as quorum synchronous standbys')
+        host.link(False)
+        new_id = wait_until(lambda: one_promoted(c), timeout=60,
+                            what='node2 or node3 to be promoted while node1 is cut off')
+        wait_until(lambda: not writable(n1), timeout=30, what='node1 to fence itself')
+        assert n1.psql('show default_transaction_read_only') == 'on'
+        assert writable(c.nodes[new_id])
+
+
 # --------------------------------------------------------------------------------------
 # 7. failover = manual never promotes; a promotion from outside ends the daemon (8)
 
