@@ -604,11 +604,12 @@ KNOWN_FAILURES: dict = {
     'sigstop-primary': 'the thawed primary accepts writes until its daemon\'s next pass fences it, '
                        'and ' + _PAST_FORK,
     'isolate-primary': 'the isolated primary\'s heartbeat (last_seen) waits for its synchronous '
-                       'standbys until the query timeout, past the promotion; its fence then fails '
-                       'on the closed session and is not tried again, and ' + _PAST_FORK,
+                       'standbys until the query timeout, so it fences after the promotion; and '
+                       + _PAST_FORK,
     'split-primary-minority': 'as isolate-primary: ' + _PAST_FORK,
-    'flapping-link': 'as isolate-primary: a failed fence is not tried again, the old primary '
-                     'stays writable beside the new one',
+    'flapping-link': 'a primary that fenced itself in a short cut, healed before any standby found '
+                     'it lost, stays fenced and its standbys follow it: no node takes writes; or '
+                     'as isolate-primary',
     'daemon-killed-in-election': 'with the candidate\'s daemon dead, the other standbys wait for '
                                  'it to be promoted and elect it again: no failover until it restarts',
 }
