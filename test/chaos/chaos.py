@@ -177,8 +177,8 @@ class Timings:
                                             'reconnect_interval'))
         self.window = a * i + m                   # repmgrd(8)'s failover window
         self.hold = self.window + 3               # a fault that should not fail over lasts this
-        self.failover_bound = 30 if short else 90  # waiting for a new primary
-        self.converge_bound = 20 if short else 60  # after the heal, without an operator
+        self.failover_bound = 30 if short else 60  # waiting for a new primary
+        self.converge_bound = 20 if short else 30  # after the heal, without an operator
         self.flaps = 3 if short else 6
 
 

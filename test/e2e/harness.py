@@ -1584,6 +1584,8 @@ class Bridge:
         tag = _net_tag()
         self.name = f'pgrb{tag}'
         subnet = random.SystemRandom().randint(0, 255)
+        while not reserve('bridge-subnet', subnet):
+            subnet = random.SystemRandom().randint(0, 255)
         self.local = f'10.232.{subnet}.1'
         self.hosts: list = []
         self.addresses: list = []
