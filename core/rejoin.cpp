@@ -203,7 +203,7 @@ std::vector<std::string> rsync_steps(const RsyncSource& from, bool delta) {
 
 const std::vector<std::string>& node_config_files() {
     static const std::vector<std::string> files = {"postgresql.conf", "postgresql.auto.conf", "pg_hba.conf",
-                                                   "pg_ident.conf"};
+                                                   "pg_ident.conf", "postmaster.opts"};
     return files;
 }
 

@@ -64,8 +64,11 @@ struct RsyncSource {
 std::vector<std::string> rsync_steps(const RsyncSource& from, bool delta);
 
 // The configuration files PostgreSQL reads from the data directory unless told to look
-// elsewhere. They describe the node (its port, who may connect), not the database: a
-// rejoin keeps the target's own, where pg_rewind and rsync would bring the source's.
+// elsewhere, and postmaster.opts, the command line the server last ran with (which
+// LocalServer::start reuses, as pg_ctl restart does). They describe the node (its port,
+// who may connect), not the database: a rejoin keeps the target's own, where pg_rewind
+// and rsync would bring the source's, and pg_rewind (PostgreSQL 14 and later) deletes
+// postmaster.opts.
 const std::vector<std::string>& node_config_files();
 
 // What rsync leaves out of a copy of the source's data directory: what pg_basebackup

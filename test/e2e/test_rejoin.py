@@ -292,33 +292,63 @@ def test_rejoin_crashed_standby():
         assert_rejoined(n2, conf2, n1, 1, doc, before)
 
 
+def pair_on_command_line_options(sb: harness.Sandbox):
+    """node1 primary and node2 its standby, both registered; node2's port and socket
+    directory come from its command line, as pg_ctlcluster gives config_file, while its
+    postgresql.conf is its primary's copy (node1's port)."""
+    n1 = make_primary(sb, scale=None)
+    n1.psql('create table walk(i int primary key)', db='pgbench')
+    conf1 = write_conf(sb, 1, n1)
+    pgrm('-f', conf1, 'master', 'register', check=0)
+    n2 = sb.new_instance('node2')
+    pgrm(*clone_args(n2.datadir, n1), check=0)
+    n2.start()
+    wait_streaming_from(n2, n1)
+    conf2 = write_conf(sb, 2, n2)
+    pgrm('-f', conf2, 'standby', 'register', check=0)
+    assert n2.psql("select source from pg_settings where name = 'port'") == 'command line'
+    return n1, n2, conf1, conf2
+
+
+def assert_on_own_command_line(n2: harness.Instance, n1: harness.Instance, rows: int):
+    assert n2.psql('show port') == str(n2.port)
+    assert n2.psql("select source from pg_settings where name = 'port'") == 'command line'
+    assert n2.is_in_recovery()
+    wait_streaming_from(n2, n1)
+    wait_until(lambda: n2.psql('select count(*) from walk', db='pgbench') == str(rows),
+               what='node2 to replay the rows written on node1')
+
+
 def test_rejoin_starts_the_server_with_its_command_line_options():
-    """A standby whose port and socket directory come from its command line, as
-    pg_ctlcluster gives config_file, while its postgresql.conf is its primary's copy: node
-    rejoin starts it (once to recover, then as a standby) with the options it last ran
-    with, as pg_ctl restart would, so it comes up on its own port and not its primary's."""
+    """node rejoin starts a node (once to recover, then as a standby) with the options it
+    last ran with, as pg_ctl restart would, so it comes up on its own port and not its
+    primary's."""
     with harness.Sandbox() as sb:
-        n1 = make_primary(sb, scale=None)
-        n1.psql('create table walk(i int primary key)', db='pgbench')
-        conf1 = write_conf(sb, 1, n1)
-        pgrm('-f', conf1, 'master', 'register', check=0)
-        n2 = sb.new_instance('node2')
-        pgrm(*clone_args(n2.datadir, n1), check=0)
-        n2.start()
-        wait_streaming_from(n2, n1)
-        conf2 = write_conf(sb, 2, n2)
-        pgrm('-f', conf2, 'standby', 'register', check=0)
-        assert n2.psql("select source from pg_settings where name = 'port'") == 'command line'
+        n1, n2, _, conf2 = pair_on_command_line_options(sb)
         n2.kill9()
         n1.psql('insert into walk values (1)', db='pgbench')
         r = pgrm(*rejoin_args(conf2, n1), check=0)
         assert parse_json(r, 'node rejoin --json')['ok'] is True
-        assert n2.psql('show port') == str(n2.port)
-        assert n2.psql("select source from pg_settings where name = 'port'") == 'command line'
-        assert n2.is_in_recovery()
-        wait_streaming_from(n2, n1)
-        wait_until(lambda: n2.psql('select count(*) from walk', db='pgbench') == '1',
-                   what='node2 to replay the row written while it was down')
+        assert_on_own_command_line(n2, n1, 1)
+
+
+def test_rejoin_by_pg_rewind_keeps_the_command_line_options():
+    """The same node promoted on its own (outside pgrm: the metadata still names node1),
+    written to and killed -9: pg_rewind (PostgreSQL 14 and later) deletes postmaster.opts,
+    which holds those options, so the rejoin keeps it across the rewind, as it keeps the
+    configuration files; else node2 would start on node1's port and fail (found by
+    bench/soak.py, its second failover)."""
+    with harness.Sandbox() as sb:
+        n1, n2, _, conf2 = pair_on_command_line_options(sb)
+        n2.psql('select pg_promote()')
+        wait_until(lambda: not n2.is_in_recovery(), what='node2 to be promoted')
+        n2.psql('insert into walk values (-1)', db='pgbench')
+        n2.kill9()
+        n1.psql('insert into walk values (1)', db='pgbench')
+        r = pgrm(*rejoin_args(conf2, n1), check=0)
+        doc = parse_json(r, 'node rejoin --json')
+        assert doc['data']['method'] == 'pg_rewind', doc
+        assert_on_own_command_line(n2, n1, 1)
 
 
 def test_rejoin_waits_for_the_promotion_to_be_recorded():

@@ -129,7 +129,7 @@ TEST_CASE("either way the plan keeps the target's own configuration files", "[re
         RejoinPlan p = plan_rejoin({rewind, ""}, {true, "", ""});
         CHECK(p.steps.back() ==
               "keep the target's own configuration files (postgresql.conf, postgresql.auto.conf, "
-              "pg_hba.conf, pg_ident.conf)");
+              "pg_hba.conf, pg_ident.conf, postmaster.opts)");
     }
 }
 
@@ -156,6 +156,7 @@ TEST_CASE("kept configuration files come back as they were; ones the target lack
     spill(dir / "pg_hba.conf", "host all all 192.0.2.1/32 trust\n");
     spill(dir / "postgresql.auto.conf", "cluster_name = 'node1'\n");
     ::chmod((dir / "pg_hba.conf").c_str(), 0640);
+    spill(dir / "postmaster.opts", "/usr/lib/postgresql/15/bin/postgres \"-D\" \"/d\" \"-p\" \"5433\"\n");
     // no pg_ident.conf: this target keeps it elsewhere
 
     std::vector<KeptFile> kept = keep_config_files(dir.string());
@@ -167,12 +168,14 @@ TEST_CASE("kept configuration files come back as they were; ones the target lack
     spill(dir / "postgresql.auto.conf", "primary_conninfo = 'host=node0'\n");
     spill(dir / "pg_ident.conf", "source's map\n");
     ::chmod((dir / "pg_hba.conf").c_str(), 0600);
+    fs::remove(dir / "postmaster.opts");  // pg_rewind of PostgreSQL 14 and later deletes it
 
     restore_config_files(dir.string(), kept);
     CHECK(slurp(dir / "postgresql.conf") == "port = 5433\n");
     CHECK(slurp(dir / "pg_hba.conf") == "host all all 192.0.2.1/32 trust\n");
     CHECK(slurp(dir / "postgresql.auto.conf") == "cluster_name = 'node1'\n");
     CHECK_FALSE(fs::exists(dir / "pg_ident.conf"));
+    CHECK(slurp(dir / "postmaster.opts") == "/usr/lib/postgresql/15/bin/postgres \"-D\" \"/d\" \"-p\" \"5433\"\n");
     CHECK((fs::status(dir / "pg_hba.conf").permissions() & fs::perms::all) ==
           (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read));
     CHECK_FALSE(fs::exists(dir / "postgresql.conf.pgrm-tmp"));
