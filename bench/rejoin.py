@@ -27,8 +27,9 @@ started with pg_ctlcluster, which repmgr.conf names in service_*_command): node2
 node1 takes OLD_WRITES transactions alone and is killed -9 (a crash: pg_rewind needs crash
 recovery first, which must read /etc's postgresql.conf), node2 started and promoted, takes
 NEW_WRITES. Each round, from the same saved state of both: `repmgr node rejoin` (pg_rewind,
-start, replay of a fresh write) against `repmgr standby clone --force` into node1's data
-directory (pg_basebackup) then pg_ctlcluster start and replay of a fresh write.
+start, replay of a fresh write) against `repmgr standby clone` into node1's data
+directory, removed and cloned again (pg_basebackup), then pg_ctlcluster start and replay of a
+fresh write.
 It prints; it never fails on a timing.
 """
 
@@ -172,9 +173,11 @@ def debian_case(args) -> int:
 
             def do_full() -> float:
                 prepare()
+                # A re-clone: node1's data directory removed (a --force over it would rewind).
                 t0 = time.monotonic()
+                shutil.rmtree(node1.datadir)
                 pgrm('-D', node1.datadir, '-d', 'pgbench', '-h', '127.0.0.1', '-p', node2.port, '-U', 'postgres',
-                     '--force', 'standby', 'clone', check=0, timeout=3600)
+                     'standby', 'clone', check=0, timeout=3600)
                 node1.start()
                 replays_fresh_write()
                 secs = time.monotonic() - t0
