@@ -150,6 +150,8 @@ const SettingSpec* find_setting(const std::string& key) {
     return nullptr;
 }
 
+constexpr long long kFailoverWindowMax = 86400;  // seconds
+
 [[noreturn]] void fail(const std::string& message) {
     throw Error(ExitCode::BadConfig, message);
 }
@@ -188,6 +190,14 @@ public:
             if (spec.required && !given_.contains(&spec))
                 fail(path_ + ": missing required setting \"" + spec.name + "\"");
         if (config_.node_name.empty()) config_.node_name = "node" + std::to_string(config_.node);
+        // repmgrd's waits follow from these (core/timeouts): at most a day, far from
+        // overflowing, or a failover could not be timed.
+        long long window = static_cast<long long>(config_.reconnect_attempts) * config_.reconnect_interval +
+                           config_.monitor_interval_secs;
+        if (window > kFailoverWindowMax)
+            fail(path_ + ": reconnect_attempts * reconnect_interval + monitor_interval_secs is " +
+                 std::to_string(window) + " s, more than " + std::to_string(kFailoverWindowMax) +
+                 " s (a day): repmgrd could not time a failover");
         config_.path = path_;
     }
 

@@ -278,9 +278,8 @@ Rows Connection::exec(std::string_view sql, const std::vector<Param>& params,
             deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0) {
             conn_.reset();
-            throw Error(ExitCode::DbConnection, "query timed out after " +
-                                                    std::to_string(timeout.count()) +
-                                                    " ms on \"" + description_ + "\"");
+            throw QueryTimedOut("query timed out after " + std::to_string(timeout.count()) + " ms on \"" +
+                                description_ + "\"");
         }
         pollfd pfd{PQsocket(c), POLLIN, 0};
         int n = ::poll(&pfd, 1, static_cast<int>(left.count()));

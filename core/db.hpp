@@ -95,6 +95,14 @@ private:
     ConnectFailure failure_;
 };
 
+// A query given a timeout that passed without an answer (the connection is dropped):
+// the server, or the network, is silent, which a server that failed the query, or
+// closed the connection, is not.
+class QueryTimedOut : public Error {
+public:
+    explicit QueryTimedOut(const std::string& message) : Error(ExitCode::DbConnection, message) {}
+};
+
 struct ConnectOptions {
     // Added only when the conninfo has none. Connecting polls libpq (so the server's
     // SQLSTATE can be asked for), which leaves the timeout to us: connect_timeout per

@@ -87,9 +87,43 @@ std::chrono::milliseconds health_check(const Config& cfg);
 // From the first failed check until every standby has declared a primary lost and
 // its siblings stopped hearing it.
 std::chrono::seconds failover_window(const Config& cfg);
-// A primary cut off from a majority fences after this: when a standby could declare it
-// lost at the earliest ((reconnect_attempts - 1) * reconnect_interval) plus one pass.
-std::chrono::seconds fence_after(const Config& cfg);
+
+// Fence before promote (repmgrd(8), FENCE BEFORE PROMOTE). A primary holds a lease on
+// taking writes, on its own monotonic clock: each round of its probes that reaches a
+// majority renews it until the round's start plus fence_after, and when it runs out a
+// thread of its own fences the server, whatever the daemon's loop is waiting on. A
+// standby that lost its primary by timeout (no refused connection: it may live behind a
+// partition) promotes no sooner than promote_after since the start of its first failed
+// check, on its own monotonic clock. With the cut at real time T, the round's start is
+// before T and the first failed check started after T - check_bound, so, each clock
+// running within d = clock_drift of real time (an interval measured as x lasts at most
+// x / (1 - d), at least x / (1 + d)),
+//   fence done          <= T + (fence_after + fence_action) / (1 - d)
+//   promotion           >= T - check_bound / (1 - d) + promote_after / (1 + d)
+// and promote_after makes the second exceed the first by fence_margin.
+// A fence's connection to its own server, and each of its statements.
+inline constexpr std::chrono::milliseconds kFenceConnect = 1000ms;
+inline constexpr std::chrono::milliseconds kFenceQuery = 1000ms;
+// What the fence must precede the earliest promotion by, after every bound above.
+inline constexpr std::chrono::milliseconds kFenceMargin = 1000ms;
+// How far a monotonic clock's rate may stray from real time (NTP slews at most 500 ppm).
+inline constexpr int kClockDriftPpm = 1000;
+// One node probed by the primary: connecting, then two queries.
+std::chrono::milliseconds probe_round(const Config& cfg);
+// The primary's lease: from the start of its last round that reached a majority until it
+// fences: (reconnect_attempts - 1, at least 1) reconnect intervals, so that a healthy
+// primary renews it with time to spare, plus one pass and one probe round (a round waits
+// for its slowest node before the next starts).
+std::chrono::milliseconds fence_after(const Config& cfg);
+// The fence itself: connecting to its own server and three statements (read-only), or
+// as long to signal the server to stop (shutdown).
+std::chrono::milliseconds fence_action();
+// The longest a standby's check of its primary takes: connecting and one query. A check
+// that started before the cut, and failed for it, started at most this before it.
+std::chrono::milliseconds check_bound(const Config& cfg);
+// How long after the start of its first failed check a standby may promote, when the
+// primary was lost by timeout.
+std::chrono::milliseconds promote_after(const Config& cfg);
 // The longest a pass can take without running a command (the reconnect attempts, then
 // its own server's connect and query timing out): a last pass older than this means a
 // stuck loop (HTTP /liveness answers 503, /primary too).

@@ -17,6 +17,8 @@ Decision elect(const Peer& self, const std::vector<Peer>& peers, int registered_
         if (p.reachable && p.sees_primary)
             return {A::Wait, 0, "node " + std::to_string(p.id) +
                                     " still streams from the primary: only this node's link is lost"};
+    if (self.sees_primary)
+        return {A::Wait, 0, "this node's WAL receiver still streams from the primary: only the daemon's link to it is lost"};
 
     int visible = 1;
     for (const auto& p : peers) visible += p.reachable ? 1 : 0;
@@ -56,6 +58,20 @@ Decision elect(const Peer& self, const std::vector<Peer>& peers, int registered_
     return {A::Follow, best->id,
             "node " + std::to_string(best->id) + " is the candidate (" + positions + ")" +
                 (self.priority == 0 ? "; this node has priority 0 and is never promoted" : "")};
+}
+
+std::chrono::milliseconds promotion_hold(const std::optional<PrimaryFailing>& failing,
+                                         std::chrono::milliseconds promote_after) {
+    if (!failing || failing->refused_only || failing->since >= promote_after) return std::chrono::milliseconds{0};
+    return promote_after - failing->since;
+}
+
+Decision hold_promotion(const Decision& d, std::chrono::milliseconds hold, std::chrono::milliseconds promote_after) {
+    if (d.action != Decision::Action::Promote || hold.count() <= 0) return d;
+    return {Decision::Action::Wait, 0,
+            "holding the promotion until the primary has fenced itself: it was lost by timeout, not refused, so "
+            "it may live behind a partition; " + d.reason + ", promoted once " + std::to_string(promote_after.count()) +
+                " ms have passed since the first failed check (promote_after)"};
 }
 
 }  // namespace pgrm::daemon

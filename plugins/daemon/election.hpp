@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -35,7 +36,9 @@ struct Decision {
 //  1. a peer that accepts writes is the new primary: follow it;
 //  2. a peer whose server answered but refused us lives, and its role is unknown (it
 //     may be a new primary, or still hear the old one): wait;
-//  3. a peer still streaming from the primary means the primary lives: wait;
+//  3. a peer, or this node itself, still streaming from the primary means the primary
+//     lives (only the daemon's link to it is lost), and may count the streaming node
+//     toward its majority, so it does not fence: wait;
 //  4. without a majority of registered_active (self + reachable peers), wait: this node
 //     may be the isolated one (a two-node cluster therefore never promotes by itself);
 //  5. candidate: highest WAL end, then highest priority, then lowest id, among self and
@@ -43,5 +46,22 @@ struct Decision {
 //     (acknowledged commits would be lost); promote if it is self, else follow it
 //     (saying so when self has priority 0).
 Decision elect(const Peer& self, const std::vector<Peer>& peers, int registered_active);
+
+// Fence before promote (repmgrd(8)): how this standby's checks of its primary have been
+// failing, with no success since the first failure.
+struct PrimaryFailing {
+    std::chrono::milliseconds since{0};  // since the start of the first failed check
+    // Every failed check was refused (the host answered, PostgreSQL did not listen): its
+    // server is down, not behind a partition, and takes no writes.
+    bool refused_only = false;
+};
+// How much longer a candidate must hold its promotion so that a primary lost by timeout,
+// which may live behind a partition, has fenced itself: promote_after since the first
+// failed check; none when every failure was refused, or nothing failed.
+std::chrono::milliseconds promotion_hold(const std::optional<PrimaryFailing>& failing,
+                                         std::chrono::milliseconds promote_after);
+// d, or, when d promotes this node and hold is positive, a wait that says why (the same
+// words every pass, so that it is one event).
+Decision hold_promotion(const Decision& d, std::chrono::milliseconds hold, std::chrono::milliseconds promote_after);
 
 }  // namespace pgrm::daemon

@@ -1,6 +1,7 @@
 #include "plugins/daemon/monitor.hpp"
 
 #include <future>
+#include <memory>
 #include <thread>
 
 #include "core/error.hpp"
@@ -73,6 +74,7 @@ ExitCode Monitor::run() {
     std::string started = "repmgrd started for node " + std::to_string(cfg_.node) + " of cluster \"" + cfg_.cluster +
                           "\" (failover " + cfg_.failover + ")";
     log::notice(started);
+    log_timing();
     board_.set_bounds(timeouts::liveness(cfg_), timeouts::fence_after(cfg_) - timeouts::health_check(cfg_));
     auto now = std::chrono::system_clock::now();
     board_.enter(State::Starting, "repmgrd started", now);
@@ -126,9 +128,19 @@ void Monitor::reload_config() {
         cfg_ = fresh;
         board_.set_bounds(timeouts::liveness(cfg_), timeouts::fence_after(cfg_) - timeouts::health_check(cfg_));
         log::notice("configuration reloaded from \"" + cfg_.path + "\"");
+        log_timing();
     } catch (const Error& e) {
         log::error(std::string("configuration not reloaded: ") + e.what());
     }
+}
+
+void Monitor::log_timing() const {
+    if (cfg_.failover != "automatic") return;
+    log::notice("fence before promote: a primary cut off from a majority fences itself " +
+              timeouts::format(timeouts::fence_after(cfg_)) + " after the start of its last probe round that reached one "
+              "(fence_after), in at most " + timeouts::format(timeouts::fence_action()) +
+              " (fence_action); a standby that lost its primary by timeout promotes no sooner than " +
+              timeouts::format(timeouts::promote_after(cfg_)) + " after the start of its first failed check (promote_after)");
 }
 
 // A SIGHUP does not cut it short: the reload waits for the next pass, or the
@@ -174,7 +186,19 @@ Observation Monitor::observe() {
             case State::Electing:
                 // Straight after the reconnect attempts the primary was just found lost.
                 if (!arrived_at_once_) check_primary(o, timeouts::health_check(cfg_));
-                if (!o.primary_answers && !o.paused) o.election = hold_election();
+                if (!o.primary_answers && !o.paused) {
+                    o.election = hold_election();
+                    // A promotion held for the fence less than a pass longer: this pass
+                    // waits for it, looks once more, and elects again.
+                    auto hold = promotion_hold(primary_failing(), timeouts::promote_after(cfg_));
+                    if (o.election->action == Decision::Action::Wait && hold.count() > 0 &&
+                        hold <= std::chrono::seconds(cfg_.monitor_interval_secs)) {
+                        wait(hold);
+                        check_primary(o, timeouts::health_check(cfg_));
+                        if (!o.primary_answers && o.primary_refused.empty() && !signals_.stop)
+                            o.election = hold_election();
+                    }
+                }
                 break;
             case State::Promoting: o.promote = promote(); break;
             case State::FollowingNewPrimary: o.follow = follow_candidate(); break;
@@ -245,6 +269,12 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
                      related, now});
     }
 
+    // Only a primary holds a lease; one that is not, or no longer, counts anew once it is.
+    if (t.to != State::Primary && t.to != State::LocalServerDown && t.to != State::Fenced) {
+        lease_.cancel();
+        last_majority_ = {};
+    }
+
     // What entering a state does once.
     bool was_primary = from == State::Primary || from == State::Fenced;
     switch (t.to) {
@@ -257,7 +287,15 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
         break;
     case State::Fenced: {
         fenced_ = true;
-        std::string failed = fence(t.reason);
+        // The lease may have fenced already: only a fence that failed is tried again.
+        auto ran = lease_.ran();
+        lease_.cancel();
+        last_majority_ = {};
+        std::string failed;
+        if (ran && ran->failed.empty())
+            log::error("fencing this primary: " + t.reason + " (its lease has fenced it already)");
+        else
+            failed = fence(t.reason);
         fence_again_ = failed.empty() ? "" : t.reason;
         NodeEvent fenced{cfg_.node, "primary_fenced", failed.empty(),
                          (failed.empty() ? std::string(fence_stops() ? "fenced (server stopped): " : "fenced (read-only): ")
@@ -357,11 +395,24 @@ std::string Monitor::check_registration(bool in_recovery) {
 // --------------------------------------------------------------------------------------
 // Steps of a standby
 
+// A check that fails, and did not even reach the primary's server, starts or extends the
+// run of failures that fence before promote measures from (its start: a check that
+// started before a cut may fail for it); any answer ends the run. A failure is refused
+// when the primary's host answered: nothing listened, or its server failed the query or
+// closed the connection; a timeout, or an unreachable host, is not.
 void Monitor::check_primary(Observation& o, std::chrono::milliseconds timeout) {
+    auto started = std::chrono::steady_clock::now();
+    bool asked = false;  // this node's own metadata named the primary: a failure is its
+    auto failed = [&](bool refused) {
+        if (!asked) return;
+        refused_only_ = (failing_since_ ? refused_only_ : true) && refused;
+        if (!failing_since_) failing_since_ = started;
+    };
     try {
         Metadata local_meta(*local_, cfg_.cluster, kQueryTimeout);
         auto primary = local_meta.active_primary();
         if (!primary) return;
+        asked = true;
         if (!primary_ || !primary_->ok() || primary_id_ != primary->id) {
             primary_.reset();
             primary_id_ = primary->id;
@@ -371,10 +422,12 @@ void Monitor::check_primary(Observation& o, std::chrono::milliseconds timeout) {
         o.primary_answers = !there.in_recovery;
         o.primary_read_only = o.primary_answers && there.read_only;
         refusal_.clear();
+        failing_since_.reset();
     } catch (const ConnectionError& e) {
         log::info(std::string("primary check failed: ") + e.what());
         primary_.reset();
-        if (!e.server_alive()) return;
+        if (!e.server_alive()) return failed(e.failure() == ConnectFailure::Refused);
+        failing_since_.reset();
         // Its server answered: it lives, whatever kept us out (a password, no free slot,
         // starting up). Said once per reason; it is no reason to fail over.
         o.primary_refused = std::string(describe(e.failure()));
@@ -383,10 +436,24 @@ void Monitor::check_primary(Observation& o, std::chrono::milliseconds timeout) {
                          o.primary_refused + "), so it lives: " + e.what() +
                          (e.detail().empty() ? "" : ": " + e.detail()));
         refusal_ = e.what();
-    } catch (const Error& e) {
+    } catch (const QueryTimedOut& e) {
         log::info(std::string("primary check failed: ") + e.what());
         primary_.reset();
+        failed(false);
+    } catch (const Error& e) {
+        // The server failed the query or closed the connection (a postmaster killed
+        // ends its backends): its host answered.
+        log::info(std::string("primary check failed: ") + e.what());
+        primary_.reset();
+        failed(true);
     }
+}
+
+std::optional<PrimaryFailing> Monitor::primary_failing() const {
+    if (!failing_since_) return std::nullopt;
+    return PrimaryFailing{std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                                *failing_since_),
+                          refused_only_};
 }
 
 // Reconnect attempts before declaring the primary lost: the first at once, the next ones
@@ -487,9 +554,15 @@ Decision Monitor::hold_election() {
     self.priority = cfg_.priority;
     self.reachable = true;
     self.wal_end = parse_lsn(query_wal_position(*local_, kQueryTimeout).lsn).value_or(0);
+    PeerView mine = query_peer_view(*local_, window, kQueryTimeout);
+    self.sees_primary = mine.receiver_heard && mine.sender_host && mine.sender_port &&
+                        same_server({Endpoint{*mine.sender_host, std::to_string(*mine.sender_port)}}, primary_at);
 
-    Decision d = elect(self, peers, registered_active);
+    auto promote_after = timeouts::promote_after(cfg_);
+    auto hold = promotion_hold(primary_failing(), promote_after);
+    Decision d = hold_promotion(elect(self, peers, registered_active), hold, promote_after);
     log::notice("failover: " + d.reason);
+    if (hold.count() > 0) log::info("failover: the promotion is held " + timeouts::format(hold) + " more");
     if (!last_decision_ || last_decision_->action != d.action || last_decision_->reason != d.reason) {
         last_decision_ = d;
         using A = Decision::Action;
@@ -517,7 +590,8 @@ ChildOutcome Monitor::promote() {
 // The candidate promotes itself; follow once it accepts writes.
 ChildOutcome Monitor::follow_candidate() {
     if (!candidate_) return {false, "no candidate to follow"};
-    auto window = timeouts::failover_window(cfg_);
+    // The candidate may hold its promotion for the fence (promote_after) first.
+    auto window = std::chrono::ceil<std::chrono::seconds>(timeouts::failover_window(cfg_) + timeouts::promote_after(cfg_));
     Busy busy(board_, window + timeouts::kDaemonChild);
     auto until = std::chrono::steady_clock::now() + window;
     bool writable = false;
@@ -626,7 +700,6 @@ void Monitor::listen_for_switchover() {
 // Every node at once, over connections kept between passes: a silent node costs one reconnect interval per pass, not one per node,
 // and a new backend every second would be work for them.
 void Monitor::probe_nodes(Observation& o) {
-    auto pass_start = std::chrono::steady_clock::now();
     WalPosition mine = query_wal_position(*local_, kQueryTimeout);
     Metadata meta(*local_, cfg_.cluster, kQueryTimeout);
     std::vector<Node> others;
@@ -636,6 +709,31 @@ void Monitor::probe_nodes(Observation& o) {
         ++o.nodes_active;
         if (n.id != cfg_.node) others.push_back(n);
     }
+    // The round's start: every answer it counts came after it. The count of time without
+    // a majority starts when this node becomes the primary (with failover = manual,
+    // nobody promotes, and it never counts); it goes on across passes that could not
+    // reach this node's own server.
+    auto round = std::chrono::steady_clock::now();
+    bool counting = o.automatic && (state_ == State::Primary || state_ == State::LocalServerDown) &&
+                    last_majority_.time_since_epoch().count() != 0;
+    if (!counting) last_majority_ = round;
+    // The lease: held back only by a pause (the standbys hold their promotion then too);
+    // once it ran out, what it did decides this pass.
+    if (auto ran = lease_.ran()) {
+        o.lease_fenced = ran->failed;
+    } else if (o.automatic && !o.paused) {
+        lease_.renew(last_majority_ + timeouts::fence_after(cfg_), lease_fence());
+    } else {
+        lease_.cancel();
+    }
+    auto reached = [&](int visible) {
+        if (!sees_majority(visible, o.nodes_active) || last_majority_ == round) return;
+        last_majority_ = round;
+        if (!o.lease_fenced && o.automatic && !o.paused)
+            lease_.renew(round + timeouts::fence_after(cfg_), lease_fence());
+    };
+    reached(1);
+
     std::vector<std::future<NodeSeen>> seen;
     for (const Node& n : others) node_links_.try_emplace(n.id);
     for (const Node& n : others) {
@@ -663,22 +761,27 @@ void Monitor::probe_nodes(Observation& o) {
             return s;
         }));
     }
-    std::vector<NodeSeen> found;
-    for (auto& s : seen) found.push_back(s.get());
+    // Every node at once: a silent one costs one probe round per pass, not one per node.
+    // The lease is renewed as soon as a majority answered, not when the slowest did.
+    std::vector<NodeSeen> found(seen.size());
+    std::vector<bool> done(seen.size(), false);
+    int visible = 1;
+    for (size_t left = seen.size(); left > 0;) {
+        for (size_t i = 0; i < seen.size(); ++i) {
+            if (done[i] || seen[i].wait_for(10ms) != std::future_status::ready) continue;
+            found[i] = seen[i].get();
+            done[i] = true;
+            --left;
+            if (found[i].reachable && found[i].timeline <= mine.timeline) reached(++visible);
+        }
+    }
     tally_nodes(o, mine.timeline, found);
-
-    // Cut off from a majority since before a standby could declare it lost: the
-    // transition fences, so a partitioned primary stops taking writes before, as a rule,
-    // a standby is promoted. The count starts when this node becomes the primary.
-    if (state_ != State::Primary || !o.automatic || sees_majority(o.nodes_visible, o.nodes_active)) {
-        last_majority_ = pass_start;
-    } else {
+    if (counting && !sees_majority(o.nodes_visible, o.nodes_active))
         log::warning("this primary sees " + std::to_string(o.nodes_visible) + " of " +
                      std::to_string(o.nodes_active) + " nodes");
-    }
     o.majority_seen = last_majority_;
-    o.without_majority = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                               last_majority_);
+    o.without_majority =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - last_majority_);
     o.fence_after = timeouts::fence_after(cfg_);
 }
 
@@ -721,27 +824,57 @@ bool Monitor::fence_stops() const { return cfg_.fence == "shutdown" && !cfg_.dat
 
 std::string Monitor::fence(const std::string& why) {
     log::error("fencing this primary: " + why);
+    return fence_server(cfg_, local_ ? &*local_ : nullptr, true);
+}
+
+std::string Monitor::fence_server(const Config& cfg, Connection* conn, bool on_loop) {
     std::string failed;
     try {
-        if (fence_stops()) {
-            ExecResult res = LocalServer(cfg_.data_directory, &cfg_).stop("fast");
+        if (cfg.fence == "shutdown" && !cfg.data_directory.empty()) {
+            ExecResult res = LocalServer(cfg.data_directory, &cfg).stop("fast");
             if (!res.ok()) {
-                const std::string stop = server_control_hint(&cfg_, cfg_.data_directory, "stop");
+                const std::string stop = server_control_hint(&cfg, cfg.data_directory, "stop");
                 log::error("fencing: " + stop + " failed: " + res.err);
                 failed = stop + " failed: " + last_line(res.err);
             }
         } else {
-            make_read_only(*local_, kQueryTimeout);
+            std::optional<Connection> own;
+            if (!conn || !conn->ok())
+                conn = &own.emplace(Connection::open(
+                    cfg.conninfo, ConnectOptions{.connect_timeout = timeouts::kDaemonLocalConnect,
+                                                 .deadline = timeouts::kFenceConnect}));
+            // The lease's fence is the one bounded by fence_action, and retried.
+            make_read_only(*conn, on_loop ? kQueryTimeout : timeouts::kFenceQuery);
         }
     } catch (const Error& e) {
-        log::error(std::string("fencing failed: ") + e.what());
+        // The lease's thread says it once per failure, not at each retry.
+        if (on_loop) log::error(std::string("fencing failed: ") + e.what());
         failed = e.what();
     }
-    if (!cfg_.fence_command.empty()) {
-        ChildOutcome ran = run_self({}, cfg_.fence_command);
+    if (failed.empty())
+        log::notice(std::string("this primary is fenced (") +
+                    (cfg.fence == "shutdown" && !cfg.data_directory.empty() ? "server stopped" : "read-only") + ")");
+    if (!cfg.fence_command.empty()) {
+        ChildOutcome ran = run_self({}, cfg.fence_command, on_loop);
         if (!ran.ok) failed += (failed.empty() ? "" : "; ") + ran.message;
     }
     return failed;
+}
+
+// What the lease runs when it runs out, on its own thread: the settings in use now, its
+// own connection (the loop's may be busy), logged once per outcome.
+FenceLease::Fence Monitor::lease_fence() {
+    auto cfg = std::make_shared<const Config>(cfg_);
+    auto last = std::make_shared<std::optional<std::string>>();  // the last attempt's failure
+    return [this, cfg, last] {
+        if (!*last)
+            log::error("fencing this primary: cut off from a majority of the cluster: no probe round reached one for " +
+                       timeouts::format(timeouts::fence_after(*cfg)) + " (fence_after); its lease ran out");
+        std::string failed = fence_server(*cfg, nullptr, false);
+        if (!failed.empty() && failed != last->value_or("")) log::error("fence failed, trying again: " + failed);
+        *last = failed;
+        return failed;
+    };
 }
 
 // --------------------------------------------------------------------------------------
@@ -750,7 +883,8 @@ std::string Monitor::fence(const std::string& why) {
 // Runs pgrm's own command (the same code path as typing it) with --json, or the
 // configured override. Whatever the outcome, what the command logged goes into the
 // daemon's log: a warning from a command that succeeded matters too.
-ChildOutcome Monitor::run_self(const std::vector<std::string>& args, const std::string& override_command) {
+ChildOutcome Monitor::run_self(const std::vector<std::string>& args, const std::string& override_command,
+                               bool on_loop) {
     std::string what;  // prefixes what it logged: "standby promote", or the program
     for (const auto& a : args) what += (what.empty() ? "" : " ") + a;
     try {
@@ -765,7 +899,8 @@ ChildOutcome Monitor::run_self(const std::vector<std::string>& args, const std::
         }
         spec.timeout = timeouts::kDaemonChild;
         log::notice("running: " + describe_argv(spec.argv));
-        Busy busy(board_, spec.timeout + timeouts::kDaemonLocalQuery);  // and the time to kill it
+        std::optional<Busy> busy;
+        if (on_loop) busy.emplace(board_, spec.timeout + timeouts::kDaemonLocalQuery);  // and the time to kill it
         ExecResult res = run_program(spec);
         auto lines = [](const std::string& text, auto each) {
             for (size_t at = 0; at < text.size();) {

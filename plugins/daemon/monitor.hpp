@@ -12,7 +12,10 @@
 #include "core/db.hpp"
 #include "core/exit_code.hpp"
 #include "core/metadata.hpp"
+#include "core/timeouts.hpp"
 #include "plugins/daemon/child.hpp"
+#include "plugins/daemon/election.hpp"
+#include "plugins/daemon/lease.hpp"
 #include "plugins/daemon/notify.hpp"
 #include "plugins/daemon/state.hpp"
 
@@ -48,6 +51,7 @@ private:
     Observation observe();
     void enter(const Transition& t, const Observation& seen);
     void reload_config();
+    void log_timing() const;  // fence before promote, as these settings time it
 
     // Steps.
     void probe_local(Observation& o);
@@ -66,6 +70,11 @@ private:
     void probe_nodes(Observation& o);
     void record_heartbeat();
     std::string fence(const std::string& why);  // what failed; empty: fenced
+    // The fence itself, with these settings, over conn or (null) a connection of its own;
+    // from the loop or from the lease's thread.
+    std::string fence_server(const Config& cfg, Connection* conn, bool on_loop);
+    FenceLease::Fence lease_fence();
+    std::optional<PrimaryFailing> primary_failing() const;
     bool fence_stops() const;                   // fence = shutdown, and it can
 
     // State changes (repmgrd_<state>) and what the daemon decides and does are events.
@@ -76,7 +85,9 @@ private:
     void keep_event(const NodeEvent& event);  // the row only: already notified
     void flush_events(Connection& primary, std::chrono::milliseconds timeout);
 
-    ChildOutcome run_self(const std::vector<std::string>& args, const std::string& override_command);
+    // on_loop: the loop runs it (it may be busy that long); false from the lease's thread.
+    ChildOutcome run_self(const std::vector<std::string>& args, const std::string& override_command,
+                          bool on_loop = true);
     // Sleeps up to duration, waking at once on SIGTERM/SIGINT or when the primary's
     // connection closes (a killed primary's backends hang up right away); between passes
     // also on resume_failover().
@@ -109,6 +120,10 @@ private:
     std::optional<Connection> primary_;
     std::optional<int> primary_id_;
     std::string refusal_;                // the primary's last refusal, logged once
+    // The start of the first failed check of the primary since it last answered, and
+    // whether every failure since was a refused connection (fence before promote).
+    std::optional<std::chrono::steady_clock::time_point> failing_since_;
+    bool refused_only_ = false;
     std::optional<Node> candidate_;
     std::chrono::steady_clock::time_point last_prune_{};
 
@@ -118,8 +133,10 @@ private:
         std::optional<Connection> conn;
     };
     std::map<int, NodeLink> node_links_;
-    // When this primary last saw a majority (the start of that pass).
+    // When this primary last saw a majority (the start of that probe round; epoch: it
+    // has not counted since it became the primary), and its lease on taking writes.
     std::chrono::steady_clock::time_point last_majority_{};
+    FenceLease lease_{timeouts::kFenceConnect};
     bool schema_current_ = false;
 
     std::deque<NodeEvent> events_;

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "core/timeline.hpp"
+#include "core/timeouts.hpp"
 
 namespace pgrm::daemon {
 
@@ -72,6 +73,12 @@ Transition as_primary(State from, const Observation& o) {
         return {State::Fenced, "node " + std::to_string(*o.newer_standby) + " is a standby on newer timeline " +
                                    std::to_string(o.newer_timeline) +
                                    ", following a newer primary; this node is a former primary and must be rejoined"};
+    // Its lease ran out (FenceLease): what the standbys count on is done, whatever this
+    // pass sees.
+    if (o.lease_fenced)
+        return {State::Fenced, "cut off from a majority of the cluster: no probe round reached one for " +
+                                   timeouts::format(o.fence_after) + " (fence_after); its lease ran out" +
+                                   (o.lease_fenced->empty() ? "" : " and its fence failed (" + *o.lease_fenced + ")")};
     // Cut off from a majority for too long, a primary fences itself, unless failover is
     // paused: the pause holds the daemons still (a planned network outage must not cost
     // the writes), so it stays the primary and says each pass what it holds back. The
@@ -87,8 +94,7 @@ Transition as_primary(State from, const Observation& o) {
     if (o.automatic && !sees_majority(o.nodes_visible, o.nodes_active) && o.without_majority > o.fence_after) {
         std::string cut = "cut off from a majority of the cluster (it sees " + std::to_string(o.nodes_visible) +
                           " of " + std::to_string(o.nodes_active) + " nodes) for more than " +
-                          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(o.fence_after).count()) +
-                          " s";
+                          timeouts::format(o.fence_after);
         if (!o.paused) return {State::Fenced, cut};
         held = "failover is paused: not fencing this primary, " + cut +
                " (\"repmgr service unpause\" fences it, if it still is)";

@@ -87,6 +87,8 @@ struct Observation {
     int nodes_visible = 0;           // of those, the ones it reached, itself included
     std::chrono::milliseconds without_majority{0};  // since the last pass that saw a majority
     std::chrono::milliseconds fence_after{0};
+    // The primary's lease ran out and fenced it (empty), or tried to (what failed).
+    std::optional<std::string> lease_fenced;
     std::optional<int> newer_primary;     // a writable node on a newer timeline
     // A standby on a newer timeline (when no writable one was reached): it follows a
     // primary promoted after this one, which this node may not reach.

@@ -18,7 +18,7 @@ bool loop_alive(const Snapshot& s, const Now& now) {
 //     fences next);
 //   - with failover = automatic, that pass counted the nodes and reached a majority, and
 //     it started less than majority_trust ago: a primary cut off from its majority fences
-//     after fence_after, and a standby may be promoted about then, so from its first pass
+//     when its lease runs out, fence_after after that start, so from its first pass
 //     without a majority, or once its loop is too slow to tell, it is a primary about to
 //     fence, not one to send writes to. With failover = manual nobody promotes and it
 //     never fences.

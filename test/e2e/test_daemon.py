@@ -17,15 +17,16 @@ reconnect_interval=1.
   4. SIGTERM stops it within 1 s with exit code 0;
   5. automatic failover after kill -9 of the primary under pgbench load with quorum
      synchronous replication: exactly one standby promotes, the other follows, no
-     acknowledged row is lost;
+     acknowledged row is lost, and nobody holds the promotion for a fence (refused);
   6. a SIGSTOP'd primary is handled like a dead one, and once resumed is fenced by its
      own daemon (read-only), never two writable primaries after that;
   7. failover = manual never promotes, and a daemon whose standby is promoted from
      outside exits with ERR_PROMOTED (8);
   8. priority 0 never promotes (and the daemon says that is why); a priority-0 standby
      holding acknowledged commits the others lack must not be overtaken by a promotion
-     that loses them; a primary whose SQL link alone is lost, or that refuses the
-     daemons, lives: nobody promotes;
+     that loses them; a primary whose SQL link alone is lost (the candidate's own WAL
+     receiver, or a sibling's, still streaming from it), or that refuses the daemons,
+     lives: nobody promotes;
   9. a two-node cluster never promotes (not a majority).
 
 Negative tests wait for the daemons to decide (their log), then hold a bounded window
@@ -51,6 +52,28 @@ from harness import (DAEMON_FAST, AckWriter, DaemonCluster, TwoPrimaries, clone_
                      daemon_cluster, daemon_conf_text, in_recovery, log_of, make_primary,
                      one_promoted, output, pgbench_load, pgrm, setup_three, wait_streaming,
                      wait_streaming_from, wait_until, writable, write_daemon_conf)
+
+
+# Fence before promote (repmgrd(8)): the margin the fence must precede a promotion by
+# (fence_margin of repmgr.conf(5)).
+FENCE_MARGIN = 1.0
+
+
+def logged_at(daemon, text: str) -> datetime:
+    """When a daemon first logged a line holding text, by its log's own timestamp
+    ("[2026-12-07 06:01:02.345] [NOTICE] ..."): the daemons of a test share this machine's
+    clock, so two daemons' times compare."""
+    for line in daemon.log_text().splitlines():
+        if text in line:
+            return datetime.strptime(line[1:24], '%Y-%m-%d %H:%M:%S.%f')
+    raise AssertionError(f'no log line with {text!r}{daemon.tail(60)}')
+
+
+def promote_after(daemon) -> float:
+    """promote_after as the daemon logged it at start, in seconds."""
+    m = re.search(r'promotes no sooner than (\d+) (ms|s) after', daemon.log_text())
+    assert m, daemon.tail(60)
+    return int(m.group(1)) / (1000 if m.group(2) == 'ms' else 1)
 
 
 # --------------------------------------------------------------------------------------
@@ -437,6 +460,10 @@ def test_failover_kill9_under_load():
             'the election\'s reason is the promotion\'s'
         for i in (2, 3):
             assert c.daemons[i].running(), c.daemons[i].tail()
+        # Refused (nothing listens where node1 did): its server is down, so no candidate
+        # held its promotion for a fence (the fast path of fence before promote).
+        for i in (2, 3):
+            assert 'holding the promotion' not in c.daemons[i].log_text(), c.daemons[i].tail(60)
 
 
 # --------------------------------------------------------------------------------------
@@ -494,11 +521,14 @@ def test_sigstop_primary_then_fenced():
                               env={'PGOPTIONS': '-c default_transaction_read_only=on'}).stdout)
         by_id = {n['id']: n for n in doc['data']['nodes']}
         assert by_id[new_id]['read_only'] is False, by_id
-        # The bound is loose on purpose (a loaded CI machine): bench/failover.py holds the
-        # real target (window + 2 s). What this catches is a wait for wal_receiver_timeout.
-        if t_promoted > window + 18:
+        # A frozen primary is lost by timeout: the candidate holds its promotion for the
+        # fence (promote_after). The bound is loose on purpose (a loaded CI machine):
+        # bench/failover.py holds the real target. What this catches is a wait for
+        # wal_receiver_timeout.
+        hold = promote_after(c.daemons[new_id])
+        if t_promoted > hold + 18:
             raise AssertionError(f'a frozen primary took {t_promoted:.1f} s to be replaced '
-                                 f'(reconnect window {window} s){c.daemons[new_id].tail(60)}')
+                                 f'(promote_after {hold} s){c.daemons[new_id].tail(60)}')
 
 
 def test_old_primary_reaching_only_a_standby_of_the_new_one_fences():
@@ -520,8 +550,9 @@ def test_old_primary_reaching_only_a_standby_of_the_new_one_fences():
             new_frozen = harness.freeze(new.pid())
             harness.thaw(old)
             old = []
-            c.daemons[1].wait_log(f'fencing this primary: node {5 - new_id} is a standby on newer timeline',
-                                  timeout=60)
+            # Frozen for promote_after, node1's daemon found its own server gone meanwhile.
+            c.daemons[1].wait_log(f'fencing this primary: (local server answers again; )?node {5 - new_id} is '
+                                  'a standby on newer timeline', timeout=60)
             assert n1.psql('show default_transaction_read_only', timeout=10) == 'on'
         finally:
             harness.thaw(old)
@@ -534,9 +565,10 @@ def test_old_primary_reaching_only_a_standby_of_the_new_one_fences():
 
 def test_partitioned_primary_fences_itself():
     """node1 runs on another host (a network namespace) and its link goes down: node2 and
-    node3, a majority, elect one of them; node1's own daemon, cut off from the majority
-    for longer than the failover window, makes node1 read-only. With the link back,
-    node1 stays fenced and cluster show says so."""
+    node3, a majority, elect one of them; node1's own daemon, its lease run out, makes
+    node1 read-only, at least the fence margin before the candidate starts promoting
+    (fence before promote). With the link back, node1 stays fenced and cluster show says
+    so."""
     with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         host = harness.setup_partitioned(c)
         n1 = c.nodes[1]
@@ -555,6 +587,18 @@ def test_partitioned_primary_fences_itself():
         c.daemons[1].wait_log('cut off from a majority', timeout=5)
         assert n1.psql("show default_transaction_read_only") == 'on'
         new.psql('insert into t values (1)', db='pgbench')
+        # Fence before promote: node1's fence done (logged after it) precedes the moment
+        # the candidate started promoting (logged before it) by at least the margin, and
+        # the candidate held its promotion for it (node1 was lost by timeout).
+        fenced = logged_at(c.daemons[1], 'this primary is fenced (read-only)')
+        promoting = logged_at(c.daemons[new_id], 'state electing -> promoting')
+        ahead = (promoting - fenced).total_seconds()
+        print(f'# node1 fenced {ahead:.2f} s before node{new_id} started promoting '
+              f'(margin {FENCE_MARGIN} s)', flush=True)
+        assert 'holding the promotion until the primary has fenced itself' in c.daemons[new_id].log_text(), \
+            c.daemons[new_id].tail(60)
+        assert ahead >= FENCE_MARGIN, (f'node1 fenced {ahead:.3f} s before the promotion, not '
+                                       f'{FENCE_MARGIN} s{c.daemons[1].tail(40)}{c.daemons[new_id].tail(40)}')
 
         host.link(True)
         # node1 is reached over the link again (cluster show asks it there) ...
@@ -726,6 +770,56 @@ def test_lost_sql_link_with_streaming_alive_never_promotes():
             # ... and keep holding back.
             harness.stays_false(lambda: not in_recovery(c.nodes[2]) or not in_recovery(c.nodes[3]), 3,
                                 what='a standby promoted while the primary lived')
+        finally:
+            beating.set()
+            beater.join(10)
+        assert writable(n1)
+        for d in c.daemons.values():
+            assert d.running(), d.tail()
+
+
+def test_own_receiver_streaming_never_promotes():
+    """A partial partition: the daemons lose their SQL link to node1 (a proxy cuts every
+    connection but replication ones), and node3's WAL receiver is stopped, so node2 sees
+    a majority and no sibling streaming from node1. But node2's own receiver still
+    streams from node1, which reaches node2 and node3 directly, counts them toward its
+    majority, and never fences: node2 must not promote (a second writable primary)."""
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
+        n1 = make_primary(sb, scale=None)
+        proxy = harness.SqlLinkProxy(sb, n1)
+        c.nodes[1] = n1
+        c.confs[1] = write_daemon_conf(sb, 1, n1, conninfo=f'host=localhost port={proxy.port} user=postgres dbname=pgbench')
+        pgrm('-f', c.confs[1], 'master', 'register', check=0)
+        for i in (2, 3):
+            n = sb.new_instance(f'node{i}')
+            c.nodes[i] = n
+            c.confs[i] = write_daemon_conf(sb, i, n)
+            pgrm('-f', c.confs[i], '-D', n.datadir, '-d', 'pgbench', '-p', proxy.port, '-U', 'postgres',
+                 '-R', 'postgres', 'standby', 'clone', '127.0.0.1', check=0)
+            n.start()
+            harness.wait_streaming(n)
+            pgrm('-f', c.confs[i], 'standby', 'register', check=0)
+        n1.psql('create table beat(i int)')
+        n3 = c.nodes[3]
+        n3.psql("alter system set primary_conninfo = ''")
+        n3.psql('select pg_reload_conf()')
+        wait_until(lambda: not harness.streaming(n3), timeout=15, what="node3's WAL receiver to stop")
+        for i in (2, 3):
+            c.start_daemon(i)
+        wait_until(lambda: n1.psql('select count(distinct standby_node) from repmgr_test.repl_monitor',
+                                   db='pgbench') == '2', timeout=30, what='monitoring rows of both standbys')
+        proxy.cut_sql()
+        beating = threading.Event()
+        def beat():
+            while not beating.is_set():
+                n1.psql('insert into beat values (1)')
+                beating.wait(0.2)
+        beater = threading.Thread(target=beat, daemon=True)
+        beater.start()
+        try:
+            c.daemons[2].wait_log("this node's WAL receiver still streams from the primary", timeout=40)
+            harness.stays_false(lambda: not in_recovery(c.nodes[2]) or not in_recovery(n3), 3,
+                                what='a standby promoted while the primary lived and counted it')
         finally:
             beating.set()
             beater.join(10)

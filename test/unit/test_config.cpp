@@ -570,3 +570,15 @@ TEST_CASE("a conninfo's port is checked when the file is read", "[config]") {
     CHECK(error_of("cluster=test\nnode=99999999999\nconninfo='host=a'\n") ==
           "repmgr.conf:2: node: invalid value \"99999999999\": must be an integer from 1 to 2147483647");
 }
+
+TEST_CASE("daemon timings that could not be timed are refused at load", "[config]") {
+    // At most a day: far from overflowing anything derived from them.
+    CHECK_NOTHROW(parse_config(with_seed("monitor_interval_secs=1\nreconnect_attempts=1\nreconnect_interval=86399\n"),
+                               "repmgr.conf"));
+    CHECK(error_of(with_seed("monitor_interval_secs=2\nreconnect_attempts=1\nreconnect_interval=86399\n")) ==
+          "repmgr.conf: reconnect_attempts * reconnect_interval + monitor_interval_secs is 86401 s, more than 86400 s "
+          "(a day): repmgrd could not time a failover");
+    CHECK(error_of(with_seed("reconnect_attempts=2147483647\nreconnect_interval=2147483647\n")) ==
+          "repmgr.conf: reconnect_attempts * reconnect_interval + monitor_interval_secs is 4611686014132420611 s, more "
+          "than 86400 s (a day): repmgrd could not time a failover");
+}

@@ -7,6 +7,7 @@
 #include "core/notification.hpp"
 #include "plugins/daemon/child.hpp"
 #include "plugins/daemon/election.hpp"
+#include "plugins/daemon/lease.hpp"
 #include "plugins/daemon/notify.hpp"
 #include "plugins/daemon/state.hpp"
 
@@ -75,6 +76,20 @@ TEST_CASE("a sibling that still hears the primary means only this link is lost",
     Peer hears = standby(3, 100);
     hears.sees_primary = true;
     CHECK(elect(standby(2, 200), {hears}, 3).action == A::Wait);
+}
+
+TEST_CASE("a candidate whose own WAL receiver still hears the primary does not promote", "[daemon]") {
+    // Its daemon lost the primary, no sibling streams from it, a majority is in sight:
+    // but the primary reaches this node, counts it toward its majority, and never fences.
+    Peer self = standby(2, 200);
+    self.sees_primary = true;
+    Decision d = elect(self, {standby(3, 100)}, 3);
+    CHECK(d.action == A::Wait);
+    CHECK(d.reason == "this node's WAL receiver still streams from the primary: only the daemon's link to it is lost");
+    // A new primary elsewhere is still followed.
+    Peer promoted = standby(3, 100);
+    promoted.in_recovery = false;
+    CHECK(elect(self, {promoted}, 3).action == A::Follow);
 }
 
 TEST_CASE("a sibling that answered but refused us lives: wait while its role is unknown", "[daemon]") {
@@ -721,4 +736,115 @@ TEST_CASE("a standby that follows a newer primary is no part of a primary's majo
     CHECK(both.newer_primary == 2);
     CHECK_FALSE(both.newer_standby);
     CHECK(next_state(S::Primary, both).reason.find("node 2 is the primary on newer timeline 2") == 0);
+}
+
+// --------------------------------------------------------------------------------------
+// Fence before promote (repmgrd(8)): the candidate's hold, the primary's lease
+
+TEST_CASE("a candidate that lost its primary by timeout holds its promotion for the fence", "[daemon]") {
+    using namespace std::chrono_literals;
+    const auto promote_after = 12024ms;
+    Decision promote = elect(standby(3, 200), {standby(2, 100)}, 3);
+    REQUIRE(promote.action == A::Promote);
+
+    // Failing by timeout for less than promote_after: held, for the rest of it.
+    auto hold = promotion_hold(PrimaryFailing{3000ms, false}, promote_after);
+    CHECK(hold == 9024ms);
+    Decision held = hold_promotion(promote, hold, promote_after);
+    CHECK(held.action == A::Wait);
+    CHECK(held.reason ==
+          "holding the promotion until the primary has fenced itself: it was lost by timeout, not refused, so it may "
+          "live behind a partition; this node is the candidate (node 3 at 0/C8, node 2 at 0/64), promoted once "
+          "12024 ms have passed since the first failed check (promote_after)");
+    // The same words each pass (one event), however long is left.
+    CHECK(hold_promotion(promote, promotion_hold(PrimaryFailing{9000ms, false}, promote_after), promote_after).reason ==
+          held.reason);
+    // Once promote_after has passed: promoted.
+    CHECK(promotion_hold(PrimaryFailing{12024ms, false}, promote_after) == 0ms);
+    CHECK(hold_promotion(promote, 0ms, promote_after).action == A::Promote);
+
+    // Every failure refused: the host answered, PostgreSQL is down: no hold (the fast path).
+    CHECK(promotion_hold(PrimaryFailing{10ms, true}, promote_after) == 0ms);
+    // Nothing failed (no primary registered to check): nothing to fence.
+    CHECK(promotion_hold(std::nullopt, promote_after) == 0ms);
+
+    // Only a promotion of this node is held: following, or waiting, goes on as decided.
+    Decision follow = elect(standby(2, 100), {standby(3, 200)}, 3);
+    CHECK(hold_promotion(follow, hold, promote_after).action == A::Follow);
+    Decision wait = elect(standby(2, 100), {}, 3);
+    CHECK(hold_promotion(wait, hold, promote_after).reason == wait.reason);
+}
+
+TEST_CASE("a primary whose lease ran out is fenced, whatever the pass sees", "[daemon]") {
+    Observation ran = primary_seen(3, 3);  // the majority is back in sight
+    ran.fence_after = std::chrono::milliseconds(5000);
+    ran.lease_fenced = "";
+    Transition t = next_state(S::Primary, ran);
+    CHECK(t.to == S::Fenced);
+    CHECK(t.reason == "cut off from a majority of the cluster: no probe round reached one for 5 s (fence_after); its "
+                      "lease ran out");
+    // Back from its own server down, too; and a pause cannot undo it.
+    ran.paused = true;
+    CHECK(next_state(S::LocalServerDown, ran).to == S::Fenced);
+    ran.lease_fenced = "canceling statement due to statement timeout";
+    CHECK(next_state(S::Primary, ran).reason ==
+          "cut off from a majority of the cluster: no probe round reached one for 5 s (fence_after); its lease ran "
+          "out and its fence failed (canceling statement due to statement timeout)");
+}
+
+TEST_CASE("the lease fences when it runs out, not while renewed, and only once", "[daemon]") {
+    using namespace std::chrono_literals;
+    using Clock = std::chrono::steady_clock;
+    std::atomic<int> fences{0};
+    FenceLease lease(20ms);
+    auto fence = [&] {
+        ++fences;
+        return std::string();
+    };
+    auto wait_for = [](auto done) {
+        for (auto until = Clock::now() + 10s; !done() && Clock::now() < until;) std::this_thread::sleep_for(5ms);
+        return done();
+    };
+
+    // Renewed before it runs out, it never fences.
+    for (int i = 0; i < 10; ++i) {
+        lease.renew(Clock::now() + 200ms, fence);
+        std::this_thread::sleep_for(20ms);
+    }
+    CHECK(fences == 0);
+    CHECK_FALSE(lease.ran());
+
+    // Left alone, it fences at its deadline, not before.
+    auto until = Clock::now() + 100ms;
+    lease.renew(until, fence);
+    REQUIRE(wait_for([&] { return lease.ran().has_value(); }));
+    CHECK(lease.ran()->at >= until);
+    CHECK(lease.ran()->failed.empty());
+    CHECK(fences == 1);
+    // Spent: a later renewal does not undo it, and it does not fence again.
+    lease.renew(Clock::now() + 10ms, fence);
+    std::this_thread::sleep_for(50ms);
+    CHECK(fences == 1);
+    CHECK(lease.ran().has_value());
+
+    // Cancelled: forgotten, and nothing fences.
+    lease.cancel();
+    CHECK_FALSE(lease.ran());
+    lease.renew(Clock::now() + 30ms, fence);
+    lease.cancel();
+    std::this_thread::sleep_for(80ms);
+    CHECK(fences == 1);
+}
+
+TEST_CASE("a fence that fails is tried again until one succeeds", "[daemon]") {
+    using namespace std::chrono_literals;
+    using Clock = std::chrono::steady_clock;
+    std::atomic<int> tries{0};
+    FenceLease lease(10ms);
+    lease.renew(Clock::now(), [&] { return ++tries < 3 ? std::string("server frozen") : std::string(); });
+    for (auto until = Clock::now() + 10s; !(lease.ran() && lease.ran()->failed.empty()) && Clock::now() < until;)
+        std::this_thread::sleep_for(5ms);
+    REQUIRE(lease.ran());
+    CHECK(lease.ran()->failed.empty());
+    CHECK(tries == 3);
 }
