@@ -631,6 +631,12 @@ def test_partitioned_synchronous_primary_fences_itself():
         wait_until(lambda: not writable(n1), timeout=30, what='node1 to fence itself')
         assert n1.psql('show default_transaction_read_only') == 'on'
         assert writable(c.nodes[new_id])
+        # The lease fences over a session of its own, which no heartbeat stuck on the
+        # synchronous standbys closed: before the promotion, by the margin.
+        ahead = (logged_at(c.daemons[new_id], 'state electing -> promoting') -
+                 logged_at(c.daemons[1], 'this primary is fenced (read-only)')).total_seconds()
+        print(f'# synchronous: node1 fenced {ahead:.2f} s before node{new_id} started promoting', flush=True)
+        assert ahead >= FENCE_MARGIN, f'node1 fenced {ahead:.3f} s before the promotion{c.daemons[1].tail(40)}'
 
 
 # --------------------------------------------------------------------------------------
