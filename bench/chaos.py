@@ -17,7 +17,8 @@ Prints one line per round (fault, failover, unavailability, split-brain instants
 acknowledged writes, the operator's actions and the state that asked for each), then
 faults injected, failovers, split-brain instants, lost acknowledged writes, operator
 actions, and unavailability per fault (median, max). Exit status 1 when a failure not
-listed in chaos.KNOWN_FAILURES was found; it never fails on a timing. Root only.
+excused by chaos.KNOWN_FAILURES was found (lost acknowledged writes never are); it never
+fails on a timing. Root only.
 """
 
 from __future__ import annotations
