@@ -139,10 +139,12 @@ void checkpoint(Connection& conn, std::chrono::milliseconds timeout) {
     conn.exec(kCheckpointSql, {}, timeout);
 }
 
-void make_read_only(Connection& conn, std::chrono::milliseconds timeout) {
+bool make_read_only(Connection& conn, std::chrono::milliseconds timeout) {
+    if (query_in_recovery(conn, timeout)) return false;
     conn.exec(kReadOnlySql, {}, timeout);
     conn.exec(kReloadSql, {}, timeout);
     conn.exec(kEndClientsSql, {}, timeout);
+    return true;
 }
 
 std::string pg_program(const std::string& name, const Config* config, int major_version) {

@@ -75,8 +75,10 @@ PeerView query_peer_view(Connection& conn, std::chrono::seconds heard_within, st
 void checkpoint(Connection& conn, std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
 
 // Fences a primary without stopping it: default_transaction_read_only = on, kept in
-// postgresql.auto.conf and reloaded, then every client session ended.
-void make_read_only(Connection& conn, std::chrono::milliseconds timeout);
+// postgresql.auto.conf and reloaded, then every client session ended. A server in
+// recovery takes no writes and is left as it is (false): a fence written into a standby
+// would outlive its next promotion.
+bool make_read_only(Connection& conn, std::chrono::milliseconds timeout);
 
 // PostgreSQL programs: from the config's pg_bindir, else the bindir of the given
 // major version (/usr/lib/postgresql/15/bin), else the newest installed, else PATH.

@@ -829,27 +829,46 @@ std::string Monitor::fence(const std::string& why) {
 
 std::string Monitor::fence_server(const Config& cfg, Connection* conn, bool on_loop) {
     std::string failed;
+    bool standby = false;  // in recovery by now (rejoined while a failed fence was retried)
     try {
-        if (cfg.fence == "shutdown" && !cfg.data_directory.empty()) {
+        std::optional<Connection> own;
+        auto local = [&]() -> Connection& {
+            if (!conn || !conn->ok())
+                conn = &own.emplace(Connection::open(
+                    cfg.conninfo, ConnectOptions{.connect_timeout = timeouts::kDaemonLocalConnect,
+                                                 .deadline = timeouts::kFenceConnect}));
+            return *conn;
+        };
+        const auto timeout = on_loop ? kQueryTimeout : timeouts::kFenceQuery;  // the lease's is bounded
+        const bool stops = cfg.fence == "shutdown" && !cfg.data_directory.empty();
+        if (stops) {
+            // A server that answers in recovery is a standby: left running. One that does
+            // not answer is stopped all the same (it may be frozen, or gone already).
+            try {
+                standby = query_in_recovery(local(), timeout);
+            } catch (const Error&) {
+            }
+        } else {
+            standby = !make_read_only(local(), timeout);
+        }
+        if (stops && !standby) {
             ExecResult res = LocalServer(cfg.data_directory, &cfg).stop("fast");
             if (!res.ok()) {
                 const std::string stop = server_control_hint(&cfg, cfg.data_directory, "stop");
                 log::error("fencing: " + stop + " failed: " + res.err);
                 failed = stop + " failed: " + last_line(res.err);
             }
-        } else {
-            std::optional<Connection> own;
-            if (!conn || !conn->ok())
-                conn = &own.emplace(Connection::open(
-                    cfg.conninfo, ConnectOptions{.connect_timeout = timeouts::kDaemonLocalConnect,
-                                                 .deadline = timeouts::kFenceConnect}));
-            // The lease's fence is the one bounded by fence_action, and retried.
-            make_read_only(*conn, on_loop ? kQueryTimeout : timeouts::kFenceQuery);
         }
     } catch (const Error& e) {
         // The lease's thread says it once per failure, not at each retry.
         if (on_loop) log::error(std::string("fencing failed: ") + e.what());
         failed = e.what();
+    }
+    if (standby) {
+        // It takes no writes: nothing to fence, and a fence written now would outlive its
+        // next promotion (the lease retries a failed fence until it succeeds).
+        log::notice("not fencing: this node's server is in recovery now (a standby)");
+        return "";
     }
     if (failed.empty())
         log::notice(std::string("this primary is fenced (") +
