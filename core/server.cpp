@@ -262,11 +262,25 @@ std::vector<std::string> service_command(const Config* config, const std::string
     return service_command(setting, setting.empty() ? find_debian_cluster(data_directory) : std::nullopt, action);
 }
 
-std::string server_control_hint(const Config* config, const std::string& data_directory,
-                                const std::string& action) {
-    std::vector<std::string> argv = service_command(config, data_directory, action);
+namespace {
+
+// What a user would type to <action> the server: the service setting, else the Debian
+// cluster's pg_ctlcluster, else pg_ctl.
+std::string control_hint(const std::string& setting, const std::optional<DebianCluster>& debian,
+                         const std::string& data_directory, const std::string& action) {
+    std::vector<std::string> argv = service_command(setting, setting.empty() ? debian : std::nullopt, action);
     if (!argv.empty()) return describe_argv(argv);
     return "pg_ctl -D " + data_directory + (action == "stop" ? " -m fast " : " ") + action;
+}
+
+}  // namespace
+
+std::string server_control_hint(const Config* config, const std::string& data_directory,
+                                const std::string& action) {
+    const std::string none;
+    const std::string& setting = config ? service_setting(*config, action) : none;
+    return control_hint(setting, setting.empty() ? find_debian_cluster(data_directory) : std::nullopt,
+                        data_directory, action);
 }
 
 std::optional<DebianCluster> debian_cluster_of_config_file(const std::string& config_file) {
@@ -287,10 +301,7 @@ ServerControl judge_server_control(const Config& config, const std::string& data
     c.debian = debian;
     c.config_file = config_file;
     auto command = [&](const std::string& action) {
-        const std::string& setting = service_setting(config, action);
-        std::vector<std::string> argv = service_command(setting, setting.empty() ? debian : std::nullopt, action);
-        if (!argv.empty()) return describe_argv(argv);
-        return "pg_ctl -D " + data_directory + (action == "stop" ? " -m fast " : " ") + action;
+        return control_hint(service_setting(config, action), debian, data_directory, action);
     };
     c.start = command("start");
     c.stop = command("stop");
