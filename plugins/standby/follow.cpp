@@ -52,13 +52,12 @@ public:
 
         // 1. This node must be a running standby.
         Connection local = Connection::open(cfg.conninfo);
-        if (!query_server_facts(local).in_recovery)
+        const ServerFacts self = query_server_facts(local);
+        if (!self.in_recovery)
             throw Error(ExitCode::BadConfig,
                         "node " + std::to_string(cfg.node) + " is a primary, not a standby", "",
                         "to turn a former primary into a standby, rejoin it: stop it and run "
                         "\"repmgr node rejoin <new primary>\"");
-        std::string self_system = query_server_facts(local).system_identifier;
-
         // 2. The new primary: the given host, else the one writable registered node.
         Metadata local_meta(local, cfg.cluster);
         std::vector<Node> nodes = local_meta.installed() ? local_meta.nodes() : std::vector<Node>{};
@@ -67,9 +66,9 @@ public:
         ServerFacts pf = query_server_facts(primary);
         if (pf.in_recovery)
             throw Error(ExitCode::BadConfig, "\"" + primary_ci.redacted() + "\" is not a primary (it is in recovery)");
-        if (pf.system_identifier != self_system)
+        if (pf.system_identifier != self.system_identifier)
             throw Error(ExitCode::BadConfig, "\"" + primary_ci.redacted() + "\" is another database system",
-                        "system identifiers differ: " + self_system + " and " + pf.system_identifier);
+                        "system identifiers differ: " + self.system_identifier + " and " + pf.system_identifier);
 
         // 3. The timelines must let this node follow.
         WalPosition mine = query_wal_position(local);
@@ -98,12 +97,12 @@ public:
                             primary_ci.get("host").value_or("<host>") + "\" (pg_rewind)");
 
         // 4. Point primary_conninfo at it; PostgreSQL 13+ applies that on reload.
-        std::string data_dir = !cfg.data_directory.empty() ? cfg.data_directory : query_server_facts(local).data_directory;
+        std::string data_dir = !cfg.data_directory.empty() ? cfg.data_directory : self.data_directory;
         if (data_dir.empty())
             throw Error(ExitCode::BadConfig, "the data directory of node " + std::to_string(cfg.node) + " is unknown",
                         "", "set data_directory in repmgr.conf");
         set_auto_conf(data_dir, "primary_conninfo", primary_conninfo_for(primary_ci, cfg.node_name));
-        const bool applies_on_reload = query_server_facts(local).version_num >= 130000;
+        const bool applies_on_reload = self.version_num >= 130000;
         if (applies_on_reload && !cfg.service_reload_command.empty()) {
             // A service manager that tracks reloads makes it (service_reload_command).
             ExecResult res = LocalServer(data_dir, &cfg).reload();
