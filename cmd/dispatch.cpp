@@ -6,8 +6,6 @@
 #include <filesystem>
 #include <iostream>
 
-#include "cmd/cli.hpp"
-#include "cmd/persona.hpp"
 #include "cmd/plugins.hpp"
 #include "core/conninfo.hpp"
 #include "core/error.hpp"
@@ -54,6 +52,15 @@ void print_error(const Error& e, bool json, const std::string& command,
 
 }  // namespace
 
+std::unique_ptr<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
+    auto line = std::make_unique<CommandLine>();
+    line->persona = resolve_persona(argv);
+    register_plugins(line->registry);
+    line->cli = std::make_unique<Cli>(line->registry, line->persona);
+    line->invocation = line->cli->parse(line->persona.args);
+    return line;
+}
+
 int dispatch(const std::vector<std::string>& argv) {
     // Known before parsing, so even a parse error comes out as JSON.
     bool json = std::find(argv.begin(), argv.end(), "--json") != argv.end();
@@ -62,20 +69,17 @@ int dispatch(const std::vector<std::string>& argv) {
     std::optional<log::WarningCapture> capture;
     capture.emplace();
     try {
-        PersonaChoice persona = resolve_persona(argv);
-        Registry registry;
-        register_plugins(registry);
-        Cli cli(registry, persona);
-        Invocation inv = cli.parse(persona.args);
+        std::unique_ptr<CommandLine> line = parse_command_line(argv);
+        const Invocation& inv = line->invocation;
         json = inv.options.json;
         command_name = inv.command_name;
 
         if (inv.action == Invocation::Action::Version) {
-            std::cout << cli.version() << '\n';
+            std::cout << line->cli->version() << '\n';
             return 0;
         }
         if (inv.action == Invocation::Action::Help) {
-            std::cout << cli.help(inv);
+            std::cout << line->cli->help(inv);
             return 0;
         }
 

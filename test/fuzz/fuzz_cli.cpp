@@ -1,5 +1,5 @@
-// The command line (cmd/persona.cpp, cmd/cli.cpp): persona resolution and CLI11 parsing,
-// without running the command. One argument per line, the first being argv[0]
+// The command line as dispatch() parses it (cmd/dispatch.cpp: persona resolution and CLI11
+// parsing), without running the command. One argument per line, the first being argv[0]
 // ("repmgr", "repmgrd", "pgrm", or anything).
 #include <cstddef>
 #include <cstdint>
@@ -7,9 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cmd/cli.hpp"
-#include "cmd/persona.hpp"
-#include "cmd/plugins.hpp"
+#include "cmd/dispatch.hpp"
 #include "core/error.hpp"
 
 using namespace pgrm;
@@ -26,13 +24,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (argv.empty()) return 0;
     try {
-        PersonaChoice persona = resolve_persona(argv);
-        Registry registry;
-        register_plugins(registry);
-        Cli cli(registry, persona);
-        Invocation inv = cli.parse(persona.args);
-        if (inv.action == Invocation::Action::Help) cli.help(inv);
-        if (inv.action == Invocation::Action::Version) cli.version();
+        std::unique_ptr<CommandLine> line = parse_command_line(argv);
+        const Invocation& inv = line->invocation;
+        if (inv.action == Invocation::Action::Help) line->cli->help(inv);
+        if (inv.action == Invocation::Action::Version) line->cli->version();
         // What dispatch() relies on: a command to run unless help or the version was asked.
         if (inv.action == Invocation::Action::Run && !inv.command) __builtin_trap();
     } catch (const Error&) {
