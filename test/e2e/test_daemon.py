@@ -35,6 +35,7 @@ Negative tests wait for the daemons to decide (their log), then hold a bounded w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -732,6 +733,46 @@ def test_priority_zero_ahead_loses_no_acked_rows():
         assert in_recovery(n2) and in_recovery(n3)
 
 
+def proxied_primary(sb, c):
+    """node1 registered at a proxy (harness.SqlLinkProxy, which can later cut every
+    connection but replication ones) by name (localhost); node2 and node3 cloned through it
+    at its address (127.0.0.1), streaming and registered. Returns node1 and the proxy."""
+    n1 = make_primary(sb, scale=None)
+    proxy = harness.SqlLinkProxy(sb, n1)
+    c.nodes[1] = n1
+    c.confs[1] = write_daemon_conf(sb, 1, n1, conninfo=f'host=localhost port={proxy.port} user=postgres dbname=pgbench')
+    pgrm('-f', c.confs[1], 'master', 'register', check=0)
+    for i in (2, 3):
+        n = sb.new_instance(f'node{i}')
+        c.nodes[i] = n
+        c.confs[i] = write_daemon_conf(sb, i, n)
+        pgrm('-f', c.confs[i], '-D', n.datadir, '-d', 'pgbench', '-p', proxy.port, '-U', 'postgres',
+             '-R', 'postgres', 'standby', 'clone', '127.0.0.1', check=0)
+        n.start()
+        harness.wait_streaming(n)
+        pgrm('-f', c.confs[i], 'standby', 'register', check=0)
+    n1.psql('create table beat(i int)')
+    return n1, proxy
+
+
+@contextlib.contextmanager
+def primary_busy(n1):
+    """The primary alive and busy while the block runs: a write every 0.2 s into table beat
+    of database postgres (not the daemons' database)."""
+    beating = threading.Event()
+    def beat():
+        while not beating.is_set():
+            n1.psql('insert into beat values (1)')
+            beating.wait(0.2)
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    try:
+        yield
+    finally:
+        beating.set()
+        beater.join(10)
+
+
 def test_lost_sql_link_with_streaming_alive_never_promotes():
     """The daemons lose only their own link to the primary: node1 is registered, and its
     standbys cloned, at a proxy that then cuts every connection but replication ones. The
@@ -739,35 +780,13 @@ def test_lost_sql_link_with_streaming_alive_never_promotes():
     promotes. node1 is registered by name (localhost), the standbys stream from its
     address (127.0.0.1): the same server, which the daemons must recognise."""
     with harness.Sandbox() as sb, daemon_cluster(sb) as c:
-        n1 = make_primary(sb, scale=None)
-        proxy = harness.SqlLinkProxy(sb, n1)
-        c.nodes[1] = n1
-        c.confs[1] = write_daemon_conf(sb, 1, n1, conninfo=f'host=localhost port={proxy.port} user=postgres dbname=pgbench')
-        pgrm('-f', c.confs[1], 'master', 'register', check=0)
-        for i in (2, 3):
-            n = sb.new_instance(f'node{i}')
-            c.nodes[i] = n
-            c.confs[i] = write_daemon_conf(sb, i, n)
-            pgrm('-f', c.confs[i], '-D', n.datadir, '-d', 'pgbench', '-p', proxy.port, '-U', 'postgres',
-                 '-R', 'postgres', 'standby', 'clone', '127.0.0.1', check=0)
-            n.start()
-            harness.wait_streaming(n)
-            pgrm('-f', c.confs[i], 'standby', 'register', check=0)
-        n1.psql('create table beat(i int)')
+        n1, proxy = proxied_primary(sb, c)
         for i in (2, 3):
             c.start_daemon(i)
         wait_until(lambda: n1.psql('select count(distinct standby_node) from repmgr_test.repl_monitor',
                                    db='pgbench') == '2', timeout=30, what='monitoring rows of both standbys')
         proxy.cut_sql()
-        # The primary is alive and busy: a write every 0.2 s, in another database.
-        beating = threading.Event()
-        def beat():
-            while not beating.is_set():
-                n1.psql('insert into beat values (1)')
-                beating.wait(0.2)
-        beater = threading.Thread(target=beat, daemon=True)
-        beater.start()
-        try:
+        with primary_busy(n1):
             # The daemons find the primary lost, and hold back because a sibling hears it ...
             for i in (2, 3):
                 c.daemons[i].wait_log('is lost', timeout=30)
@@ -776,9 +795,6 @@ def test_lost_sql_link_with_streaming_alive_never_promotes():
             # ... and keep holding back.
             harness.stays_false(lambda: not in_recovery(c.nodes[2]) or not in_recovery(c.nodes[3]), 3,
                                 what='a standby promoted while the primary lived')
-        finally:
-            beating.set()
-            beater.join(10)
         assert writable(n1)
         for d in c.daemons.values():
             assert d.running(), d.tail()
@@ -791,21 +807,7 @@ def test_own_receiver_streaming_never_promotes():
     streams from node1, which reaches node2 and node3 directly, counts them toward its
     majority, and never fences: node2 must not promote (a second writable primary)."""
     with harness.Sandbox() as sb, daemon_cluster(sb) as c:
-        n1 = make_primary(sb, scale=None)
-        proxy = harness.SqlLinkProxy(sb, n1)
-        c.nodes[1] = n1
-        c.confs[1] = write_daemon_conf(sb, 1, n1, conninfo=f'host=localhost port={proxy.port} user=postgres dbname=pgbench')
-        pgrm('-f', c.confs[1], 'master', 'register', check=0)
-        for i in (2, 3):
-            n = sb.new_instance(f'node{i}')
-            c.nodes[i] = n
-            c.confs[i] = write_daemon_conf(sb, i, n)
-            pgrm('-f', c.confs[i], '-D', n.datadir, '-d', 'pgbench', '-p', proxy.port, '-U', 'postgres',
-                 '-R', 'postgres', 'standby', 'clone', '127.0.0.1', check=0)
-            n.start()
-            harness.wait_streaming(n)
-            pgrm('-f', c.confs[i], 'standby', 'register', check=0)
-        n1.psql('create table beat(i int)')
+        n1, proxy = proxied_primary(sb, c)
         n3 = c.nodes[3]
         n3.psql("alter system set primary_conninfo = ''")
         n3.psql('select pg_reload_conf()')
@@ -815,20 +817,10 @@ def test_own_receiver_streaming_never_promotes():
         wait_until(lambda: n1.psql('select count(distinct standby_node) from repmgr_test.repl_monitor',
                                    db='pgbench') == '2', timeout=30, what='monitoring rows of both standbys')
         proxy.cut_sql()
-        beating = threading.Event()
-        def beat():
-            while not beating.is_set():
-                n1.psql('insert into beat values (1)')
-                beating.wait(0.2)
-        beater = threading.Thread(target=beat, daemon=True)
-        beater.start()
-        try:
+        with primary_busy(n1):
             c.daemons[2].wait_log("this node's WAL receiver still streams from the primary", timeout=40)
             harness.stays_false(lambda: not in_recovery(c.nodes[2]) or not in_recovery(n3), 3,
                                 what='a standby promoted while the primary lived and counted it')
-        finally:
-            beating.set()
-            beater.join(10)
         assert writable(n1)
         for d in c.daemons.values():
             assert d.running(), d.tail()
