@@ -88,6 +88,8 @@ std::string render_metrics(const Snapshot& s, std::string_view cluster, int node
           loop_alive(s, now) ? 1 : 0);
     m.one("pgrm_last_pass_timestamp_seconds", "gauge", "when repmgrd's last monitoring pass ended (unix time)",
           unix_seconds(s.last_pass));
+    m.one("pgrm_passes_total", "counter", "monitoring passes repmgrd finished since it started (per-pass costs)",
+          static_cast<double>(s.passes));
     m.one("pgrm_last_check_success_timestamp_seconds", "gauge",
           "when a pass last found this node's server answering all its queries (unix time)", unix_seconds(s.last_check));
     m.one("pgrm_failovers_total", "counter", "promotions of this node by this repmgrd since it started",

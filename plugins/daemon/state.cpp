@@ -282,6 +282,7 @@ void StateBoard::pass_done(const Observation& seen, std::optional<int> upstream,
     current_.paused = seen.paused;
     current_.pause_overridden = seen.pause_overridden;
     current_.last_pass = now;
+    ++current_.passes;
     current_.last_pass_steady = std::chrono::steady_clock::now();
     current_.majority_seen = seen.majority_seen;
     current_.automatic = seen.automatic;

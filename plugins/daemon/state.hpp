@@ -142,6 +142,7 @@ struct Snapshot {
     bool pause_overridden = false;
     std::chrono::system_clock::time_point started{};    // the daemon's start
     std::chrono::system_clock::time_point last_pass{};  // epoch: no pass finished yet
+    long long passes = 0;                               // passes finished since the start
     // The last pass whose queries to this node's server all succeeded (epoch: none yet).
     std::chrono::system_clock::time_point last_check{};
     bool automatic = false;                             // failover = automatic

@@ -692,6 +692,7 @@ TEST_CASE("the state is read whole from another thread while the monitor changes
     CHECK(last.since == std::chrono::system_clock::time_point(std::chrono::seconds(19999)));
     CHECK_FALSE(last.upstream);
     CHECK(last.paused);
+    CHECK(last.passes == 20000);  // pgrm_passes_total: every pass counted once
 }
 
 TEST_CASE("systemd's status line names the state, the primary and the last check", "[daemon]") {

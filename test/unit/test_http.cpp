@@ -343,6 +343,7 @@ TEST_CASE("/metrics: a standby's state, positions and lag in Prometheus text", "
     s.local->replay_age_s = 4.5;
     s.failovers = 2;
     s.fences = 1;
+    s.passes = 7;
     s.paused = true;
     Scrape m = parse(render_metrics(s, "test", 2, "0.1.0", kNow));
     CHECK(at(m, "pgrm_up") == "1");
@@ -366,6 +367,8 @@ TEST_CASE("/metrics: a standby's state, positions and lag in Prometheus text", "
     CHECK(at(m, "pgrm_fences_total") == "1");
     CHECK(m.types["pgrm_failovers_total"] == "counter");
     CHECK(m.types["pgrm_fences_total"] == "counter");
+    CHECK(at(m, "pgrm_passes_total") == "7");
+    CHECK(m.types["pgrm_passes_total"] == "counter");
     CHECK(m.types["pgrm_lag_bytes"] == "gauge");
     CHECK(at(m, "pgrm_last_pass_timestamp_seconds") ==
           std::to_string(std::chrono::duration_cast<std::chrono::seconds>(s.last_pass.time_since_epoch()).count()));
