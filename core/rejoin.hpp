@@ -46,6 +46,11 @@ struct RewindCheck {
     Before before = Before::Nothing;
 };
 
+// Linux reports a failed write-back through syncfs(2) from 5.8 on (release "6.1.0-18-amd64");
+// before, a sync must fsync each file to see one. Unparsable: false.
+bool syncfs_reports_errors(const std::string& kernel_release);
+std::string kernel_release();  // uname's release, "" when it fails
+
 // pg_rewind needs the target to be an earlier state of the source's own database system,
 // with wal_log_hints or checksums so it can copy only what diverged. standby: the target
 // holds standby.signal.

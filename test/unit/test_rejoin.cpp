@@ -261,3 +261,15 @@ TEST_CASE("the WAL a copy between pg_backup_start and pg_backup_stop needs: its 
     CHECK(backup_wal_segments(label, "0/5000138", 0).empty());
     CHECK(backup_wal_segments(label, "0/5000138", 3 * 1024 * 1024).empty());  // not a power of two
 }
+
+TEST_CASE("syncfs replaces pg_rewind's own sync only where Linux reports its write-back errors", "[rejoin]") {
+    CHECK(syncfs_reports_errors("6.1.0-18-amd64"));
+    CHECK(syncfs_reports_errors("6.18.44-fc-v1300"));
+    CHECK(syncfs_reports_errors("5.8.0"));
+    CHECK(syncfs_reports_errors("5.10"));
+    CHECK_FALSE(syncfs_reports_errors("5.7.19-generic"));
+    CHECK_FALSE(syncfs_reports_errors("4.19.0-21-amd64"));
+    CHECK_FALSE(syncfs_reports_errors(""));
+    CHECK_FALSE(syncfs_reports_errors("linux"));
+    CHECK_FALSE(syncfs_reports_errors("99999999999999999999.1"));
+}
