@@ -33,6 +33,8 @@ namespace pgrm {
 
 namespace {
 
+bool is_space(char c) { return c == ' ' || c == '\t'; }
+
 std::string lower(std::string_view s) {
     std::string out(s);
     for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -140,6 +142,28 @@ void apply_node_name(Config& c, const std::string& raw) {
     c.node_name = raw;
 }
 
+void apply_etcd_endpoints(Config& c, const std::string& raw) {
+    std::vector<std::string> list;
+    std::size_t at = 0;
+    while (at <= raw.size() && !raw.empty()) {
+        std::size_t comma = std::min(raw.find(',', at), raw.size());
+        std::string one = raw.substr(at, comma - at);
+        while (!one.empty() && is_space(one.front())) one.erase(0, 1);
+        while (!one.empty() && is_space(one.back())) one.pop_back();
+        parse_etcd_endpoint(one);
+        list.push_back(one);
+        at = comma + 1;
+    }
+    c.etcd_endpoints = list;
+}
+
+void apply_etcd_prefix(Config& c, const std::string& raw) {
+    if (!raw.starts_with("/") || !raw.ends_with("/"))
+        throw std::invalid_argument("invalid value \"" + raw + "\": must start and end with \"/\"");
+    if (!valid_utf8(raw)) throw std::invalid_argument("must be valid UTF-8");
+    c.etcd_prefix = raw;
+}
+
 const SettingSpec* find_setting(const std::string& key) {
     const std::string k = lower(key);
     for (const auto& spec : settings_table()) {
@@ -198,10 +222,30 @@ public:
             fail(path_ + ": reconnect_attempts * reconnect_interval + monitor_interval_secs is " +
                  std::to_string(window) + " s, more than " + std::to_string(kFailoverWindowMax) +
                  " s (a day): repmgrd could not time a failover");
+        if (config_.etcd_prefix.empty()) config_.etcd_prefix = "/pgrm/" + config_.cluster + "/";
+        check_etcd();
         config_.path = path_;
     }
 
 private:
+    // Settings that only mean something together, and a lease a primary can renew.
+    void check_etcd() {
+        const Config& c = config_;
+        auto needs = [&](const std::string& a, const std::string& b) {
+            fail(path_ + ": \"" + a + "\" is set but \"" + b + "\" is not");
+        };
+        if (c.etcd_cert.empty() != c.etcd_key.empty())
+            c.etcd_cert.empty() ? needs("etcd_key", "etcd_cert") : needs("etcd_cert", "etcd_key");
+        if (!c.etcd_password.empty() && c.etcd_user.empty()) needs("etcd_password", "etcd_user");
+        if (c.dcs != "etcd") return;
+        if (c.etcd_endpoints.empty()) fail(path_ + ": dcs = etcd needs \"etcd_endpoints\"");
+        const bool tls_files = !c.etcd_cacert.empty() || !c.etcd_cert.empty();
+        const bool any_https = std::any_of(c.etcd_endpoints.begin(), c.etcd_endpoints.end(),
+                                           [](const std::string& e) { return parse_etcd_endpoint(e).tls; });
+        if (tls_files && !any_https)
+            fail(path_ + ": etcd_cacert and etcd_cert are for https endpoints, and every one of etcd_endpoints is http");
+    }
+
     Config& config_;
     const std::string& path_;
     std::map<const SettingSpec*, std::size_t> given_;  // the line each was first set on
@@ -564,6 +608,38 @@ const std::vector<SettingSpec>& settings_table() {
         {"event_notifications", {}, "list", "", false,
          "events, separated by commas, that event_notification_command runs for; every one when empty",
          apply_event_notifications},
+        {"dcs", {}, "string", "none", false,
+         "a distributed configuration store deciding who may take writes: none, or etcd "
+         "(a leader key under a lease)",
+         [](Config& c, const std::string& raw) {
+             if (raw != "none" && raw != "etcd")
+                 throw std::invalid_argument("invalid value \"" + raw + "\": must be none or etcd");
+             c.dcs = raw;
+         }},
+        {"etcd_endpoints", {}, "list", "", false,
+         "etcd's client URLs, separated by commas (http://host:port or https://host:port), tried in turn",
+         apply_etcd_endpoints},
+        {"etcd_prefix", {}, "string", "/pgrm/<cluster>/", false,
+         "where this cluster's keys live in etcd",
+         apply_etcd_prefix},
+        {"etcd_lease_ttl", {}, "integer", "", false,
+         "seconds the leader key outlives its holder's last renewal; derived from the daemon's timers when unset",
+         [](Config& c, const std::string& raw) { c.etcd_lease_ttl = parse_int(raw, 2); }},
+        {"etcd_cacert", {}, "string", "", false,
+         "file of the CA certificates that etcd's server certificates are checked against (https)",
+         [](Config& c, const std::string& raw) { c.etcd_cacert = raw; }},
+        {"etcd_cert", {}, "string", "", false,
+         "file of this client's certificate for etcd (https), with etcd_key",
+         [](Config& c, const std::string& raw) { c.etcd_cert = raw; }},
+        {"etcd_key", {}, "string", "", false,
+         "file of that certificate's private key",
+         [](Config& c, const std::string& raw) { c.etcd_key = raw; }},
+        {"etcd_user", {}, "string", "", false,
+         "etcd user to authenticate as; none when empty",
+         [](Config& c, const std::string& raw) { c.etcd_user = raw; }},
+        {"etcd_password", {}, "string", "", false,
+         "that user's password; never logged nor shown",
+         [](Config& c, const std::string& raw) { c.etcd_password = raw; }},
     };
     return table;
 }
@@ -599,6 +675,32 @@ ListenAddress parse_listen_address(std::string_view raw) {
         throw bad("the port must be a number from 1 to 65535");
     a.port = p;
     return a;
+}
+
+EtcdEndpoint parse_etcd_endpoint(std::string_view raw) {
+    auto bad = [&](const std::string& why) {
+        return std::invalid_argument("invalid endpoint \"" + std::string(raw) + "\": " + why);
+    };
+    if (raw.empty()) throw bad("must be http://host:port or https://host:port");
+    EtcdEndpoint e;
+    std::string_view rest = raw;
+    if (rest.starts_with("https://")) {
+        e.tls = true;
+        rest.remove_prefix(8);
+    } else if (rest.starts_with("http://")) {
+        rest.remove_prefix(7);
+    } else {
+        throw bad("must be http://host:port or https://host:port");
+    }
+    if (rest.ends_with("/")) rest.remove_suffix(1);  // as etcd prints its client URLs, sometimes
+    try {
+        ListenAddress a = parse_listen_address(rest);
+        e.host = a.host;
+        e.port = a.port;
+    } catch (const std::invalid_argument&) {
+        throw bad("must be http://host:port or https://host:port (an IPv6 address in brackets)");
+    }
+    return e;
 }
 
 Config parse_config(std::string_view text, const std::string& path) {

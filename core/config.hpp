@@ -47,6 +47,18 @@ struct Config {
     std::string event_notification_command;
     std::vector<std::string> event_notifications;
 
+    // A distributed configuration store (repmgrd(8), FENCE BEFORE PROMOTE): "none", or
+    // "etcd", whose leader key under a lease decides who may take writes.
+    std::string dcs = "none";
+    std::vector<std::string> etcd_endpoints;  // http(s)://host:port, tried in turn
+    std::string etcd_prefix;             // default: "/pgrm/<cluster>/"
+    int etcd_lease_ttl = 0;              // seconds; 0: derived (timeouts::etcd_lease_ttl)
+    std::string etcd_cacert;             // TLS: the CA that signed etcd's certificates
+    std::string etcd_cert;               // TLS: this client's certificate and key
+    std::string etcd_key;
+    std::string etcd_user;               // etcd's own authentication
+    std::string etcd_password;           // never logged, nor shown
+
     bool operator==(const Config&) const = default;
 };
 
@@ -70,6 +82,15 @@ struct ListenAddress {
     int port = 0;                   // 1 to 65535
 };
 ListenAddress parse_listen_address(std::string_view raw);
+
+// One of etcd_endpoints: "http://host:port" or "https://host:port" (an IPv6 address in
+// brackets), nothing after the port. Throws std::invalid_argument with the reason.
+struct EtcdEndpoint {
+    bool tls = false;
+    std::string host;
+    int port = 0;
+};
+EtcdEndpoint parse_etcd_endpoint(std::string_view raw);
 
 // Reads the file, in the seed's key=value format or in TOML (chosen by a .toml suffix
 // or a [table] header). Throws pgrm::Error(BadConfig) with "file:line: key: reason".

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/error.hpp"
+
 namespace pgrm::timeouts {
 
 std::chrono::milliseconds remote_connect(const Config& cfg) {
@@ -40,6 +42,38 @@ std::chrono::milliseconds promote_after(const Config& cfg) {
     long long bounds = (fence_after(cfg) + fence_action() + check_bound(cfg)).count();
     long long wait = up(bounds * million, million - ppm) + kFenceMargin.count();
     return std::chrono::milliseconds(up(wait * (million + ppm), million));
+}
+
+std::chrono::milliseconds etcd_call(const Config& cfg) {
+    return static_cast<long long>(std::max<std::size_t>(cfg.etcd_endpoints.size(), 1)) * (kEtcdConnect + kEtcdRequest);
+}
+
+std::chrono::seconds etcd_lease_ttl(const Config& cfg) {
+    if (cfg.etcd_lease_ttl > 0) return std::chrono::seconds(cfg.etcd_lease_ttl);
+    const long long ppm = kClockDriftPpm, million = 1'000'000;
+    long long ms = (fence_after(cfg) + fence_action() + kFenceMargin).count();
+    long long den = (million - ppm) * 1000;
+    return std::chrono::seconds((ms * (million + ppm) + den - 1) / den);
+}
+
+std::chrono::milliseconds etcd_fence_after(std::chrono::seconds ttl) {
+    const long long ppm = kClockDriftPpm, million = 1'000'000;
+    long long ms = std::chrono::milliseconds(ttl).count() * (million - ppm) / (million + ppm);
+    return std::chrono::milliseconds(ms) - fence_action() - kFenceMargin;
+}
+
+std::chrono::milliseconds etcd_fence_after(const Config& cfg) { return etcd_fence_after(etcd_lease_ttl(cfg)); }
+
+void check_etcd_lease(const Config& cfg) {
+    if (cfg.dcs != "etcd") return;
+    const auto fence_at = etcd_fence_after(cfg);
+    const auto least = std::chrono::seconds(cfg.monitor_interval_secs) + kEtcdConnect + kEtcdRequest;
+    if (fence_at < least)
+        throw Error(ExitCode::BadConfig,
+                    cfg.path + ": etcd_lease_ttl = " + std::to_string(etcd_lease_ttl(cfg).count()) +
+                        " s is too short: a primary would fence itself " + format(fence_at) +
+                        " after its last renewal (etcd_fence_after), less than a pass and one etcd request (" +
+                        format(least) + ")");
 }
 
 std::chrono::seconds liveness(const Config& cfg) {
@@ -88,6 +122,8 @@ const std::vector<Documented>& documented() {
         {"fence_query", format(kFenceQuery)},
         {"fence_margin", format(kFenceMargin)},
         {"clock_drift", std::to_string(kClockDriftPpm) + " ppm"},
+        {"etcd_connect", format(kEtcdConnect)},
+        {"etcd_request", format(kEtcdRequest)},
         // As the functions above compute them.
         {"remote_connect", "reconnect_interval, at most " + format(kDaemonLocalConnect)},
         {"remote_query", "reconnect_interval, at most " + format(kDaemonLocalQuery)},
@@ -102,6 +138,12 @@ const std::vector<Documented>& documented() {
          "((fence_after + fence_action + check_bound) / (1 - clock_drift) + fence_margin) * (1 + clock_drift)"},
         {"liveness", "failover_window + daemon_local_connect + daemon_local_query"},
         {"daemon_alive", "2 * (monitor_interval_secs + reconnect_interval)"},
+        {"etcd_call", "(etcd_connect + etcd_request) * the number of etcd_endpoints"},
+        {"etcd_lease_ttl",
+         "the setting, or (fence_after + fence_action + fence_margin) * (1 + clock_drift) / (1 - clock_drift) "
+         "in whole seconds"},
+        {"etcd_fence_after",
+         "etcd_lease_ttl * (1 - clock_drift) / (1 + clock_drift) - fence_action - fence_margin"},
     };
     return list;
 }

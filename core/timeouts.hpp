@@ -133,6 +133,29 @@ std::chrono::seconds liveness(const Config& cfg);
 // each retried their primary once (standby switchover, service status).
 std::chrono::seconds daemon_alive(const Config& cfg);
 
+// dcs = etcd (repmgrd(8), FENCE BEFORE PROMOTE, "With etcd"). One request to one etcd
+// endpoint: connecting, then sending and reading the answer.
+inline constexpr std::chrono::milliseconds kEtcdConnect = 1000ms;
+inline constexpr std::chrono::milliseconds kEtcdRequest = 1000ms;
+// One call, which tries each endpoint in turn: its longest.
+std::chrono::milliseconds etcd_call(const Config& cfg);
+// The leader key's lease: the etcd_lease_ttl setting, or one long enough that the primary
+// fences no sooner than with a majority's lease: (fence_after + fence_action +
+// fence_margin) * (1 + d) / (1 - d), in whole seconds rounded up.
+std::chrono::seconds etcd_lease_ttl(const Config& cfg);
+// The holder fences this long after the start of its last renewal that etcd answered.
+// etcd ends the lease no sooner than ttl / (1 + d) after that start (it received the
+// renewal after it was sent), and the fence is done by (fence_at + fence_action) / (1 - d):
+// fence_at = ttl * (1 - d) / (1 + d) - fence_action - fence_margin, in whole milliseconds
+// rounded down. A standby promotes only after it created the key, so after the lease ended.
+std::chrono::milliseconds etcd_fence_after(std::chrono::seconds ttl);
+std::chrono::milliseconds etcd_fence_after(const Config& cfg);
+// repmgrd's start with dcs = etcd: a lease too short for its holder to renew it (a pass
+// and one request to a live endpoint before etcd_fence_after) is Error(BadConfig).
+// (Endpoints that time out delay a renewal by up to etcd_call: the fence may come then,
+// on the safe side.) A derived one always passes.
+void check_etcd_lease(const Config& cfg);
+
 // Each of the above as repmgr.conf(5) lists it under TIMEOUTS, by the name it has there
 // (kProbeConnect is "probe_connect"): the fixed ones with their value ("3 s"), the derived
 // ones with how they follow from the settings. A unit test checks the page against this

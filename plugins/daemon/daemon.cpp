@@ -24,6 +24,7 @@
 #include "core/error.hpp"
 #include "core/event.hpp"
 #include "core/log.hpp"
+#include "core/timeouts.hpp"
 #include "plugins/daemon/http.hpp"
 #include "plugins/daemon/monitor.hpp"
 #include "plugins/plugins.hpp"
@@ -174,6 +175,9 @@ public:
         if (!cfg.log_file.empty()) log::set_file(cfg.log_file);
         if (daemonize_ && cfg.log_file.empty())
             log::warning("daemonized without log_file: log lines are lost");
+
+        // A leader key's lease its holder could renew (dcs = etcd), before anything starts.
+        timeouts::check_etcd_lease(cfg);
 
         // 1. One daemon per node: its socket, held for the process's life.
         int node_lock = listen_daemon_socket(cfg);

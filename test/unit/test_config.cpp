@@ -86,7 +86,9 @@ TEST_CASE("settings table lists every setting in order", "[config]") {
                                             "monitor_interval_secs", "reconnect_attempts",
                                             "reconnect_interval", "monitoring_history_days", "fence",
                                             "shutdown_check_timeout", "promote_command", "follow_command", "fence_command",
-                                            "http_listen", "event_notification_command", "event_notifications"});
+                                            "http_listen", "event_notification_command", "event_notifications",
+                                            "dcs", "etcd_endpoints", "etcd_prefix", "etcd_lease_ttl", "etcd_cacert",
+                                            "etcd_cert", "etcd_key", "etcd_user", "etcd_password"});
     CHECK(table[0].required);
     CHECK(table[1].required);
     CHECK(table[1].aliases == std::vector<std::string>{"node_id"});
@@ -581,4 +583,83 @@ TEST_CASE("daemon timings that could not be timed are refused at load", "[config
     CHECK(error_of(with_seed("reconnect_attempts=2147483647\nreconnect_interval=2147483647\n")) ==
           "repmgr.conf: reconnect_attempts * reconnect_interval + monitor_interval_secs is 4611686014132420611 s, more "
           "than 86400 s (a day): repmgrd could not time a failover");
+}
+
+TEST_CASE("dcs is none unless set; etcd's settings are read in both formats", "[config]") {
+    Config plain = parse_config(seed_node2, "repmgr.conf");
+    CHECK(plain.dcs == "none");
+    CHECK(plain.etcd_endpoints.empty());
+    CHECK(plain.etcd_prefix == "/pgrm/test/");  // per cluster, even unused
+    CHECK(plain.etcd_lease_ttl == 0);
+
+    const std::string etcd =
+        "dcs=etcd\n"
+        "etcd_endpoints='http://127.0.0.1:2379, https://etcd2.example:2379,http://[::1]:2381/'\n"
+        "etcd_prefix=/db/main/\n"
+        "etcd_lease_ttl=30\n"
+        "etcd_cacert=/etc/pgrm/ca.pem\n"
+        "etcd_cert=/etc/pgrm/client.pem\n"
+        "etcd_key=/etc/pgrm/client.key\n"
+        "etcd_user=pgrm\n"
+        "etcd_password='s3cret pass'\n";
+    Config c = parse_config(with_seed(etcd), "repmgr.conf");
+    CHECK(c.dcs == "etcd");
+    CHECK(c.etcd_endpoints ==
+          std::vector<std::string>{"http://127.0.0.1:2379", "https://etcd2.example:2379", "http://[::1]:2381/"});
+    CHECK(c.etcd_prefix == "/db/main/");
+    CHECK(c.etcd_lease_ttl == 30);
+    CHECK(c.etcd_cacert == "/etc/pgrm/ca.pem");
+    CHECK(c.etcd_user == "pgrm");
+    CHECK(c.etcd_password == "s3cret pass");
+
+    Config t = parse_config(toml_seed +
+                                "dcs = \"etcd\"\netcd_endpoints = \"http://127.0.0.1:2379,http://127.0.0.1:2479\"\n"
+                                "etcd_lease_ttl = 30\n",
+                            "repmgr.toml");
+    CHECK(t.dcs == "etcd");
+    CHECK(t.etcd_endpoints.size() == 2);
+    CHECK(t.etcd_lease_ttl == 30);
+}
+
+TEST_CASE("etcd endpoints are http(s)://host:port", "[config]") {
+    auto e = pgrm::parse_etcd_endpoint("https://[fe80::1%eth0]:2379");
+    CHECK(e.tls);
+    CHECK(e.host == "fe80::1%eth0");
+    CHECK(e.port == 2379);
+    e = pgrm::parse_etcd_endpoint("http://etcd-1.local:2379");
+    CHECK_FALSE(e.tls);
+    CHECK(e.host == "etcd-1.local");
+    for (const char* bad : {"", "127.0.0.1:2379", "grpc://h:2379", "http://h", "http://h:0", "http://h:65536",
+                            "http://:2379", "http://h:2379/v3", "http://::1:2379", "http://h:23x9"}) {
+        INFO(bad);
+        CHECK_THROWS_AS(pgrm::parse_etcd_endpoint(bad), std::invalid_argument);
+    }
+}
+
+TEST_CASE("bad etcd settings are one-line configuration errors", "[config]") {
+    CHECK(error_of(with_seed("dcs=zookeeper\n")) ==
+          "repmgr.conf:4: dcs: invalid value \"zookeeper\": must be none or etcd");
+    CHECK(error_of(with_seed("dcs=etcd\n")) == "repmgr.conf: dcs = etcd needs \"etcd_endpoints\"");
+    CHECK(error_of(with_seed("etcd_endpoints=http://a:1,,http://b:2\n")) ==
+          "repmgr.conf:4: etcd_endpoints: invalid endpoint \"\": must be http://host:port or https://host:port");
+    CHECK(error_of(with_seed("etcd_endpoints=a:2379\n")) ==
+          "repmgr.conf:4: etcd_endpoints: invalid endpoint \"a:2379\": must be http://host:port or https://host:port");
+    CHECK(error_of(with_seed("etcd_prefix=pgrm\n")) ==
+          "repmgr.conf:4: etcd_prefix: invalid value \"pgrm\": must start and end with \"/\"");
+    CHECK(error_of(with_seed("etcd_lease_ttl=1\n")).starts_with("repmgr.conf:4: etcd_lease_ttl: invalid value \"1\""));
+    CHECK(error_of(with_seed("etcd_cert=/c.pem\n")) == "repmgr.conf: \"etcd_cert\" is set but \"etcd_key\" is not");
+    CHECK(error_of(with_seed("etcd_key=/c.key\n")) == "repmgr.conf: \"etcd_key\" is set but \"etcd_cert\" is not");
+    CHECK(error_of(with_seed("etcd_password=x\n")) == "repmgr.conf: \"etcd_password\" is set but \"etcd_user\" is not");
+    CHECK(error_of(with_seed("dcs=etcd\netcd_endpoints=http://a:1\netcd_cacert=/ca.pem\n")) ==
+          "repmgr.conf: etcd_cacert and etcd_cert are for https endpoints, and every one of etcd_endpoints is http");
+}
+
+TEST_CASE("the etcd password never appears in an error", "[config]") {
+    const std::string secret = "hunter2-secret";
+    for (const std::string& tail : {"etcd_password=" + secret + "\n",
+                                    "etcd_user=u\netcd_password=" + secret + "\ndcs=etcd\n",
+                                    "etcd_user=u\netcd_password=" + secret + "\netcd_prefix=bad\n"}) {
+        INFO(tail);
+        CHECK(error_of(with_seed(tail)).find(secret) == std::string::npos);
+    }
 }

@@ -112,7 +112,7 @@ TEST_CASE("repmgr.conf(5) SETTINGS is the settings table", "[man]") {
 
 TEST_CASE("the settings table's defaults are the ones Config starts with", "[man]") {
     for (const auto& s : pgrm::settings_table()) {
-        if (s.default_value.empty() || s.default_value == "node<id>") continue;  // set by the loader
+        if (s.default_value.empty() || s.default_value.find('<') != std::string::npos) continue;  // set by the loader
         INFO(s.name << " = " << s.default_value);
         pgrm::Config c;
         s.apply(c, s.default_value);

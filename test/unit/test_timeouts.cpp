@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "core/config.hpp"
+#include "core/error.hpp"
 #include "core/timeouts.hpp"
 
 using namespace std::chrono_literals;
@@ -64,4 +65,62 @@ TEST_CASE("the fence always precedes the promotion, whatever the settings", "[ti
 
 TEST_CASE("one reconnect attempt still leaves the lease an interval to spare", "[timeouts]") {
     CHECK(timeouts::fence_after(daemon(2, 1, 10)) == timeouts::fence_after(daemon(2, 2, 10)));
+}
+
+TEST_CASE("the etcd lease: its holder fences before etcd can end it", "[timeouts]") {
+    // The e2e tests' timers: fence_after 5 s, so (5 + 4 + 1) s * 1.001 / 0.999 -> 11 s.
+    pgrm::Config fast = daemon(1, 2, 1);
+    CHECK(timeouts::etcd_lease_ttl(fast) == 11s);
+    CHECK(timeouts::etcd_fence_after(fast) == 5978ms);  // 11 s * 0.999 / 1.001 - 4 s - 1 s
+    fast.etcd_lease_ttl = 20;
+    CHECK(timeouts::etcd_lease_ttl(fast) == 20s);
+    CHECK(timeouts::etcd_lease_ttl(pgrm::Config{}) == 70s);  // (64 + 4 + 1) s * 1.001 / 0.999
+    // Each endpoint tried in turn: 2 s each.
+    fast.etcd_endpoints = {"http://a:1", "http://b:1", "http://c:1"};
+    CHECK(timeouts::etcd_call(fast) == 6s);
+    for (int mi : {1, 2, 5, 60})
+        for (int attempts : {1, 2, 6, 100})
+            for (int interval : {1, 3, 10, 600}) {
+                pgrm::Config c = daemon(mi, attempts, interval);
+                INFO("monitor_interval_secs=" << mi << " reconnect_attempts=" << attempts
+                                              << " reconnect_interval=" << interval);
+                // Derived, it fences no sooner than a primary cut off from a majority.
+                CHECK(timeouts::etcd_fence_after(c) >= timeouts::fence_after(c));
+                // The fence, on a clock that runs slow, ends a margin before the lease
+                // can, on etcd's clock that runs fast, from the same renewal.
+                const double d = timeouts::kClockDriftPpm / 1e6;
+                double fence_done = (timeouts::etcd_fence_after(c) + timeouts::fence_action()).count() / (1 - d);
+                double lease_ends = std::chrono::milliseconds(timeouts::etcd_lease_ttl(c)).count() / (1 + d);
+                CHECK(lease_ends - fence_done >= timeouts::kFenceMargin.count());
+            }
+}
+
+TEST_CASE("repmgrd refuses a lease too short to renew", "[timeouts]") {
+    // monitor_interval_secs=2 and one request (2 s) need 4 s before the fence: 10 s leaves
+    // 10 * 0.999 / 1.001 - 5 = 4.98 s, 9 s leaves 3.982 s.
+    pgrm::Config c;
+    c.path = "repmgr.conf";
+    c.dcs = "etcd";
+    c.etcd_endpoints = {"http://a:1", "http://b:1"};
+    c.etcd_lease_ttl = 10;
+    CHECK_NOTHROW(timeouts::check_etcd_lease(c));
+    c.etcd_lease_ttl = 9;
+    try {
+        timeouts::check_etcd_lease(c);
+        FAIL("no error");
+    } catch (const pgrm::Error& e) {
+        CHECK(e.code() == pgrm::ExitCode::BadConfig);
+        CHECK(std::string(e.what()) ==
+              "repmgr.conf: etcd_lease_ttl = 9 s is too short: a primary would fence itself 3982 ms after its last "
+              "renewal (etcd_fence_after), less than a pass and one etcd request (4 s)");
+    }
+    c.dcs = "none";  // not used
+    CHECK_NOTHROW(timeouts::check_etcd_lease(c));
+    // Derived, it always passes.
+    for (int mi : {1, 2, 5, 60})
+        for (int interval : {1, 3, 10}) {
+            pgrm::Config d = daemon(mi, 1, interval);
+            d.dcs = "etcd";
+            CHECK_NOTHROW(timeouts::check_etcd_lease(d));
+        }
 }
