@@ -4,7 +4,7 @@
 // (HAProxy's httpchk), answered from the daemon's state alone (StateBoard snapshots), so
 // that a frozen server never freezes its health check. The routing is a pure function
 // of the request and a snapshot (route(), unit tested); HttpServer owns the sockets and
-// threads. The only user of cpp-httplib.
+// threads. Its server side is the only one of cpp-httplib (core/etcd is a client).
 
 #include <chrono>
 #include <cstdint>
