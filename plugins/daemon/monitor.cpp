@@ -57,7 +57,9 @@ log::Level level_of(State to) {
 }  // namespace
 
 Monitor::Monitor(Config config, std::string self_exe, Signals& signals, bool verbose)
-    : cfg_(std::move(config)), self_exe_(std::move(self_exe)), signals_(signals), verbose_(verbose) {}
+    : cfg_(std::move(config)), self_exe_(std::move(self_exe)), signals_(signals), verbose_(verbose) {
+    if (cfg_.dcs == "etcd") leader_ = std::make_unique<LeaderKey>(cfg_);
+}
 
 // Connections to other nodes give up after one reconnect interval (libpq's own
 // connect_timeout cannot go below 2 s).
@@ -122,6 +124,22 @@ void Monitor::reload_config() {
             log::warning("http_listen changed to \"" + fresh.http_listen +
                          "\": the HTTP endpoint keeps its listener until repmgrd restarts");
         fresh.http_listen = cfg_.http_listen;  // the one in use
+        if (fresh.dcs != cfg_.dcs || fresh.etcd_endpoints != cfg_.etcd_endpoints ||
+            fresh.etcd_prefix != cfg_.etcd_prefix || fresh.etcd_lease_ttl != cfg_.etcd_lease_ttl ||
+            fresh.etcd_cacert != cfg_.etcd_cacert || fresh.etcd_cert != cfg_.etcd_cert ||
+            fresh.etcd_key != cfg_.etcd_key || fresh.etcd_user != cfg_.etcd_user ||
+            fresh.etcd_password != cfg_.etcd_password)
+            log::warning("dcs or etcd settings changed: the ones in use stay until repmgrd restarts");
+        // The lease a primary holds, and what it was taken under, cannot change midway.
+        fresh.dcs = cfg_.dcs;
+        fresh.etcd_endpoints = cfg_.etcd_endpoints;
+        fresh.etcd_prefix = cfg_.etcd_prefix;
+        fresh.etcd_lease_ttl = cfg_.etcd_lease_ttl;
+        fresh.etcd_cacert = cfg_.etcd_cacert;
+        fresh.etcd_cert = cfg_.etcd_cert;
+        fresh.etcd_key = cfg_.etcd_key;
+        fresh.etcd_user = cfg_.etcd_user;
+        fresh.etcd_password = cfg_.etcd_password;
         log::set_file(fresh.log_file);  // also reopens it, for logrotate
         log::Level level = *log::parse_level(fresh.log_level);
         log::set_level(verbose_ ? std::min(level, log::Level::Info) : level);
@@ -136,6 +154,14 @@ void Monitor::reload_config() {
 
 void Monitor::log_timing() const {
     if (cfg_.failover != "automatic") return;
+    if (leader_) {
+        log::notice("fence before promote (dcs = etcd): the primary holds the leader key \"" + cfg_.etcd_prefix +
+                    "leader\" under a lease of " + timeouts::format(timeouts::etcd_lease_ttl(cfg_)) +
+                    " (etcd_lease_ttl) and fences itself " + timeouts::format(timeouts::etcd_fence_after(cfg_)) +
+                    " after the start of its last renewal (etcd_fence_after); a standby promotes only once it "
+                    "created the key");
+        return;
+    }
     log::notice("fence before promote: a primary cut off from a majority fences itself " +
               timeouts::format(timeouts::fence_after(cfg_)) + " after the start of its last probe round that reached one "
               "(fence_after), in at most " + timeouts::format(timeouts::fence_action()) +
@@ -191,7 +217,7 @@ Observation Monitor::observe() {
                     // A promotion held for the fence less than a pass longer: this pass
                     // waits for it, looks once more, and elects again.
                     auto hold = promotion_hold(primary_failing(), timeouts::promote_after(cfg_));
-                    if (o.election->action == Decision::Action::Wait && hold.count() > 0 &&
+                    if (!leader_ && o.election->action == Decision::Action::Wait && hold.count() > 0 &&
                         hold <= std::chrono::seconds(cfg_.monitor_interval_secs)) {
                         wait(hold);
                         check_primary(o, timeouts::health_check(cfg_));
@@ -222,6 +248,7 @@ Observation Monitor::observe() {
         } else if (o.unregistered.empty()) {
             listen_for_switchover();
             probe_nodes(o);
+            if (leader_) hold_leader_key(o);
             if (!o.newer_primary && !o.newer_standby) record_heartbeat();
             if (lift_pause_ && state_ == State::Primary) lift_pause();
         }
@@ -273,6 +300,11 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
     if (t.to != State::Primary && t.to != State::LocalServerDown && t.to != State::Fenced) {
         lease_.cancel();
         last_majority_ = {};
+        // The leader key goes with it; a standby promoting keeps the one it took.
+        if (t.to != State::Promoting) {
+            release_leader_key();
+            key_renewed_ = {};
+        }
     }
 
     // What entering a state does once.
@@ -291,6 +323,7 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
         auto ran = lease_.ran();
         lease_.cancel();
         last_majority_ = {};
+        key_renewed_ = {};
         std::string failed;
         if (ran && ran->failed.empty())
             log::error("fencing this primary: " + t.reason + " (its lease has fenced it already)");
@@ -558,9 +591,11 @@ Decision Monitor::hold_election() {
     self.sees_primary = mine.receiver_heard && mine.sender_host && mine.sender_port &&
                         same_server({Endpoint{*mine.sender_host, std::to_string(*mine.sender_port)}}, primary_at);
 
+    // With the leader key, its lease is what the old primary's fence is timed against.
     auto promote_after = timeouts::promote_after(cfg_);
-    auto hold = promotion_hold(primary_failing(), promote_after);
+    auto hold = leader_ ? std::chrono::milliseconds{0} : promotion_hold(primary_failing(), promote_after);
     Decision d = hold_promotion(elect(self, peers, registered_active), hold, promote_after);
+    if (leader_ && d.action == Decision::Action::Promote) d = take_leader_key(d);
     log::notice("failover: " + d.reason);
     if (hold.count() > 0) log::info("failover: the promotion is held " + timeouts::format(hold) + " more");
     if (!last_decision_ || last_decision_->action != d.action || last_decision_->reason != d.reason) {
@@ -580,10 +615,34 @@ Decision Monitor::hold_election() {
 }
 
 ChildOutcome Monitor::promote() {
+    // The leader key taken for it is renewed while the promotion runs (the loop waits on
+    // it), by a thread with a client of its own, every second.
+    std::atomic<bool> done{false};
+    std::atomic<std::chrono::steady_clock::rep> kept{0};
+    std::thread keeper;
+    if (leader_ && leader_->holds())
+        keeper = std::thread([&done, &kept, lease = leader_->lease(), cfg = cfg_] {
+            etcd::Client etcd(cfg);
+            while (!done) {
+                auto started = std::chrono::steady_clock::now();
+                try {
+                    if (etcd.keepalive(lease).count() > 0) kept = started.time_since_epoch().count();
+                } catch (const Error& e) {
+                    log::debug(std::string("etcd: leader key not renewed: ") + e.what());
+                }
+                for (int i = 0; i < 10 && !done; ++i) std::this_thread::sleep_for(100ms);
+            }
+        });
     // --force: the election already judged the primary lost; a frozen primary would
     // otherwise keep this standby's receiver "streaming" until wal_receiver_timeout.
     ChildOutcome out = run_self({"standby", "promote", "--force"}, cfg_.promote_command);
+    done = true;
+    if (keeper.joinable()) keeper.join();
+    if (kept.load() != 0)
+        key_renewed_ = std::max(key_renewed_, std::chrono::steady_clock::time_point(
+                                                  std::chrono::steady_clock::duration(kept.load())));
     if (out.ok) primary_.reset();
+    else release_leader_key();
     return out;
 }
 
@@ -722,14 +781,14 @@ void Monitor::probe_nodes(Observation& o) {
     if (auto ran = lease_.ran()) {
         o.lease_fenced = ran->failed;
     } else if (o.automatic && !o.paused) {
-        lease_.renew(last_majority_ + timeouts::fence_after(cfg_), lease_fence());
+        if (!leader_) lease_.renew(last_majority_ + timeouts::fence_after(cfg_), lease_fence());
     } else {
         lease_.cancel();
     }
     auto reached = [&](int visible) {
         if (!sees_majority(visible, o.nodes_active) || last_majority_ == round) return;
         last_majority_ = round;
-        if (!o.lease_fenced && o.automatic && !o.paused)
+        if (!leader_ && !o.lease_fenced && o.automatic && !o.paused)
             lease_.renew(round + timeouts::fence_after(cfg_), lease_fence());
     };
     reached(1);
@@ -796,6 +855,71 @@ void Monitor::record_heartbeat() {
         flush_events(*local_, kQueryTimeout);
     } catch (const Error& e) {
         log::warning(std::string("could not record this primary as alive: ") + e.what());
+    }
+}
+
+// dcs = etcd: renews the leader key, or takes it when nobody holds it, and times the lease
+// from the start of the last renewal etcd answered. Without one since this node became
+// the primary, from the start of that pass.
+void Monitor::hold_leader_key(Observation& o) {
+    o.leader_key = true;
+    const auto pass = std::chrono::steady_clock::now();
+    if (key_renewed_.time_since_epoch().count() == 0 || !o.automatic) key_renewed_ = pass;
+    if (key_fence_after_.count() == 0) key_fence_after_ = timeouts::etcd_fence_after(cfg_);
+    try {
+        LeaderKey::Renewal r = leader_->hold();
+        if (r.claim.held) {
+            key_renewed_ = r.renewed;
+            key_fence_after_ = timeouts::etcd_fence_after(r.ttl);
+            if (!leader_error_.empty()) log::notice("etcd: the leader key is renewed again");
+            leader_error_.clear();
+        } else if (r.claim.holder) {
+            o.leader_elsewhere = r.claim.holder;
+        } else {
+            log::warning("etcd: the leader key \"" + cfg_.etcd_prefix + "leader\" could not be taken" +
+                         (r.claim.holder_value.empty() ? std::string(" (it ended meanwhile)")
+                                                       : " (it holds \"" + r.claim.holder_value + "\", not a node id under a lease)"));
+        }
+    } catch (const Error& e) {
+        if (leader_error_ != e.what())
+            log::warning(std::string("could not renew the leader key: ") + e.what() +
+                         (e.detail().empty() ? "" : ": " + e.detail()));
+        leader_error_ = e.what();
+    }
+    o.fence_after = key_fence_after_;
+    if (!o.lease_fenced && o.automatic && !o.paused) lease_.renew(key_renewed_ + key_fence_after_, lease_fence());
+}
+
+// The candidate promotes only once it holds the leader key: etcd creates it only while no
+// lease holds it, so the old primary's has ended, and with it, on that primary's clock,
+// its writes (it fenced). Without etcd, or with the key held, it waits.
+Decision Monitor::take_leader_key(const Decision& d) {
+    using A = Decision::Action;
+    try {
+        LeaderKey::Renewal r = leader_->hold();
+        if (r.claim.held) {
+            key_renewed_ = r.renewed;
+            key_fence_after_ = timeouts::etcd_fence_after(r.ttl);
+            return {d.action, d.node_id, d.reason + "; it holds the leader key in etcd"};
+        }
+        if (r.claim.holder)
+            return {A::Wait, 0, "node " + std::to_string(*r.claim.holder) +
+                                    " holds the leader key in etcd: no promotion before its lease ends (" + d.reason +
+                                    ")"};
+        return {A::Wait, 0, "the leader key in etcd could not be taken: no promotion without it (" + d.reason + ")"};
+    } catch (const Error& e) {
+        return {A::Wait, 0, std::string("etcd cannot be reached, and no standby promotes without the leader key (") +
+                                e.what() + ")"};
+    }
+}
+
+void Monitor::release_leader_key() {
+    if (!leader_ || !leader_->holds()) return;
+    try {
+        leader_->release();
+        log::notice("etcd: the leader key is released");
+    } catch (const Error& e) {
+        log::warning(std::string("etcd: could not release the leader key (its lease ends by itself): ") + e.what());
     }
 }
 
@@ -885,8 +1009,11 @@ std::string Monitor::fence_server(const Config& cfg, Connection* conn, bool on_l
 FenceLease::Fence Monitor::lease_fence() {
     auto cfg = std::make_shared<const Config>(cfg_);
     auto last = std::make_shared<std::optional<std::string>>();  // the last attempt's failure
-    return [this, cfg, last] {
-        if (!*last)
+    return [this, cfg, last, key_fence_after = key_fence_after_] {
+        if (!*last && cfg->dcs == "etcd")
+            log::error("fencing this primary: it could not renew its leader key in etcd for " +
+                       timeouts::format(key_fence_after) + " (etcd_fence_after); its lease ran out");
+        else if (!*last)
             log::error("fencing this primary: cut off from a majority of the cluster: no probe round reached one for " +
                        timeouts::format(timeouts::fence_after(*cfg)) + " (fence_after); its lease ran out");
         std::string failed = fence_server(*cfg, nullptr, false);

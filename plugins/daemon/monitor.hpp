@@ -4,6 +4,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "core/timeouts.hpp"
 #include "plugins/daemon/child.hpp"
 #include "plugins/daemon/election.hpp"
+#include "plugins/daemon/leader.hpp"
 #include "plugins/daemon/lease.hpp"
 #include "plugins/daemon/notify.hpp"
 #include "plugins/daemon/state.hpp"
@@ -69,6 +71,9 @@ private:
     void listen_for_switchover();
     void probe_nodes(Observation& o);
     void record_heartbeat();
+    void hold_leader_key(Observation& o);      // dcs = etcd
+    Decision take_leader_key(const Decision& d);
+    void release_leader_key();
     std::string fence(const std::string& why);  // what failed; empty: fenced
     // The fence itself, with these settings, over conn or (null) a connection of its own;
     // from the loop or from the lease's thread.
@@ -137,6 +142,13 @@ private:
     // has not counted since it became the primary), and its lease on taking writes.
     std::chrono::steady_clock::time_point last_majority_{};
     FenceLease lease_{timeouts::kFenceConnect};
+    // dcs = etcd: the leader key, and the start of its last renewal that etcd answered (or
+    // of the pass this node became the primary in, or of its claim before promoting):
+    // the lease fences etcd_fence_after later.
+    std::unique_ptr<LeaderKey> leader_;
+    std::chrono::steady_clock::time_point key_renewed_{};
+    std::chrono::milliseconds key_fence_after_{0};
+    std::string leader_error_;           // the last failure to reach etcd, logged once
     bool schema_current_ = false;
 
     std::deque<NodeEvent> events_;

@@ -75,9 +75,15 @@ Transition as_primary(State from, const Observation& o) {
                                    ", following a newer primary; this node is a former primary and must be rejoined"};
     // Its lease ran out (FenceLease): what the standbys count on is done, whatever this
     // pass sees.
+    if (o.leader_elsewhere)
+        return {State::Fenced, "node " + std::to_string(*o.leader_elsewhere) +
+                                   " holds the leader key in etcd; this node is a former primary and must be rejoined"};
     if (o.lease_fenced)
-        return {State::Fenced, "cut off from a majority of the cluster: no probe round reached one for " +
-                                   timeouts::format(o.fence_after) + " (fence_after); its lease ran out" +
+        return {State::Fenced, (o.leader_key ? "could not renew its leader key in etcd for " +
+                                                   timeouts::format(o.fence_after) + " (etcd_fence_after)"
+                                             : "cut off from a majority of the cluster: no probe round reached one for " +
+                                                   timeouts::format(o.fence_after) + " (fence_after)") +
+                                   "; its lease ran out" +
                                    (o.lease_fenced->empty() ? "" : " and its fence failed (" + *o.lease_fenced + ")")};
     // Cut off from a majority for too long, a primary fences itself, unless failover is
     // paused: the pause holds the daemons still (a planned network outage must not cost
@@ -91,7 +97,10 @@ Transition as_primary(State from, const Observation& o) {
     // above: a fence no pause holds (two writable primaries are never what a pause asked
     // for). service unpause says so: the primary must be down, not merely out of reach.
     std::string held;
-    if (o.automatic && !sees_majority(o.nodes_visible, o.nodes_active) && o.without_majority > o.fence_after) {
+    // With the leader key, etcd's lease alone decides (a primary that reaches etcd but not
+    // the standbys keeps the key, and no standby can promote).
+    if (o.automatic && !o.leader_key && !sees_majority(o.nodes_visible, o.nodes_active) &&
+        o.without_majority > o.fence_after) {
         std::string cut = "cut off from a majority of the cluster (it sees " + std::to_string(o.nodes_visible) +
                           " of " + std::to_string(o.nodes_active) + " nodes) for more than " +
                           timeouts::format(o.fence_after);

@@ -87,6 +87,9 @@ struct Observation {
     int nodes_visible = 0;           // of those, the ones it reached, itself included
     std::chrono::milliseconds without_majority{0};  // since the last pass that saw a majority
     std::chrono::milliseconds fence_after{0};
+    // dcs = etcd: the lease is the leader key's, not a majority's; another node holds it.
+    bool leader_key = false;
+    std::optional<int> leader_elsewhere;
     // The primary's lease ran out and fenced it (empty), or tried to (what failed).
     std::optional<std::string> lease_fenced;
     std::optional<int> newer_primary;     // a writable node on a newer timeline

@@ -36,6 +36,7 @@ OS user `postgres`; otherwise as the current user.
 from __future__ import annotations
 
 import atexit
+import base64
 import http.client
 import ctypes
 import fcntl
@@ -67,7 +68,7 @@ __all__ = [
     'Daemon', 'log_of', 'DAEMON_FAST', 'writable', 'in_recovery', 'daemon_settings',
     'daemon_conf_text', 'write_daemon_conf', 'DaemonCluster', 'daemon_cluster', 'setup_three',
     'setup_partitioned', 'pgbench_load', 'AckWriter', 'TwoPrimaries', 'one_promoted',
-    'Namespace', 'NetNamespace', 'Bridge',
+    'Namespace', 'NetNamespace', 'Bridge', 'EtcdCluster',
 ]
 
 # --------------------------------------------------------------------------------------
@@ -1486,6 +1487,93 @@ def one_promoted(c: DaemonCluster, candidates=(2, 3)) -> int:
     """Node id of the only candidate accepting writes, else 0."""
     w = [i for i in candidates if writable(c.nodes[i])]
     return w[0] if len(w) == 1 else 0
+
+
+# --------------------------------------------------------------------------------------
+# etcd (dcs = etcd): a cluster of members on loopback ports
+
+
+class EtcdCluster:
+    """count etcd members (Debian's etcd-server) on 127.0.0.1, their client and peer ports
+    from free_port (reserved across the test processes like the servers'), their data and
+    logs in the sandbox. Each runs in its own session with its data directory as cwd, so
+    the sandbox's sweep ends any left running. endpoints is etcd_endpoints' value."""
+
+    BINARY = '/usr/bin/etcd'
+
+    def __init__(self, sb: Sandbox, count: int = 3):
+        if not os.access(self.BINARY, os.X_OK):
+            raise SkipTest(f'no {self.BINARY} (apt-get install etcd-server)')
+        self.sb = sb
+        self.names = [f'etcd{i}' for i in range(1, count + 1)]
+        self.client = {n: free_port() for n in self.names}
+        self.peer = {n: free_port() for n in self.names}
+        self.procs: dict = {}
+        self.endpoints = ','.join(f'http://127.0.0.1:{self.client[n]}' for n in self.names)
+        sb.on_cleanup(self.stop_all)
+        for n in self.names:
+            self.start(n)
+        wait_until(self.healthy, timeout=60, what='the etcd cluster to elect a leader')
+
+    def start(self, name: str):
+        """Starts (or restarts, with its data) one member."""
+        data = self.sb.path(name)
+        data.mkdir(exist_ok=True)
+        cluster = ','.join(f'{n}=http://127.0.0.1:{self.peer[n]}' for n in self.names)
+        argv = [self.BINARY, '--name', name, '--data-dir', str(data / 'data'),
+                '--listen-client-urls', f'http://127.0.0.1:{self.client[name]}',
+                '--advertise-client-urls', f'http://127.0.0.1:{self.client[name]}',
+                '--listen-peer-urls', f'http://127.0.0.1:{self.peer[name]}',
+                '--initial-advertise-peer-urls', f'http://127.0.0.1:{self.peer[name]}',
+                '--initial-cluster', cluster, '--initial-cluster-state', 'new',
+                '--initial-cluster-token', f'pgrm-{self.sb.root.name}']
+        with open(self.sb.path(f'{name}.log'), 'ab') as out:
+            self.procs[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, env=clean_env(), cwd=str(data),
+                                                start_new_session=True)
+
+    def kill(self, name: str):
+        """SIGKILL to one member (and its process group)."""
+        end_process_group(self.procs[name], term_timeout=None)
+
+    def stop_all(self):
+        for name, p in self.procs.items():
+            if p.poll() is None:
+                end_process_group(p, term_timeout=None)
+
+    def request(self, name: str, path: str, body: dict, timeout: float = 2) -> dict:
+        """One call to a member's JSON gateway."""
+        conn = http.client.HTTPConnection('127.0.0.1', self.client[name], timeout=timeout)
+        try:
+            conn.request('POST', path, json.dumps(body), {'Content-Type': 'application/json'})
+            return json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+
+    def healthy(self) -> bool:
+        """A linearizable read answered by every running member (so: with a leader)."""
+        running = [n for n in self.names if self.procs[n].poll() is None]
+        return bool(running) and all('header' in self.request(n, '/v3/kv/range', {'key': 'aA=='})
+                                     for n in running)
+
+    def get(self, key: str) -> str | None:
+        """key's value (a linearizable read, from the first member that answers), None
+        when absent."""
+        last = None
+        for n in self.names:
+            if self.procs[n].poll() is not None:
+                continue
+            try:
+                answer = self.request(n, '/v3/kv/range', {'key': base64.b64encode(key.encode()).decode()})
+            except OSError as e:
+                last = e
+                continue
+            if 'header' not in answer:
+                last = answer
+                continue
+            kvs = answer.get('kvs', [])
+            return base64.b64decode(kvs[0].get('value', '')).decode() if kvs else None
+        raise AssertionError(f'no etcd member answered: {last}')
 
 
 # --------------------------------------------------------------------------------------

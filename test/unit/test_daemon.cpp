@@ -7,6 +7,7 @@
 #include "core/notification.hpp"
 #include "plugins/daemon/child.hpp"
 #include "plugins/daemon/election.hpp"
+#include "plugins/daemon/leader.hpp"
 #include "plugins/daemon/lease.hpp"
 #include "plugins/daemon/notify.hpp"
 #include "plugins/daemon/state.hpp"
@@ -849,4 +850,60 @@ TEST_CASE("a fence that fails is tried again until one succeeds", "[daemon]") {
     REQUIRE(lease.ran());
     CHECK(lease.ran()->failed.empty());
     CHECK(tries == 3);
+}
+
+TEST_CASE("with the leader key, etcd's lease decides: not the majority, and another holder fences", "[daemon]") {
+    // Cut off from its standbys for an hour, a primary that renews the key stays.
+    Observation cut = primary_seen(1, 3);
+    cut.leader_key = true;
+    cut.without_majority = std::chrono::hours(1);
+    CHECK(next_state(S::Primary, cut).to == S::Primary);
+    // Its lease ran out.
+    Observation ran = primary_seen(3, 3);
+    ran.leader_key = true;
+    ran.fence_after = std::chrono::milliseconds(5978);
+    ran.lease_fenced = "";
+    Transition t = next_state(S::Primary, ran);
+    CHECK(t.to == S::Fenced);
+    CHECK(t.reason == "could not renew its leader key in etcd for 5978 ms (etcd_fence_after); its lease ran out");
+    // Another node holds the key: a former primary.
+    Observation elsewhere = primary_seen(3, 3);
+    elsewhere.leader_key = true;
+    elsewhere.leader_elsewhere = 2;
+    t = next_state(S::Primary, elsewhere);
+    CHECK(t.to == S::Fenced);
+    CHECK(t.reason == "node 2 holds the leader key in etcd; this node is a former primary and must be rejoined");
+}
+
+TEST_CASE("a claim on the leader key: created, this node's own, another's, or unreadable", "[daemon]") {
+    pgrm::etcd::Created created{true, std::nullopt};
+    Claim c = read_claim(created, 1, 42);
+    CHECK(c.held);
+    CHECK(c.lease == 42);
+    // This node's own key from before (a restarted daemon): held under the lease it has.
+    pgrm::etcd::Created mine{false, pgrm::etcd::KeyValue{"/pgrm/t/leader", "1", 5, 5, 7}};
+    c = read_claim(mine, 1, 42);
+    CHECK(c.held);
+    CHECK(c.lease == 7);
+    pgrm::etcd::Created theirs{false, pgrm::etcd::KeyValue{"/pgrm/t/leader", "2", 5, 5, 7}};
+    c = read_claim(theirs, 1, 42);
+    CHECK_FALSE(c.held);
+    CHECK(c.holder == 2);
+    // Written by hand without a lease, it names this node but cannot be renewed: neither
+    // held nor another's (no fence for it).
+    pgrm::etcd::Created no_lease{false, pgrm::etcd::KeyValue{"/pgrm/t/leader", "1", 5, 5, 0}};
+    c = read_claim(no_lease, 1, 42);
+    CHECK_FALSE(c.held);
+    CHECK_FALSE(c.holder);
+    CHECK(c.holder_value == "1");
+    for (const char* odd : {"", "x", "-1", "0", "1 ", "99999999999"}) {
+        INFO(odd);
+        c = read_claim({false, pgrm::etcd::KeyValue{"k", odd, 1, 1, 7}}, 1, 42);
+        CHECK_FALSE(c.held);
+        CHECK_FALSE(c.holder);
+        CHECK(c.holder_value == odd);
+    }
+    c = read_claim({false, std::nullopt}, 1, 42);  // gone meanwhile
+    CHECK_FALSE(c.held);
+    CHECK_FALSE(c.holder);
 }

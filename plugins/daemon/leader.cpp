@@ -1,0 +1,94 @@
+#include "plugins/daemon/leader.hpp"
+
+#include <charconv>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/timeouts.hpp"
+
+namespace pgrm::daemon {
+
+Claim read_claim(const etcd::Created& created, int node, long long granted) {
+    Claim c;
+    if (created.created) {
+        c.held = true;
+        c.lease = granted;
+        return c;
+    }
+    if (!created.holder) return c;  // gone between the compare and the read: try again
+    const std::string& v = created.holder->value;
+    int id = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), id);
+    if (ec != std::errc() || end != v.data() + v.size() || id <= 0) {
+        c.holder_value = v;
+        return c;
+    }
+    if (id == node) {
+        // Written without a lease (by hand), it cannot be renewed: not this node's claim.
+        if (created.holder->lease == 0) {
+            c.holder_value = v;
+        } else {
+            c.held = true;
+            c.lease = created.holder->lease;
+        }
+        return c;
+    }
+    c.holder = id;
+    return c;
+}
+
+LeaderKey::LeaderKey(const Config& cfg) : cfg_(cfg), client_(cfg), key_(cfg.etcd_prefix + "leader") {}
+
+LeaderKey::Renewal LeaderKey::hold() {
+    Renewal r;
+    r.renewed = std::chrono::steady_clock::now();
+    if (lease_ != 0) {
+        auto left = client_.keepalive(lease_);
+        if (left.count() > 0) {
+            r.claim.held = true;
+            r.claim.lease = lease_;
+            r.ttl = std::min(ttl_, left);
+            return r;
+        }
+        log::warning("etcd: the leader key's lease " + std::to_string(lease_) + " has ended");
+        lease_ = 0;
+    }
+    // A lease of its own first: the key is created under it, or it is given back.
+    r.renewed = std::chrono::steady_clock::now();
+    const auto asked = timeouts::etcd_lease_ttl(cfg_);
+    etcd::Lease granted = client_.grant(asked);
+    Claim claim = read_claim(client_.create(key_, std::to_string(cfg_.node), granted.id), cfg_.node, granted.id);
+    r.claim = claim;
+    if (!claim.held || claim.lease != granted.id) {
+        try {
+            client_.revoke(granted.id);
+        } catch (const Error& e) {
+            log::debug(std::string("etcd: unused lease not revoked (it ends by itself): ") + e.what());
+        }
+    }
+    if (claim.held && claim.lease != granted.id) {
+        // Its own key from before (a restarted daemon): that lease, if it still lasts.
+        r.renewed = std::chrono::steady_clock::now();
+        auto left = client_.keepalive(claim.lease);
+        if (left.count() <= 0) {
+            r.claim = Claim{};
+            return r;
+        }
+        lease_ = claim.lease;
+        ttl_ = std::min(asked, left);
+    } else if (claim.held) {
+        lease_ = granted.id;
+        ttl_ = std::min(asked, granted.ttl);
+    }
+    r.ttl = ttl_;
+    return r;
+}
+
+void LeaderKey::release() {
+    if (lease_ == 0) return;
+    const long long lease = lease_;
+    lease_ = 0;
+    client_.revoke(lease);  // the key goes with it
+}
+
+}  // namespace pgrm::daemon

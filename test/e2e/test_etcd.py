@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""End to end: dcs = etcd, a real three-member etcd cluster (harness.EtcdCluster, on
+loopback ports reserved like the servers') and three nodes with their repmgrd
+(harness.setup_three: failover = automatic, harness.DAEMON_FAST timings, so the leader
+key's lease is 11 s and its holder fences 5978 ms after its last renewal).
+
+One cluster, in order:
+  1. the primary's repmgrd takes the leader key (<prefix>leader = 1);
+  2. one etcd member down (SIGKILL) changes nothing: the primary stays writable and keeps
+     the key, no standby promotes, for longer than the holder's fence time;
+  3. etcd down (every member): the primary, unable to renew, fences itself (read-only) no
+     sooner than its fence time; its postmaster is then killed (kill -9), the standbys
+     elect a candidate, and it never promotes without the key;
+  4. failover by lease: etcd back, node1's lease ends (its daemon cannot renew: its
+     server is gone), and the candidate takes the key and promotes; the key names it and
+     the other standby follows it.
+
+Negative steps wait for the daemons to decide (a renewal after the member died, or the
+standby's decision to wait), then hold a bounded window (harness.stays_false).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from harness import (EtcdCluster, daemon_cluster, one_promoted, setup_three, stays_false,  # noqa: E402
+                     wait_until, writable)
+
+KEY = '/pgrm/test/leader'
+FENCE_AFTER = 5.978   # timeouts::etcd_fence_after with DAEMON_FAST
+LEASE_TTL = 11        # timeouts::etcd_lease_ttl with DAEMON_FAST
+
+
+def test_leader_key_failover_and_etcd_down():
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
+        etcd = EtcdCluster(sb)
+        settings = {'dcs': 'etcd', 'etcd_endpoints': etcd.endpoints}
+        setup_three(c, node_settings={i: settings for i in (1, 2, 3)})
+        n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
+
+        # 1. The primary holds the key.
+        wait_until(lambda: etcd.get(KEY) == '1', timeout=30, what='node1 to take the leader key')
+
+        # 2. One member down: the others still make a quorum, and the daemon tries the
+        # next endpoint. The first member is the one every client tries first.
+        etcd.kill('etcd1')
+        stays_false(lambda: (not writable(n1) and 'node1 not writable') or one_promoted(c) or
+                    (etcd.get(KEY) != '1' and f'leader key is {etcd.get(KEY)!r}'),
+                    seconds=FENCE_AFTER + 3, what='a change with one etcd member down')
+        assert 'fencing this primary' not in c.daemons[1].log_text()
+        etcd.start('etcd1')
+        wait_until(etcd.healthy, timeout=60, what='etcd1 back in the cluster')
+
+        # 3. etcd down (every member): the primary cannot renew and fences itself; killed
+        # then, the standbys elect a candidate that waits for the key.
+        for name in etcd.names:
+            etcd.kill(name)
+        down = time.monotonic()
+        wait_until(lambda: not writable(n1), timeout=LEASE_TTL + 30, what='node1 to fence itself without etcd')
+        fenced = time.monotonic() - down
+        assert fenced >= FENCE_AFTER - 2, f'fenced {fenced:.1f} s after etcd went down'
+        c.daemons[1].wait_log('could not renew its leader key in etcd')
+        print(f'# node1 fenced {fenced:.1f} s after etcd went down')
+        n1.kill9()
+        wait_until(lambda: any('etcd cannot be reached, and no standby promotes without the leader key'
+                               in c.daemons[i].log_text() for i in (2, 3)),
+                   timeout=60, what='a candidate waiting for the leader key')
+        stays_false(lambda: one_promoted(c), seconds=5, what='a promotion without etcd')
+
+        # 4. Failover by lease: etcd back, node1's lease (renewed by etcd's new leader)
+        # ends, and the candidate takes the key and promotes; the other follows it.
+        back = time.monotonic()
+        for name in etcd.names:
+            etcd.start(name)
+        wait_until(etcd.healthy, timeout=60, what='etcd back')
+        promoted = wait_until(lambda: one_promoted(c), timeout=LEASE_TTL + 60, what='a standby promoted')
+        took = time.monotonic() - back
+        other = c.nodes[5 - promoted]
+        assert etcd.get(KEY) == str(promoted)
+        assert 'holds the leader key in etcd' in c.daemons[promoted].log_text()
+        wait_until(lambda: harness.streaming(other), timeout=60, what='the other standby following')
+        print(f'# node{promoted} promoted {took:.1f} s after etcd came back')
+
+if __name__ == '__main__':
+    sys.exit(harness.main(globals()))
