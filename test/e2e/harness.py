@@ -1367,15 +1367,19 @@ def setup_three(c: DaemonCluster, node_settings: dict | None = None, sync: bool 
         c.daemons[1].wait_log('this node is the primary')
 
 
-def setup_partitioned(c: DaemonCluster) -> 'NetNamespace':
+def setup_partitioned(c: DaemonCluster, host: 'NetNamespace | None' = None,
+                      node_settings: dict | None = None) -> 'NetNamespace':
     """node1, the primary, on another host (a network namespace, returned: host.link(False)
     cuts it off) with database pgbench and a table t, master registered; node2 and node3
     cloned from it over the link, started, streaming and registered. Then the daemons
     (node1's inside the namespace, the others with harness.DAEMON_FAST like it), waiting
     until both standbys recorded a monitoring row and node1's daemon runs as the primary.
-    node1's repmgrd socket is in the namespace: ask it with pgrm(..., netns=host)."""
+    node1's repmgrd socket is in the namespace: ask it with pgrm(..., netns=host). host: a
+    namespace made beforehand (to run something else on its link's address first);
+    node_settings: {node id: settings} added to that node's daemon settings."""
     sb = c.sb
-    host = NetNamespace(sb)
+    host = host or NetNamespace(sb)
+    node_settings = node_settings or {}
     here = host.local   # node2's and node3's address, as node1 reaches them
     n1 = sb.new_instance('node1')
     n1.netns = host
@@ -1386,13 +1390,13 @@ def setup_partitioned(c: DaemonCluster) -> 'NetNamespace':
     n1.psql('create table t(x int)', db='pgbench')
     c.nodes[1] = n1
     c.confs[1] = write_daemon_conf(sb, 1, n1, conninfo=f'host={host.remote} port={n1.port} '
-                                                'user=postgres dbname=pgbench')
+                                                'user=postgres dbname=pgbench', **node_settings.get(1, {}))
     pgrm('-f', c.confs[1], 'master', 'register', check=0)
     for i in (2, 3):
         n = sb.new_instance(f'node{i}')
         c.nodes[i] = n
         c.confs[i] = write_daemon_conf(sb, i, n, conninfo=f'host={here} port={n.port} '
-                                                   'user=postgres dbname=pgbench')
+                                                   'user=postgres dbname=pgbench', **node_settings.get(i, {}))
         pgrm('-f', c.confs[i], '-D', n.datadir, '-d', 'pgbench', '-p', n1.port, '-U', 'postgres',
              'standby', 'clone', host.remote, check=0)
         n.append_conf({'listen_addresses': f'127.0.0.1,{here}'})
@@ -1494,22 +1498,24 @@ def one_promoted(c: DaemonCluster, candidates=(2, 3)) -> int:
 
 
 class EtcdCluster:
-    """count etcd members (Debian's etcd-server) on 127.0.0.1, their client and peer ports
-    from free_port (reserved across the test processes like the servers'), their data and
-    logs in the sandbox. Each runs in its own session with its data directory as cwd, so
-    the sandbox's sweep ends any left running. endpoints is etcd_endpoints' value."""
+    """count etcd members (Debian's etcd-server) on address (default 127.0.0.1; the local
+    end of a NetNamespace's link, for a node on the other host), their client and peer
+    ports from free_port (reserved across the test processes like the servers'), their
+    data and logs in the sandbox. Each runs in its own session with its data directory as
+    cwd, so the sandbox's sweep ends any left running. endpoints is etcd_endpoints' value."""
 
     BINARY = '/usr/bin/etcd'
 
-    def __init__(self, sb: Sandbox, count: int = 3):
+    def __init__(self, sb: Sandbox, count: int = 3, address: str = '127.0.0.1'):
         if not os.access(self.BINARY, os.X_OK):
             raise SkipTest(f'no {self.BINARY} (apt-get install etcd-server)')
         self.sb = sb
+        self.address = address
         self.names = [f'etcd{i}' for i in range(1, count + 1)]
         self.client = {n: free_port() for n in self.names}
         self.peer = {n: free_port() for n in self.names}
         self.procs: dict = {}
-        self.endpoints = ','.join(f'http://127.0.0.1:{self.client[n]}' for n in self.names)
+        self.endpoints = ','.join(f'http://{address}:{self.client[n]}' for n in self.names)
         sb.on_cleanup(self.stop_all)
         for n in self.names:
             self.start(n)
@@ -1519,12 +1525,13 @@ class EtcdCluster:
         """Starts (or restarts, with its data) one member."""
         data = self.sb.path(name)
         data.mkdir(exist_ok=True)
-        cluster = ','.join(f'{n}=http://127.0.0.1:{self.peer[n]}' for n in self.names)
+        a = self.address
+        cluster = ','.join(f'{n}=http://{a}:{self.peer[n]}' for n in self.names)
         argv = [self.BINARY, '--name', name, '--data-dir', str(data / 'data'),
-                '--listen-client-urls', f'http://127.0.0.1:{self.client[name]}',
-                '--advertise-client-urls', f'http://127.0.0.1:{self.client[name]}',
-                '--listen-peer-urls', f'http://127.0.0.1:{self.peer[name]}',
-                '--initial-advertise-peer-urls', f'http://127.0.0.1:{self.peer[name]}',
+                '--listen-client-urls', f'http://{a}:{self.client[name]}',
+                '--advertise-client-urls', f'http://{a}:{self.client[name]}',
+                '--listen-peer-urls', f'http://{a}:{self.peer[name]}',
+                '--initial-advertise-peer-urls', f'http://{a}:{self.peer[name]}',
                 '--initial-cluster', cluster, '--initial-cluster-state', 'new',
                 '--initial-cluster-token', f'pgrm-{self.sb.root.name}']
         with open(self.sb.path(f'{name}.log'), 'ab') as out:
@@ -1543,7 +1550,7 @@ class EtcdCluster:
 
     def request(self, name: str, path: str, body: dict, timeout: float = 2) -> dict:
         """One call to a member's JSON gateway."""
-        conn = http.client.HTTPConnection('127.0.0.1', self.client[name], timeout=timeout)
+        conn = http.client.HTTPConnection(self.address, self.client[name], timeout=timeout)
         try:
             conn.request('POST', path, json.dumps(body), {'Content-Type': 'application/json'})
             return json.loads(conn.getresponse().read())

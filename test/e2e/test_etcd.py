@@ -15,6 +15,10 @@ One cluster, in order:
      server is gone), and the candidate takes the key and promotes; the key names it and
      the other standby follows it.
 
+And a primary on another host (harness.setup_partitioned, etcd listening on the local end
+of its link) cut off from etcd and both standbys: it fences itself before its lease ends,
+so before a standby can take the key and promote, and never two nodes take writes.
+
 Negative steps wait for the daemons to decide (a renewal after the member died, or the
 standby's decision to wait), then hold a bounded window (harness.stays_false).
 """
@@ -84,6 +88,39 @@ def test_leader_key_failover_and_etcd_down():
         assert 'holds the leader key in etcd' in c.daemons[promoted].log_text()
         wait_until(lambda: harness.streaming(other), timeout=60, what='the other standby following')
         print(f'# node{promoted} promoted {took:.1f} s after etcd came back')
+
+
+def test_partitioned_primary_fences_before_its_lease_ends():
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
+        host = harness.NetNamespace(sb)
+        etcd = EtcdCluster(sb, address=host.local)
+        settings = {'dcs': 'etcd', 'etcd_endpoints': etcd.endpoints}
+        harness.setup_partitioned(c, host=host, node_settings={i: settings for i in (1, 2, 3)})
+        n1 = c.nodes[1]
+        wait_until(lambda: etcd.get(KEY) == '1', timeout=30, what='node1 to take the leader key')
+        assert writable(n1)
+
+        with harness.TwoPrimaries(list(c.nodes.values())) as two:
+            host.link(False)
+            cut = time.monotonic()
+            fenced = promoted = None
+            # Both moments, sampled every 0.1 s (node1 through its Unix socket).
+            deadline = cut + LEASE_TTL + 60
+            while (fenced is None or promoted is None) and time.monotonic() < deadline:
+                if fenced is None and not writable(n1):
+                    fenced = time.monotonic()
+                if promoted is None and one_promoted(c):
+                    promoted = time.monotonic()
+                time.sleep(0.1)
+        assert fenced is not None and promoted is not None, (fenced, promoted)
+        print(f'# link down -> node1 fenced in {fenced - cut:.1f} s, a standby promoted in {promoted - cut:.1f} s',
+              flush=True)
+        assert fenced < promoted, f'node1 fenced {fenced - promoted:.1f} s after the promotion'
+        assert not two.violations, two.violations
+        c.daemons[1].wait_log('could not renew its leader key in etcd', timeout=10)
+        new_id = one_promoted(c)
+        assert etcd.get(KEY) == str(new_id)
+
 
 if __name__ == '__main__':
     sys.exit(harness.main(globals()))
