@@ -1,7 +1,11 @@
 #include "core/primary.hpp"
 
+#include <exception>
+#include <future>
+
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/server.hpp"
 #include "core/timeouts.hpp"
 
 namespace pgrm {
@@ -58,6 +62,28 @@ std::optional<bool> accepts_writes(const Node& node, const std::string& hint) {
         log::info("could not ask node " + std::to_string(node.id) + " whether it accepts writes: " + e.what());
         return std::nullopt;
     }
+}
+
+std::vector<std::optional<bool>> in_recovery_each(const std::vector<Node>& nodes, const std::string& hint) {
+    std::vector<std::future<std::optional<bool>>> asked;
+    for (const Node& n : nodes)
+        asked.push_back(std::async(std::launch::async, [&n, &hint]() -> std::optional<bool> {
+            std::optional<Connection> conn = connect_node(n, hint);
+            if (!conn) return std::nullopt;
+            return query_in_recovery(*conn, timeouts::kProbeQuery);
+        }));
+    std::vector<std::optional<bool>> out;
+    std::exception_ptr first;
+    for (auto& a : asked) {
+        try {
+            out.push_back(a.get());
+        } catch (...) {
+            if (!first) first = std::current_exception();
+            out.emplace_back();
+        }
+    }
+    if (first) std::rethrow_exception(first);
+    return out;
 }
 
 }  // namespace pgrm

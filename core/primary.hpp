@@ -2,6 +2,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/db.hpp"
 #include "core/metadata.hpp"
@@ -36,5 +37,12 @@ std::optional<Connection> connect_node(const Node& node, const std::string& hint
 // there or it cannot be asked within the probe timeouts (timeouts::kProbeConnect,
 // kProbeQuery); throws as connect_node when it answers but will not let us in.
 std::optional<bool> accepts_writes(const Node& node, const std::string& hint);
+
+// Whether each node is in recovery, out[i] for nodes[i]: nullopt where no server answers
+// (connect_node), within the probe timeouts. Every node is asked at once, so silent ones
+// cost one connect timeout together, not one each. A node that answers but will not let
+// us in, or fails the question, throws as connect_node does: the first such in nodes'
+// order, once all have answered.
+std::vector<std::optional<bool>> in_recovery_each(const std::vector<Node>& nodes, const std::string& hint);
 
 }  // namespace pgrm

@@ -157,13 +157,15 @@ private:
             if (!o.dbname.empty()) ci.set("dbname", o.dbname);
             return {ci, node_at(nodes, Endpoint{host, ci.get("port").value_or("")})};
         }
+        std::vector<Node> others;
+        for (const auto& n : nodes)
+            if (n.id != ctx.cfg().node) others.push_back(n);
+        std::vector<std::optional<bool>> in_recovery =
+            in_recovery_each(others, "it may be the primary: let this node in (pg_hba.conf, ~/.pgpass, "
+                                     "max_connections), or name the primary to follow: standby follow <host>");
         std::vector<const Node*> writable;
-        for (const auto& n : nodes) {
-            if (n.id == ctx.cfg().node) continue;
-            auto other = connect_node(n, "it may be the primary: let this node in (pg_hba.conf, ~/.pgpass, "
-                                         "max_connections), or name the primary to follow: standby follow <host>");
-            if (other && !query_server_facts(*other).in_recovery) writable.push_back(&n);
-        }
+        for (size_t i = 0; i < others.size(); ++i)
+            if (in_recovery[i] == false) writable.push_back(&others[i]);
         if (writable.empty())
             throw Error(ExitCode::BadConfig, "no registered node accepts writes", "",
                         "promote a standby first, or name the new primary: standby follow <host>");

@@ -104,18 +104,20 @@ private:
                         "this standby still streams from its primary (" + streaming.get(0, 0) + ":" +
                             streaming.get(0, 1) + ")",
                         "", "a primary that still sends WAL is alive: stop it first, or use --force");
-        for (const auto& n : nodes) {
-            if (n.id == self || !n.active) continue;
-            // Not accepts_writes(): a fenced primary (read-only by configuration) still
-            // takes the writes a client asks for, so only --force promotes past it.
-            auto other = connect_node(n, "it may still accept writes: let this node in (pg_hba.conf, "
-                                         "~/.pgpass, max_connections) and try again, or stop it; --force "
-                                         "promotes anyway");
-            if (other && !query_server_facts(*other).in_recovery)
+        std::vector<Node> others;
+        for (const auto& n : nodes)
+            if (n.id != self && n.active) others.push_back(n);
+        // Not accepts_writes(): a fenced primary (read-only by configuration) still takes
+        // the writes a client asks for, so only --force promotes past it.
+        std::vector<std::optional<bool>> in_recovery =
+            in_recovery_each(others, "it may still accept writes: let this node in (pg_hba.conf, ~/.pgpass, "
+                                     "max_connections) and try again, or stop it; --force promotes anyway");
+        for (size_t i = 0; i < others.size(); ++i)
+            if (in_recovery[i] == false)
                 throw Error(ExitCode::BadConfig,
-                            "node " + std::to_string(n.id) + " (\"" + n.name + "\") is running and accepts writes",
+                            "node " + std::to_string(others[i].id) + " (\"" + others[i].name +
+                                "\") is running and accepts writes",
                             "", "stop it first, or use --force if it will never take writes again");
-        }
     }
 
     void promote(Connection& local, const Config& cfg) const {

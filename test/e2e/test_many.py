@@ -7,9 +7,10 @@
      bridge whose only cable is out) answers within one connect timeout plus a constant,
      in text and in --json: every node is probed at once. The rows come in node id order
      and say what each node is; an unreachable active node gets its line saying so.
+  2. standby follow without a host and standby promote without --force, which ask every
+     registered node whether it accepts writes, do so within the same bound.
 """
 
-import json
 import socket
 import sys
 import time
@@ -40,7 +41,7 @@ def silent_listener(sb: harness.Sandbox) -> int:
     return s.getsockname()[1]
 
 
-def test_cluster_show_fifty_nodes():
+def test_fifty_nodes():
     with harness.Sandbox() as sb:
         c = harness.small_cluster(sb, standbys=2, extra_conf=LIGHT)
         bridge = harness.Bridge(sb, 1)
@@ -66,45 +67,71 @@ def test_cluster_show_fifty_nodes():
 
         frozen = harness.freeze(c.nodes[3].pid())
         try:
-            started = time.monotonic()
-            text = pgrm('-f', c.confs[1], 'cluster', 'show', check=0)
-            text_s = time.monotonic() - started
-            started = time.monotonic()
-            js = pgrm('-f', c.confs[1], '--json', 'cluster', 'show', check=0)
-            json_s = time.monotonic() - started
+            check_cluster_show(c, rows)
+            check_follow_and_promote(c)
         finally:
             harness.thaw(frozen)
-        print(f'# cluster show, 50 nodes: {text_s:.1f} s (text), {json_s:.1f} s (--json)')
-        bound = PROBE_CONNECT_S + SLACK_S
-        assert text_s < bound and json_s < bound, (text_s, json_s, output(text))
 
-        # --json: every node, in id order, each as it is.
-        nodes = parse_json(js, 'cluster show --json')['data']['nodes']
-        assert [n['id'] for n in nodes] == list(range(1, 51)), [n['id'] for n in nodes]
-        by_id = {n['id']: n for n in nodes}
-        assert (by_id[1]['role_found'], by_id[1]['status']) == ('primary', 'running'), by_id[1]
-        assert (by_id[2]['role_found'], by_id[2]['status'], by_id[2]['streaming']) == \
-            ('standby', 'running', True), by_id[2]
-        assert (by_id[3]['role_found'], by_id[3]['status'], by_id[3]['connection_failure']) == \
-            ('unreachable', 'unreachable', 'unreachable'), by_id[3]
-        for i, (name, _, active, failure) in rows.items():
-            n = by_id[i]
-            assert n['name'] == name and n['role_found'] == 'unreachable', n
-            assert n['status'] == ('unreachable' if active else 'inactive'), n
-            assert n['error'], n
-            if failure:
-                assert n['connection_failure'] == failure, n
 
-        # Text: the same rows in the same order, and a line for each unreachable active node.
-        lines = text.stdout.splitlines()
-        table_ids = [int(line.split('|')[0]) for line in lines if line.split('|')[0].strip().isdigit()]
-        assert table_ids == list(range(1, 51)), output(text)
-        for i in [3] + [i for i, row in rows.items() if row[2]]:
-            name = by_id[i]['name']
-            assert any(line.startswith(f'node {i} ("{name}") is unreachable: ') for line in lines), \
-                (i, output(text))
-        for i in [i for i, row in rows.items() if not row[2]]:
-            assert not any(line.startswith(f'node {i} (') for line in lines), (i, output(text))
+def timed(*args) -> tuple:
+    started = time.monotonic()
+    r = pgrm(*args, check=0)
+    return r, time.monotonic() - started
+
+
+def check_cluster_show(c: harness.Cluster, rows: dict):
+    text, text_s = timed('-f', c.confs[1], 'cluster', 'show')
+    js, json_s = timed('-f', c.confs[1], '--json', 'cluster', 'show')
+    print(f'# cluster show, 50 nodes: {text_s:.1f} s (text), {json_s:.1f} s (--json)')
+    bound = PROBE_CONNECT_S + SLACK_S
+    assert text_s < bound and json_s < bound, (text_s, json_s, output(text))
+
+    # --json: every node, in id order, each as it is.
+    nodes = parse_json(js, 'cluster show --json')['data']['nodes']
+    assert [n['id'] for n in nodes] == list(range(1, 51)), [n['id'] for n in nodes]
+    by_id = {n['id']: n for n in nodes}
+    assert (by_id[1]['role_found'], by_id[1]['status']) == ('primary', 'running'), by_id[1]
+    assert (by_id[2]['role_found'], by_id[2]['status'], by_id[2]['streaming']) == \
+        ('standby', 'running', True), by_id[2]
+    assert (by_id[3]['role_found'], by_id[3]['status'], by_id[3]['connection_failure']) == \
+        ('unreachable', 'unreachable', 'unreachable'), by_id[3]
+    for i, (name, _, active, failure) in rows.items():
+        n = by_id[i]
+        assert n['name'] == name and n['role_found'] == 'unreachable', n
+        assert n['status'] == ('unreachable' if active else 'inactive'), n
+        assert n['error'], n
+        if failure:
+            assert n['connection_failure'] == failure, n
+
+    # Text: the same rows in the same order, and a line for each unreachable active node.
+    lines = text.stdout.splitlines()
+    table_ids = [int(line.split('|')[0]) for line in lines if line.split('|')[0].strip().isdigit()]
+    assert table_ids == list(range(1, 51)), output(text)
+    for i in [3] + [i for i, row in rows.items() if row[2]]:
+        name = by_id[i]['name']
+        assert any(line.startswith(f'node {i} ("{name}") is unreachable: ') for line in lines), \
+            (i, output(text))
+    for i in [i for i, row in rows.items() if not row[2]]:
+        assert not any(line.startswith(f'node {i} (') for line in lines), (i, output(text))
+
+
+def check_follow_and_promote(c: harness.Cluster):
+    """standby follow without a host asks every registered node which one accepts writes,
+    standby promote without --force whether any other does: at once, so the silent ones
+    cost one connect timeout together. node2 follows node1 (which it already does), then,
+    node1 stopped, is promoted."""
+    r, follow_s = timed('-f', c.confs[2], 'standby', 'follow')
+    print(f'# standby follow, 50 nodes: {follow_s:.1f} s')
+    assert r.returncode == 0, output(r)
+    assert follow_s < PROBE_CONNECT_S + SLACK_S, (follow_s, output(r))
+
+    c.nodes[1].stop()
+    harness.wait_until(lambda: not harness.streaming(c.nodes[2]), what='node2 to stop streaming')
+    r, promote_s = timed('-f', c.confs[2], 'standby', 'promote')
+    print(f'# standby promote, 50 nodes: {promote_s:.1f} s')
+    assert r.returncode == 0, output(r)
+    assert promote_s < PROBE_CONNECT_S + SLACK_S, (promote_s, output(r))
+    assert c.nodes[2].psql('select pg_is_in_recovery()') == 'f'
 
 
 if __name__ == '__main__':
