@@ -12,6 +12,7 @@ repmgr 5 (Repmgr5Cluster, with ensure_repmgr5 installing it). See bench/README.m
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -35,7 +36,8 @@ __all__ = ['harness', 'pg_bin', 'pgrm', 'run_as_pg', 'wait_until', 'REPO', 'make
            'check_binary', 'write_conf', 'end_process_group', 'freeze', 'pgbench_background',
            'popen_as_pg', 'streaming', 'thaw', 'wait_streaming', 'wait_streaming_from',
            'load_average', 'PgError', 'MiniPg', 'Probe', 'AckWriter', 'BenchCluster',
-           'PgrmCluster', 'repmgr5_path', 'ensure_programs', 'ensure_repmgr5', 'Repmgr5Cluster']
+           'PgrmCluster', 'repmgr5_path', 'ensure_programs', 'ensure_repmgr5', 'Repmgr5Cluster',
+           'PatroniNode', 'PatroniCluster']
 
 
 def check_binary():
@@ -457,3 +459,99 @@ class Repmgr5Cluster(BenchCluster):
             except OSError:
                 pass
         return text
+
+
+# Patroni (Debian's patroni 3.0.2), on an etcd cluster the caller started
+
+
+class PatroniNode:
+    """A server Patroni runs: its port, data directory, REST API port."""
+
+    def __init__(self, sb: harness.Sandbox, i: int):
+        self.name = f'node{i}'
+        self.port = harness.free_port()
+        self.api = harness.free_port()
+        self.datadir = sb.mkdir_for_pg(f'patroni{i}')
+        self.socket_dir = sb.mkdir_for_pg(f'patroni{i}.sock')
+
+    def pid(self) -> int | None:
+        """The postmaster's pid (postmaster.pid's first line), None when it has none."""
+        try:
+            return int((self.datadir / 'postmaster.pid').read_text().split('\n', 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    def role(self) -> str:
+        """What Patroni's REST API says of this node: 'primary', 'replica', or '' (no answer)."""
+        import urllib.request
+        for role in ('primary', 'replica'):
+            try:
+                with urllib.request.urlopen(f'http://127.0.0.1:{self.api}/{role}', timeout=2) as r:
+                    if r.status == 200:
+                        return role
+            except OSError:
+                pass
+        return ''
+
+    def psql(self, sql: str, db: str = 'postgres') -> str:
+        return run_as_pg([pg_bin('psql'), '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1',
+                          '-p', self.port, '-U', 'postgres', '-d', db, '-c', sql]).stdout.strip()
+
+
+class PatroniCluster(BenchCluster):
+    """Three nodes under Patroni on etcd (etcd_hosts: 'host:port,...'), scope `bench` under
+    namespace /patroni-bench/: node1 bootstraps (initdb with checksums), takes `pgbench -i -s
+    SCALE`; node2 and node3 are started then and clone it by pg_basebackup, as Patroni does.
+    timers: Patroni's ttl, loop_wait and retry_timeout (its dynamic configuration). Each
+    `patroni` runs as the postgres OS user in its own session, its output in patroni<N>.log.
+    Ready when node1 is the primary and streams to both replicas."""
+
+    def __init__(self, sb: harness.Sandbox, scale: int, etcd_hosts: str, timers: dict):
+        super().__init__(sb)
+        self.nodes = {i: PatroniNode(sb, i) for i in (1, 2, 3)}
+        for i in (1, 2, 3):
+            self.confs[i] = sb.write_config(f'patroni{i}', json.dumps(self.conf(i, etcd_hosts, timers)))
+        self.start(1)
+        wait_until(lambda: self.nodes[1].role() == 'primary', timeout=120, what='Patroni to bootstrap node1')
+        n1 = self.nodes[1]
+        n1.psql('create database pgbench')
+        run_as_pg([pg_bin('pgbench'), '-i', '-s', str(scale), '-q', '-h', '127.0.0.1', '-p', n1.port,
+                   '-U', 'postgres', 'pgbench'], timeout=3600)
+        n1.psql('checkpoint')
+        for i in (2, 3):
+            self.start(i)
+        wait_until(lambda: n1.psql("select application_name from pg_stat_replication "
+                                   "where state = 'streaming' order by 1") == 'node2\nnode3',
+                   timeout=600, what='node1 streaming to node2 and node3 under Patroni')
+
+    def conf(self, i: int, etcd_hosts: str, timers: dict) -> dict:
+        n = self.nodes[i]
+        trust = ['local all all trust', 'host all all 127.0.0.1/32 trust',
+                 'host replication all 127.0.0.1/32 trust']
+        return {
+            'scope': 'bench', 'namespace': '/patroni-bench/', 'name': n.name,
+            'restapi': {'listen': f'127.0.0.1:{n.api}', 'connect_address': f'127.0.0.1:{n.api}'},
+            'etcd3': {'hosts': etcd_hosts.split(',')},
+            'bootstrap': {
+                'dcs': {**timers, 'maximum_lag_on_failover': 1048576,
+                        'postgresql': {'use_pg_rewind': True,
+                                       'parameters': {'wal_log_hints': 'on', 'max_wal_senders': 10,
+                                                      'shared_buffers': '128MB'}}},
+                'initdb': [{'encoding': 'UTF8'}, 'data-checksums'],
+            },
+            'postgresql': {
+                'listen': f'127.0.0.1:{n.port}', 'connect_address': f'127.0.0.1:{n.port}',
+                'data_dir': str(n.datadir), 'bin_dir': str(harness.PG_BINDIR),
+                'pgpass': str(self.sb.root / f'patroni{i}.pgpass'),
+                'parameters': {'unix_socket_directories': str(n.socket_dir)},
+                'authentication': {'superuser': {'username': 'postgres', 'password': 'bench'},
+                                   'replication': {'username': 'postgres', 'password': 'bench'}},
+                'pg_hba': trust,
+            },
+        }
+
+    def start(self, i: int):
+        self.daemons[i] = popen_as_pg(['patroni', self.confs[i]], log=self.sb.path(f'patroni{i}.log'))
+
+    def daemon_log(self, i: int) -> str:
+        return self.sb.path(f'patroni{i}.log').read_text(errors='replace')
