@@ -652,6 +652,9 @@ class DebianInstance(Instance):
     def drop(self):
         if self.exists():
             subprocess.run(['pg_dropcluster', '--stop', self.version, self.name], capture_output=True, timeout=120)
+            # pg_dropcluster leaves the configuration directory when it holds a file it did
+            # not make (ours: conf.d/pgrm_e2e.conf): every run left one in /etc/postgresql.
+            shutil.rmtree(self.etc, ignore_errors=True)
 
     def ctl(self, action: str):
         subprocess.run(['pg_ctlcluster', self.version, self.name, action], check=True,

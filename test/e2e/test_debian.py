@@ -61,6 +61,8 @@ def test_debian_clusters():
                 c.close()
     finally:
         drop_all()
+    left = [str(instance(i).etc) for i in NAMES if instance(i).etc.exists()]
+    assert not left, f'the dropped clusters left {left} behind'
 
 
 def run(sb: harness.Sandbox, c: harness.DaemonCluster):
