@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -181,32 +182,38 @@ private:
     }
 
     // Every active node but the primary, once it replayed up to lsn, or why not within
-    // timeouts::kPauseTakesEffect (one deadline for all).
+    // timeouts::kPauseTakesEffect (one deadline for all). All at once: a node that does
+    // not answer costs one connect timeout, not one each.
     static std::vector<Reached> await_replay(const std::vector<Node>& nodes, int primary_id, const std::string& lsn) {
         auto deadline = Clock::now() + timeouts::kPauseTakesEffect;
+        std::vector<std::future<Reached>> pending;
+        for (const Node& n : nodes)
+            if (n.active && n.id != primary_id)
+                pending.push_back(std::async(std::launch::async, await_one, n, lsn, deadline));
         std::vector<Reached> out;
-        for (const Node& n : nodes) {
-            if (!n.active || n.id == primary_id) continue;
-            Reached r{n, false, "not reachable"};
-            try {
-                std::optional<Connection> c = connect_node(n, "");
-                while (c) {
-                    Rows row = c->exec(kReplayedSql, {lsn}, timeouts::kProbeQuery);
-                    if (!row.get_bool(0, 0)) {
-                        r.detail = "it accepts writes: no standby";
-                        break;
-                    }
-                    r.has_it = row.get_bool(0, 1);
-                    r.detail = r.has_it ? "replayed" : "not replayed within " + timeouts::format(timeouts::kPauseTakesEffect);
-                    if (r.has_it || Clock::now() >= deadline) break;
-                    std::this_thread::sleep_for(50ms);
-                }
-            } catch (const Error& e) {
-                r.detail = e.what();
-            }
-            out.push_back(std::move(r));
-        }
+        for (auto& p : pending) out.push_back(p.get());
         return out;
+    }
+
+    static Reached await_one(const Node& n, const std::string& lsn, Clock::time_point deadline) {
+        Reached r{n, false, "not reachable"};
+        try {
+            std::optional<Connection> c = connect_node(n, "");
+            while (c) {
+                Rows row = c->exec(kReplayedSql, {lsn}, timeouts::kProbeQuery);
+                if (!row.get_bool(0, 0)) {
+                    r.detail = "it accepts writes: no standby";
+                    break;
+                }
+                r.has_it = row.get_bool(0, 1);
+                r.detail = r.has_it ? "replayed" : "not replayed within " + timeouts::format(timeouts::kPauseTakesEffect);
+                if (r.has_it || Clock::now() >= deadline) break;
+                std::this_thread::sleep_for(50ms);
+            }
+        } catch (const Error& e) {
+            r.detail = e.what();
+        }
+        return r;
     }
 
     // service unpause with the primary down: this node's repmgrd goes on despite the pause

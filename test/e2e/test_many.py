@@ -7,8 +7,9 @@
      bridge whose only cable is out) answers within one connect timeout plus a constant,
      in text and in --json: every node is probed at once. The rows come in node id order
      and say what each node is; an unreachable active node gets its line saying so.
-  2. standby follow without a host and standby promote without --force, which ask every
-     registered node whether it accepts writes, do so within the same bound.
+  2. service pause and unpause, which wait for every other node to replay the change, and
+     standby follow without a host and standby promote without --force, which ask every
+     registered node whether it accepts writes, answer within the same bound.
 """
 
 import socket
@@ -68,6 +69,7 @@ def test_fifty_nodes():
         frozen = harness.freeze(c.nodes[3].pid())
         try:
             check_cluster_show(c, rows)
+            check_pause(c)
             check_follow_and_promote(c)
         finally:
             harness.thaw(frozen)
@@ -113,6 +115,18 @@ def check_cluster_show(c: harness.Cluster, rows: dict):
             (i, output(text))
     for i in [i for i, row in rows.items() if not row[2]]:
         assert not any(line.startswith(f'node {i} (') for line in lines), (i, output(text))
+
+
+def check_pause(c: harness.Cluster):
+    """service pause and unpause wait for every other active node to replay the change:
+    all at once, so the silent ones cost one connect timeout together."""
+    for verb in ('pause', 'unpause'):
+        r, verb_s = timed('-f', c.confs[1], '--json', 'service', verb)
+        print(f'# service {verb}, 50 nodes: {verb_s:.1f} s')
+        assert verb_s < PROBE_CONNECT_S + SLACK_S, (verb_s, output(r)[-2000:])
+        nodes = {n['id']: n for n in parse_json(r, f'service {verb} --json')['data']['nodes']}
+        assert nodes[2]['has_it'] and not nodes[3]['has_it'], output(r)
+        assert sorted(nodes) == [i for i in range(1, 51) if i < 4 or i % 5 != 0 or i >= 14], sorted(nodes)
 
 
 def check_follow_and_promote(c: harness.Cluster):
