@@ -1,6 +1,7 @@
 #include "core/etcd.hpp"
 
 #include <charconv>
+#include <climits>
 
 #include <httplib.h>
 
@@ -118,6 +119,18 @@ json create_txn(std::string_view key, std::string_view value, long long lease) {
             {"failure", json::array({{{"request_range", range_request(key)}}})}};
 }
 
+std::string prefix_end(std::string_view prefix) {
+    std::string end(prefix);
+    while (!end.empty() && static_cast<unsigned char>(end.back()) == 0xFF) end.pop_back();
+    if (end.empty()) return std::string(1, '\0');  // etcd's "every key from the start"
+    end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+    return end;
+}
+
+json prefix_request(std::string_view prefix) {
+    return {{"key", base64_encode(prefix)}, {"range_end", base64_encode(prefix_end(prefix))}};
+}
+
 json grant_request(std::chrono::seconds ttl) { return {{"TTL", std::to_string(ttl.count())}}; }
 
 json lease_request(long long id) { return {{"ID", std::to_string(id)}}; }
@@ -182,6 +195,57 @@ std::string parse_token(const json& answer) {
     throw_failure(answer, "authenticate");
     if (!answer.contains("token") || !answer.at("token").is_string()) bad_answer("authenticate: no token in the answer");
     return answer.at("token").get<std::string>();
+}
+
+std::string node_state_key(const Config& cfg, int node) { return cfg.etcd_prefix + "nodes/" + std::to_string(node); }
+
+json to_json(const NodeState& s) {
+    auto opt = [](const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); };
+    return {{"node", s.node},
+            {"daemon_state", s.daemon_state},
+            {"in_recovery", s.in_recovery},
+            {"read_only", s.read_only},
+            {"timeline", s.timeline},
+            {"current_lsn", opt(s.current_lsn)},
+            {"receive_lsn", opt(s.receive_lsn)},
+            {"replay_lsn", opt(s.replay_lsn)},
+            {"receiver_status", opt(s.receiver_status)},
+            {"published_at", s.published_at}};
+}
+
+std::optional<NodeState> parse_node_state(std::string_view value) {
+    json j = json::parse(value, nullptr, false);
+    if (!j.is_object()) return std::nullopt;
+    auto text = [&](const char* f) -> std::optional<std::string> {
+        if (j.contains(f) && j.at(f).is_string()) return j.at(f).get<std::string>();
+        return std::nullopt;
+    };
+    auto integer = [&](const char* f) -> std::optional<long long> {
+        if (j.contains(f) && j.at(f).is_number_integer()) return j.at(f).get<long long>();
+        return std::nullopt;
+    };
+    auto boolean = [&](const char* f) -> std::optional<bool> {
+        if (j.contains(f) && j.at(f).is_boolean()) return j.at(f).get<bool>();
+        return std::nullopt;
+    };
+    auto node = integer("node");
+    auto state = text("daemon_state");
+    auto in_recovery = boolean("in_recovery");
+    auto at = integer("published_at");
+    if (!node || *node <= 0 || *node > INT_MAX || !state || !in_recovery || !at) return std::nullopt;
+    NodeState s;
+    s.node = static_cast<int>(*node);
+    s.daemon_state = *state;
+    s.in_recovery = *in_recovery;
+    s.read_only = boolean("read_only").value_or(false);
+    auto tl = integer("timeline").value_or(0);
+    s.timeline = tl > 0 && tl <= INT_MAX ? static_cast<int>(tl) : 0;
+    s.current_lsn = text("current_lsn");
+    s.receive_lsn = text("receive_lsn");
+    s.replay_lsn = text("replay_lsn");
+    s.receiver_status = text("receiver_status");
+    s.published_at = *at;
+    return s;
 }
 
 // --------------------------------------------------------------------------------------
@@ -263,6 +327,10 @@ std::optional<KeyValue> Client::get(const std::string& key) {
     auto kvs = parse_range(call("/v3/kv/range", range_request(key)));
     if (kvs.empty()) return std::nullopt;
     return kvs.front();
+}
+
+std::vector<KeyValue> Client::list(const std::string& prefix) {
+    return parse_range(call("/v3/kv/range", prefix_request(prefix)));
 }
 
 void Client::put(const std::string& key, const std::string& value, long long lease) {

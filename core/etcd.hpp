@@ -50,6 +50,9 @@ nlohmann::json create_txn(std::string_view key, std::string_view value, long lon
 nlohmann::json grant_request(std::chrono::seconds ttl);
 nlohmann::json lease_request(long long id);  // keepalive and revoke
 nlohmann::json auth_request(std::string_view user, std::string_view password);
+// Every key that starts with prefix: range_end is the first key past them.
+std::string prefix_end(std::string_view prefix);
+nlohmann::json prefix_request(std::string_view prefix);
 
 // The answers. An answer that reports an error, or lacks what it must hold, throws
 // Error(DbConnection) with a message that names what was asked.
@@ -66,6 +69,26 @@ struct Failure {
 };
 std::optional<Failure> failure_of(const nlohmann::json& answer);
 
+// What each node's repmgrd publishes under <etcd_prefix>nodes/<id> every pass (dcs =
+// etcd), under a lease of its own that ends daemon_alive after its last renewal: its
+// state, and what its server said about itself at the pass's start.
+struct NodeState {
+    int node = 0;
+    std::string daemon_state;       // repmgrd's state: "primary", "standby", "fenced", ...
+    bool in_recovery = true;
+    bool read_only = false;         // its configuration sets default_transaction_read_only
+    int timeline = 0;
+    std::optional<std::string> current_lsn;
+    std::optional<std::string> receive_lsn;
+    std::optional<std::string> replay_lsn;
+    std::optional<std::string> receiver_status;
+    long long published_at = 0;     // Unix time, seconds
+};
+std::string node_state_key(const Config& cfg, int node);
+nlohmann::json to_json(const NodeState& s);
+// nullopt: not a state a daemon published (another program's key, or malformed).
+std::optional<NodeState> parse_node_state(std::string_view value);
+
 // One client for the endpoints of a configuration: each call tries them in turn, starting
 // with the last one that answered, each with timeouts::kEtcdConnect and kEtcdRequest, so
 // a call takes at most timeouts::etcd_call. An endpoint that does not answer, or answers
@@ -80,6 +103,7 @@ public:
     Client& operator=(const Client&) = delete;
 
     std::optional<KeyValue> get(const std::string& key);
+    std::vector<KeyValue> list(const std::string& prefix);  // every key under it
     void put(const std::string& key, const std::string& value, long long lease = 0);
     Created create(const std::string& key, const std::string& value, long long lease);
     Lease grant(std::chrono::seconds ttl);

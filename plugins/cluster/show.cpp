@@ -3,12 +3,15 @@
 // once, so dead nodes cost one connect timeout together, not one each.
 #include "plugins/cluster/show.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <future>
+#include <map>
 
 #include "core/conninfo.hpp"
 #include "core/error.hpp"
+#include "core/etcd.hpp"
 #include "core/log.hpp"
 #include "core/timeouts.hpp"
 #include "plugins/cluster/cluster.hpp"
@@ -119,7 +122,7 @@ public:
                 PersonaRepmgr | PersonaPgrm, NeedsConfig, {}};
     }
 
-    Result run(Context& ctx) override { return show_cluster(ctx.cfg(), timeouts::kCommandProbe); }
+    Result run(Context& ctx) override { return show_cluster(ctx.cfg(), timeouts::kCommandProbe, true); }
 };
 
 }  // namespace
@@ -182,7 +185,33 @@ NodeView derive_view(const Node& node, const Probe& probe, const std::vector<Nod
     return v;
 }
 
-Result show_cluster(const Config& cfg, timeouts::Probe limits) {
+namespace {
+
+// dcs = etcd: what each node's repmgrd last published (etcd::NodeState), by node id.
+std::map<int, etcd::NodeState> published_states(const Config& cfg) {
+    std::map<int, etcd::NodeState> states;
+    etcd::Client client(cfg);
+    for (const auto& kv : client.list(cfg.etcd_prefix + "nodes/"))
+        if (auto s = etcd::parse_node_state(kv.value); s && kv.key == etcd::node_state_key(cfg, s->node))
+            states[s->node] = *s;
+    return states;
+}
+
+Probe probe_from(const etcd::NodeState& s) {
+    Probe p;
+    p.reachable = true;
+    p.in_recovery = s.in_recovery;
+    p.read_only = s.read_only;
+    p.current_lsn = s.current_lsn;
+    p.receive_lsn = s.receive_lsn;
+    p.replay_lsn = s.replay_lsn;
+    p.receiver_status = s.receiver_status;
+    return p;
+}
+
+}  // namespace
+
+Result show_cluster(const Config& cfg, timeouts::Probe limits, bool ask_etcd) {
     // 1. The registered nodes, from the local node; failing to reach it is an error.
     Connection conn = Connection::open(cfg.conninfo, ConnectOptions{.connect_timeout = limits.connect});
     Metadata meta(conn, cfg.cluster, limits.query);
@@ -192,6 +221,27 @@ Result show_cluster(const Config& cfg, timeouts::Probe limits) {
 
     // 2. Every node probed in parallel; an unreachable node is data, not an error.
     std::vector<Probe> probes = probe_all(nodes, limits);
+
+    // 2b. dcs = etcd: a node out of reach whose repmgrd publishes its state is shown as it
+    //     last did, saying so (its lease ends with the daemon, so a dead one has none).
+    const bool dcs = ask_etcd && cfg.dcs == "etcd";
+    std::vector<std::optional<etcd::NodeState>> from_etcd(nodes.size());
+    std::vector<Probe> direct = probes;
+    std::string etcd_failed;
+    if (dcs && std::any_of(probes.begin(), probes.end(), [](const Probe& p) { return !p.reachable; })) {
+        try {
+            auto states = published_states(cfg);
+            for (size_t i = 0; i < nodes.size(); ++i)
+                if (auto s = states.find(nodes[i].id); !probes[i].reachable && s != states.end()) {
+                    from_etcd[i] = s->second;
+                    probes[i] = probe_from(s->second);
+                }
+        } catch (const Error& e) {
+            etcd_failed = e.what();
+        }
+    }
+    const long long now_s =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 
     // 3. What each probe means, as rows and as data.
     Result r;
@@ -203,7 +253,20 @@ Result show_cluster(const Config& cfg, timeouts::Probe limits) {
     for (size_t i = 0; i < nodes.size(); ++i) {
         NodeView view = derive_view(nodes[i], probes[i], nodes,
                                     primary_lsn_for(nodes[i], nodes, probes));
+        const auto& published = from_etcd[i];
+        const long long age = published ? std::max(0LL, now_s - published->published_at) : 0;
+        if (published)
+            view.status += " (from etcd: its repmgrd, " + escape_control(published->daemon_state) + ", " +
+                           std::to_string(age) + " s ago)";
         nlohmann::json j = node_json(nodes[i], probes[i], view);
+        if (dcs) {
+            j["source"] = published ? "etcd" : "postgresql";
+            if (published) {
+                j["error"] = direct[i].error;
+                j["daemon_state"] = published->daemon_state;
+                j["published_seconds_ago"] = age;
+            }
+        }
         table.rows.push_back(table_row(nodes[i], view, j));
         node_list.push_back(std::move(j));
         if (view.role_found == "primary" && !probes[i].read_only)
@@ -219,7 +282,13 @@ Result show_cluster(const Config& cfg, timeouts::Probe limits) {
         else if (!probes[i].reachable && nodes[i].active)
             r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" +
                               escape_control(nodes[i].name) + "\") is unreachable: " + probes[i].error);
+        if (published)
+            r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + escape_control(nodes[i].name) +
+                              "\") is out of this command's reach (" + direct[i].error + "): its row is what its "
+                              "repmgrd published to etcd " + std::to_string(age) + " s ago");
     }
+    if (!etcd_failed.empty())
+        r.lines.push_back("etcd: the nodes' published state could not be read: " + etcd_failed);
 
     // 4. Split brain: more than one writable primary, which the user must see.
     if (writable.size() > 1) {

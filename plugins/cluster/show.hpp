@@ -65,6 +65,8 @@ NodeView derive_view(const Node& node, const Probe& probe, const std::vector<Nod
 
 // The command's result: the registered nodes from cfg's node, every node probed at once,
 // each connection and query within limits. Throws when cfg's node cannot be read.
-Result show_cluster(const Config& cfg, timeouts::Probe limits);
+// ask_etcd: with dcs = etcd, a node out of reach is shown as its repmgrd last published
+// it to etcd (at most timeouts::etcd_call more).
+Result show_cluster(const Config& cfg, timeouts::Probe limits, bool ask_etcd = false);
 
 }  // namespace pgrm::cluster

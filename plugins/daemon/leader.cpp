@@ -84,6 +84,58 @@ LeaderKey::Renewal LeaderKey::hold() {
     return r;
 }
 
+StatePublisher::StatePublisher(const Config& cfg) : cfg_(cfg), thread_([this] { run(); }) {}
+
+StatePublisher::~StatePublisher() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    changed_.notify_all();
+    thread_.join();
+}
+
+void StatePublisher::offer(const etcd::NodeState& state) {
+    {
+        std::lock_guard lock(mutex_);
+        next_ = state;
+    }
+    changed_.notify_all();
+}
+
+void StatePublisher::run() {
+    etcd::Client client(cfg_);
+    const std::chrono::seconds ttl = timeouts::daemon_alive(cfg_);
+    long long lease = 0;
+    std::string failed;  // the last failure, said once
+    std::unique_lock lock(mutex_);
+    while (true) {
+        changed_.wait(lock, [this] { return stopping_ || next_; });
+        if (stopping_) break;
+        etcd::NodeState state = *next_;
+        next_.reset();
+        lock.unlock();
+        try {
+            if (lease != 0 && client.keepalive(lease).count() == 0) lease = 0;
+            if (lease == 0) lease = client.grant(ttl).id;
+            client.put(etcd::node_state_key(cfg_, state.node), etcd::to_json(state).dump(), lease);
+            if (!failed.empty()) log::notice("etcd: this node's state is published again");
+            failed.clear();
+        } catch (const Error& e) {
+            if (failed != e.what()) log::warning(std::string("etcd: this node's state is not published: ") + e.what());
+            failed = e.what();
+        }
+        lock.lock();
+    }
+    lock.unlock();
+    if (lease == 0) return;
+    try {
+        client.revoke(lease);  // its key with it: this daemon no longer runs
+    } catch (const Error& e) {
+        log::debug(std::string("etcd: this node's state is left to its lease: ") + e.what());
+    }
+}
+
 void LeaderKey::release() {
     if (lease_ == 0) return;
     const long long lease = lease_;

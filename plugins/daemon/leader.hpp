@@ -1,8 +1,11 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "core/config.hpp"
 #include "core/etcd.hpp"
@@ -50,6 +53,31 @@ private:
     std::string key_;
     long long lease_ = 0;            // this node's lease holding the key; 0: none
     std::chrono::seconds ttl_{0};
+};
+
+// Publishes this node's state (etcd::NodeState) under <etcd_prefix>nodes/<id> from a
+// thread of its own, so that an etcd that does not answer never holds up the loop: the
+// loop offers its latest state each pass, the thread puts it under a lease of
+// daemon_alive renewed at each put. The key goes with the daemon: its lease is revoked
+// when it stops, and ends by itself when it dies.
+class StatePublisher {
+public:
+    explicit StatePublisher(const Config& cfg);
+    ~StatePublisher();
+    StatePublisher(const StatePublisher&) = delete;
+    StatePublisher& operator=(const StatePublisher&) = delete;
+
+    void offer(const etcd::NodeState& state);  // replaces one not yet published
+
+private:
+    void run();
+
+    const Config cfg_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::optional<etcd::NodeState> next_;
+    bool stopping_ = false;
+    std::thread thread_;  // last: starts once the rest is set
 };
 
 }  // namespace pgrm::daemon

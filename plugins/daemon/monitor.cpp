@@ -58,7 +58,10 @@ log::Level level_of(State to) {
 
 Monitor::Monitor(Config config, std::string self_exe, Signals& signals, bool verbose)
     : cfg_(std::move(config)), self_exe_(std::move(self_exe)), signals_(signals), verbose_(verbose) {
-    if (cfg_.dcs == "etcd") leader_ = std::make_unique<LeaderKey>(cfg_);
+    if (cfg_.dcs == "etcd") {
+        leader_ = std::make_unique<LeaderKey>(cfg_);
+        publisher_ = std::make_unique<StatePublisher>(cfg_);
+    }
 }
 
 // Connections to other nodes give up after one reconnect interval (libpq's own
@@ -251,6 +254,15 @@ Observation Monitor::observe() {
             if (leader_) hold_leader_key(o);
             if (!o.newer_primary && !o.newer_standby) record_heartbeat();
             if (lift_pause_ && state_ == State::Primary) lift_pause();
+        }
+        // dcs = etcd: what this pass saw, for cluster show when this server is out of reach.
+        if (publisher_ && o.local) {
+            etcd::NodeState s{cfg_.node, std::string(state_name(state_)), o.local->in_recovery, o.local->read_only,
+                              o.local->timeline, o.local->current_lsn, o.local->receive_lsn, o.local->replay_lsn,
+                              o.local->receiver_status,
+                              std::chrono::duration_cast<std::chrono::seconds>(
+                                  std::chrono::system_clock::now().time_since_epoch()).count()};
+            publisher_->offer(s);
         }
         // The metadata can take an unpause again: a request to go on despite the pause
         // has done its part.

@@ -146,6 +146,7 @@ private:
     // of the pass this node became the primary in, or of its claim before promoting):
     // the lease fences etcd_fence_after later.
     std::unique_ptr<LeaderKey> leader_;
+    std::unique_ptr<StatePublisher> publisher_;  // dcs = etcd: <prefix>nodes/<id>
     std::chrono::steady_clock::time_point key_renewed_{};
     std::chrono::milliseconds key_fence_after_{0};
     std::string leader_error_;           // the last failure to reach etcd, logged once

@@ -1519,6 +1519,8 @@ class EtcdCluster:
         self.peer = {n: free_port() for n in self.names}
         self.procs: dict = {}
         self.endpoints = ','.join(f'http://{address}:{self.client[n]}' for n in self.names)
+        self.root_password: str | None = None   # enable_auth's: the harness's own requests
+        self.tokens: dict = {}                  # member -> its auth token
         sb.on_cleanup(self.stop_all)
         for n in self.names:
             self.start(n)
@@ -1542,6 +1544,23 @@ class EtcdCluster:
                                                 stdin=subprocess.DEVNULL, env=clean_env(), cwd=str(data),
                                                 start_new_session=True)
 
+    def enable_auth(self, user: str, password: str, prefix: str):
+        """etcd's authentication on (etcdctl): a root user, and user with read-write on the
+        keys under prefix alone. The harness's own requests go as root from then on."""
+        root_password = 'root-' + ''.join(random.SystemRandom().choices('abcdefghijklmnop', k=16))
+
+        def ctl(*args):
+            subprocess.run(['/usr/bin/etcdctl', '--endpoints', self.endpoints, *args], check=True,
+                           capture_output=True, timeout=30, env=clean_env({'ETCDCTL_API': '3'}))
+        ctl('user', 'add', f'root:{root_password}', '--interactive=false')
+        ctl('user', 'grant-role', 'root', 'root')
+        ctl('role', 'add', user)
+        ctl('role', 'grant-permission', user, '--prefix=true', 'readwrite', prefix)
+        ctl('user', 'add', f'{user}:{password}', '--interactive=false')
+        ctl('user', 'grant-role', user, user)
+        ctl('auth', 'enable')
+        self.root_password = root_password
+
     def kill(self, name: str):
         """SIGKILL to one member (and its process group)."""
         end_process_group(self.procs[name], term_timeout=None)
@@ -1552,13 +1571,23 @@ class EtcdCluster:
                 end_process_group(p, term_timeout=None)
 
     def request(self, name: str, path: str, body: dict, timeout: float = 2) -> dict:
-        """One call to a member's JSON gateway."""
+        """One call to a member's JSON gateway (as root once enable_auth ran)."""
+        headers = {'Content-Type': 'application/json'}
+        if self.root_password is not None and path != '/v3/auth/authenticate':
+            # A token per member, kept (etcd checks a password with bcrypt: slow).
+            if name not in self.tokens:
+                self.tokens[name] = self.request(name, '/v3/auth/authenticate',
+                                                 {'name': 'root', 'password': self.root_password}, timeout)['token']
+            headers['Authorization'] = self.tokens[name]
         conn = http.client.HTTPConnection(self.address, self.client[name], timeout=timeout)
         try:
-            conn.request('POST', path, json.dumps(body), {'Content-Type': 'application/json'})
-            return json.loads(conn.getresponse().read())
+            conn.request('POST', path, json.dumps(body), headers)
+            answer = json.loads(conn.getresponse().read())
         finally:
             conn.close()
+        if answer.get('code') == 16:   # Unauthenticated: the token expired, or the member restarted
+            self.tokens.pop(name, None)
+        return answer
 
     def healthy(self) -> bool:
         """A linearizable read answered by every running member (so: with a leader)."""

@@ -4,8 +4,10 @@ loopback ports reserved like the servers') and three nodes with their repmgrd
 (harness.setup_three: failover = automatic, harness.DAEMON_FAST timings, so the leader
 key's lease is 11 s and its holder fences 5978 ms after its last renewal).
 
-One cluster, in order:
-  1. the primary's repmgrd takes the leader key (<prefix>leader = 1);
+One cluster, with etcd's authentication on (etcd_user, etcd_password), in order:
+  1. the primary's repmgrd takes the leader key (<prefix>leader = 1); cluster show, out
+     of reach of node3's server (every connection slot taken), shows node3 as its
+     repmgrd published it to etcd (<prefix>nodes/3), and says so;
   2. one etcd member down (SIGKILL) changes nothing: the primary stays writable and keeps
      the key, no standby promotes, for longer than the holder's fence time;
   3. etcd down (every member): the primary, unable to renew, fences itself (read-only) no
@@ -13,7 +15,8 @@ One cluster, in order:
      elect a candidate, and it never promotes without the key;
   4. failover by lease: etcd back, node1's lease ends (its daemon cannot renew: its
      server is gone), and the candidate takes the key and promotes; the key names it and
-     the other standby follows it.
+     the other standby follows it;
+  5. the password is in no daemon's log, in no cluster show --json, in no process title.
 
 And a primary on another host (harness.setup_partitioned, etcd listening on the local end
 of its link) cut off from etcd and both standbys: it fences itself before its lease ends,
@@ -25,29 +28,46 @@ standby's decision to wait), then hold a bounded window (harness.stays_false).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import (EtcdCluster, daemon_cluster, one_promoted, setup_three, stays_false,  # noqa: E402
+from harness import (EtcdCluster, daemon_cluster, one_promoted, pgrm, setup_three, stays_false,  # noqa: E402
                      wait_until, writable)
 
 KEY = '/pgrm/test/leader'
 FENCE_AFTER = 5.978   # timeouts::etcd_fence_after with DAEMON_FAST
 LEASE_TTL = 11        # timeouts::etcd_lease_ttl with DAEMON_FAST
+SECRET = 'pgrm-etcd-Secret-7f3a'  # etcd_password: never in a log, a JSON document or a process title
 
 
 def test_leader_key_failover_and_etcd_down():
     with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         etcd = EtcdCluster(sb)
-        settings = {'dcs': 'etcd', 'etcd_endpoints': etcd.endpoints}
+        etcd.enable_auth('pgrm', SECRET, '/pgrm/test/')
+        settings = {'dcs': 'etcd', 'etcd_endpoints': etcd.endpoints, 'etcd_user': 'pgrm', 'etcd_password': SECRET}
         setup_three(c, node_settings={i: settings for i in (1, 2, 3)})
         n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
 
         # 1. The primary holds the key.
         wait_until(lambda: etcd.get(KEY) == '1', timeout=30, what='node1 to take the leader key')
+
+        # 1b. cluster show reads a node it cannot reach (every connection slot of node3
+        # taken; its repmgrd keeps its own session) from what that node's repmgrd
+        # publishes to etcd, and says so.
+        wait_until(lambda: etcd.get('/pgrm/test/nodes/3'), timeout=30, what="node3's state in etcd")
+        release = harness.hold_all_connections(sb, n3)
+        doc = harness.parse_json(pgrm('-f', c.confs[1], '--json', 'cluster', 'show', check=0), 'cluster show')
+        by_id = {n['id']: n for n in doc['data']['nodes']}
+        assert by_id[3]['source'] == 'etcd' and by_id[3]['role_found'] == 'standby', by_id[3]
+        assert 'too many clients' in by_id[3]['error'], by_id[3]
+        assert by_id[1]['source'] == 'postgresql' and by_id[1]['role_found'] == 'primary', by_id[1]
+        show = pgrm('-f', c.confs[1], 'cluster', 'show', check=0).stdout
+        assert 'published to etcd' in show and '(from etcd: its repmgrd, standby, ' in show, show
+        release()
 
         # 2. One member down: the others still make a quorum, and the daemon tries the
         # next endpoint. The first member is the one every client tries first.
@@ -88,6 +108,18 @@ def test_leader_key_failover_and_etcd_down():
         assert 'holds the leader key in etcd' in c.daemons[promoted].log_text()
         wait_until(lambda: harness.streaming(other), timeout=60, what='the other standby following')
         print(f'# node{promoted} promoted {took:.1f} s after etcd came back')
+
+        # The password went to etcd alone.
+        for i, d in c.daemons.items():
+            assert SECRET not in d.log_text(), f'etcd_password in repmgrd {i}\'s log'
+        assert SECRET not in pgrm('-f', c.confs[promoted], '--json', 'cluster', 'show', check=0).stdout
+        for pid in os.listdir('/proc'):
+            try:
+                title = Path(f'/proc/{pid}/cmdline').read_bytes()
+            except OSError:
+                continue
+            assert SECRET.encode() not in title, f'etcd_password in the process title of {pid}'
+
 
 
 def test_partitioned_primary_fences_before_its_lease_ends():

@@ -104,3 +104,43 @@ TEST_CASE("malformed answers are errors, never a crash", "[etcd]") {
     CHECK_FALSE(odd.created);
     CHECK_FALSE(odd.holder);
 }
+
+TEST_CASE("a prefix's range ends at the first key past it", "[etcd]") {
+    CHECK(etcd::prefix_end("/pgrm/t/nodes/") == "/pgrm/t/nodes0");
+    CHECK(etcd::prefix_end("a\xff\xff") == "b");
+    CHECK(etcd::prefix_end("\xff") == std::string(1, '\0'));
+    CHECK(etcd::prefix_request("/p/") == json{{"key", "L3Av"}, {"range_end", "L3Aw"}});
+}
+
+TEST_CASE("a node's published state, both ways; anything else is not one", "[etcd]") {
+    pgrm::Config cfg;
+    cfg.etcd_prefix = "/pgrm/t/";
+    CHECK(etcd::node_state_key(cfg, 3) == "/pgrm/t/nodes/3");
+    etcd::NodeState s{3, "standby", true, false, 2, std::nullopt, "0/3000060", "0/3000060", "streaming", 1796000000};
+    auto back = etcd::parse_node_state(etcd::to_json(s).dump());
+    REQUIRE(back);
+    CHECK(back->node == 3);
+    CHECK(back->daemon_state == "standby");
+    CHECK(back->in_recovery);
+    CHECK(back->timeline == 2);
+    CHECK_FALSE(back->current_lsn);
+    CHECK(back->receive_lsn == "0/3000060");
+    CHECK(back->receiver_status == "streaming");
+    CHECK(back->published_at == 1796000000);
+    for (const char* odd : {"", "x", "[]", "{}", R"({"node":0,"daemon_state":"s","in_recovery":true,"published_at":1})",
+                            R"({"node":"3","daemon_state":"s","in_recovery":true,"published_at":1})",
+                            R"({"node":3,"daemon_state":1,"in_recovery":true,"published_at":1})",
+                            R"({"node":3,"daemon_state":"s","in_recovery":"t","published_at":1})",
+                            R"({"node":3,"daemon_state":"s","in_recovery":true})",
+                            R"({"node":99999999999,"daemon_state":"s","in_recovery":true,"published_at":1})"}) {
+        INFO(odd);
+        CHECK_FALSE(etcd::parse_node_state(odd));
+    }
+    // Odd optional fields are left out, not trusted.
+    auto lax = etcd::parse_node_state(R"({"node":3,"daemon_state":"s","in_recovery":false,"published_at":1,)"
+                                      R"("timeline":-4,"current_lsn":7,"read_only":"yes"})");
+    REQUIRE(lax);
+    CHECK(lax->timeline == 0);
+    CHECK_FALSE(lax->current_lsn);
+    CHECK_FALSE(lax->read_only);
+}
