@@ -205,6 +205,7 @@ Observation Monitor::observe() {
         if (o.unregistered.empty()) {
             o.switchover = planned_switchover();
             read_pause(o);
+            paused_ = o.paused;
         }
         if (o.unregistered.empty() && o.in_recovery) {
             switch (state_) {
@@ -281,6 +282,18 @@ Observation Monitor::observe() {
             log::debug("local server: " + o.local_error);
         local_error_ = o.local_error;
         local_.reset();
+        auto* refused = dynamic_cast<const ConnectionError*>(&e);
+        o.local_gone = refused && refused->failure() == ConnectFailure::Refused;
+        // dcs = etcd: a primary whose server is gone (not slow, not cut off: its host
+        // answers that nothing listens) gives the leader key up at once, as without etcd
+        // its standbys fail over at once when they find it refused; else they would wait
+        // for the lease to end. A server back takes the key again if nobody took it, and
+        // is fenced if a standby did (hold_leader_key).
+        if (leader_ && o.local_gone && o.automatic && !paused_ && leader_->holds()) {
+            log::notice("the local server is gone (nothing listens at its address): giving the leader key up");
+            release_leader_key();
+            lease_.cancel();  // nothing to fence; back, it renews or is fenced
+        }
     }
     board_.pass_done(o, o.in_recovery ? primary_id_ : std::nullopt, std::chrono::system_clock::now());
     return o;

@@ -61,6 +61,7 @@ struct Observation {
     // This node's server.
     bool local_up = false;
     std::string local_error;         // why it does not answer
+    bool local_gone = false;         // nothing listens at its address: its postmaster died
     bool in_recovery = true;
     std::optional<NodeSample> local; // what it said about itself at the pass's start
     std::string unregistered;        // why this node is not (yet) in the metadata; empty: it is

@@ -18,6 +18,9 @@ One cluster, with etcd's authentication on (etcd_user, etcd_password), in order:
      the other standby follows it;
   5. the password is in no daemon's log, in no cluster show --json, in no process title.
 
+A primary whose postmaster is killed (its daemon alive) gives the key up at once, and
+started again it is fenced, the key being another's.
+
 And a primary on another host (harness.setup_partitioned, etcd listening on the local end
 of its link) cut off from etcd and both standbys: it fences itself before its lease ends,
 so before a standby can take the key and promote, and never two nodes take writes.
@@ -152,6 +155,36 @@ def test_partitioned_primary_fences_before_its_lease_ends():
         c.daemons[1].wait_log('could not renew its leader key in etcd', timeout=10)
         new_id = one_promoted(c)
         assert etcd.get(KEY) == str(new_id)
+
+
+def test_dead_primary_gives_the_key_up():
+    """kill -9 of the primary's postmaster, its repmgrd alive: nothing listens at node1's
+    address, so its daemon gives the leader key up at once (as without etcd the standbys
+    fail over at once from a primary that refuses connections), and a standby takes the key
+    and promotes without waiting for the lease to end. node1 started again as a primary
+    is fenced (it must be rejoined), and the key stays the new primary's."""
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
+        etcd = EtcdCluster(sb)
+        settings = {'dcs': 'etcd', 'etcd_endpoints': etcd.endpoints}
+        setup_three(c, node_settings={i: settings for i in (1, 2, 3)})
+        n1 = c.nodes[1]
+        wait_until(lambda: etcd.get(KEY) == '1', timeout=30, what='node1 to take the leader key')
+        killed = time.monotonic()
+        n1.kill9()
+        c.daemons[1].wait_log(r'the local server is gone \(nothing listens at its address\): giving the leader key up',
+                              timeout=30)
+        c.daemons[1].wait_log('etcd: the leader key is released', timeout=10)
+        assert 'fencing this primary' not in c.daemons[1].log_text()
+        promoted = wait_until(lambda: one_promoted(c), timeout=LEASE_TTL + 60, what='a standby promoted')
+        print(f'# node{promoted} promoted {time.monotonic() - killed:.1f} s after the kill', flush=True)
+        assert etcd.get(KEY) == str(promoted)
+        wait_until(lambda: harness.streaming(c.nodes[5 - promoted]), timeout=60, what='the other standby following')
+
+        n1.start()
+        wait_until(lambda: not writable(n1), timeout=30, what='node1, started again as a primary, fenced')
+        c.daemons[1].wait_log('state local_server_down -> fenced: .*this node is a former primary and must be rejoined',
+                              timeout=10)
+        assert etcd.get(KEY) == str(promoted)
 
 
 if __name__ == '__main__':
