@@ -2,6 +2,7 @@
 
 #include <future>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "core/error.hpp"
@@ -819,6 +820,11 @@ void Monitor::probe_nodes(Observation& o) {
     reached(1);
 
     std::vector<std::future<NodeSeen>> seen;
+    // A node no longer registered, or no longer active, loses its link: kept, it would
+    // hold a backend there for as long as this daemon runs.
+    std::set<int> ids;
+    for (const Node& n : others) ids.insert(n.id);
+    std::erase_if(node_links_, [&ids](const auto& link) { return !ids.contains(link.first); });
     for (const Node& n : others) node_links_.try_emplace(n.id);
     for (const Node& n : others) {
         seen.push_back(std::async(std::launch::async, [this, &n, &link = node_links_.at(n.id)] {

@@ -10,6 +10,7 @@
   2. service pause and unpause, which wait for every other node to replay the change, and
      standby follow without a host and standby promote without --force, which ask every
      registered node whether it accepts writes, answer within the same bound.
+  3. the primary's repmgrd closes its kept connection to a node no longer active.
 """
 
 import socket
@@ -70,6 +71,7 @@ def test_fifty_nodes():
         try:
             check_cluster_show(c, rows)
             check_pause(c)
+            check_daemon_links(sb, c)
             check_follow_and_promote(c)
         finally:
             harness.thaw(frozen)
@@ -127,6 +129,25 @@ def check_pause(c: harness.Cluster):
         nodes = {n['id']: n for n in parse_json(r, f'service {verb} --json')['data']['nodes']}
         assert nodes[2]['has_it'] and not nodes[3]['has_it'], output(r)
         assert sorted(nodes) == [i for i in range(1, 51) if i < 4 or i % 5 != 0 or i >= 14], sorted(nodes)
+
+
+def check_daemon_links(sb: harness.Sandbox, c: harness.Cluster):
+    """The primary's repmgrd keeps a connection to every other active node between passes;
+    a node made inactive (or unregistered) loses it. failover = manual: this primary sees
+    no majority of the fifty, and must not fence."""
+    conf = harness.write_daemon_conf(sb, 1, c.nodes[1], name='repmgrd1', failover='manual')
+    d = harness.Daemon(sb, 'node1', conf)
+    link = ("select count(*) from pg_stat_activity where backend_type = 'client backend' "
+            "and application_name = 'pgrm'")
+    try:
+        harness.wait_until(lambda: c.nodes[2].psql(link) == '1', timeout=60,
+                           what="node1's repmgrd to keep a connection to node2")
+        c.nodes[1].psql('update repmgr_test.repl_nodes set active = false where id = 2', db='pgbench')
+        harness.wait_until(lambda: c.nodes[2].psql(link) == '0', timeout=60,
+                           what="node1's repmgrd to close its connection to node2, now inactive")
+        c.nodes[1].psql('update repmgr_test.repl_nodes set active = true where id = 2', db='pgbench')
+    finally:
+        d.stop()
 
 
 def check_follow_and_promote(c: harness.Cluster):
