@@ -202,6 +202,7 @@ std::string node_state_key(const Config& cfg, int node) { return cfg.etcd_prefix
 json to_json(const NodeState& s) {
     auto opt = [](const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); };
     return {{"node", s.node},
+            {"node_name", s.node_name},
             {"daemon_state", s.daemon_state},
             {"in_recovery", s.in_recovery},
             {"read_only", s.read_only},
@@ -235,6 +236,7 @@ std::optional<NodeState> parse_node_state(std::string_view value) {
     if (!node || *node <= 0 || *node > INT_MAX || !state || !in_recovery || !at) return std::nullopt;
     NodeState s;
     s.node = static_cast<int>(*node);
+    s.node_name = text("node_name").value_or("");
     s.daemon_state = *state;
     s.in_recovery = *in_recovery;
     s.read_only = boolean("read_only").value_or(false);

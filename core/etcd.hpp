@@ -74,6 +74,7 @@ std::optional<Failure> failure_of(const nlohmann::json& answer);
 // state, and what its server said about itself at the pass's start.
 struct NodeState {
     int node = 0;
+    std::string node_name;          // as its repmgr.conf says
     std::string daemon_state;       // repmgrd's state: "primary", "standby", "fenced", ...
     bool in_recovery = true;
     bool read_only = false;         // its configuration sets default_transaction_read_only

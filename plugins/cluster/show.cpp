@@ -209,26 +209,58 @@ Probe probe_from(const etcd::NodeState& s) {
     return p;
 }
 
+// The nodes as their repmgrd published them, for want of the local node's metadata: what
+// the registration would say is guessed from it (the role from the server's recovery).
+void nodes_from_etcd(const Config& cfg, std::vector<Node>& nodes, std::vector<Probe>& probes,
+                     std::vector<std::optional<etcd::NodeState>>& from_etcd) {
+    for (const auto& [id, s] : published_states(cfg)) {
+        Node n;
+        n.id = id;
+        n.name = s.node_name.empty() ? "node" + std::to_string(id) : s.node_name;
+        n.type = s.in_recovery ? "standby" : "primary";
+        nodes.push_back(n);
+        probes.push_back(probe_from(s));
+        from_etcd.push_back(s);
+    }
+}
+
 }  // namespace
 
 Result show_cluster(const Config& cfg, timeouts::Probe limits, bool ask_etcd) {
-    // 1. The registered nodes, from the local node; failing to reach it is an error.
-    Connection conn = Connection::open(cfg.conninfo, ConnectOptions{.connect_timeout = limits.connect});
-    Metadata meta(conn, cfg.cluster, limits.query);
-    meta.require_installed();
-    std::vector<Node> nodes = meta.nodes();
-    FailoverPause pause = meta.failover_pause().value_or(FailoverPause{});
+    const bool dcs = ask_etcd && cfg.dcs == "etcd";
+    // 1. The registered nodes, from the local node; failing to reach it is an error, but
+    //    with dcs = etcd the nodes are then shown as they published themselves.
+    std::vector<Node> nodes;
+    std::optional<FailoverPause> pause;
+    std::string local_failed;
+    try {
+        Connection conn = Connection::open(cfg.conninfo, ConnectOptions{.connect_timeout = limits.connect});
+        Metadata meta(conn, cfg.cluster, limits.query);
+        meta.require_installed();
+        nodes = meta.nodes();
+        pause = meta.failover_pause().value_or(FailoverPause{});
+    } catch (const ConnectionError& e) {
+        if (!dcs) throw;
+        local_failed = redact_secrets(e.what());
+    }
 
     // 2. Every node probed in parallel; an unreachable node is data, not an error.
     std::vector<Probe> probes = probe_all(nodes, limits);
 
     // 2b. dcs = etcd: a node out of reach whose repmgrd publishes its state is shown as it
     //     last did, saying so (its lease ends with the daemon, so a dead one has none).
-    const bool dcs = ask_etcd && cfg.dcs == "etcd";
     std::vector<std::optional<etcd::NodeState>> from_etcd(nodes.size());
     std::vector<Probe> direct = probes;
     std::string etcd_failed;
-    if (dcs && std::any_of(probes.begin(), probes.end(), [](const Probe& p) { return !p.reachable; })) {
+    if (!local_failed.empty()) {
+        try {
+            nodes_from_etcd(cfg, nodes, probes, from_etcd);
+        } catch (const Error& e) {
+            throw Error(ExitCode::DbConnection, local_failed, std::string("etcd: ") + e.what());
+        }
+        if (nodes.empty()) throw Error(ExitCode::DbConnection, local_failed, "etcd: no node's repmgrd publishes its state");
+        direct = probes;  // not probed: no reason of their own
+    } else if (dcs && std::any_of(probes.begin(), probes.end(), [](const Probe& p) { return !p.reachable; })) {
         try {
             auto states = published_states(cfg);
             for (size_t i = 0; i < nodes.size(); ++i)
@@ -262,7 +294,7 @@ Result show_cluster(const Config& cfg, timeouts::Probe limits, bool ask_etcd) {
         if (dcs) {
             j["source"] = published ? "etcd" : "postgresql";
             if (published) {
-                j["error"] = direct[i].error;
+                j["error"] = local_failed.empty() ? nlohmann::json(direct[i].error) : nlohmann::json(nullptr);
                 j["daemon_state"] = published->daemon_state;
                 j["published_seconds_ago"] = age;
             }
@@ -282,13 +314,18 @@ Result show_cluster(const Config& cfg, timeouts::Probe limits, bool ask_etcd) {
         else if (!probes[i].reachable && nodes[i].active)
             r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" +
                               escape_control(nodes[i].name) + "\") is unreachable: " + probes[i].error);
-        if (published)
+        if (published && local_failed.empty())
             r.lines.push_back("node " + std::to_string(nodes[i].id) + " (\"" + escape_control(nodes[i].name) +
                               "\") is out of this command's reach (" + direct[i].error + "): its row is what its "
                               "repmgrd published to etcd " + std::to_string(age) + " s ago");
     }
     if (!etcd_failed.empty())
         r.lines.push_back("etcd: the nodes' published state could not be read: " + etcd_failed);
+    if (!local_failed.empty())
+        r.lines.insert(r.lines.begin(), "the local node is out of reach (" + local_failed +
+                                            "): every row is what a node's repmgrd published to etcd, the role as "
+                                            "its server runs (not as registered), and a node without a running "
+                                            "repmgrd is missing");
 
     // 4. Split brain: more than one writable primary, which the user must see.
     if (writable.size() > 1) {
@@ -300,12 +337,14 @@ Result show_cluster(const Config& cfg, timeouts::Probe limits, bool ask_etcd) {
     }
 
     // 5. A pause, as this node's metadata says: the daemons are being held still.
-    if (pause.paused)
-        r.lines.push_back("failover is " + describe(pause) +
+    if (pause && pause->paused)
+        r.lines.push_back("failover is " + describe(*pause) +
                           ": repmgrd neither fails over nor fences (\"repmgr service unpause\" resumes it)");
 
     r.table = std::move(table);
-    r.data = {{"cluster", cfg.cluster}, {"nodes", std::move(node_list)}, {"failover_pause", to_json(pause)}};
+    r.data = {{"cluster", cfg.cluster},
+              {"nodes", std::move(node_list)},
+              {"failover_pause", pause ? to_json(*pause) : nlohmann::json(nullptr)}};
     return r;
 }
 

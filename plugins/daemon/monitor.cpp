@@ -259,7 +259,8 @@ Observation Monitor::observe() {
         }
         // dcs = etcd: what this pass saw, for cluster show when this server is out of reach.
         if (publisher_ && o.local) {
-            etcd::NodeState s{cfg_.node, std::string(state_name(state_)), o.local->in_recovery, o.local->read_only,
+            etcd::NodeState s{cfg_.node, cfg_.node_name, std::string(state_name(state_)), o.local->in_recovery,
+                              o.local->read_only,
                               o.local->timeline, o.local->current_lsn, o.local->receive_lsn, o.local->replay_lsn,
                               o.local->receiver_status,
                               std::chrono::duration_cast<std::chrono::seconds>(

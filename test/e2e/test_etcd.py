@@ -7,7 +7,8 @@ key's lease is 11 s and its holder fences 5978 ms after its last renewal).
 One cluster, with etcd's authentication on (etcd_user, etcd_password), in order:
   1. the primary's repmgrd takes the leader key (<prefix>leader = 1); cluster show, out
      of reach of node3's server (every connection slot taken), shows node3 as its
-     repmgrd published it to etcd (<prefix>nodes/3), and says so;
+     repmgrd published it to etcd (<prefix>nodes/3), and says so; run on node3, every
+     node as etcd has it;
   2. one etcd member down (SIGKILL) changes nothing: the primary stays writable and keeps
      the key, no standby promotes, for longer than the holder's fence time;
   3. etcd down (every member): the primary, unable to renew, fences itself (read-only) no
@@ -70,6 +71,12 @@ def test_leader_key_failover_and_etcd_down():
         assert by_id[1]['source'] == 'postgresql' and by_id[1]['role_found'] == 'primary', by_id[1]
         show = pgrm('-f', c.confs[1], 'cluster', 'show', check=0).stdout
         assert 'published to etcd' in show and '(from etcd: its repmgrd, standby, ' in show, show
+        # From node3 itself, out of its own reach: every node as etcd has it.
+        doc = harness.parse_json(pgrm('-f', c.confs[3], '--json', 'cluster', 'show', check=0), 'cluster show')
+        by_id = {n['id']: n for n in doc['data']['nodes']}
+        assert sorted(by_id) == [1, 2, 3] and {n['source'] for n in by_id.values()} == {'etcd'}, by_id
+        assert by_id[1]['role_found'] == 'primary' and by_id[3]['name'] == 'node3', by_id
+        assert 'the local node is out of reach' in pgrm('-f', c.confs[3], 'cluster', 'show', check=0).stdout
         release()
 
         # 2. One member down: the others still make a quorum, and the daemon tries the

@@ -116,10 +116,12 @@ TEST_CASE("a node's published state, both ways; anything else is not one", "[etc
     pgrm::Config cfg;
     cfg.etcd_prefix = "/pgrm/t/";
     CHECK(etcd::node_state_key(cfg, 3) == "/pgrm/t/nodes/3");
-    etcd::NodeState s{3, "standby", true, false, 2, std::nullopt, "0/3000060", "0/3000060", "streaming", 1796000000};
+    etcd::NodeState s{3,          "node 3",    "standby", true, false, 2, std::nullopt, "0/3000060", "0/3000060",
+                      "streaming", 1796000000};
     auto back = etcd::parse_node_state(etcd::to_json(s).dump());
     REQUIRE(back);
     CHECK(back->node == 3);
+    CHECK(back->node_name == "node 3");
     CHECK(back->daemon_state == "standby");
     CHECK(back->in_recovery);
     CHECK(back->timeline == 2);
