@@ -9,7 +9,8 @@
      and say what each node is; an unreachable active node gets its line saying so.
   2. service pause and unpause, which wait for every other node to replay the change, and
      standby follow without a host and standby promote without --force, which ask every
-     registered node whether it accepts writes, answer within the same bound.
+     registered node whether it accepts writes, answer within the same bound; node rejoin,
+     which asks them which one is the primary, within it and the time its own work takes.
   3. the primary's repmgrd closes its kept connection to a node no longer active.
 """
 
@@ -167,6 +168,14 @@ def check_follow_and_promote(c: harness.Cluster):
     assert r.returncode == 0, output(r)
     assert promote_s < PROBE_CONNECT_S + SLACK_S, (promote_s, output(r))
     assert c.nodes[2].psql('select pg_is_in_recovery()') == 'f'
+
+    # node rejoin asks every registered node which one is the primary: node1 rejoins node2.
+    # Its own work (starting the server, streaming, replaying) takes a few seconds more.
+    r, rejoin_s = timed('-f', c.confs[1], 'node', 'rejoin', '-h', '127.0.0.1', '-p', c.nodes[2].port)
+    print(f'# node rejoin, 50 nodes: {rejoin_s:.1f} s')
+    assert r.returncode == 0, output(r)[-3000:]
+    assert rejoin_s < PROBE_CONNECT_S + 2 * SLACK_S, (rejoin_s, output(r)[-3000:])
+    harness.wait_streaming_from(c.nodes[1], c.nodes[2])
 
 
 if __name__ == '__main__':
