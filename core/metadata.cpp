@@ -220,6 +220,10 @@ void Metadata::deactivate_other_primaries(int keep_id) {
 
 Metadata::Promotion Metadata::record_promotion(const Node& self, const std::string& details) {
     return in_transaction([&] {
+        // Committed here, without waiting for synchronous standbys: the promoted node's
+        // own synchronous_standby_names may name standbys that cannot follow it (their WAL
+        // past its fork), and its promotion must not hang on them. Client writes still wait.
+        conn_.run("SET LOCAL synchronous_commit = local");
         save_node(self);
         Rows old = exec("UPDATE " + schema_ +
                             ".repl_nodes SET active = false, updated_at = now() "

@@ -190,6 +190,21 @@ def test_promote_changes_the_metadata_in_one_transaction():
         assert 'metadata was left unchanged' in r.stderr and 'injected failure' in r.stderr, output(r)
 
 
+def test_promote_does_not_wait_for_synchronous_standbys():
+    """node2's own postgresql.conf names a synchronous standby that never connects (the
+    chaos suite's standbys whose WAL was past the new primary's fork): promoted, its
+    metadata commits there without waiting for it, while a client's write still waits."""
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=1)
+        n1, n2 = c.nodes[1], c.nodes[2]
+        n2.append_conf({'synchronous_standby_names': 'ANY 1 (nobody)'}, header='no standby answers')
+        n2.psql('select pg_reload_conf()')
+        n1.stop()
+        r = pgrm('-f', c.confs[2], '--force', 'standby', 'promote', check=0, timeout=120)
+        assert n2.psql('select type from repmgr_test.repl_nodes where id = 2', db='pgbench') == 'primary', output(r)
+        assert n2.psql("select setting from pg_settings where name = 'synchronous_commit'") == 'on'
+
+
 # --------------------------------------------------------------------------------------
 # Passwords at rest
 
