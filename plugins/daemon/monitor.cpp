@@ -304,6 +304,7 @@ Observation Monitor::observe() {
 void Monitor::enter(const Transition& t, const Observation& seen) {
     State from = state_;
     state_ = t.to;
+    if (!watches_primary(t.to)) failing_since_.reset();
     auto now = std::chrono::system_clock::now();
     board_.enter(t.to, t.reason, now);
     bool promoted_outside = t.to == State::Stopped && !seen.stop_requested;

@@ -203,6 +203,8 @@ std::string_view state_name(State state) {
     return "unknown";
 }
 
+bool watches_primary(State state) { return is_standby_side(state) || state == State::Promoting; }
+
 bool sees_majority(int visible, int active) { return active < 3 || visible * 2 > active; }
 
 void tally_nodes(Observation& o, int timeline, const std::vector<NodeSeen>& seen) {

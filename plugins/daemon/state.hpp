@@ -110,6 +110,12 @@ struct Transition {
     std::string held = {};
 };
 
+// Whether a daemon in this state checks its primary pass after pass (or promotes after
+// such checks failed): a run of failed checks, which fence before promote measures from,
+// lasts only through these states. One that resumes after this node was the primary, or its
+// server was down, did not fail all along, and its old start would cut the hold short.
+bool watches_primary(State state);
+
 // A primary sees a majority when it reaches more than half of the active registered nodes;
 // below three nodes there is no quorum to lose.
 bool sees_majority(int visible, int active);

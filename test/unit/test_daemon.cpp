@@ -342,6 +342,21 @@ TEST_CASE("a fenced primary stays fenced until it is a standby again", "[daemon]
     CHECK(t.reason == "this node is now a standby; following primary node 1");
 }
 
+TEST_CASE("a run of failed checks of the primary lasts only while the primary is watched", "[daemon]") {
+    // The chaos suite's flapping-link: a former primary, rejoined, kept the start of the
+    // failed checks of its last failover; its first check failed again and it promoted at
+    // once, beside the primary, whose lease had not run out.
+    for (State s : {S::Standby, S::PrimaryLostConfirming, S::PrimaryLost, S::Paused, S::Electing, S::Promoting,
+                    S::FollowingNewPrimary, S::SwitchoverWait}) {
+        INFO(state_name(s));
+        CHECK(watches_primary(s));
+    }
+    for (State s : {S::Starting, S::LocalServerDown, S::Unregistered, S::Primary, S::Demoting, S::Fenced, S::Stopped}) {
+        INFO(state_name(s));
+        CHECK_FALSE(watches_primary(s));
+    }
+}
+
 TEST_CASE("the local server down, back, and a node without metadata", "[daemon]") {
     Observation down;
     down.local_up = false;
