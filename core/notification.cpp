@@ -43,6 +43,7 @@ const std::vector<std::string>& event_names() {
         "repmgrd_promoting",
         "repmgrd_following_new_primary",
         "repmgrd_switchover_wait",
+        "repmgrd_needs_rejoin",
         "repmgrd_primary",
         "repmgrd_demoting",
         "repmgrd_fenced",

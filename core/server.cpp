@@ -77,12 +77,12 @@ WalPosition query_wal_position(Connection& conn, std::chrono::milliseconds timeo
     return {static_cast<int>(r.get_int(0, 0)), r.get(0, 1)};
 }
 
-std::string timeline_history(Connection& conn, const Conninfo& conninfo, int tli) {
+std::string timeline_history(Connection& conn, const Conninfo& conninfo, int tli, std::chrono::milliseconds timeout) {
     if (tli <= 1) return "";
     char name[32];
     std::snprintf(name, sizeof name, "%08X.history", tli);
     try {
-        return conn.exec(kReadHistorySql, {std::string(name)}).get(0, 0);
+        return conn.exec(kReadHistorySql, {std::string(name)}, timeout).get(0, 0);
     } catch (const Error& e) {
         log::debug(std::string("pg_read_file of the history failed, trying replication: ") + e.what());
     }

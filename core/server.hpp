@@ -34,7 +34,8 @@ WalPosition query_wal_position(Connection& conn, std::chrono::milliseconds timeo
 
 // The content of the server's history file of timeline tli ("" for timeline 1),
 // read with pg_read_file, else with TIMELINE_HISTORY over a replication connection.
-std::string timeline_history(Connection& conn, const Conninfo& conninfo, int tli);
+std::string timeline_history(Connection& conn, const Conninfo& conninfo, int tli,
+                             std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
 
 // A setting's value as the server reports it (SHOW name).
 std::string show_setting(Connection& conn, const std::string& name);

@@ -14,7 +14,7 @@ namespace {
 constexpr State kStates[] = {
     State::Starting,    State::LocalServerDown, State::Unregistered,        State::Standby,
     State::PrimaryLostConfirming, State::PrimaryLost, State::Paused,        State::Electing,
-    State::Promoting,   State::FollowingNewPrimary, State::SwitchoverWait,  State::Primary,
+    State::Promoting,   State::FollowingNewPrimary, State::SwitchoverWait,  State::NeedsRejoin, State::Primary,
     State::Demoting,    State::Fenced,          State::Stopped,
 };
 

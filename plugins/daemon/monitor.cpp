@@ -217,8 +217,9 @@ Observation Monitor::observe() {
             case State::Electing:
                 // Straight after the reconnect attempts the primary was just found lost.
                 if (!arrived_at_once_) check_primary(o, timeouts::health_check(cfg_));
-                if (!o.primary_answers && !o.paused) {
-                    o.election = hold_election();
+                if (o.primary_answers && o.primary_read_only) find_successor(o);
+                if ((!o.primary_answers || o.primary_read_only) && !o.paused && o.needs_rejoin.empty()) {
+                    o.election = hold_election(o.primary_read_only);
                     // A promotion held for the fence less than a pass longer: this pass
                     // waits for it, looks once more, and elects again.
                     auto hold = promotion_hold(primary_failing(), timeouts::promote_after(cfg_));
@@ -227,15 +228,20 @@ Observation Monitor::observe() {
                         wait(hold);
                         check_primary(o, timeouts::health_check(cfg_));
                         if (!o.primary_answers && o.primary_refused.empty() && !signals_.stop)
-                            o.election = hold_election();
+                            o.election = hold_election(false);
                     }
                 }
                 break;
             case State::Promoting: o.promote = promote(); break;
-            case State::FollowingNewPrimary: o.follow = follow_candidate(); break;
+            case State::FollowingNewPrimary:
+                o.follow = follow_candidate();
+                if (!o.follow->ok && candidate_) judge_follow(o, *candidate_);
+                break;
             default:
                 check_primary(o, timeouts::health_check(cfg_));
-                if (o.primary_answers) record_monitoring(o);
+                // A fenced primary takes no monitoring row (it is read-only).
+                if (o.primary_answers && o.primary_read_only) find_successor(o);
+                else if (o.primary_answers) record_monitoring(o);
             }
         } else if (o.unregistered.empty() && state_ == State::Demoting && o.switchover) {
             Busy busy(board_, timeouts::kSwitchover);
@@ -568,8 +574,57 @@ void Monitor::record_monitoring(Observation& o) {
     }
 }
 
+// The primary answered fenced: it takes no writes, and never will again by itself. The
+// other active nodes are asked whether one accepts writes, not fenced: the successor,
+// followed (candidate_) unless this node's WAL is past its fork.
+void Monitor::find_successor(Observation& o) {
+    Metadata local_meta(*local_, cfg_.cluster, kQueryTimeout);
+    for (const Node& n : local_meta.nodes()) {
+        if (!n.active || n.id == cfg_.node || (primary_id_ && n.id == *primary_id_)) continue;
+        try {
+            Connection c = Connection::open(n.conninfo, quick_connect());
+            UpstreamState there = query_upstream_state(c, remote_timeout());
+            if (there.in_recovery || there.read_only) continue;
+            judge_follow(o, n, &c);
+            return;
+        } catch (const Error& e) {
+            log::debug("node " + std::to_string(n.id) + " not asked whether it accepts writes: " + e.what());
+        }
+    }
+}
+
+// Whether this node can follow n, a primary, as standby follow judges it: its WAL not past
+// the point where n's timeline forked from this node's, by what it replayed (received WAL
+// past the fork that replay cannot reach is an unfinished record, which follow accepts).
+// When it cannot, o.needs_rejoin says why and what to run; n becomes o.successor either way.
+void Monitor::judge_follow(Observation& o, const Node& n, Connection* open) {
+    o.successor = n.id;
+    candidate_ = n;
+    try {
+        std::optional<Connection> own;
+        Connection& c = open ? *open : own.emplace(Connection::open(n.conninfo, quick_connect()));
+        WalPosition theirs = query_wal_position(c, remote_timeout());
+        Conninfo ci = parse_conninfo(n.conninfo);
+        auto history = parse_timeline_history(timeline_history(c, ci, theirs.timeline, remote_timeout()));
+        auto primary_lsn = parse_lsn(theirs.lsn).value_or(0);
+        WalPosition mine = query_wal_position(*local_, kQueryTimeout);
+        StandbyPositions at = query_standby_positions(*local_, kQueryTimeout);
+        auto replayed = parse_lsn(at.replayed.value_or(mine.lsn)).value_or(0);
+        FollowVerdict v = can_follow(mine.timeline, replayed, theirs.timeline, primary_lsn, history);
+        if (v.ok) return;
+        o.needs_rejoin = "this node cannot follow node " + std::to_string(n.id) + ", the primary on timeline " +
+                         std::to_string(theirs.timeline) + ": " + v.reason + "; stop its server and run \"repmgr -f " +
+                         cfg_.path + " node rejoin -h " + ci.get("host").value_or("<host>") +
+                         (ci.get("port") ? " -p " + *ci.get("port") : std::string()) + "\"";
+    } catch (const Error& e) {
+        log::info("node " + std::to_string(n.id) + ": whether this node can follow it is unknown: " + e.what());
+    }
+}
+
 // What every other active node but the lost primary says, and the election's verdict.
-Decision Monitor::hold_election() {
+// A fenced primary (primary_fenced) takes no writes whoever streams from it: that a node
+// still does proves nothing.
+Decision Monitor::hold_election(bool primary_fenced) {
     Metadata local_meta(*local_, cfg_.cluster, kQueryTimeout);
     std::vector<Node> nodes = local_meta.nodes();
     int registered_active = 0;
@@ -599,7 +654,7 @@ Decision Monitor::hold_election() {
             p.wal_end = parse_lsn(v.wal_end).value_or(0);
             // Its upstream is the lost primary however either names it (a name or its
             // address, a socket directory spelt another way).
-            p.sees_primary = v.receiver_heard && v.sender_host && v.sender_port &&
+            p.sees_primary = !primary_fenced && v.receiver_heard && v.sender_host && v.sender_port &&
                              same_server({Endpoint{*v.sender_host, std::to_string(*v.sender_port)}}, primary_at);
         } catch (const ConnectionError& e) {
             if (e.server_alive()) p.refused = std::string(describe(e.failure()));
@@ -616,7 +671,7 @@ Decision Monitor::hold_election() {
     self.reachable = true;
     self.wal_end = parse_lsn(query_wal_position(*local_, kQueryTimeout).lsn).value_or(0);
     PeerView mine = query_peer_view(*local_, window, kQueryTimeout);
-    self.sees_primary = mine.receiver_heard && mine.sender_host && mine.sender_port &&
+    self.sees_primary = !primary_fenced && mine.receiver_heard && mine.sender_host && mine.sender_port &&
                         same_server({Endpoint{*mine.sender_host, std::to_string(*mine.sender_port)}}, primary_at);
 
     // With the leader key, its lease is what the old primary's fence is timed against.

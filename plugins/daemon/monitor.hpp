@@ -61,7 +61,9 @@ private:
     void check_primary(Observation& o, std::chrono::milliseconds timeout);
     void confirm_primary_lost(Observation& o);
     void record_monitoring(Observation& o);
-    Decision hold_election();
+    Decision hold_election(bool primary_fenced);
+    void find_successor(Observation& o);
+    void judge_follow(Observation& o, const Node& n, Connection* open = nullptr);
     ChildOutcome promote();
     ChildOutcome follow_candidate();
     void await_switchover(Observation& o);

@@ -19,7 +19,8 @@ std::string node_name(std::optional<int> id) {
 
 bool is_standby_side(State s) {
     return s == State::Standby || s == State::PrimaryLostConfirming || s == State::PrimaryLost ||
-           s == State::Paused || s == State::Electing || s == State::FollowingNewPrimary || s == State::SwitchoverWait;
+           s == State::Paused || s == State::Electing || s == State::FollowingNewPrimary || s == State::SwitchoverWait ||
+           s == State::NeedsRejoin;
 }
 
 // The primary this standby follows is stopping for a planned switchover: its silence is
@@ -122,6 +123,12 @@ Transition as_standby(State from, const Observation& o) {
     bool alive = o.primary_answers || !o.primary_refused.empty();
     std::string refused = primary + " lives: it answered but refused the connection (" + o.primary_refused + ")";
     std::string back = o.primary_answers ? primary + " answers again" : refused;
+    // It answered read-only by its configuration: fenced. It takes no writes, and never
+    // will again by itself (a fence is undone by a rejoin only), so it is lost as much as
+    // one that does not answer, with its fence done: no hold for it.
+    bool fenced = o.primary_answers && o.primary_read_only;
+    if (!o.needs_rejoin.empty() && o.successor)
+        return {State::NeedsRejoin, o.needs_rejoin};
     auto lost = [&] {
         std::string why = primary + " is lost: no answer to " + std::to_string(o.reconnect_attempts) +
                           " reconnect attempts";
@@ -142,6 +149,11 @@ Transition as_standby(State from, const Observation& o) {
         if (!planned_stop(o))
             return {State::PrimaryLostConfirming, "the switchover ended and " + primary + " does not answer", true};
         return {from, ""};
+    case State::NeedsRejoin:
+        if (alive && !fenced) return {State::Standby, back};
+        if (o.successor) return {State::FollowingNewPrimary, "node " + std::to_string(*o.successor) +
+                                                                 " accepts writes and this node can follow it now", true};
+        return {from, ""};
     case State::PrimaryLostConfirming:
         if (alive) return {State::Standby, back};
         if (o.primary_lost) return lost();
@@ -149,7 +161,7 @@ Transition as_standby(State from, const Observation& o) {
     case State::PrimaryLost:
     case State::Paused:
     case State::Electing:
-        if (alive) return {State::Standby, back};
+        if (alive && !(from == State::Electing && fenced && o.automatic && !o.paused)) return {State::Standby, back};
         if (from != State::PrimaryLost && !o.automatic)
             return {State::PrimaryLost, primary + " is lost and failover is now manual: not promoting"};
         if (from != State::Paused && o.automatic && o.paused)
@@ -174,6 +186,17 @@ Transition as_standby(State from, const Observation& o) {
     }
     // Starting, LocalServerDown, Unregistered, Standby, and a former primary.
     bool was_primary = from == State::Primary || from == State::Fenced;
+    // Fenced in a cut that healed before any standby found it lost (a flapping link): its
+    // standbys follow a primary that takes no writes. Another node that does is followed;
+    // with none, its successor is elected.
+    if (fenced && o.automatic && !o.paused) {
+        if (o.successor)
+            return {State::FollowingNewPrimary, primary + " is fenced (read-only) and node " +
+                                                    std::to_string(*o.successor) + " accepts writes: following it",
+                    true};
+        return {State::Electing, primary + " is fenced (read-only) and no other node accepts writes: electing its successor",
+                true};
+    }
     if (alive)
         return {State::Standby, (was_primary ? "this node is now a standby; " : "") +
                                     (o.primary_answers ? "following " + primary : refused)};
@@ -194,6 +217,7 @@ std::string_view state_name(State state) {
     case State::Electing: return "electing";
     case State::Promoting: return "promoting";
     case State::FollowingNewPrimary: return "following_new_primary";
+    case State::NeedsRejoin: return "needs_rejoin";
     case State::SwitchoverWait: return "switchover_wait";
     case State::Primary: return "primary";
     case State::Demoting: return "demoting";
@@ -253,6 +277,7 @@ std::optional<int> related_node(State from, State to, const Observation& o, std:
     case State::Electing:
     case State::Promoting: return o.primary_id;
     case State::FollowingNewPrimary: return candidate;
+    case State::NeedsRejoin: return o.successor;
     case State::SwitchoverWait:
     case State::Demoting: return switchover_candidate;
     case State::Primary:

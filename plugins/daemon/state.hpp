@@ -33,6 +33,8 @@ enum class State {
     FollowingNewPrimary,    // another node was elected: wait for it, then standby follow
     SwitchoverWait,         // the primary stopped for a planned switchover: no failover; the
                             // candidate waits to be promoted, the others follow it once it is
+    NeedsRejoin,            // its primary is fenced, another node accepts writes, and this
+                            // node's WAL is past that primary's fork: only a rejoin helps
     Primary,                // this node accepts writes: nodes probed, heartbeat, quorum
     Demoting,               // a switchover was requested: this primary hands over to the candidate
     Fenced,                 // a primary that fenced itself (read-only, or stopped)
@@ -82,6 +84,11 @@ struct Observation {
     std::optional<ChildOutcome> follow;
     std::optional<std::string> primary_lsn;  // the primary's WAL position, read after this
                                              // standby's (the monitoring row's)
+    // The primary answered fenced (primary_read_only), or a follow failed: another node
+    // that accepts writes, not fenced (its successor), and, when this node cannot follow
+    // it (its WAL past that node's fork), why and what the operator must run.
+    std::optional<int> successor;
+    std::string needs_rejoin;
 
     // A primary's view of the others.
     int nodes_active = 0;            // active registered nodes, itself included

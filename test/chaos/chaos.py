@@ -35,8 +35,9 @@ What runs during every fault:
   as late.
 - The checkers, after the fault healed: every acknowledged id is on the primary; one
   primary and every other node streaming from it, without an operator; where the
-  cluster needs one (a former primary, fenced or with its server down, waits for a
-  `node rejoin`: pgrm does not rejoin by itself), the run prints what the operator must
+  cluster needs one (a former primary, fenced or with its server down, or a standby whose
+  daemon says needs_rejoin, its WAL past the new primary's fork, waits for a `node
+  rejoin`: pgrm does not rejoin by itself), the run prints what the operator must
   do and which state said so, counts it, and does it (node rejoin), so the next fault
   starts from five nodes again. A node that is neither converged nor in a state naming
   what to do is a failure.
@@ -599,19 +600,8 @@ FAULTS = {
 # FAILURE and counted, and do not fail the run; a fault listed here that passes says so.
 # Lost acknowledged writes are never excused. Remove an entry with the fix that makes its
 # fault pass.
-_PAST_FORK = ('standbys the old primary reaches again get its WAL past the new timeline\'s fork '
-              'and can no longer follow (no daemon state says so), and the promotion\'s metadata '
-              'write waits for them as synchronous standbys')
 KNOWN_FAILURES: dict = {
-    'sigstop-primary': 'the thawed primary accepts writes until its daemon\'s next pass fences it, '
-                       'and ' + _PAST_FORK,
-    'isolate-primary': 'the isolated primary\'s heartbeat (last_seen) waits for its synchronous '
-                       'standbys until the query timeout, so it fences after the promotion; and '
-                       + _PAST_FORK,
-    'split-primary-minority': 'as isolate-primary: ' + _PAST_FORK,
-    'flapping-link': 'a primary that fenced itself in a short cut, healed before any standby found '
-                     'it lost, stays fenced and its standbys follow it: no node takes writes; or '
-                     'as isolate-primary',
+    'sigstop-primary': 'the thawed primary accepts writes until its daemon\'s next pass fences it',
     'daemon-killed-in-election': 'with the candidate\'s daemon dead, the other standbys wait for '
                                  'it to be promoted and elect it again: no failover until it restarts',
 }
@@ -731,6 +721,9 @@ class Run:
             return 'fenced, daemon state fenced'
         if state == 'local_server_down' and not n.inst.is_running():
             return 'server down, daemon state local_server_down'
+        if state == 'needs_rejoin':
+            said = re.findall(r'state \S+ -> needs_rejoin: (.*)', n.daemon.log_text())
+            return f'daemon state needs_rejoin: {said[-1] if said else ""}'
         return None
 
     def _settled(self):
@@ -781,7 +774,9 @@ class Run:
                     why += ': undiagnosed'
                 r.operator.append(f'{n.name}: node rejoin ({why})')
                 waiting.append((n, why))
-        for n, _ in waiting:
+        # Former primaries first: node rejoin counts a fenced primary that still runs as
+        # one that takes writes, and refuses a standby's rejoin beside it.
+        for n, _ in sorted(waiting, key=lambda nw: 'needs_rejoin' in nw[1]):
             self._rejoin(n, p)
         wait_until(lambda: self.c.converged() is p, timeout=self.t.converge_bound, interval=0.5,
                    what=f'every node streaming from {p.name} after the operator')

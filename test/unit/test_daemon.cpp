@@ -342,12 +342,77 @@ TEST_CASE("a fenced primary stays fenced until it is a standby again", "[daemon]
     CHECK(t.reason == "this node is now a standby; following primary node 1");
 }
 
+TEST_CASE("a primary that answers fenced is lost with its fence done: its successor is followed, or elected",
+          "[daemon]") {
+    // Fenced in a cut that healed before a standby found it lost: it answers, read-only.
+    Observation fenced = standby_seen();
+    fenced.primary_read_only = true;
+    Transition t = next_state(S::Standby, fenced);
+    CHECK(t.to == S::Electing);
+    CHECK(t.at_once);
+    CHECK(t.reason == "primary node 1 is fenced (read-only) and no other node accepts writes: electing its successor");
+    CHECK(next_state(S::Starting, fenced).to == S::Electing);
+    // Electing, it stays lost while it answers fenced: the election decides.
+    CHECK(next_state(S::Electing, fenced).to == S::Electing);
+    fenced.election = Decision{Decision::Action::Promote, 2, "this node is the candidate"};
+    CHECK(next_state(S::Electing, fenced).to == S::Promoting);
+    fenced.election.reset();
+    // Another node accepts writes: followed, at once.
+    fenced.successor = 3;
+    t = next_state(S::Standby, fenced);
+    CHECK(t.to == S::FollowingNewPrimary);
+    CHECK(t.reason == "primary node 1 is fenced (read-only) and node 3 accepts writes: following it");
+    // Paused, or failover = manual: nothing changes (the primary answers).
+    Observation paused = fenced;
+    paused.paused = true;
+    CHECK(next_state(S::Standby, paused).to == S::Standby);
+    CHECK(next_state(S::Electing, paused).to == S::Standby);
+    Observation manual = fenced;
+    manual.automatic = false;
+    CHECK(next_state(S::Standby, manual).to == S::Standby);
+    // An unfenced primary is followed as before.
+    CHECK(next_state(S::Electing, standby_seen()).to == S::Standby);
+}
+
+TEST_CASE("a standby whose WAL is past the new primary's fork says it needs a rejoin, until it is rejoined",
+          "[daemon]") {
+    Observation past = standby_seen();
+    past.primary_read_only = true;
+    past.successor = 3;
+    past.needs_rejoin = "this node cannot follow node 3, the primary on timeline 2: past the fork; run rejoin";
+    for (State from : {S::Standby, S::Electing, S::FollowingNewPrimary, S::Starting}) {
+        Transition t = next_state(from, past);
+        INFO(state_name(from));
+        CHECK(t.to == S::NeedsRejoin);
+        CHECK(t.reason == past.needs_rejoin);
+    }
+    CHECK(related_node(S::Standby, S::NeedsRejoin, past, std::nullopt) == 3);
+    Transition same = next_state(S::NeedsRejoin, past);
+    CHECK(same.to == S::NeedsRejoin);
+    CHECK(same.reason.empty());
+    // Nothing more learnt (no node answered): it still needs one.
+    Observation unknown = standby_seen();
+    unknown.primary_read_only = true;
+    CHECK(next_state(S::NeedsRejoin, unknown).to == S::NeedsRejoin);
+    // Rejoined (the server restarted), it follows an unfenced primary again.
+    CHECK(next_state(S::NeedsRejoin, standby_seen()).to == S::Standby);
+    CHECK(next_state(S::LocalServerDown, standby_seen()).to == S::Standby);
+    // The successor's fork no longer in the way: followed.
+    Observation can = unknown;
+    can.successor = 3;
+    CHECK(next_state(S::NeedsRejoin, can).to == S::FollowingNewPrimary);
+    // Promoted from outside (by the operator) with failover = manual: the daemon stops.
+    Observation promoted = primary_seen();
+    promoted.automatic = false;
+    CHECK(next_state(S::NeedsRejoin, promoted).to == S::Stopped);
+}
+
 TEST_CASE("a run of failed checks of the primary lasts only while the primary is watched", "[daemon]") {
     // The chaos suite's flapping-link: a former primary, rejoined, kept the start of the
     // failed checks of its last failover; its first check failed again and it promoted at
     // once, beside the primary, whose lease had not run out.
     for (State s : {S::Standby, S::PrimaryLostConfirming, S::PrimaryLost, S::Paused, S::Electing, S::Promoting,
-                    S::FollowingNewPrimary, S::SwitchoverWait}) {
+                    S::FollowingNewPrimary, S::SwitchoverWait, S::NeedsRejoin}) {
         INFO(state_name(s));
         CHECK(watches_primary(s));
     }
@@ -497,7 +562,7 @@ TEST_CASE("asked to stop, every state stops", "[daemon]") {
     Observation stop;
     stop.stop_requested = true;
     for (State from : {S::Starting, S::LocalServerDown, S::Standby, S::PrimaryLostConfirming, S::Paused, S::Electing,
-                       S::Promoting, S::FollowingNewPrimary, S::SwitchoverWait, S::Primary, S::Demoting,
+                       S::Promoting, S::FollowingNewPrimary, S::SwitchoverWait, S::NeedsRejoin, S::Primary, S::Demoting,
                        S::Fenced}) {
         Transition t = next_state(from, stop);
         CHECK(t.to == S::Stopped);

@@ -204,7 +204,7 @@ TEST_CASE("/replica: a streaming standby, within ?lag= of its primary in replay"
     }
     SECTION("its primary is being lost, or it fails over") {
         for (State st : {State::PrimaryLostConfirming, State::PrimaryLost, State::Paused, State::Electing,
-                         State::Promoting, State::FollowingNewPrimary, State::SwitchoverWait}) {
+                         State::Promoting, State::FollowingNewPrimary, State::SwitchoverWait, State::NeedsRejoin}) {
             s.state = st;
             INFO(state_name(st));
             CHECK(status("/replica", s) == 503);
