@@ -20,7 +20,7 @@ One cluster, with etcd's authentication on (etcd_user, etcd_password), in order:
   5. the password is in no daemon's log, in no cluster show --json, in no process title.
 
 A primary whose postmaster is killed (its daemon alive) gives the key up at once, and
-started again it is fenced, the key being another's.
+started again it is fenced, the key being another's. A switchover moves the key.
 
 And a primary on another host (harness.setup_partitioned, etcd listening on the local end
 of its link) cut off from etcd and both standbys: it fences itself before its lease ends,
@@ -192,6 +192,28 @@ def test_dead_primary_gives_the_key_up():
         c.daemons[1].wait_log('state local_server_down -> fenced: .*this node is a former primary and must be rejoined',
                               timeout=10)
         assert etcd.get(KEY) == str(promoted)
+
+
+
+def test_switchover_moves_the_key():
+    """standby switchover with dcs = etcd: the old primary's repmgrd gives the key up as it
+    demotes, the new primary takes it at its first pass, and nobody is fenced for it."""
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
+        etcd = EtcdCluster(sb)
+        settings = {'dcs': 'etcd', 'etcd_endpoints': etcd.endpoints}
+        setup_three(c, node_settings={i: settings for i in (1, 2, 3)})
+        wait_until(lambda: etcd.get(KEY) == '1', timeout=30, what='node1 to take the leader key')
+        wait_until(lambda: pgrm('-f', c.confs[2], 'standby', 'switchover', '--dry-run', check=None).returncode == 0,
+                   timeout=60, what="the switchover's checks to hold")
+        pgrm('-f', c.confs[2], 'standby', 'switchover', check=0, timeout=300)
+        n2 = c.nodes[2]
+        wait_until(lambda: writable(n2) and etcd.get(KEY) == '2', timeout=60, what='node2 the primary, holding the key')
+        c.daemons[1].wait_log('etcd: the leader key is released', timeout=10)
+        # Its lease is node2's own: it renews it past the old one's fence time.
+        stays_false(lambda: (not writable(n2) and 'node2 not writable') or
+                    (etcd.get(KEY) != '2' and f'leader key is {etcd.get(KEY)!r}'),
+                    seconds=FENCE_AFTER + 2, what='node2 losing the key or fenced after the switchover')
+        assert 'fencing this primary' not in c.daemons[2].log_text()
 
 
 if __name__ == '__main__':
