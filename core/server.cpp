@@ -8,13 +8,16 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/recovery.hpp"
 
 namespace pgrm {
 
@@ -145,6 +148,49 @@ bool make_read_only(Connection& conn, std::chrono::milliseconds timeout) {
     conn.exec(kReloadSql, {}, timeout);
     conn.exec(kEndClientsSql, {}, timeout);
     return true;
+}
+
+namespace {
+bool same_directory(const fs::path& a, const fs::path& b);
+}  // namespace
+
+std::string make_read_only_unanswered(const std::string& data_directory) {
+    std::ifstream pidfile(fs::path(data_directory) / "postmaster.pid");
+    long postmaster = 0;
+    if (!(pidfile >> postmaster) || postmaster <= 0 || postmaster > INT_MAX) return "no postmaster.pid to read";
+    std::error_code ec;
+    fs::path cwd = fs::read_symlink("/proc/" + std::to_string(postmaster) + "/cwd", ec);
+    if (ec || !same_directory(cwd, data_directory))
+        return "postmaster " + std::to_string(postmaster) + " does not run in \"" + data_directory + "\"";
+    // Its processes: those whose parent it is (/proc/<pid>/stat: "pid (comm) state ppid ...",
+    // comm may hold spaces and parentheses, so the fields count from the last ')').
+    std::vector<pid_t> forked;
+    for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::ifstream stat(entry.path() / "stat");
+        std::string line;
+        if (!std::getline(stat, line)) continue;
+        auto close = line.rfind(')');
+        if (close == std::string::npos) continue;
+        std::istringstream rest(line.substr(close + 1));
+        std::string state;
+        long ppid = 0;
+        if (rest >> state >> ppid && ppid == postmaster) forked.push_back(static_cast<pid_t>(std::atol(name.c_str())));
+    }
+    try {
+        set_auto_conf(data_directory, "default_transaction_read_only", "on");
+    } catch (const Error& e) {
+        return std::string("could not write postgresql.auto.conf: ") + e.what();
+    }
+    for (pid_t p : forked) ::kill(p, SIGHUP);  // one gone meanwhile needs none
+    if (::kill(static_cast<pid_t>(postmaster), SIGHUP) != 0)
+        return "could not signal postmaster " + std::to_string(postmaster) + ": " + std::strerror(errno);
+    log::notice("fenced read-only without an answer: default_transaction_read_only = on in \"" +
+                (fs::path(data_directory) / "postgresql.auto.conf").string() + "\", SIGHUP sent to postmaster " +
+                std::to_string(postmaster) + " and its " + std::to_string(forked.size()) +
+                " processes, taken before anything else once they run");
+    return "";
 }
 
 std::string pg_program(const std::string& name, const Config* config, int major_version) {

@@ -80,6 +80,15 @@ void checkpoint(Connection& conn, std::chrono::milliseconds timeout = std::chron
 // recovery takes no writes and is left as it is (false): a fence written into a standby
 // would outlive its next promotion.
 bool make_read_only(Connection& conn, std::chrono::milliseconds timeout);
+// The same fence for a server that runs but does not answer (frozen by SIGSTOP, hung):
+// default_transaction_read_only = on written into its postgresql.auto.conf, then a SIGHUP
+// to its postmaster and to every process it forked. A stopped process keeps the signal
+// pending and takes it before anything else once it runs again, and a backend reloads its
+// configuration between reading a command and running it: its next transaction, in any
+// session, is read-only. The postmaster is the one postmaster.pid names, and only while
+// it runs in data_directory (a stale file's PID may be another program's). Returns what
+// failed; empty: done.
+std::string make_read_only_unanswered(const std::string& data_directory);
 
 // PostgreSQL programs: from the config's pg_bindir, else the bindir of the given
 // major version (/usr/lib/postgresql/15/bin), else the newest installed, else PATH.

@@ -1061,7 +1061,18 @@ std::string Monitor::fence_server(const Config& cfg, Connection* conn, bool on_l
             } catch (const Error&) {
             }
         } else {
-            standby = !make_read_only(local(), timeout);
+            try {
+                standby = !make_read_only(local(), timeout);
+            } catch (const Error& e) {
+                // It runs but does not answer (frozen, hung): fenced through its
+                // configuration file and a signal it takes first thing once it runs again,
+                // so that it takes no write when it thaws, however late that is.
+                auto* refused = dynamic_cast<const ConnectionError*>(&e);
+                bool unanswered = (refused && !refused->server_alive()) || dynamic_cast<const QueryTimedOut*>(&e);
+                if (!unanswered || cfg.data_directory.empty()) throw;
+                std::string offline = make_read_only_unanswered(cfg.data_directory);
+                if (!offline.empty()) throw Error(ExitCode::DbConnection, std::string(e.what()) + "; " + offline);
+            }
         }
         if (stops && !standby) {
             ExecResult res = LocalServer(cfg.data_directory, &cfg).stop("fast");

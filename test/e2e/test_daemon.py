@@ -492,6 +492,17 @@ def test_sigstop_primary_then_fenced():
         finally:
             harness.thaw(pids)
         t_cont = time.monotonic()
+        # Fenced while frozen: its lease wrote the fence into postgresql.auto.conf and sent
+        # the SIGHUP it takes before anything else, so the first write after SIGCONT is
+        # refused, not taken before its daemon's next fence (the chaos suite's
+        # sigstop-primary: two writable primaries for 100 ms after the thaw).
+        try:
+            n1.psql('insert into t values (0)', db='pgbench', timeout=10)
+            first = 'committed'
+        except harness.PsqlError as e:
+            first = e.stderr
+        assert 'read-only transaction' in first, f'the first write after SIGCONT: {first}{c.daemons[1].tail(40)}'
+        c.daemons[1].wait_log('fenced read-only without an answer', timeout=5)
         # Resumed: node1's own daemon fences it (default_transaction_read_only).
         def fenced():
             try:

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <pwd.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -219,4 +220,61 @@ TEST_CASE("server control: what pgrm runs, how it knows, and a warning when pg_c
     CHECK(set.start == "systemctl start postgresql@15-main");
     CHECK(set.reload == "systemctl reload postgresql@15-main");
     CHECK(set.warning.empty());
+}
+
+TEST_CASE("a server that does not answer is fenced by its file and a pending SIGHUP, only in its own directory",
+          "[server]") {
+    // postmaster.pid names a process that runs elsewhere (this test): a stale file whose
+    // PID another program has. Nothing written, nothing signalled.
+    {
+        FakeDataDir dir(std::to_string(::getpid()));
+        CHECK(make_read_only_unanswered(dir.path.string()).find("does not run in") != std::string::npos);
+        CHECK_FALSE(fs::exists(dir.path / "postgresql.auto.conf"));
+    }
+    CHECK(make_read_only_unanswered("/nonexistent/pgrm") == "no postmaster.pid to read");
+
+    // A "postmaster" in the data directory with a process it forked, both stopped (frozen):
+    // the setting is written, and each takes the SIGHUP as it runs again (by default it
+    // ends them: what a real server's processes do with it is reload).
+    FakeDataDir dir("0");
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid_t postmaster = ::fork();
+    if (postmaster == 0) {
+        if (::chdir(dir.path.c_str()) != 0) ::_exit(1);
+        pid_t backend = ::fork();
+        if (backend == 0) {
+            for (;;) ::pause();
+        }
+        (void)!::write(fds[1], &backend, sizeof backend);
+        for (;;) ::pause();
+    }
+    pid_t backend = 0;
+    REQUIRE(::read(fds[0], &backend, sizeof backend) == sizeof backend);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    std::ofstream(dir.path / "postmaster.pid") << postmaster << "\n" << dir.path.string() << "\n";
+    ::kill(backend, SIGSTOP);
+    ::kill(postmaster, SIGSTOP);
+    for (int i = 0; i < 500 && (process_state(postmaster) != 'T' || process_state(backend) != 'T'); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+
+    CHECK(make_read_only_unanswered(dir.path.string()).empty());
+    std::ifstream conf(dir.path / "postgresql.auto.conf");
+    std::string text((std::istreambuf_iterator<char>(conf)), std::istreambuf_iterator<char>());
+    CHECK(text.find("default_transaction_read_only = 'on'") != std::string::npos);
+    // Still frozen: the signal waits.
+    CHECK(process_state(postmaster) == 'T');
+    CHECK(process_state(backend) == 'T');
+
+    ::kill(backend, SIGCONT);
+    ::kill(postmaster, SIGCONT);
+    int status = 0;
+    REQUIRE(::waitpid(postmaster, &status, 0) == postmaster);
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGHUP);
+    for (int i = 0; i < 500 && process_state(backend) && process_state(backend) != 'Z'; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto left = process_state(backend);
+    CHECK((!left || *left == 'Z'));
 }
