@@ -939,9 +939,20 @@ void Monitor::record_heartbeat() {
         Metadata meta(*local_, cfg_.cluster, kQueryTimeout);
         if (!schema_current_ && !meta.current()) meta.install_or_upgrade();
         schema_current_ = true;
+        // This node's own bookkeeping commits here, without waiting for synchronous
+        // standbys: a new primary whose standbys do not follow it yet would otherwise stall
+        // its loop for the query timeout at every pass, past its lease, and fence itself.
+        local_->exec("SET synchronous_commit = local", {}, kQueryTimeout);
         meta.record_last_seen(cfg_.node);
         flush_events(*local_, kQueryTimeout);
+        local_->exec("RESET synchronous_commit", {}, kQueryTimeout);
     } catch (const Error& e) {
+        if (local_->ok()) {
+            try {
+                local_->exec("RESET synchronous_commit", {}, kQueryTimeout);
+            } catch (const Error&) {
+            }
+        }
         log::warning(std::string("could not record this primary as alive: ") + e.what());
     }
 }

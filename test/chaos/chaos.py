@@ -601,10 +601,10 @@ FAULTS = {
 # Lost acknowledged writes are never excused. Remove an entry with the fix that makes its
 # fault pass.
 KNOWN_FAILURES: dict = {
-    'sigstop-primary': 'a new primary whose standbys do not follow it yet (still streaming from the thawed, '
-                       'fenced primary, or past its fork) stalls its loop on its heartbeat, which waits for '
-                       'synchronous standbys until the query timeout, past its lease: it fences itself, and so '
-                       'may the next one elected: no node takes writes',
+    'sigstop-primary': 'standby follow records the follower in the new primary\'s metadata, which waits '
+                       'for its synchronous standbys: with the other standbys past its fork (WAL of the '
+                       'thawed primary), fewer than the quorum follow, and the follower stays in '
+                       'following_new_primary',
     'daemon-killed-in-election': 'with the candidate\'s daemon dead, the other standbys wait for '
                                  'it to be promoted and elect it again: no failover until it restarts',
 }

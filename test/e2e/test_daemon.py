@@ -624,6 +624,22 @@ def test_partitioned_primary_fences_itself():
                             what='node1 writable again, or the new primary not the only writable node')
 
 
+def test_primary_waiting_for_its_synchronous_standbys_keeps_its_lease():
+    """node1 names a synchronous standby that never connects (a new primary whose standbys
+    do not follow it yet, as the chaos suite's sigstop-primary found): its own heartbeat
+    commits without waiting for it, so its loop keeps renewing its lease; it saw every
+    node all along and must not fence itself."""
+    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
+        setup_three(c)
+        n1 = c.nodes[1]
+        n1.psql("alter system set synchronous_standby_names = 'ANY 1 (nobody)'")
+        n1.psql('select pg_reload_conf()')
+        c.daemons[1].wait_log('this node is the primary')
+        harness.stays_false(lambda: not writable(n1), 15, what='node1 fenced while it saw every node')
+        assert n1.psql('select last_seen > now() - interval \'10 s\' from repmgr_test.repl_nodes where id = 1',
+                       db='pgbench') == 't', c.daemons[1].tail(30)
+
+
 def test_partitioned_synchronous_primary_fences_itself():
     """As above, with node2 and node3 as node1's synchronous standbys (the chaos suite's
     isolate-primary found this): cut off, node1's own writes (its heartbeat) wait for
