@@ -241,6 +241,8 @@ TEST_CASE("a server that does not answer is fenced by its file and a pending SIG
     REQUIRE(::pipe(fds) == 0);
     pid_t postmaster = ::fork();
     if (postmaster == 0) {
+        // SIGHUP's default action, whatever this test inherited (nohup ignores it).
+        ::signal(SIGHUP, SIG_DFL);
         if (::chdir(dir.path.c_str()) != 0) ::_exit(1);
         pid_t backend = ::fork();
         if (backend == 0) {
