@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <climits>
+#include <utility>
 
 #include <httplib.h>
 
@@ -195,6 +196,22 @@ std::string parse_token(const json& answer) {
     throw_failure(answer, "authenticate");
     if (!answer.contains("token") || !answer.at("token").is_string()) bad_answer("authenticate: no token in the answer");
     return answer.at("token").get<std::string>();
+}
+
+NodeState node_state(const Config& cfg, std::string daemon_state, const NodeSample& server, long long published_at) {
+    NodeState s;
+    s.node = cfg.node;
+    s.node_name = cfg.node_name;
+    s.daemon_state = std::move(daemon_state);
+    s.in_recovery = server.in_recovery;
+    s.read_only = server.read_only;
+    s.timeline = server.timeline;
+    s.current_lsn = server.current_lsn;
+    s.receive_lsn = server.receive_lsn;
+    s.replay_lsn = server.replay_lsn;
+    s.receiver_status = server.receiver_status;
+    s.published_at = published_at;
+    return s;
 }
 
 std::string node_state_key(const Config& cfg, int node) { return cfg.etcd_prefix + "nodes/" + std::to_string(node); }

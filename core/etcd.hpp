@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/config.hpp"
+#include "core/health.hpp"
 
 // etcd's v3 API (dcs = etcd) through its JSON gateway over HTTP: the same requests as
 // etcd's gRPC API, as JSON, keys and values in base64 and 64-bit numbers as strings.
@@ -85,6 +86,8 @@ struct NodeState {
     std::optional<std::string> receiver_status;
     long long published_at = 0;     // Unix time, seconds
 };
+// What a daemon in daemon_state publishes of a sample of its server.
+NodeState node_state(const Config& cfg, std::string daemon_state, const NodeSample& server, long long published_at);
 std::string node_state_key(const Config& cfg, int node);
 nlohmann::json to_json(const NodeState& s);
 // nullopt: not a state a daemon published (another program's key, or malformed).

@@ -4,6 +4,7 @@
 #include <memory>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "core/error.hpp"
 #include "core/event.hpp"
@@ -53,6 +54,13 @@ log::Level level_of(State to) {
     case State::Fenced: return log::Level::Error;
     default: return log::Level::Notice;
     }
+}
+
+// The settings the leader key's lease is taken under, as one list: compared and kept
+// on reload.
+auto dcs_settings(Config& c) {
+    return std::tie(c.dcs, c.etcd_endpoints, c.etcd_prefix, c.etcd_lease_ttl, c.etcd_cacert, c.etcd_cert,
+                    c.etcd_key, c.etcd_user, c.etcd_password);
 }
 
 }  // namespace
@@ -128,22 +136,10 @@ void Monitor::reload_config() {
             log::warning("http_listen changed to \"" + fresh.http_listen +
                          "\": the HTTP endpoint keeps its listener until repmgrd restarts");
         fresh.http_listen = cfg_.http_listen;  // the one in use
-        if (fresh.dcs != cfg_.dcs || fresh.etcd_endpoints != cfg_.etcd_endpoints ||
-            fresh.etcd_prefix != cfg_.etcd_prefix || fresh.etcd_lease_ttl != cfg_.etcd_lease_ttl ||
-            fresh.etcd_cacert != cfg_.etcd_cacert || fresh.etcd_cert != cfg_.etcd_cert ||
-            fresh.etcd_key != cfg_.etcd_key || fresh.etcd_user != cfg_.etcd_user ||
-            fresh.etcd_password != cfg_.etcd_password)
-            log::warning("dcs or etcd settings changed: the ones in use stay until repmgrd restarts");
         // The lease a primary holds, and what it was taken under, cannot change midway.
-        fresh.dcs = cfg_.dcs;
-        fresh.etcd_endpoints = cfg_.etcd_endpoints;
-        fresh.etcd_prefix = cfg_.etcd_prefix;
-        fresh.etcd_lease_ttl = cfg_.etcd_lease_ttl;
-        fresh.etcd_cacert = cfg_.etcd_cacert;
-        fresh.etcd_cert = cfg_.etcd_cert;
-        fresh.etcd_key = cfg_.etcd_key;
-        fresh.etcd_user = cfg_.etcd_user;
-        fresh.etcd_password = cfg_.etcd_password;
+        if (dcs_settings(fresh) != dcs_settings(cfg_))
+            log::warning("dcs or etcd settings changed: the ones in use stay until repmgrd restarts");
+        dcs_settings(fresh) = dcs_settings(cfg_);
         log::set_file(fresh.log_file);  // also reopens it, for logrotate
         log::Level level = *log::parse_level(fresh.log_level);
         log::set_level(verbose_ ? std::min(level, log::Level::Info) : level);
@@ -265,13 +261,9 @@ Observation Monitor::observe() {
         }
         // dcs = etcd: what this pass saw, for cluster show when this server is out of reach.
         if (publisher_ && o.local) {
-            etcd::NodeState s{cfg_.node, cfg_.node_name, std::string(state_name(state_)), o.local->in_recovery,
-                              o.local->read_only,
-                              o.local->timeline, o.local->current_lsn, o.local->receive_lsn, o.local->replay_lsn,
-                              o.local->receiver_status,
-                              std::chrono::duration_cast<std::chrono::seconds>(
-                                  std::chrono::system_clock::now().time_since_epoch()).count()};
-            publisher_->offer(s);
+            const long long now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                                        std::chrono::system_clock::now().time_since_epoch()).count();
+            publisher_->offer(etcd::node_state(cfg_, std::string(state_name(state_)), *o.local, now_s));
         }
         // The metadata can take an unpause again: a request to go on despite the pause
         // has done its part.

@@ -210,14 +210,18 @@ def test_sighup_reload_and_pid_file():
         assert d.running() and pid_file.read_text().strip() == str(d.pid)
 
         # SIGHUP: a new log_file and monitor interval; the reload is logged in the new file.
+        # A dcs turned on midway is refused with a warning (in the log in use until the
+        # reload): the one in use stays, as a lease taken under it would.
         old_log = log_of(c.confs[2])
         new_log = sb.path('repmgrd2-new.log')
         c.confs[2].write_text(daemon_conf_text(2, c.nodes[2], sb, failover='manual',
-                                        log_file=str(new_log), monitor_interval_secs=2))
+                                        log_file=str(new_log), monitor_interval_secs=2,
+                                        dcs='etcd', etcd_endpoints='http://127.0.0.1:9'))
         os.kill(d.pid, signal.SIGHUP)
         wait_until(lambda: new_log.exists() and 'configuration reloaded' in new_log.read_text(),
                    timeout=10, what='"configuration reloaded" in the new log file')
         assert d.running(), d.tail()
+        assert 'dcs or etcd settings changed: the ones in use stay' in old_log.read_text(), d.tail()
         # It keeps monitoring after the reload, logging to the new file only.
         n_rows = int(c.nodes[1].psql('select count(*) from repmgr_test.repl_monitor',
                                      db='pgbench'))

@@ -112,6 +112,30 @@ TEST_CASE("a prefix's range ends at the first key past it", "[etcd]") {
     CHECK(etcd::prefix_request("/p/") == json{{"key", "L3Av"}, {"range_end", "L3Aw"}});
 }
 
+TEST_CASE("a daemon publishes what its server sample says, under its own node", "[etcd]") {
+    pgrm::Config cfg;
+    cfg.node = 4;
+    cfg.node_name = "node4";
+    pgrm::NodeSample server;
+    server.in_recovery = false;
+    server.read_only = true;
+    server.timeline = 7;
+    server.current_lsn = "0/5000000";
+    server.receiver_status = "stopping";
+    etcd::NodeState s = etcd::node_state(cfg, "fenced", server, 1796000123);
+    CHECK(s.node == 4);
+    CHECK(s.node_name == "node4");
+    CHECK(s.daemon_state == "fenced");
+    CHECK_FALSE(s.in_recovery);
+    CHECK(s.read_only);
+    CHECK(s.timeline == 7);
+    CHECK(s.current_lsn == "0/5000000");
+    CHECK_FALSE(s.receive_lsn);
+    CHECK_FALSE(s.replay_lsn);
+    CHECK(s.receiver_status == "stopping");
+    CHECK(s.published_at == 1796000123);
+}
+
 TEST_CASE("a node's published state, both ways; anything else is not one", "[etcd]") {
     pgrm::Config cfg;
     cfg.etcd_prefix = "/pgrm/t/";
