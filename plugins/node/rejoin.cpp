@@ -42,15 +42,18 @@ std::string node_label(const Node& n) { return "node " + std::to_string(n.id) + 
 
 const Node& choose_primary(const std::vector<NodeProbe>& probes, int self) {
     std::vector<const NodeProbe*> writable;
-    std::string unreachable;
+    std::string passed_over;
     for (const NodeProbe& p : probes) {
         if (p.node.id == self) continue;
         if (p.reachable && p.writable) writable.push_back(&p);
         if (!p.reachable)
-            unreachable += (unreachable.empty() ? "" : "; ") + node_label(p.node) + ": " + p.why_not;
+            passed_over += (passed_over.empty() ? "" : "; ") + node_label(p.node) + ": " + p.why_not;
+        if (p.reachable && p.fenced)
+            passed_over += (passed_over.empty() ? "" : "; ") + node_label(p.node) +
+                           ": fenced (read-only by its configuration)";
     }
     if (writable.empty())
-        throw Error(ExitCode::BadConfig, "no registered node accepts writes", unreachable,
+        throw Error(ExitCode::BadConfig, "no registered node accepts writes", passed_over,
                     "promote a standby first (repmgr standby promote), then rejoin this node");
     if (writable.size() > 1) {
         std::string names;
@@ -165,6 +168,10 @@ public:
             probes = probe(nodes, cfg);
         }
         const Node primary_node = choose_primary(probes, cfg.node);
+        for (const NodeProbe& p : probes)
+            if (p.fenced)
+                log::warning(node_label(p.node) + " is a fenced former primary and still runs: "
+                             "rejoin it as well (repmgr node rejoin on that node)");
         Conninfo primary_ci = parse_conninfo(primary_node.conninfo);
         Connection primary = Connection::open(primary_ci);
         ServerFacts facts = query_server_facts(primary);
@@ -311,8 +318,10 @@ private:
         p.node = n;
         try {
             Connection c = Connection::open(n.conninfo, ConnectOptions{.connect_timeout = timeouts::kProbeConnect});
-            p.writable = !query_server_facts(c).in_recovery;
+            UpstreamState server = query_upstream_state(c, timeouts::kProbeQuery);
             p.reachable = true;
+            p.writable = !server.in_recovery && !server.read_only;
+            p.fenced = !server.in_recovery && server.read_only;
             if (p.writable) {
                 Metadata meta(c, cluster);
                 auto own = meta.installed() ? meta.node(n.id) : std::nullopt;

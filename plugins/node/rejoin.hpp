@@ -12,14 +12,16 @@ namespace pgrm {
 struct NodeProbe {
     Node node;                    // as the metadata it was read from records it
     bool reachable = false;       // we connected and asked
-    bool writable = false;        // not in recovery
+    bool writable = false;        // not in recovery, nor fenced
+    bool fenced = false;          // not in recovery but read-only by its configuration (repmgrd's
+                                  // fence): a former primary, never the one to follow
     bool marked_primary = false;  // its own metadata records it as the active primary
     std::string why_not;          // when not reachable: the connection failure
 };
 
 // The current primary: the one node (not this one) that accepts writes and whose own
-// metadata records it as the active primary. Refuses with pgrm::Error(BadConfig) when
-// there is none or more than one writable node.
+// metadata records it as the active primary; a fenced one does not count. Refuses with
+// pgrm::Error(BadConfig) when there is none or more than one writable node.
 const Node& choose_primary(const std::vector<NodeProbe>& probes, int self);
 
 // True when exactly one node (not this one) accepts writes and its metadata does not name

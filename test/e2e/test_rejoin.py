@@ -232,6 +232,33 @@ def test_rejoin_right_after_automatic_failover():
         assert c.daemons[1].running(), c.daemons[1].tail()
 
 
+def test_rejoin_passes_over_a_fenced_primary_that_still_runs():
+    """node1 fenced (read-only by its configuration, as repmgrd fences) and still running,
+    node2 promoted past it with --force, node3 (a standby of node1, stopped before the
+    promotion) rejoins: it follows node2, the one node that takes writes, and says node1
+    needs a rejoin too; a fenced primary is no second writable node."""
+    with harness.Sandbox() as sb:
+        n1, n2, _, conf2 = registered_pair(sb)
+        n3 = sb.new_instance('node3')
+        pgrm(*clone_args(n3.datadir, n1), check=0)
+        own_config(n3, in_auto_conf=True)
+        n3.start()
+        wait_streaming_from(n3, n1)
+        conf3 = write_conf(sb, 3, n3)
+        pgrm('-f', conf3, 'standby', 'register', check=0)
+        n3.stop('fast')
+        n1.psql('alter system set default_transaction_read_only = on')
+        n1.psql('select pg_reload_conf()')
+        pgrm('-f', conf2, 'standby', 'promote', '--force', check=0)
+        n2.psql('insert into walk values (2)', db='pgbench')
+        before = config_files(n3)
+        r = pgrm(*rejoin_args(conf3, n2), check=0)
+        doc = parse_json(r, 'node rejoin --json')
+        assert_rejoined(n3, conf3, n2, 2, doc, before)
+        assert 'node 1 ("node1") is a fenced former primary and still runs' in r.stderr, output(r)
+        assert n1.is_running() and n1.psql('select pg_is_in_recovery()') == 'f'
+
+
 def test_rejoin_dry_run_then_stopped_primary():
     """node1 stopped cleanly, node2 promoted: without a node to ask, and with --dry-run,
     nothing changes; then the rejoin itself."""

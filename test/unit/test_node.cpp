@@ -81,6 +81,15 @@ TEST_CASE("two writable nodes are refused: which one is the primary is not ours 
     CHECK(std::string(e.what()) == "more than one registered node accepts writes: node 2 (\"node2\"), node 3 (\"node3\")");
 }
 
+TEST_CASE("a fenced former primary is passed over, and named when no other node takes writes", "[node]") {
+    NodeProbe fenced = probe(3, true, false, true);
+    fenced.fenced = true;
+    CHECK(choose_primary({fenced, probe(2, true, true, true)}, 1).id == 2);
+    Error e = refusal_of([&] { choose_primary({fenced, probe(2, true, false, false)}, 1); });
+    CHECK(std::string(e.what()) == "no registered node accepts writes");
+    CHECK(e.detail() == "node 3 (\"node3\"): fenced (read-only by its configuration)");
+}
+
 TEST_CASE("a writable node the metadata does not mark as primary is refused", "[node]") {
     Error e = refusal_of([&] { choose_primary({probe(2, true, true, false)}, 1); });
     CHECK(std::string(e.what()) == "node 2 (\"node2\") accepts writes but is not registered as the primary");
