@@ -124,13 +124,19 @@ def test_follow_refuses_while_a_node_refuses_our_password():
         c = small_cluster(sb, standbys=2)
         n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
         require_password(n1)
+        # node3 stops receiving first and node2 has at least what node3 has: WAL node1
+        # writes later (its background writer's snapshot record, say) would put node3
+        # past node2's fork, and the follow below would rightly be refused.
+        stop_streaming(n3)
+        received = n3.psql('select pg_last_wal_receive_lsn()')
+        wait_until(lambda: n2.psql(f"select pg_last_wal_receive_lsn() >= '{received}'") == 't',
+                   what='node2 to have received what node3 has')
         stop_streaming(n2)
         pgrm('-f', c.confs[2], '--force', 'standby', 'promote', check=0)
         before = primary_conninfo(n3)
         r = pgrm('-f', c.confs[3], 'standby', 'follow', check=9)
         assert 'node 1' in r.stderr and 'password refused' in r.stderr, output(r)
         assert primary_conninfo(n3) == before
-        wait_until(lambda: receiver(n3) == f'streaming|{n1.port}', what='node3 to stream from node1 still')
         # Named, the new primary is followed: the user decided.
         pgrm('-f', c.confs[3], 'standby', 'follow', '127.0.0.1', '-p', n2.port, check=0)
 
