@@ -196,19 +196,25 @@ def test_promote_changes_the_metadata_in_one_transaction():
         assert 'metadata was left unchanged' in r.stderr and 'injected failure' in r.stderr, output(r)
 
 
-def test_promote_does_not_wait_for_synchronous_standbys():
+def test_promote_and_follow_do_not_wait_for_synchronous_standbys():
     """node2's own postgresql.conf names a synchronous standby that never connects (the
     chaos suite's standbys whose WAL was past the new primary's fork): promoted, its
-    metadata commits there without waiting for it, while a client's write still waits."""
+    metadata commits there without waiting for it, and so does node3's record when node3
+    follows it (sigstop-primary: a follower stayed in following_new_primary), while a
+    client's write still waits."""
     with harness.Sandbox() as sb:
-        c = small_cluster(sb, standbys=1)
-        n1, n2 = c.nodes[1], c.nodes[2]
+        c = small_cluster(sb, standbys=2)
+        n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
         n2.append_conf({'synchronous_standby_names': 'ANY 1 (nobody)'}, header='no standby answers')
         n2.psql('select pg_reload_conf()')
         n1.stop()
         r = pgrm('-f', c.confs[2], '--force', 'standby', 'promote', check=0, timeout=120)
         assert n2.psql('select type from repmgr_test.repl_nodes where id = 2', db='pgbench') == 'primary', output(r)
         assert n2.psql("select setting from pg_settings where name = 'synchronous_commit'") == 'on'
+        r = pgrm('-f', c.confs[3], 'standby', 'follow', '127.0.0.1', '-p', n2.port, check=0, timeout=90)
+        wait_streaming_from(n3, n2)
+        assert n2.psql('select upstream_node_id from repmgr_test.repl_nodes where id = 3', db='pgbench') == '2', \
+            output(r)
 
 
 # --------------------------------------------------------------------------------------
