@@ -48,6 +48,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -68,7 +69,7 @@ __all__ = [
     'Daemon', 'log_of', 'DAEMON_FAST', 'writable', 'in_recovery', 'daemon_settings',
     'daemon_conf_text', 'write_daemon_conf', 'DaemonCluster', 'daemon_cluster', 'setup_three',
     'setup_partitioned', 'pgbench_load', 'AckWriter', 'TwoPrimaries', 'one_promoted',
-    'Namespace', 'NetNamespace', 'Bridge', 'EtcdCluster',
+    'Namespace', 'NetNamespace', 'Bridge', 'EtcdCluster', 'Certificates',
 ]
 
 # --------------------------------------------------------------------------------------
@@ -1497,28 +1498,76 @@ def one_promoted(c: DaemonCluster, candidates=(2, 3)) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# etcd (dcs = etcd): a cluster of members on loopback ports
+# etcd (dcs = etcd): a cluster of members on loopback ports (or on a Bridge's hosts), and TLS
+
+
+class Certificates:
+    """A test certificate authority and what it signed, made with openssl in the sandbox
+    (EC P-256 keys, valid one day): ca (ca.crt), a server certificate for addresses
+    (server.crt, server.key: subjectAltName IP:<each>; for client authentication too, as
+    etcd's JSON gateway presents it to etcd itself), a client certificate (client.crt,
+    client.key) without a common name: with authentication on, etcd 3.4's gateway refuses
+    a client certificate that has one (HTTP 400); and other_ca.crt, a second authority
+    that signed nothing here (a wrong etcd_cacert). Paths are attributes named after the
+    files."""
+
+    def __init__(self, sb: Sandbox, addresses: Iterable[str]):
+        if shutil.which('openssl') is None:
+            raise SkipTest('no openssl')
+        d = sb.path('tls')
+        d.mkdir(exist_ok=True)
+        self.ca, self.ca_key = d / 'ca.crt', d / 'ca.key'
+        self.other_ca = d / 'other_ca.crt'
+        self.server, self.server_key = d / 'server.crt', d / 'server.key'
+        self.client, self.client_key = d / 'client.crt', d / 'client.key'
+        key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+
+        def openssl(*argv):
+            subprocess.run(['openssl', *[str(a) for a in argv]], check=True, capture_output=True, timeout=60)
+        openssl('req', '-x509', *key, '-keyout', self.ca_key, '-out', self.ca, '-days', 1,
+                '-subj', '/CN=pgrm test CA')
+        openssl('req', '-x509', *key, '-keyout', d / 'other_ca.key', '-out', self.other_ca, '-days', 1,
+                '-subj', '/CN=pgrm test CA')   # the same name, another key: only the signature tells
+        for crt, k, cn, ext in ((self.server, self.server_key, 'etcd',
+                                 'subjectAltName=' + ','.join(f'IP:{a}' for a in addresses) +
+                                 '\nextendedKeyUsage=serverAuth,clientAuth\n'),
+                                (self.client, self.client_key, None, 'extendedKeyUsage=clientAuth\n')):
+            csr, extfile = crt.with_suffix('.csr'), crt.with_suffix('.ext')
+            extfile.write_text(ext)
+            openssl('req', '-new', *key, '-keyout', k, '-out', csr, '-subj', f'/CN={cn}' if cn else '/O=pgrm')
+            openssl('x509', '-req', '-in', csr, '-CA', self.ca, '-CAkey', self.ca_key, '-CAcreateserial',
+                    '-out', crt, '-days', 1, '-extfile', extfile)
 
 
 class EtcdCluster:
     """count etcd members (Debian's etcd-server) on address (default 127.0.0.1; the local
     end of a NetNamespace's link, for a node on the other host), their client and peer
     ports from free_port (reserved across the test processes like the servers'), their
-    data and logs in the sandbox. Each runs in its own session with its data directory as
-    cwd, so the sandbox's sweep ends any left running. endpoints is etcd_endpoints' value."""
+    data and logs in the sandbox. hosts: [(Namespace, address)], one per member, instead:
+    each member runs in its own namespace on its own address (a Bridge's hosts, so that a
+    fault can cut a node off from some members). tls (Certificates): clients reach the
+    members over https only, with a certificate its authority signed (--client-cert-auth);
+    the harness's own requests present the client certificate. Each runs in its own
+    session with its data directory as cwd, so the sandbox's sweep ends any left running.
+    endpoints is etcd_endpoints' value."""
 
     BINARY = '/usr/bin/etcd'
 
-    def __init__(self, sb: Sandbox, count: int = 3, address: str = '127.0.0.1'):
+    def __init__(self, sb: Sandbox, count: int = 3, address: str = '127.0.0.1', hosts: list | None = None,
+                 tls: Certificates | None = None):
         if not os.access(self.BINARY, os.X_OK):
             raise SkipTest(f'no {self.BINARY} (apt-get install etcd-server)')
         self.sb = sb
-        self.address = address
-        self.names = [f'etcd{i}' for i in range(1, count + 1)]
+        hosts = hosts or [(None, address)] * count
+        self.names = [f'etcd{i}' for i in range(1, len(hosts) + 1)]
+        self.netns = {n: h for n, (h, _) in zip(self.names, hosts)}
+        self.address = {n: a for n, (_, a) in zip(self.names, hosts)}
         self.client = {n: free_port() for n in self.names}
         self.peer = {n: free_port() for n in self.names}
         self.procs: dict = {}
-        self.endpoints = ','.join(f'http://{address}:{self.client[n]}' for n in self.names)
+        self.tls = tls
+        self.scheme = 'https' if tls else 'http'
+        self.endpoints = ','.join(f'{self.scheme}://{self.address[n]}:{self.client[n]}' for n in self.names)
         self.root_password: str | None = None   # enable_auth's: the harness's own requests
         self.tokens: dict = {}                  # member -> its auth token
         sb.on_cleanup(self.stop_all)
@@ -1530,15 +1579,20 @@ class EtcdCluster:
         """Starts (or restarts, with its data) one member."""
         data = self.sb.path(name)
         data.mkdir(exist_ok=True)
-        a = self.address
-        cluster = ','.join(f'{n}=http://{a}:{self.peer[n]}' for n in self.names)
+        a = self.address[name]
+        cluster = ','.join(f'{n}=http://{self.address[n]}:{self.peer[n]}' for n in self.names)
         argv = [self.BINARY, '--name', name, '--data-dir', str(data / 'data'),
-                '--listen-client-urls', f'http://{a}:{self.client[name]}',
-                '--advertise-client-urls', f'http://{a}:{self.client[name]}',
+                '--listen-client-urls', f'{self.scheme}://{a}:{self.client[name]}',
+                '--advertise-client-urls', f'{self.scheme}://{a}:{self.client[name]}',
                 '--listen-peer-urls', f'http://{a}:{self.peer[name]}',
                 '--initial-advertise-peer-urls', f'http://{a}:{self.peer[name]}',
                 '--initial-cluster', cluster, '--initial-cluster-state', 'new',
                 '--initial-cluster-token', f'pgrm-{self.sb.root.name}']
+        if self.tls:
+            argv += ['--cert-file', str(self.tls.server), '--key-file', str(self.tls.server_key),
+                     '--client-cert-auth', '--trusted-ca-file', str(self.tls.ca)]
+        if self.netns[name] is not None:
+            argv = self.netns[name].argv(argv)   # ip netns exec execs it: the pid stays etcd's
         with open(self.sb.path(f'{name}.log'), 'ab') as out:
             self.procs[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL, env=clean_env(), cwd=str(data),
@@ -1549,8 +1603,11 @@ class EtcdCluster:
         keys under prefix alone. The harness's own requests go as root from then on."""
         root_password = 'root-' + ''.join(random.SystemRandom().choices('abcdefghijklmnop', k=16))
 
+        tls = ['--cacert', str(self.tls.ca), '--cert', str(self.tls.client), '--key', str(self.tls.client_key)] \
+            if self.tls else []
+
         def ctl(*args):
-            subprocess.run(['/usr/bin/etcdctl', '--endpoints', self.endpoints, *args], check=True,
+            subprocess.run(['/usr/bin/etcdctl', '--endpoints', self.endpoints, *tls, *args], check=True,
                            capture_output=True, timeout=30, env=clean_env({'ETCDCTL_API': '3'}))
         ctl('user', 'add', f'root:{root_password}', '--interactive=false')
         ctl('user', 'grant-role', 'root', 'root')
@@ -1579,7 +1636,13 @@ class EtcdCluster:
                 self.tokens[name] = self.request(name, '/v3/auth/authenticate',
                                                  {'name': 'root', 'password': self.root_password}, timeout)['token']
             headers['Authorization'] = self.tokens[name]
-        conn = http.client.HTTPConnection(self.address, self.client[name], timeout=timeout)
+        if self.tls:
+            context = ssl.create_default_context(cafile=str(self.tls.ca))
+            context.load_cert_chain(self.tls.client, self.tls.client_key)
+            conn = http.client.HTTPSConnection(self.address[name], self.client[name], timeout=timeout,
+                                               context=context)
+        else:
+            conn = http.client.HTTPConnection(self.address[name], self.client[name], timeout=timeout)
         try:
             conn.request('POST', path, json.dumps(body), headers)
             answer = json.loads(conn.getresponse().read())
