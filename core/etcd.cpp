@@ -5,8 +5,10 @@
 #include <utility>
 
 #include <httplib.h>
+#include <openssl/x509.h>
 
 #include "core/error.hpp"
+#include "core/result.hpp"
 #include "core/timeouts.hpp"
 
 namespace pgrm::etcd {
@@ -154,6 +156,15 @@ std::optional<Failure> failure_of(const json& answer) {
     return f;
 }
 
+std::string describe_non_json(int status, std::string_view body) {
+    std::string_view line = body.substr(0, body.find_first_of("\r\n"));
+    while (!line.empty() && line.back() == ' ') line.remove_suffix(1);
+    if (line.empty()) return "HTTP " + std::to_string(status) + " without a JSON answer";
+    constexpr std::size_t kMost = 200;
+    const bool cut = line.size() > kMost;
+    return "HTTP " + std::to_string(status) + ": " + escape_control(line.substr(0, kMost)) + (cut ? "..." : "");
+}
+
 std::vector<KeyValue> parse_range(const json& answer) {
     throw_failure(answer, "range");
     std::vector<KeyValue> out;
@@ -272,17 +283,56 @@ std::optional<NodeState> parse_node_state(std::string_view value) {
 
 struct Client::Endpoint {
     std::string url;                // for messages
+    bool tls = false;
     httplib::Client http;
-    Endpoint(const std::string& u, const Config& cfg)
-        : url(u), http(u, cfg.etcd_cert, cfg.etcd_key) {}
+    Endpoint(const std::string& u, bool https, const Config& cfg)
+        : url(u), tls(https), http(u, cfg.etcd_cert, cfg.etcd_key) {}
 };
+
+namespace {
+
+// Why a request got no answer, in the terms of the settings that decide it: httplib's
+// own names (SSLServerVerification, Read) say nothing of which file to look at.
+std::string describe(httplib::Error error, httplib::Client& http, bool tls, const Config& cfg) {
+    using E = httplib::Error;
+    const std::string cacert = cfg.etcd_cacert.empty() ? std::string("the system's certificate authorities")
+                                                       : "etcd_cacert \"" + cfg.etcd_cacert + "\"";
+    switch (error) {
+    case E::SSLServerVerification: {
+        const long v = http.get_openssl_verify_result();
+        return "its TLS certificate is not trusted (" +
+               std::string(v != X509_V_OK ? X509_verify_cert_error_string(v) : "its name does not match the endpoint's host") +
+               ") by " + cacert;
+    }
+    case E::SSLLoadingCerts: return "TLS: " + cacert + " could not be loaded";
+    case E::SSLConnection:
+        if (!http.is_valid())
+            return "TLS: etcd_cert \"" + cfg.etcd_cert + "\" and etcd_key \"" + cfg.etcd_key +
+                   "\" could not be loaded as a certificate and its key";
+        return "TLS handshake failed" +
+               std::string(cfg.etcd_cert.empty() ? " (no etcd_cert: does it require a client certificate?)"
+                                                 : " (is etcd_cert signed by an authority it trusts?)");
+    case E::Read:
+    case E::Write:
+        // With TLS 1.3 a server that refuses the client's certificate (or its absence)
+        // says so after the handshake: the request then finds the connection closed.
+        return std::string("the connection closed during the request") +
+               (tls && cfg.etcd_cert.empty() ? " (no etcd_cert: does it require a client certificate?)" : "");
+    case E::Connection: return "could not connect";
+    case E::ConnectionTimeout: return "no connection within " + timeouts::format(timeouts::kEtcdConnect);
+    default: return httplib::to_string(error);
+    }
+}
+
+}  // namespace
 
 Client::Client(const Config& cfg) : cfg_(cfg) {
     auto ms = [](std::chrono::milliseconds d) { return std::pair<time_t, time_t>(d.count() / 1000, d.count() % 1000 * 1000); };
     for (const auto& raw : cfg_.etcd_endpoints) {
         EtcdEndpoint e = parse_etcd_endpoint(raw);
         const std::string host = e.host.find(':') != std::string::npos ? "[" + e.host + "]" : e.host;
-        auto ep = std::make_unique<Endpoint>((e.tls ? "https://" : "http://") + host + ":" + std::to_string(e.port), cfg_);
+        auto ep = std::make_unique<Endpoint>((e.tls ? "https://" : "http://") + host + ":" + std::to_string(e.port), e.tls,
+                                             cfg_);
         auto [cs, cu] = ms(timeouts::kEtcdConnect);
         auto [rs, ru] = ms(timeouts::kEtcdRequest);
         ep->http.set_connection_timeout(cs, cu);
@@ -307,11 +357,11 @@ json Client::call_once(const std::string& path, const json& body) {
         auto res = ep.http.Post(path.c_str(), headers, body.dump(), "application/json");
         std::string why;
         if (!res) {
-            why = httplib::to_string(res.error());
+            why = describe(res.error(), ep.http, ep.tls, cfg_);
         } else {
             json answer = json::parse(res->body, nullptr, false);
             if (answer.is_discarded()) {
-                why = "HTTP " + std::to_string(res->status) + " without a JSON answer";
+                why = describe_non_json(res->status, res->body);
             } else {
                 auto f = failure_of(answer);
                 if (!f || (f->code != kUnavailable && f->code != kDeadlineExceeded)) {

@@ -69,6 +69,10 @@ struct Failure {
     int code = 0;                   // gRPC's: 16 Unauthenticated, 14 Unavailable, ...
 };
 std::optional<Failure> failure_of(const nlohmann::json& answer);
+// An answer that is not JSON (a proxy's page, or etcd refusing before its gateway, such
+// as 3.4 refusing a client certificate with a common name once authentication is on):
+// its status and the first line of its body, control characters escaped, cut at 200.
+std::string describe_non_json(int status, std::string_view body);
 
 // What each node's repmgrd publishes under <etcd_prefix>nodes/<id> every pass (dcs =
 // etcd), under a lease of its own that ends daemon_alive after its last renewal: its

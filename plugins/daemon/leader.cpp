@@ -122,8 +122,9 @@ void StatePublisher::run() {
             if (!failed.empty()) log::notice("etcd: this node's state is published again");
             failed.clear();
         } catch (const Error& e) {
-            if (failed != e.what()) log::warning(std::string("etcd: this node's state is not published: ") + e.what());
-            failed = e.what();
+            const std::string why = e.what() + (e.detail().empty() ? "" : ": " + e.detail());
+            if (failed != why) log::warning("etcd: this node's state is not published: " + why);
+            failed = why;
         }
         lock.lock();
     }

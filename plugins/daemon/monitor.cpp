@@ -1000,7 +1000,7 @@ Decision Monitor::take_leader_key(const Decision& d) {
         return {A::Wait, 0, "the leader key in etcd could not be taken: no promotion without it (" + d.reason + ")"};
     } catch (const Error& e) {
         return {A::Wait, 0, std::string("etcd cannot be reached, and no standby promotes without the leader key (") +
-                                e.what() + ")"};
+                                e.what() + (e.detail().empty() ? "" : ": " + e.detail()) + ")"};
     }
 }
 

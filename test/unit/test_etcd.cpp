@@ -105,6 +105,18 @@ TEST_CASE("malformed answers are errors, never a crash", "[etcd]") {
     CHECK_FALSE(odd.holder);
 }
 
+TEST_CASE("an answer that is not JSON says what it said", "[etcd]") {
+    // etcd 3.4 with authentication on, to a client certificate with a common name.
+    CHECK(etcd::describe_non_json(400, "CommonName of client sending a request against gateway will be ignored and "
+                                       "not used as expected\n") ==
+          "HTTP 400: CommonName of client sending a request against gateway will be ignored and not used as expected");
+    CHECK(etcd::describe_non_json(502, "") == "HTTP 502 without a JSON answer");
+    CHECK(etcd::describe_non_json(502, "\r\n<html>") == "HTTP 502 without a JSON answer");
+    CHECK(etcd::describe_non_json(403, "no\x1b[2Jway\nmore") == "HTTP 403: no\\x1b[2Jway");
+    auto long_one = etcd::describe_non_json(500, std::string(300, 'x'));
+    CHECK(long_one == "HTTP 500: " + std::string(200, 'x') + "...");
+}
+
 TEST_CASE("a prefix's range ends at the first key past it", "[etcd]") {
     CHECK(etcd::prefix_end("/pgrm/t/nodes/") == "/pgrm/t/nodes0");
     CHECK(etcd::prefix_end("a\xff\xff") == "b");
