@@ -4,10 +4,12 @@ loopback ports reserved like the servers') and three nodes with their repmgrd
 (harness.setup_three: failover = automatic, harness.DAEMON_FAST timings, so the leader
 key's lease is 11 s and its holder fences 5978 ms after its last renewal).
 
-One cluster, with etcd's authentication on (etcd_user, etcd_password), in order:
-  1. the primary's repmgrd takes the leader key (<prefix>leader = 1); cluster show, out
-     of reach of node3's server (every connection slot taken), shows node3 as its
-     repmgrd published it to etcd (<prefix>nodes/3), and says so; run on node3, every
+One cluster, etcd's clients on https only with a client certificate its authority signed
+(--client-cert-auth; harness.Certificates, made with openssl in the sandbox) and its
+authentication on (etcd_user, etcd_password), in order:
+  1. the primary's repmgrd takes the leader key (<prefix>leader = 1) over TLS; cluster
+     show, out of reach of node3's server (every connection slot taken), shows node3 as
+     its repmgrd published it to etcd (<prefix>nodes/3), and says so; run on node3, every
      node as etcd has it;
   2. one etcd member down (SIGKILL) changes nothing: the primary stays writable and keeps
      the key, no standby promotes, for longer than the holder's fence time;
@@ -17,10 +19,15 @@ One cluster, with etcd's authentication on (etcd_user, etcd_password), in order:
   4. failover by lease: etcd back, node1's lease ends (its daemon cannot renew: its
      server is gone), and the candidate takes the key and promotes; the key names it and
      the other standby follows it;
-  5. the password is in no daemon's log, in no cluster show --json, in no process title.
-
-A primary whose postmaster is killed (its daemon alive) gives the key up at once, and
-started again it is fenced, the key being another's. A switchover moves the key.
+  5. the password is in no daemon's log, in no cluster show --json, in no process title;
+  6. node1 rejoined (node rejoin);
+  7. a switchover moves the key, and nobody is fenced for it;
+  8. the standbys' daemons with a wrong etcd_cacert, and without a client certificate:
+     each says why in one line; the primary's postmaster killed, its repmgrd gives the
+     key up at once (nothing listens at its address), and no standby promotes without it;
+  9. the right settings back: a standby takes the free key and promotes without waiting
+     for a lease; the old primary, started again, is fenced, the key being another's.
+(One cluster where there were three: 6 to 9 took two more clusters of their own.)
 
 And a primary on another host (harness.setup_partitioned, etcd listening on the local end
 of its link) cut off from etcd and both standbys: it fences itself before its lease ends,
@@ -33,6 +40,7 @@ standby's decision to wait), then hold a bounded window (harness.stays_false).
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -48,11 +56,13 @@ LEASE_TTL = 11        # timeouts::etcd_lease_ttl with DAEMON_FAST
 SECRET = 'pgrm-etcd-Secret-7f3a'  # etcd_password: never in a log, a JSON document or a process title
 
 
-def test_leader_key_failover_and_etcd_down():
+def test_leader_key_failover_switchover_and_tls():
     with harness.Sandbox() as sb, daemon_cluster(sb) as c:
-        etcd = EtcdCluster(sb)
+        certs = harness.Certificates(sb, ['127.0.0.1'])
+        etcd = EtcdCluster(sb, tls=certs)
         etcd.enable_auth('pgrm', SECRET, '/pgrm/test/')
-        settings = {'dcs': 'etcd', 'etcd_endpoints': etcd.endpoints, 'etcd_user': 'pgrm', 'etcd_password': SECRET}
+        settings = {'dcs': 'etcd', 'etcd_endpoints': etcd.endpoints, 'etcd_user': 'pgrm', 'etcd_password': SECRET,
+                    'etcd_cacert': certs.ca, 'etcd_cert': certs.client, 'etcd_key': certs.client_key}
         setup_three(c, node_settings={i: settings for i in (1, 2, 3)})
         n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
 
@@ -130,6 +140,76 @@ def test_leader_key_failover_and_etcd_down():
                 continue
             assert SECRET.encode() not in title, f'etcd_password in the process title of {pid}'
 
+        # 6. node1 back as a standby of the new primary (the operator's node rejoin).
+        p, o = promoted, 5 - promoted
+        pgrm('-f', c.confs[1], 'node', 'rejoin', '-h', '127.0.0.1', '-p', c.nodes[p].port, check=0)
+        wait_until(lambda: harness.streaming(n1), timeout=60, what='node1 streaming after its rejoin')
+
+        # 7. A switchover moves the key: the old primary's repmgrd gives it up as it
+        # demotes, the new one takes it at its first pass, and nobody is fenced for it.
+        wait_until(lambda: pgrm('-f', c.confs[o], 'standby', 'switchover', '--dry-run', check=None).returncode == 0,
+                   timeout=60, what="the switchover's checks to hold")
+        since = {i: len(d.log_text()) for i, d in c.daemons.items()}
+        pgrm('-f', c.confs[o], 'standby', 'switchover', check=0, timeout=300)
+        wait_until(lambda: writable(c.nodes[o]) and etcd.get(KEY) == str(o), timeout=60,
+                   what=f'node{o} the primary, holding the key')
+        c.daemons[p].wait_log('etcd: the leader key is released', timeout=10)
+        # Its lease is node{o}'s own: it renews it past the old one's fence time.
+        stays_false(lambda: (not writable(c.nodes[o]) and f'node{o} not writable') or
+                    (etcd.get(KEY) != str(o) and f'leader key is {etcd.get(KEY)!r}'),
+                    seconds=FENCE_AFTER + 2, what=f'node{o} losing the key or fenced after the switchover')
+        assert 'fencing this primary' not in c.daemons[o].log_text()[since[o]:]
+
+        # 8. TLS refused: the standbys' daemons start again, one with an etcd_cacert that
+        # did not sign etcd's certificate, one without a client certificate. Each says why
+        # in one line; then the primary's postmaster is killed (kill -9): its repmgrd gives
+        # the key up (nothing listens at its address), and no standby promotes without it.
+        standbys = [i for i in (1, 2, 3) if i != o]
+        wrong = {standbys[0]: {**settings, 'etcd_cacert': certs.other_ca},
+                 standbys[1]: {k: v for k, v in settings.items() if k not in ('etcd_cert', 'etcd_key')}}
+        for i, bad in wrong.items():
+            c.daemons[i].stop()
+            c.confs[i] = harness.write_daemon_conf(sb, i, c.nodes[i], **bad)
+            c.start_daemon(i)
+        c.daemons[standbys[0]].wait_log(r"etcd: this node's state is not published: etcd: no endpoint answered "
+                                        r'/v3/\S+: https://127\.0\.0\.1:\d+: its TLS certificate is not trusted '
+                                        rf'\(.+\) by etcd_cacert "{certs.other_ca}"', timeout=30)
+        c.daemons[standbys[1]].wait_log(r"etcd: this node's state is not published: etcd: no endpoint answered "
+                                        r'/v3/\S+: https://127\.0\.0\.1:\d+: .*\(no etcd_cert: does it require a '
+                                        r'client certificate\?\)', timeout=30)
+        killed = time.monotonic()
+        c.nodes[o].kill9()
+        c.daemons[o].wait_log(r'the local server is gone \(nothing listens at its address\): giving the leader key up',
+                              timeout=30)
+        c.daemons[o].wait_log('etcd: the leader key is released', timeout=10)
+        assert etcd.get(KEY) is None
+        wait_until(lambda: any(re.search(r'etcd cannot be reached, and no standby promotes without the leader key '
+                                         r'\(etcd: no endpoint answered /v3/\S+: https://', c.daemons[i].log_text())
+                               for i in standbys),
+                   timeout=60, what='a candidate waiting for the leader key it cannot reach')
+        stays_false(lambda: one_promoted(c, standbys), seconds=5, what='a promotion without TLS to etcd')
+        print(f'# no promotion {time.monotonic() - killed:.1f} s after the kill with etcd refused', flush=True)
+
+        # 9. The right settings back: a standby takes the key, free since the kill, and
+        # promotes without waiting for a lease to end. The old primary, started again, is
+        # fenced as a former primary, and the key stays the new one's.
+        for i in standbys:
+            c.daemons[i].stop()
+            c.confs[i] = harness.write_daemon_conf(sb, i, c.nodes[i], **settings)
+            c.start_daemon(i)
+        back = time.monotonic()
+        new = wait_until(lambda: one_promoted(c, standbys), timeout=LEASE_TTL + 60, what='a standby promoted')
+        print(f'# node{new} promoted {time.monotonic() - back:.1f} s after its daemon started with the right '
+              'settings', flush=True)
+        assert etcd.get(KEY) == str(new)
+        assert 'fencing this primary' not in c.daemons[o].log_text()[since[o]:]
+        c.nodes[o].start()
+        wait_until(lambda: not writable(c.nodes[o]), timeout=30, what=f'node{o}, started again as a primary, fenced')
+        c.daemons[o].wait_log('state local_server_down -> fenced: .*this node is a former primary and must be rejoined',
+                              timeout=10)
+        assert etcd.get(KEY) == str(new)
+
+
 
 
 def test_partitioned_primary_fences_before_its_lease_ends():
@@ -163,57 +243,6 @@ def test_partitioned_primary_fences_before_its_lease_ends():
         new_id = one_promoted(c)
         assert etcd.get(KEY) == str(new_id)
 
-
-def test_dead_primary_gives_the_key_up():
-    """kill -9 of the primary's postmaster, its repmgrd alive: nothing listens at node1's
-    address, so its daemon gives the leader key up at once (as without etcd the standbys
-    fail over at once from a primary that refuses connections), and a standby takes the key
-    and promotes without waiting for the lease to end. node1 started again as a primary
-    is fenced (it must be rejoined), and the key stays the new primary's."""
-    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
-        etcd = EtcdCluster(sb)
-        settings = {'dcs': 'etcd', 'etcd_endpoints': etcd.endpoints}
-        setup_three(c, node_settings={i: settings for i in (1, 2, 3)})
-        n1 = c.nodes[1]
-        wait_until(lambda: etcd.get(KEY) == '1', timeout=30, what='node1 to take the leader key')
-        killed = time.monotonic()
-        n1.kill9()
-        c.daemons[1].wait_log(r'the local server is gone \(nothing listens at its address\): giving the leader key up',
-                              timeout=30)
-        c.daemons[1].wait_log('etcd: the leader key is released', timeout=10)
-        assert 'fencing this primary' not in c.daemons[1].log_text()
-        promoted = wait_until(lambda: one_promoted(c), timeout=LEASE_TTL + 60, what='a standby promoted')
-        print(f'# node{promoted} promoted {time.monotonic() - killed:.1f} s after the kill', flush=True)
-        assert etcd.get(KEY) == str(promoted)
-        wait_until(lambda: harness.streaming(c.nodes[5 - promoted]), timeout=60, what='the other standby following')
-
-        n1.start()
-        wait_until(lambda: not writable(n1), timeout=30, what='node1, started again as a primary, fenced')
-        c.daemons[1].wait_log('state local_server_down -> fenced: .*this node is a former primary and must be rejoined',
-                              timeout=10)
-        assert etcd.get(KEY) == str(promoted)
-
-
-
-def test_switchover_moves_the_key():
-    """standby switchover with dcs = etcd: the old primary's repmgrd gives the key up as it
-    demotes, the new primary takes it at its first pass, and nobody is fenced for it."""
-    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
-        etcd = EtcdCluster(sb)
-        settings = {'dcs': 'etcd', 'etcd_endpoints': etcd.endpoints}
-        setup_three(c, node_settings={i: settings for i in (1, 2, 3)})
-        wait_until(lambda: etcd.get(KEY) == '1', timeout=30, what='node1 to take the leader key')
-        wait_until(lambda: pgrm('-f', c.confs[2], 'standby', 'switchover', '--dry-run', check=None).returncode == 0,
-                   timeout=60, what="the switchover's checks to hold")
-        pgrm('-f', c.confs[2], 'standby', 'switchover', check=0, timeout=300)
-        n2 = c.nodes[2]
-        wait_until(lambda: writable(n2) and etcd.get(KEY) == '2', timeout=60, what='node2 the primary, holding the key')
-        c.daemons[1].wait_log('etcd: the leader key is released', timeout=10)
-        # Its lease is node2's own: it renews it past the old one's fence time.
-        stays_false(lambda: (not writable(n2) and 'node2 not writable') or
-                    (etcd.get(KEY) != '2' and f'leader key is {etcd.get(KEY)!r}'),
-                    seconds=FENCE_AFTER + 2, what='node2 losing the key or fenced after the switchover')
-        assert 'fencing this primary' not in c.daemons[2].log_text()
 
 
 if __name__ == '__main__':
