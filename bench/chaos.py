@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: the chaos suite's long run (test/chaos/chaos.py), many faults in a row.
 
-    python3 bench/chaos.py [--rounds 50] [--quorum 2] [--faults a,b,...] [--seed N]
+    python3 bench/chaos.py [--rounds 50] [--quorum 2] [--faults a,b,...] [--seed N] [--dcs etcd]
 
 Five real servers, each with its repmgrd, each on its own host (a network namespace on a
 bridge), set up once; a client outside them inserting unique ids through a multi-host
@@ -11,13 +11,15 @@ every node every 50 ms whether a write would commit there (see chaos.py's docstr
 Then --rounds faults, one after the other: every fault once in a random order, again and
 again (--seed makes the order and the faults' random choices repeatable). The daemons
 keep harness.DAEMON_FAST's timers (a 3 s failover window); fsync stays on (the CI
-round runs with fsync = off).
+round runs with fsync = off). --dcs etcd: the daemons hold the leader key in a
+three-member etcd on hosts of the bridge (chaos.ChaosCluster says which faults cut a node
+off from it), and chaos.KNOWN_FAILURES_ETCD excuses failures instead.
 
 Prints one line per round (fault, failover, unavailability, split-brain instants, lost
 acknowledged writes, the operator's actions and the state that asked for each), then
 faults injected, failovers, split-brain instants, lost acknowledged writes, operator
 actions, and unavailability per fault (median, max). Exit status 1 when a failure not
-excused by chaos.KNOWN_FAILURES was found (lost acknowledged writes never are); it never
+excused by the known failures was found (lost acknowledged writes never are); it never
 fails on a timing. Root only.
 """
 
@@ -42,6 +44,8 @@ def main() -> int:
     ap.add_argument('--faults', default=','.join(chaos.FAULTS),
                     help='comma-separated faults to cycle through (default: all)')
     ap.add_argument('--seed', type=int, default=None, help='random seed (default: from the clock)')
+    ap.add_argument('--dcs', choices=('none', 'etcd'), default='none',
+                    help='none (default): the daemons decide by the nodes they see; etcd: by the leader key')
     args = ap.parse_args()
     check_binary()
     faults = args.faults.split(',')
@@ -50,10 +54,11 @@ def main() -> int:
         sys.exit(f'unknown fault "{unknown[0]}": one of {", ".join(chaos.FAULTS)}')
     seed = args.seed if args.seed is not None else int(time.time())
     random.seed(seed)
-    print(f'# chaos: {args.rounds} rounds of {", ".join(faults)}; seed {seed}; load {load_average()}',
+    print(f'# chaos: {args.rounds} rounds of {", ".join(faults)}; dcs = {args.dcs}; seed {seed}; '
+          f'load {load_average()}',
           flush=True)
     t0 = time.monotonic()
-    run = chaos.Run(short=False, quorum=args.quorum, fsync=True)
+    run = chaos.Run(short=False, quorum=args.quorum, fsync=True, dcs=args.dcs)
     order: list = []
     try:
         run.start()

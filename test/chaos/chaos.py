@@ -206,12 +206,28 @@ def _daemon_state(node: Node) -> str:
 
 
 class ChaosCluster:
-    """Five nodes on a bridge: node1 the primary, node2..5 its standbys, a daemon each."""
+    """Five nodes on a bridge: node1 the primary, node2..5 its standbys, a daemon each.
+
+    dcs = 'etcd': the daemons hold the leader key in a three-member etcd (harness.EtcdCluster)
+    whose members run on three hosts of their own on the same bridge (bridge.hosts[count:],
+    etcd_hosts), the way the nodes reach each other. Which faults cut a node off from etcd
+    follows from that: a link taken out (isolate-primary, isolate-standby, flapping-link)
+    cuts the node off from etcd too; a split (_partition) puts etcd's members on the side
+    of the most nodes, so a node cut off from the majority is cut off from etcd as well; a
+    partial partition leaves etcd reachable from every node, as its middle node is; the
+    faults on processes (kill-postmaster, host-loss, sigstop-primary,
+    daemon-killed-in-election) leave every path up, the lost host's own etcd member
+    included (etcd runs elsewhere)."""
 
     def __init__(self, sb: harness.Sandbox, t: Timings, count: int = 5, quorum: int = 2,
-                 fsync: bool = True):
-        self.sb, self.t, self.quorum = sb, t, quorum
-        self.bridge = harness.Bridge(sb, count)
+                 fsync: bool = True, dcs: str = 'none'):
+        self.sb, self.t, self.quorum, self.dcs = sb, t, quorum, dcs
+        members = 3 if dcs == 'etcd' else 0
+        self.bridge = harness.Bridge(sb, count + members)
+        self.etcd_hosts = list(range(count, count + members))   # bridge indexes of etcd's members
+        self.etcd = (harness.EtcdCluster(sb, hosts=[(self.bridge.hosts[i], self.bridge.addresses[i])
+                                                    for i in self.etcd_hosts])
+                     if members else None)
         self.dc = harness.DaemonCluster(sb)
         sb.on_cleanup(self.dc.close)
         self.nodes: list = []
@@ -239,9 +255,10 @@ class ChaosCluster:
         n1.inst.psql('create database pgbench')
         n1.inst.psql('create table chaos_acks(id bigint primary key); '
                      'create table chaos_probe(x int)', db='pgbench')
+        dcs = {'dcs': 'etcd', 'etcd_endpoints': self.etcd.endpoints} if self.etcd else {}
         for n in self.nodes:
             n.conf = harness.write_daemon_conf(
-                self.sb, n.id, n.inst, **self.t.daemon,
+                self.sb, n.id, n.inst, **self.t.daemon, **dcs,
                 conninfo=f'host={n.address} port={n.inst.port} user=postgres dbname=pgbench '
                          'connect_timeout=2')
             self.dc.confs[n.id] = n.conf
@@ -495,11 +512,15 @@ def isolate_standby(run, p):
 def _partition(run, sides: list, hold_until_failover_from: Node | None):
     """Drops every packet between each pair of sides (a side is a list of nodes), then
     holds: until a node other than hold_until_failover_from accepts writes (if given),
-    else run.t.hold seconds."""
+    else run.t.hold seconds. etcd's members (dcs = etcd) are on the side of the most
+    nodes: the nodes of every other side are cut off from them too."""
     b = run.c.bridge
+    with_etcd = max(sides, key=len)
     try:
         for side in sides:
             others = [o.id - 1 for s2 in sides if s2 is not side for o in s2]
+            if side is not with_etcd:
+                others += run.c.etcd_hosts
             for n in side:
                 b.block(n.id - 1, others)
         if hold_until_failover_from is not None:
@@ -608,14 +629,13 @@ KNOWN_FAILURES: dict = {
     'daemon-killed-in-election': 'with the candidate\'s daemon dead, the other standbys wait for '
                                  'it to be promoted and elect it again: no failover until it restarts',
 }
+# The same with dcs = etcd (ChaosCluster(dcs='etcd')).
+KNOWN_FAILURES_ETCD: dict = {
+}
 
 
 # --------------------------------------------------------------------------------------
 # A run
-
-
-def _excused(fault: str, failure: str) -> bool:
-    return fault in KNOWN_FAILURES and 'acknowledged ids missing' not in failure
 
 
 class Round:
@@ -635,11 +655,12 @@ class Run:
     """A cluster set up once (start()), the workload and the sampler running, faults one
     after the other (round()). A round after which the cluster cannot be brought back,
     even by the operator's rejoins, is reported, and the cluster is built again (in a new
-    sandbox) for the next one. out: where the report goes."""
+    sandbox) when a next round comes. out: where the report goes."""
 
-    def __init__(self, short: bool, quorum: int = 2, fsync: bool = True, out=sys.stdout):
+    def __init__(self, short: bool, quorum: int = 2, fsync: bool = True, out=sys.stdout, dcs: str = 'none'):
         self.t = Timings(short)
-        self.out, self.quorum, self.fsync = out, quorum, fsync
+        self.out, self.quorum, self.fsync, self.dcs = out, quorum, fsync, dcs
+        self.known = KNOWN_FAILURES_ETCD if dcs == 'etcd' else KNOWN_FAILURES
         self.sb: harness.Sandbox | None = None
         self.c: ChaosCluster | None = None
         self.rounds: list = []
@@ -651,10 +672,13 @@ class Run:
     def say(self, text: str):
         print(text, file=self.out, flush=True)
 
+    def _excused(self, fault: str, failure: str) -> bool:
+        return fault in self.known and 'acknowledged ids missing' not in failure
+
     def start(self):
         t0 = time.monotonic()
         self.sb = harness.Sandbox(prefix='pgrm-chaos-')
-        self.c = ChaosCluster(self.sb, self.t, quorum=self.quorum, fsync=self.fsync)
+        self.c = ChaosCluster(self.sb, self.t, quorum=self.quorum, fsync=self.fsync, dcs=self.dcs)
         self.c.setup()
         self.builds += 1
         self.sampler = Sampler(self.c.nodes)
@@ -663,7 +687,8 @@ class Run:
         wait_until(lambda: len(self.writer.acked) >= 10, timeout=30, what='the workload acknowledged')
         self.say(f'# five nodes on bridge {self.c.bridge.name}, synchronous_standby_names = '
                  f"'{self.c.sync_names}', fsync = {'on' if self.fsync else 'off'}, "
-                 f'daemon {self.t.daemon}, failover window {self.t.window} s; '
+                 f'daemon {self.t.daemon}, failover window {self.t.window} s, dcs = {self.dcs}'
+                 f'{" (three members on hosts of their own on the bridge)" if self.c.etcd else ""}; '
                  f'set up in {time.monotonic() - t0:.1f} s')
 
     def stop(self):
@@ -682,8 +707,12 @@ class Run:
         if self.sb:
             self.sb.cleanup()
             self.sb = None
+        self.c = None
 
     def round(self, fault: str) -> Round:
+        if self.c is None:
+            self.say('# building the cluster again')
+            self.start()
         primary = self.c.converged()
         assert primary, 'the cluster is not converged before a fault'
         r = Round(len(self.rounds) + 1, fault, primary)
@@ -699,9 +728,7 @@ class Run:
             r.split_brain = self.sampler.split_brain(t_fault, time.monotonic())
             r.unavailable = self.writer.longest_gap(t_fault, time.monotonic())
             self._report(r, t_fault, t_healed)
-            self.say('# building the cluster again')
             self.stop()
-            self.start()
             return r
         t_end = time.monotonic()
         r.seconds = t_end - t_fault
@@ -826,8 +853,8 @@ class Run:
         for op in r.operator:
             self.say(f'  OPERATOR NEEDED: {op}')
         for f in r.failures:
-            if _excused(r.fault, f):
-                self.say(f'  KNOWN FAILURE ({KNOWN_FAILURES[r.fault]}): {f}')
+            if self._excused(r.fault, f):
+                self.say(f'  KNOWN FAILURE ({self.known[r.fault]}): {f}')
             else:
                 self.say(f'  FAILURE: {f}')
 
@@ -852,11 +879,11 @@ class Run:
             self.say(f'#   {fault:<26} {len(mine):>3}  {statistics.median(un):6.2f} {max(un):6.2f}  '
                      f'{sum(1 for r in mine if r.new_primary and r.new_primary is not r.primary):>3}  '
                      f'{sum(len(r.operator) for r in mine):>3}')
-        known = [(r, f) for r in rs for f in r.failures if _excused(r.fault, f)]
-        unknown = [(r, f) for r in rs for f in r.failures if not _excused(r.fault, f)]
+        known = [(r, f) for r in rs for f in r.failures if self._excused(r.fault, f)]
+        unknown = [(r, f) for r in rs for f in r.failures if not self._excused(r.fault, f)]
         if known:
             self.say(f'# KNOWN FAILURES: {len(known)} in faults {", ".join(sorted({r.fault for r, _ in known}))}')
-        for fault in KNOWN_FAILURES:
+        for fault in self.known:
             mine = [r for r in rs if r.fault == fault]
             if mine and not any(r.failures for r in mine):
                 self.say(f'# known failure not seen in this run: {fault} ({len(mine)} rounds passed)')
