@@ -297,6 +297,10 @@ std::string describe(httplib::Error error, httplib::Client& http, bool tls, cons
     using E = httplib::Error;
     const std::string cacert = cfg.etcd_cacert.empty() ? std::string("the system's certificate authorities")
                                                        : "etcd_cacert \"" + cfg.etcd_cacert + "\"";
+    // A certificate or key that did not load: httplib sends nothing, and says "Success".
+    if (tls && !http.is_valid())
+        return "TLS: etcd_cert \"" + cfg.etcd_cert + "\" and etcd_key \"" + cfg.etcd_key +
+               "\" could not be loaded as a certificate and its key";
     switch (error) {
     case E::SSLServerVerification: {
         const long v = http.get_openssl_verify_result();
@@ -306,9 +310,6 @@ std::string describe(httplib::Error error, httplib::Client& http, bool tls, cons
     }
     case E::SSLLoadingCerts: return "TLS: " + cacert + " could not be loaded";
     case E::SSLConnection:
-        if (!http.is_valid())
-            return "TLS: etcd_cert \"" + cfg.etcd_cert + "\" and etcd_key \"" + cfg.etcd_key +
-                   "\" could not be loaded as a certificate and its key";
         return "TLS handshake failed" +
                std::string(cfg.etcd_cert.empty() ? " (no etcd_cert: does it require a client certificate?)"
                                                  : " (is etcd_cert signed by an authority it trusts?)");
