@@ -816,9 +816,17 @@ class Run:
                 r.failures.append(f"{n.name}'s daemon is not running: {n.daemon.tail() if n.daemon else ''}")
 
     def _rejoin(self, n: Node, p: Node):
+        """node rejoin of n to p, as the operator would run it; tried again while it could
+        not reach p at all ("No route to host": a link back up a moment ago, its host's
+        neighbour entries still failed), for at most converge_bound seconds."""
         if n.inst.is_running():
             n.inst.stop()
-        proc = pgrm('-f', n.conf, 'node', 'rejoin', '-h', p.address, '-p', p.inst.port, netns=n.host)
+        deadline = time.monotonic() + self.t.converge_bound
+        while True:
+            proc = pgrm('-f', n.conf, 'node', 'rejoin', '-h', p.address, '-p', p.inst.port, netns=n.host)
+            if proc.returncode == 0 or 'No route to host' not in proc.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         if proc.returncode != 0:
             raise AssertionError(f'node rejoin of {n.name} failed ({proc.returncode}): '
                                  f'{harness.output(proc)}')
