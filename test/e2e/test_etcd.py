@@ -22,8 +22,8 @@ authentication on (etcd_user, etcd_password), in order:
   5. the password is in no daemon's log, in no cluster show --json, in no process title;
   6. node1 rejoined (node rejoin);
   7. a switchover moves the key, and nobody is fenced for it;
-  8. the standbys' daemons with a wrong etcd_cacert, and without a client certificate:
-     each says why in one line; the primary's postmaster killed, its repmgrd gives the
+  8. the standbys' daemons with a wrong etcd_cacert, with a client certificate file that
+     does not load, and without a client certificate: each says why in one line; the primary's postmaster killed, its repmgrd gives the
      key up at once (nothing listens at its address), and no standby promotes without it;
   9. the right settings back: a standby takes the free key and promotes without waiting
      for a lease; the old primary, started again, is fenced, the key being another's.
@@ -165,6 +165,15 @@ def test_leader_key_failover_switchover_and_tls():
         # in one line; then the primary's postmaster is killed (kill -9): its repmgrd gives
         # the key up (nothing listens at its address), and no standby promotes without it.
         standbys = [i for i in (1, 2, 3) if i != o]
+        # First a client certificate file that does not load: named as such (httplib
+        # itself reports "Success" then).
+        unloadable = {**settings, 'etcd_cert': sb.path('tls/missing.crt')}
+        c.daemons[standbys[1]].stop()
+        c.confs[standbys[1]] = harness.write_daemon_conf(sb, standbys[1], c.nodes[standbys[1]], **unloadable)
+        c.start_daemon(standbys[1])
+        c.daemons[standbys[1]].wait_log(r"etcd: this node's state is not published: etcd: no endpoint answered "
+                                        r'/v3/\S+: https://127\.0\.0\.1:\d+: TLS: etcd_cert "[^"]*missing\.crt" and '
+                                        r'etcd_key "[^"]*" could not be loaded as a certificate and its key', timeout=30)
         wrong = {standbys[0]: {**settings, 'etcd_cacert': certs.other_ca},
                  standbys[1]: {k: v for k, v in settings.items() if k not in ('etcd_cert', 'etcd_key')}}
         for i, bad in wrong.items():
