@@ -626,8 +626,6 @@ KNOWN_FAILURES: dict = {
                        'for its synchronous standbys: with the other standbys past its fork (WAL of the '
                        'thawed primary), fewer than the quorum follow, and the follower stays in '
                        'following_new_primary',
-    'daemon-killed-in-election': 'with the candidate\'s daemon dead, the other standbys wait for '
-                                 'it to be promoted and elect it again: no failover until it restarts',
 }
 # The same with dcs = etcd (ChaosCluster(dcs='etcd')).
 KNOWN_FAILURES_ETCD: dict = {
