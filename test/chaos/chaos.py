@@ -711,8 +711,13 @@ class Run:
         if self.c is None:
             self.say('# building the cluster again')
             self.start()
-        primary = self.c.converged()
-        assert primary, 'the cluster is not converged before a fault'
+        primary = self._still_converged()
+        if primary is None:
+            self.stop()
+            self.say('# building the cluster again')
+            self.start()
+            primary = self.c.converged()
+            assert primary, 'a cluster built again is not converged'
         r = Round(len(self.rounds) + 1, fault, primary)
         self.rounds.append(r)
         t_fault = time.monotonic()
@@ -740,6 +745,27 @@ class Run:
                               'accepted writes in the same tick')
         self._report(r, t_fault, t_healed)
         return r
+
+    def _still_converged(self) -> Node | None:
+        """The primary, when the cluster the last round left converged still is (a
+        walreceiver that reconnects gets converge_bound seconds); else None, and the last
+        round fails with what each node says: it came apart after the round."""
+        try:
+            return wait_until(self.c.converged, timeout=self.t.converge_bound, interval=0.5,
+                              what='the cluster the last round left converged, still converged')
+        except AssertionError:
+            if not self.rounds:
+                raise
+            last = self.rounds[-1]
+            w = self.c.writable()
+            apart = [f'{len(w)} nodes accept writes ({", ".join(n.name for n in w)})'] if len(w) != 1 else [
+                f'{n.name} does not stream from {w[0].name} (daemon state {_daemon_state(n) or "none"})'
+                for n in self.c.lagging(w[0])]
+            self._evidence(last)
+            failure = f'came apart after it converged: {"; ".join(apart)}'
+            last.failures.append(failure)
+            self.say(f'round {last.number} {last.fault}: FAILURE: {failure}')
+            return None
 
     def _operator_state(self, n: Node) -> str | None:
         """Why n waits for an operator, when a state says so: its daemon fenced it (a
