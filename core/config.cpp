@@ -51,6 +51,14 @@ int parse_int(const std::string& raw, int min) {
     return static_cast<int>(v);
 }
 
+// PostgreSQL's spellings of a boolean (the TOML reader passes true and false).
+bool parse_bool(const std::string& raw) {
+    const std::string v = lower(raw);
+    if (v == "on" || v == "true" || v == "yes" || v == "1") return true;
+    if (v == "off" || v == "false" || v == "no" || v == "0") return false;
+    throw std::invalid_argument("invalid value \"" + raw + "\": must be on or off (true or false)");
+}
+
 // A command setting must split into argv now, not fail when repmgrd needs it.
 std::string checked_command(const std::string& raw) {
     try {
@@ -237,6 +245,8 @@ private:
         if (c.etcd_cert.empty() != c.etcd_key.empty())
             c.etcd_cert.empty() ? needs("etcd_key", "etcd_cert") : needs("etcd_cert", "etcd_key");
         if (!c.etcd_password.empty() && c.etcd_user.empty()) needs("etcd_password", "etcd_user");
+        if (c.etcd_failover_on_refusal && c.dcs != "etcd")
+            fail(path_ + ": etcd_failover_on_refusal is on but dcs is not etcd");
         if (c.dcs != "etcd") return;
         if (c.etcd_endpoints.empty()) fail(path_ + ": dcs = etcd needs \"etcd_endpoints\"");
         const bool tls_files = !c.etcd_cacert.empty() || !c.etcd_cert.empty();
@@ -640,6 +650,10 @@ const std::vector<SettingSpec>& settings_table() {
         {"etcd_password", {}, "string", "", false,
          "that user's password; never logged nor shown",
          [](Config& c, const std::string& raw) { c.etcd_password = raw; }},
+        {"etcd_failover_on_refusal", {}, "boolean", "false", false,
+         "a standby may end a lost primary's lease when its host refuses connections and its repmgrd is "
+         "silent in etcd, instead of waiting for the lease (a firewall that rejects looks the same)",
+         [](Config& c, const std::string& raw) { c.etcd_failover_on_refusal = parse_bool(raw); }},
     };
     return table;
 }

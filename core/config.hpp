@@ -58,6 +58,9 @@ struct Config {
     std::string etcd_key;
     std::string etcd_user;               // etcd's own authentication
     std::string etcd_password;           // never logged, nor shown
+    // A candidate may revoke the lease of a lost primary that refused every check and whose
+    // daemon is silent in etcd, instead of waiting for it to end (repmgrd(8), "With etcd").
+    bool etcd_failover_on_refusal = false;
 
     bool operator==(const Config&) const = default;
 };

@@ -74,4 +74,21 @@ Decision hold_promotion(const Decision& d, std::chrono::milliseconds hold, std::
                 " ms have passed since the first failed check (promote_after)"};
 }
 
+LeaseEnd end_lease_on_refusal(bool enabled, const std::optional<PrimaryFailing>& failing,
+                              std::optional<int> lost_primary, int holder, std::optional<bool> holder_published) {
+    using A = LeaseEnd::Action;
+    if (!enabled) return {A::Wait, ""};
+    const std::string node = "node " + std::to_string(holder);
+    if (!lost_primary || *lost_primary != holder)
+        return {A::Wait, node + " is not the primary this node lost: its lease is not ended for it"};
+    if (!failing || !failing->refused_only)
+        return {A::Wait, "not every check of " + node + " was refused (a timeout, or an unreachable host): it may "
+                         "live behind a partition"};
+    if (!holder_published) return {A::Ask, ""};
+    if (*holder_published)
+        return {A::Wait, "the repmgrd of " + node + " still publishes its state in etcd: it gives the key up itself"};
+    return {A::Revoke, "every check of " + node + " was refused and its repmgrd is silent in etcd "
+                       "(etcd_failover_on_refusal): its lease is revoked"};
+}
+
 }  // namespace pgrm::daemon

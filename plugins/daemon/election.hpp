@@ -64,4 +64,23 @@ std::chrono::milliseconds promotion_hold(const std::optional<PrimaryFailing>& fa
 // words every pass, so that it is one event).
 Decision hold_promotion(const Decision& d, std::chrono::milliseconds hold, std::chrono::milliseconds promote_after);
 
+// dcs = etcd with etcd_failover_on_refusal (repmgrd(8), "With etcd"): whether the
+// candidate may revoke the lease under which holder keeps the leader key, instead of
+// waiting for it to end. Only the lease of the primary it lost, whose every failed check
+// was refused (the fast path without etcd: its host answers and nothing listens), and only
+// while that node's daemon is silent in etcd (its state key gone with its lease: not
+// renewed for daemon_alive), so that a daemon that runs always acts itself: it gives the
+// key up when its server is gone, and fences when it cannot renew.
+struct LeaseEnd {
+    enum class Action {
+        Wait,       // for the lease to end (reason says why, empty when the setting is off)
+        Ask,        // everything else holds: ask etcd whether holder's daemon published
+        Revoke,
+    } action = Action::Wait;
+    std::string reason;
+};
+// holder_published: nullopt before etcd was asked.
+LeaseEnd end_lease_on_refusal(bool enabled, const std::optional<PrimaryFailing>& failing,
+                              std::optional<int> lost_primary, int holder, std::optional<bool> holder_published);
+
 }  // namespace pgrm::daemon

@@ -34,6 +34,7 @@ Claim read_claim(const etcd::Created& created, int node, long long granted) {
         return c;
     }
     c.holder = id;
+    c.holder_lease = created.holder->lease;
     return c;
 }
 
@@ -136,6 +137,10 @@ void StatePublisher::run() {
         log::debug(std::string("etcd: this node's state is left to its lease: ") + e.what());
     }
 }
+
+bool LeaderKey::published(int node) { return client_.get(etcd::node_state_key(cfg_, node)).has_value(); }
+
+void LeaderKey::revoke(long long holder_lease) { client_.revoke(holder_lease); }
 
 void LeaderKey::release() {
     if (lease_ == 0) return;

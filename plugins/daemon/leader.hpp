@@ -23,6 +23,7 @@ struct Claim {
     std::optional<int> holder;       // not held: the node that does (none: nobody, or unreadable)
     std::string holder_value;        // the key's value when it names no node under a lease
     long long lease = 0;             // held: the lease to renew
+    long long holder_lease = 0;      // holder: the lease it holds the key under
 };
 // Reads a txn that created the key, or found it: this node's own key (left by its previous
 // daemon, or taken in a failover) is held again under the lease it has.
@@ -43,6 +44,11 @@ public:
     Renewal hold();
     // Lets the key go (a primary no longer, a promotion that failed), when it holds it.
     void release();
+    // etcd_failover_on_refusal: whether node's repmgrd has its state key in etcd (renewed
+    // within daemon_alive), and ending another node's lease on the key. Throw Error when
+    // etcd cannot be reached.
+    bool published(int node);
+    void revoke(long long holder_lease);
     bool holds() const { return lease_ != 0; }
     long long lease() const { return lease_; }
     std::chrono::seconds ttl() const { return ttl_; }

@@ -983,15 +983,34 @@ void Monitor::hold_leader_key(Observation& o) {
 
 // The candidate promotes only once it holds the leader key: etcd creates it only while no
 // lease holds it, so the old primary's has ended, and with it, on that primary's clock,
-// its writes (it fenced). Without etcd, or with the key held, it waits.
-Decision Monitor::take_leader_key(const Decision& d) {
+// its writes (it fenced). Without etcd, or with the key held, it waits; with
+// etcd_failover_on_refusal, a lost primary's lease may be revoked first
+// (end_lease_on_refusal): its server refused every check and its daemon is silent.
+Decision Monitor::take_leader_key(Decision d) {
     using A = Decision::Action;
     try {
         LeaderKey::Renewal r = leader_->hold();
+        std::string revoked;  // why the holder's lease was ended
+        if (!r.claim.held && r.claim.holder && r.claim.holder_lease != 0) {
+            LeaseEnd end = end_lease_on_refusal(cfg_.etcd_failover_on_refusal, primary_failing(), primary_id_,
+                                                *r.claim.holder, std::nullopt);
+            if (end.action == LeaseEnd::Action::Ask)
+                end = end_lease_on_refusal(true, primary_failing(), primary_id_, *r.claim.holder,
+                                           leader_->published(*r.claim.holder));
+            if (end.action == LeaseEnd::Action::Revoke) {
+                log::notice("etcd: " + end.reason);
+                leader_->revoke(r.claim.holder_lease);
+                revoked = end.reason;
+                r = leader_->hold();
+            } else if (!end.reason.empty()) {
+                d = {d.action, d.node_id, d.reason + "; " + end.reason};
+            }
+        }
         if (r.claim.held) {
             key_renewed_ = r.renewed;
             key_fence_after_ = timeouts::etcd_fence_after(r.ttl);
-            return {d.action, d.node_id, d.reason + "; it holds the leader key in etcd"};
+            return {d.action, d.node_id,
+                    d.reason + "; it holds the leader key in etcd" + (revoked.empty() ? "" : " (" + revoked + ")")};
         }
         if (r.claim.holder)
             return {A::Wait, 0, "node " + std::to_string(*r.claim.holder) +

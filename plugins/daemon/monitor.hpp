@@ -74,7 +74,7 @@ private:
     void probe_nodes(Observation& o);
     void record_heartbeat();
     void hold_leader_key(Observation& o);      // dcs = etcd
-    Decision take_leader_key(const Decision& d);
+    Decision take_leader_key(Decision d);
     void release_leader_key();
     std::string fence(const std::string& why);  // what failed; empty: fenced
     // The fence itself, with these settings, over conn or (null) a connection of its own;

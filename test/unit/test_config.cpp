@@ -88,7 +88,8 @@ TEST_CASE("settings table lists every setting in order", "[config]") {
                                             "shutdown_check_timeout", "promote_command", "follow_command", "fence_command",
                                             "http_listen", "event_notification_command", "event_notifications",
                                             "dcs", "etcd_endpoints", "etcd_prefix", "etcd_lease_ttl", "etcd_cacert",
-                                            "etcd_cert", "etcd_key", "etcd_user", "etcd_password"});
+                                            "etcd_cert", "etcd_key", "etcd_user", "etcd_password",
+                                            "etcd_failover_on_refusal"});
     CHECK(table[0].required);
     CHECK(table[1].required);
     CHECK(table[1].aliases == std::vector<std::string>{"node_id"});
@@ -591,6 +592,7 @@ TEST_CASE("dcs is none unless set; etcd's settings are read in both formats", "[
     CHECK(plain.etcd_endpoints.empty());
     CHECK(plain.etcd_prefix == "/pgrm/test/");  // per cluster, even unused
     CHECK(plain.etcd_lease_ttl == 0);
+    CHECK_FALSE(plain.etcd_failover_on_refusal);
 
     const std::string etcd =
         "dcs=etcd\n"
@@ -601,8 +603,10 @@ TEST_CASE("dcs is none unless set; etcd's settings are read in both formats", "[
         "etcd_cert=/etc/pgrm/client.pem\n"
         "etcd_key=/etc/pgrm/client.key\n"
         "etcd_user=pgrm\n"
-        "etcd_password='s3cret pass'\n";
+        "etcd_password='s3cret pass'\n"
+        "etcd_failover_on_refusal=on\n";
     Config c = parse_config(with_seed(etcd), "repmgr.conf");
+    CHECK(c.etcd_failover_on_refusal);
     CHECK(c.dcs == "etcd");
     CHECK(c.etcd_endpoints ==
           std::vector<std::string>{"http://127.0.0.1:2379", "https://etcd2.example:2379", "http://[::1]:2381/"});
@@ -614,9 +618,15 @@ TEST_CASE("dcs is none unless set; etcd's settings are read in both formats", "[
 
     Config t = parse_config(toml_seed +
                                 "dcs = \"etcd\"\netcd_endpoints = \"http://127.0.0.1:2379,http://127.0.0.1:2479\"\n"
-                                "etcd_lease_ttl = 30\n",
+                                "etcd_lease_ttl = 30\netcd_failover_on_refusal = true\n",
                             "repmgr.toml");
     CHECK(t.dcs == "etcd");
+    CHECK(t.etcd_failover_on_refusal);
+    for (const char* off : {"off", "false", "no", "0", "OFF"})
+        CHECK_FALSE(parse_config(with_seed(std::string("dcs=etcd\netcd_endpoints=http://a:1\netcd_failover_on_refusal=") +
+                                           off + "\n"),
+                                 "repmgr.conf")
+                        .etcd_failover_on_refusal);
     CHECK(t.etcd_endpoints.size() == 2);
     CHECK(t.etcd_lease_ttl == 30);
 }
@@ -650,6 +660,13 @@ TEST_CASE("bad etcd settings are one-line configuration errors", "[config]") {
     CHECK(error_of(with_seed("etcd_cert=/c.pem\n")) == "repmgr.conf: \"etcd_cert\" is set but \"etcd_key\" is not");
     CHECK(error_of(with_seed("etcd_key=/c.key\n")) == "repmgr.conf: \"etcd_key\" is set but \"etcd_cert\" is not");
     CHECK(error_of(with_seed("etcd_password=x\n")) == "repmgr.conf: \"etcd_password\" is set but \"etcd_user\" is not");
+    CHECK(error_of(with_seed("etcd_failover_on_refusal=maybe\n")) ==
+          "repmgr.conf:4: etcd_failover_on_refusal: invalid value \"maybe\": must be on or off (true or false)");
+    // Without etcd there is no lease to end: the setting would promise what it cannot do.
+    CHECK(error_of(with_seed("etcd_failover_on_refusal=on\n")) ==
+          "repmgr.conf: etcd_failover_on_refusal is on but dcs is not etcd");
+    CHECK(error_of(toml_seed + "etcd_failover_on_refusal = \"sometimes\"\n", "repmgr.toml")
+              .ends_with("etcd_failover_on_refusal: invalid value \"sometimes\": must be on or off (true or false)"));
     CHECK(error_of(with_seed("dcs=etcd\netcd_endpoints=http://a:1\netcd_cacert=/ca.pem\n")) ==
           "repmgr.conf: etcd_cacert and etcd_cert are for https endpoints, and every one of etcd_endpoints is http");
 }

@@ -955,6 +955,40 @@ TEST_CASE("with the leader key, etcd's lease decides: not the majority, and anot
     CHECK(t.reason == "node 2 holds the leader key in etcd; this node is a former primary and must be rejoined");
 }
 
+TEST_CASE("etcd_failover_on_refusal revokes a lost primary's lease only on refusal and its daemon's silence",
+          "[daemon]") {
+    using namespace std::chrono_literals;
+    using L = LeaseEnd::Action;
+    const PrimaryFailing refused{2000ms, true};
+    const PrimaryFailing timed_out{2000ms, false};
+    // Off (the default): the lease ends by itself, and nothing is said about it.
+    LeaseEnd e = end_lease_on_refusal(false, refused, 1, 1, false);
+    CHECK(e.action == L::Wait);
+    CHECK(e.reason.empty());
+    // On, every check of the primary refused: etcd is asked about its daemon, then the
+    // lease is revoked only when that daemon is silent there.
+    CHECK(end_lease_on_refusal(true, refused, 1, 1, std::nullopt).action == L::Ask);
+    e = end_lease_on_refusal(true, refused, 1, 1, false);
+    CHECK(e.action == L::Revoke);
+    CHECK(e.reason == "every check of node 1 was refused and its repmgrd is silent in etcd "
+                      "(etcd_failover_on_refusal): its lease is revoked");
+    // A daemon that runs acts itself: it gives the key up, or fences.
+    e = end_lease_on_refusal(true, refused, 1, 1, true);
+    CHECK(e.action == L::Wait);
+    CHECK(e.reason == "the repmgrd of node 1 still publishes its state in etcd: it gives the key up itself");
+    // A check that timed out (or an unreachable host) may be a partition: the lease it is.
+    e = end_lease_on_refusal(true, timed_out, 1, 1, false);
+    CHECK(e.action == L::Wait);
+    CHECK(e.reason == "not every check of node 1 was refused (a timeout, or an unreachable host): it may live "
+                      "behind a partition");
+    CHECK(end_lease_on_refusal(true, std::nullopt, 1, 1, false).action == L::Wait);
+    // Only the lease of the primary this node lost.
+    e = end_lease_on_refusal(true, refused, 1, 3, false);
+    CHECK(e.action == L::Wait);
+    CHECK(e.reason == "node 3 is not the primary this node lost: its lease is not ended for it");
+    CHECK(end_lease_on_refusal(true, refused, std::nullopt, 1, false).action == L::Wait);
+}
+
 TEST_CASE("a claim on the leader key: created, this node's own, another's, or unreadable", "[daemon]") {
     pgrm::etcd::Created created{true, std::nullopt};
     Claim c = read_claim(created, 1, 42);
@@ -969,6 +1003,7 @@ TEST_CASE("a claim on the leader key: created, this node's own, another's, or un
     c = read_claim(theirs, 1, 42);
     CHECK_FALSE(c.held);
     CHECK(c.holder == 2);
+    CHECK(c.holder_lease == 7);  // what etcd_failover_on_refusal would revoke
     // Written by hand without a lease, it names this node but cannot be renewed: neither
     // held nor another's (no fence for it).
     pgrm::etcd::Created no_lease{false, pgrm::etcd::KeyValue{"/pgrm/t/leader", "1", 5, 5, 0}};
