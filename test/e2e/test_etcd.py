@@ -26,7 +26,10 @@ authentication on (etcd_user, etcd_password), in order:
      does not load, and without a client certificate: each says why in one line; the primary's postmaster killed, its repmgrd gives the
      key up at once (nothing listens at its address), and no standby promotes without it;
   9. the right settings back: a standby takes the free key and promotes without waiting
-     for a lease; the old primary, started again, is fenced, the key being another's.
+     for a lease; the old primary, started again, is fenced, the key being another's;
+ 10. that one rejoined, the new primary's host is lost (repmgrd and postmaster killed,
+     its lease kept alive by the test): with etcd_failover_on_refusal off no standby
+     promotes; switched on (SIGHUP), the candidate revokes the lease and promotes.
 (One cluster where there were three: 6 to 9 took two more clusters of their own.)
 
 And a primary on another host (harness.setup_partitioned, etcd listening on the local end
@@ -39,16 +42,19 @@ standby's decision to wait), then hold a bounded window (harness.stays_false).
 
 from __future__ import annotations
 
+import base64
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import (EtcdCluster, daemon_cluster, one_promoted, pgrm, setup_three, stays_false,  # noqa: E402
-                     wait_until, writable)
+from harness import (EtcdCluster, daemon_cluster, end_process_group, one_promoted, pgrm, setup_three,  # noqa: E402
+                     stays_false, wait_until, writable)
 
 KEY = '/pgrm/test/leader'
 FENCE_AFTER = 5.978   # timeouts::etcd_fence_after with DAEMON_FAST
@@ -218,6 +224,87 @@ def test_leader_key_failover_switchover_and_tls():
                               timeout=10)
         assert etcd.get(KEY) == str(new)
 
+        # 10. node{o} rejoined, and node{new}'s host lost with etcd_failover_on_refusal
+        # off, then on.
+        c.nodes[o].stop()
+        pgrm('-f', c.confs[o], 'node', 'rejoin', '-h', '127.0.0.1', '-p', c.nodes[new].port, check=0)
+        for i in (1, 2, 3):
+            if i != new:
+                wait_until(lambda: harness.streaming(c.nodes[i]), timeout=60, what=f'node{i} streaming from node{new}')
+        wait_until(lambda: '"daemon_state":"standby"' in (etcd.get(f'/pgrm/test/nodes/{o}') or ''),
+                   timeout=30, what=f"node{o}'s repmgrd a standby again")
+        host_loss_on_refusal(c, etcd, settings, lost=new)
+
+
+class LeaseKept:
+    """Renews an etcd lease every second from a thread, as its holder's daemon would: while
+    it runs the lease cannot end by itself, so a standby can take the key it holds only
+    by revoking it. Stops when etcd says the lease is gone."""
+
+    def __init__(self, etcd: EtcdCluster, lease: str):
+        self.etcd, self.lease = etcd, lease
+        self.alive = True
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while self.alive and not self.stopping.wait(1):
+            try:
+                answer = self.etcd.request('etcd1', '/v3/lease/keepalive', {'ID': self.lease})
+                self.alive = int(answer.get('result', {}).get('TTL', '0')) > 0
+            except OSError:
+                pass
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join()
+
+
+def host_loss_on_refusal(c, etcd: EtcdCluster, settings: dict, lost: int):
+    """The primary's host lost (its repmgrd and postmaster killed), its lease on the key
+    kept alive by the test (LeaseKept) so that only a revocation ends it. With
+    etcd_failover_on_refusal off (the default), the candidate, its every check of node
+    <lost> refused and that node's repmgrd silent in etcd (its state key gone), decides to
+    wait for the lease, and nobody promotes; switched on (SIGHUP), the candidate revokes
+    the lease at its next pass, takes the key and promotes, and the other standby follows."""
+    standbys = [i for i in c.nodes if i != lost]
+    kv = etcd.request('etcd1', '/v3/kv/range', {'key': base64.b64encode(KEY.encode()).decode()})['kvs'][0]
+    assert base64.b64decode(kv['value']).decode() == str(lost)
+    kept = LeaseKept(etcd, kv['lease'])
+    try:
+        end_process_group(c.daemons[lost].proc, term_timeout=None)
+        c.nodes[lost].kill9()
+        killed = time.monotonic()
+        wait_until(lambda: etcd.get(f'/pgrm/test/nodes/{lost}') is None, timeout=60,
+                   what=f"node{lost}'s repmgrd silent in etcd (its state key gone)")
+        # A decision made after that: everything but the setting says revoke.
+        seen = {i: len(c.daemons[i].log_text()) for i in standbys}
+        waiting = f'failover: node {lost} holds the leader key in etcd: no promotion before its lease ends'
+        candidate = wait_until(lambda: next((i for i in standbys if waiting in c.daemons[i].log_text()[seen[i]:]),
+                                            None),
+                               timeout=60, what='the candidate waiting for the lease')
+        assert 'its lease is revoked' not in c.daemons[candidate].log_text()
+        stays_false(lambda: one_promoted(c, standbys), seconds=2,
+                    what='a promotion with etcd_failover_on_refusal off')
+        assert kept.alive and etcd.get(KEY) == str(lost)
+
+        on = time.monotonic()
+        for i in standbys:
+            harness.write_daemon_conf(c.sb, i, c.nodes[i], **settings, etcd_failover_on_refusal='on')
+            os.kill(c.daemons[i].pid, signal.SIGHUP)
+        promoted = wait_until(lambda: one_promoted(c, standbys), timeout=60, what='a standby promoted')
+        print(f'# node{promoted} promoted {time.monotonic() - on:.1f} s after etcd_failover_on_refusal went on, '
+              f'{time.monotonic() - killed:.1f} s after the host loss', flush=True)
+        assert promoted == candidate
+        c.daemons[promoted].wait_log(f'etcd: every check of node {lost} was refused and its repmgrd is silent in '
+                                     r'etcd \(etcd_failover_on_refusal\): its lease is revoked', timeout=10)
+        assert etcd.get(KEY) == str(promoted)
+        other = next(i for i in standbys if i != promoted)
+        wait_until(lambda: harness.streaming(c.nodes[other]), timeout=60, what='the other standby following')
+        wait_until(lambda: not kept.alive, timeout=10, what=f"node{lost}'s lease gone")
+    finally:
+        kept.stop()
 
 
 
