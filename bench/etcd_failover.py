@@ -20,7 +20,11 @@ them, and the fault comes at t0:
 
   kill:  SIGKILL of the primary's postmaster (its daemon lives on: Patroni restarts the
          server in place, pgrm fails over);
-  host:  SIGKILL of the primary's daemon (with everything it started) and postmaster.
+  host:  SIGKILL of the primary's daemon (with everything it started) and postmaster;
+  host-on: the same, pgrm alone, with etcd_failover_on_refusal = on (repmgrd(8), "With
+         etcd": the candidate revokes the lease of a primary that refuses connections and
+         whose repmgrd is silent in etcd); Patroni has no such setting, so its ratio is
+         against Patroni's host runs.
 
 Measured: first write = the first acknowledged row after the writer's first failure
 after t0; lost = acknowledged rows missing on the node that accepts writes once the
@@ -50,12 +54,15 @@ SYNC = "ANY 1 (node1, node2, node3)"
 TARGET_RATIO = 0.5
 
 
-def build(tool: str, sb, scale: int, etcd, ttl: int):
+FAULTS = {'kill': ('pgrm', 'patroni'), 'host': ('pgrm', 'patroni'), 'host-on': ('pgrm',)}
+
+
+def build(tool: str, sb, scale: int, etcd, ttl: int, extra: dict):
     if tool == 'patroni':
         hosts = ','.join(e.split('//', 1)[1] for e in etcd.endpoints.split(','))
         return PatroniCluster(sb, scale, hosts, {'ttl': ttl, 'loop_wait': 1, 'retry_timeout': 3,
                                                  'synchronous_mode': True})
-    c = PgrmCluster(sb, scale, {**PGRM_SETTINGS, 'etcd_endpoints': etcd.endpoints, 'etcd_lease_ttl': ttl})
+    c = PgrmCluster(sb, scale, {**PGRM_SETTINGS, 'etcd_endpoints': etcd.endpoints, 'etcd_lease_ttl': ttl, **extra})
     for n in c.nodes.values():
         n.psql(f"alter system set synchronous_standby_names = '{SYNC}'")
         n.psql('select pg_reload_conf()')
@@ -75,7 +82,7 @@ def writable(c) -> int | None:
 def one_run(tool: str, fault: str, scale: int, ttl: int, timeout: float) -> dict:
     with harness.Sandbox(prefix=f'pgrm-bench-etcd-{tool}-') as sb:
         etcd = harness.EtcdCluster(sb, 3)
-        c = build(tool, sb, scale, etcd, ttl)
+        c = build(tool, sb, scale, etcd, ttl, {'etcd_failover_on_refusal': 'on'} if fault == 'host-on' else {})
         try:
             c.nodes[1].psql(AckWriter.create_sql(), db='pgbench')
             writer = AckWriter({i: n.port for i, n in c.nodes.items()})
@@ -83,7 +90,7 @@ def one_run(tool: str, fault: str, scale: int, ttl: int, timeout: float) -> dict
             wait_until(lambda: len(writer.acks) > 50, timeout=60, what='the writer to commit')
             pm = c.nodes[1].pid()
             t0 = time.monotonic()
-            if fault == 'host':
+            if fault in ('host', 'host-on'):
                 end_process_group(c.daemons[1], term_timeout=None)
             os.kill(pm, signal.SIGKILL)
             first = None
@@ -125,28 +132,30 @@ def main() -> int:
     print(f'# machine: {os.cpu_count()} cores, load average {load_average()}', flush=True)
     results: dict = {}
     for k in range(args.runs):
-        for fault in ('kill', 'host'):
+        for fault, tools in FAULTS.items():
             # Alternating which tool goes first, so that the machine's drift hits both.
-            for tool in (('pgrm', 'patroni') if k % 2 == 0 else ('patroni', 'pgrm')):
+            for tool in (tools if k % 2 == 0 else tools[::-1]):
                 r = one_run(tool, fault, args.scale, args.ttl, args.timeout)
                 results.setdefault((tool, fault), []).append(r)
                 fw = 'none' if r['first_write'] is None else f'{r["first_write"]:.2f} s on node{r["on"]}'
-                print(f'{fault:4} {tool:7} run {k + 1}: first write {fw}; primary then node{r["primary"]}; '
+                print(f'{fault:7} {tool:7} run {k + 1}: first write {fw}; primary then node{r["primary"]}; '
                       f'lost acknowledged writes {r["lost"]} of {r["acked"]}', flush=True)
     print()
-    for fault, what in (('kill', 'kill -9 of the primary postmaster'), ('host', 'primary host lost')):
-        med = {}
-        for tool in ('pgrm', 'patroni'):
+    med = {}
+    for fault, what in (('kill', 'kill -9 of the primary postmaster'), ('host', 'primary host lost'),
+                        ('host-on', 'primary host lost, pgrm with etcd_failover_on_refusal = on')):
+        for tool in FAULTS[fault]:
             rs = results[(tool, fault)]
             ws = [r['first_write'] for r in rs if r['first_write'] is not None]
             lost = sum(r['lost'] or 0 for r in rs)
-            med[tool] = statistics.median(ws) if ws else None
+            m = med[(tool, fault)] = statistics.median(ws) if ws else None
             span = f' (min {min(ws):.2f}, max {max(ws):.2f})' if ws else ''
             print(f'== {what}, {tool}: first write median '
-                  f'{"none" if med[tool] is None else f"{med[tool]:.2f} s"}{span}, '
+                  f'{"none" if m is None else f"{m:.2f} s"}{span}, '
                   f'{len(rs) - len(ws)} runs without one; lost acknowledged writes {lost}')
-        if med['pgrm'] is not None and med['patroni']:
-            print(f'   ratio pgrm/Patroni: {med["pgrm"] / med["patroni"]:.2f} (target <= {TARGET_RATIO})')
+        ours, theirs = med[('pgrm', fault)], med[('patroni', 'host' if fault == 'host-on' else fault)]
+        if ours is not None and theirs:
+            print(f'   ratio pgrm/Patroni: {ours / theirs:.2f} (target <= {TARGET_RATIO})')
     print(f'\n# total {time.monotonic() - started:.0f} s, load average {load_average()}', flush=True)
     return 0
 
