@@ -329,7 +329,7 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
         // The leader key goes with it; a standby promoting keeps the one it took.
         if (t.to != State::Promoting) {
             release_leader_key();
-            key_renewed_ = {};
+            key_renewed_ = key_answered_ = {};
         }
     }
 
@@ -349,7 +349,7 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
         auto ran = lease_.ran();
         lease_.cancel();
         last_majority_ = {};
-        key_renewed_ = {};
+        key_renewed_ = key_answered_ = {};
         std::string failed;
         if (ran && ran->failed.empty())
             log::error("fencing this primary: " + t.reason + " (its lease has fenced it already)");
@@ -959,6 +959,7 @@ void Monitor::hold_leader_key(Observation& o) {
     if (key_fence_after_.count() == 0) key_fence_after_ = timeouts::etcd_fence_after(cfg_);
     try {
         LeaderKey::Renewal r = leader_->hold();
+        key_answered_ = r.claim.held ? r.renewed : std::chrono::steady_clock::time_point{};
         if (r.claim.held) {
             key_renewed_ = r.renewed;
             key_fence_after_ = timeouts::etcd_fence_after(r.ttl);
@@ -978,6 +979,8 @@ void Monitor::hold_leader_key(Observation& o) {
         leader_error_ = e.what();
     }
     o.fence_after = key_fence_after_;
+    o.key_renewed = key_answered_;
+    o.key_trust = key_fence_after_ - timeouts::health_check(cfg_);
     if (!o.lease_fenced && o.automatic && !o.paused) lease_.renew(key_renewed_ + key_fence_after_, lease_fence());
 }
 

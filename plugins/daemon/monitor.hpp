@@ -154,6 +154,9 @@ private:
     std::unique_ptr<StatePublisher> publisher_;  // dcs = etcd: <prefix>nodes/<id>
     std::chrono::steady_clock::time_point key_renewed_{};
     std::chrono::milliseconds key_fence_after_{0};
+    // The start of the last renewal etcd answered while this node holds the key (epoch:
+    // none since it became the primary), for HTTP /primary.
+    std::chrono::steady_clock::time_point key_answered_{};
     std::string leader_error_;           // the last failure to reach etcd, logged once
     bool schema_current_ = false;
 

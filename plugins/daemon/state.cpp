@@ -321,6 +321,9 @@ void StateBoard::pass_done(const Observation& seen, std::optional<int> upstream,
     ++current_.passes;
     current_.last_pass_steady = std::chrono::steady_clock::now();
     current_.majority_seen = seen.majority_seen;
+    current_.leader_key = seen.leader_key;
+    current_.key_renewed = seen.key_renewed;
+    current_.key_trust = seen.key_trust;
     current_.automatic = seen.automatic;
     // A pass cut short by a failure keeps only what it found before: its local sample
     // when the server answered that far, nothing about the primary or the other nodes.

@@ -98,6 +98,11 @@ struct Observation {
     // dcs = etcd: the lease is the leader key's, not a majority's; another node holds it.
     bool leader_key = false;
     std::optional<int> leader_elsewhere;
+    // The start of this node's last renewal of the key that etcd answered (epoch: it does
+    // not hold it), and how long after it HTTP /primary may still answer 200
+    // (etcd_fence_after less one health check).
+    std::chrono::steady_clock::time_point key_renewed{};
+    std::chrono::milliseconds key_trust{0};
     // The primary's lease ran out and fenced it (empty), or tried to (what failed).
     std::optional<std::string> lease_fenced;
     std::optional<int> newer_primary;     // a writable node on a newer timeline
@@ -173,6 +178,11 @@ struct Snapshot {
     // fences, and so before, as a rule, a standby is promoted.
     std::chrono::steady_clock::time_point majority_seen{};
     std::chrono::milliseconds majority_trust{0};
+    // dcs = etcd, as the last pass left them (Observation): the lease on taking writes is
+    // the leader key's, not a majority's.
+    bool leader_key = false;
+    std::chrono::steady_clock::time_point key_renewed{};
+    std::chrono::milliseconds key_trust{0};
     // A step longer than any pass (a command it runs: standby promote, follow, a
     // switchover's demotion) may run until then: the loop is busy, not stuck.
     std::chrono::steady_clock::time_point busy_until{};

@@ -22,9 +22,16 @@ bool loop_alive(const Snapshot& s, const Now& now) {
 //     without a majority, or once its loop is too slow to tell, it is a primary about to
 //     fence, not one to send writes to. With failover = manual nobody promotes and it
 //     never fences.
+//   - with dcs = etcd (and failover = automatic), instead of the majority: that pass held
+//     the leader key, and the last renewal etcd answered started less than key_trust ago
+//     (it fences etcd_fence_after after that start; a standby promotes only once the
+//     lease ended). A primary that reaches etcd and none of its standbys keeps the key and
+//     the writes; one that cannot renew turns 503 before it fences.
 bool writable_primary(const Snapshot& s, const Now& now) {
     if (s.state != State::Primary || !loop_alive(s, now) || !s.local) return false;
     if (s.local->in_recovery || s.local->read_only || s.newer_primary) return false;
+    if (s.automatic && s.leader_key)
+        return s.key_renewed.time_since_epoch().count() != 0 && now.steady - s.key_renewed < s.key_trust;
     if (s.automatic && (s.nodes_active == 0 || !sees_majority(s.nodes_visible, s.nodes_active) ||
                         s.majority_seen.time_since_epoch().count() == 0 ||
                         now.steady - s.majority_seen >= s.majority_trust))

@@ -19,7 +19,10 @@ authentication on (etcd_user, etcd_password), in order:
   4. failover by lease: etcd back, node1's lease ends (its daemon cannot renew: its
      server is gone), and the candidate takes the key and promotes; the key names it and
      the other standby follows it;
-  5. the password is in no daemon's log, in no cluster show --json, in no process title;
+  5. the password is in no daemon's log, in no cluster show --json, in no process title
+     (and through 1 to 4 HTTP /primary answers from the leader key: 200 on its holder
+     alone, through one member down; with etcd down 503 before the holder fences, though
+     it reaches every node; 200 on the new holder after the failover);
   6. node1 rejoined (node rejoin);
   7. a switchover moves the key, and nobody is fenced for it;
   8. the standbys' daemons with a wrong etcd_cacert, with a client certificate file that
@@ -43,6 +46,8 @@ standby's decision to wait), then hold a bounded window (harness.stays_false).
 from __future__ import annotations
 
 import base64
+import datetime
+import http.client
 import os
 import re
 import signal
@@ -62,6 +67,15 @@ LEASE_TTL = 11        # timeouts::etcd_lease_ttl with DAEMON_FAST
 SECRET = 'pgrm-etcd-Secret-7f3a'  # etcd_password: never in a log, a JSON document or a process title
 
 
+def http_status(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
+    try:
+        conn.request('GET', path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
 def test_leader_key_failover_switchover_and_tls():
     with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         certs = harness.Certificates(sb, ['127.0.0.1'])
@@ -69,11 +83,17 @@ def test_leader_key_failover_switchover_and_tls():
         etcd.enable_auth('pgrm', SECRET, '/pgrm/test/')
         settings = {'dcs': 'etcd', 'etcd_endpoints': etcd.endpoints, 'etcd_user': 'pgrm', 'etcd_password': SECRET,
                     'etcd_cacert': certs.ca, 'etcd_cert': certs.client, 'etcd_key': certs.client_key}
-        setup_three(c, node_settings={i: settings for i in (1, 2, 3)})
+        ports = {i: harness.free_port() for i in (1, 2, 3)}
+        setup_three(c, node_settings={i: {**settings, 'http_listen': f'127.0.0.1:{ports[i]}'} for i in (1, 2, 3)})
         n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
 
-        # 1. The primary holds the key.
+        def primary_status(i: int) -> int:
+            return http_status(ports[i], '/primary')
+
+        # 1. The primary holds the key; HTTP /primary answers from it.
         wait_until(lambda: etcd.get(KEY) == '1', timeout=30, what='node1 to take the leader key')
+        wait_until(lambda: primary_status(1) == 200, timeout=30, what='/primary 200 on node1')
+        assert primary_status(2) == 503 and primary_status(3) == 503
 
         # 1b. cluster show reads a node it cannot reach (every connection slot of node3
         # taken; its repmgrd keeps its own session) from what that node's repmgrd
@@ -99,21 +119,31 @@ def test_leader_key_failover_switchover_and_tls():
         # next endpoint. The first member is the one every client tries first.
         etcd.kill('etcd1')
         stays_false(lambda: (not writable(n1) and 'node1 not writable') or one_promoted(c) or
-                    (etcd.get(KEY) != '1' and f'leader key is {etcd.get(KEY)!r}'),
+                    (etcd.get(KEY) != '1' and f'leader key is {etcd.get(KEY)!r}') or
+                    (primary_status(1) != 200 and '/primary not 200 on node1'),
                     seconds=FENCE_AFTER + 3, what='a change with one etcd member down')
         assert 'fencing this primary' not in c.daemons[1].log_text()
         etcd.start('etcd1')
         wait_until(etcd.healthy, timeout=60, what='etcd1 back in the cluster')
 
         # 3. etcd down (every member): the primary cannot renew and fences itself; killed
-        # then, the standbys elect a candidate that waits for the key.
+        # then, the standbys elect a candidate that waits for the key. Its /primary turns
+        # 503 before the fence (etcd_fence_after less a health check after its last
+        # renewal), though every standby still reaches it: a majority is not the lease.
         for name in etcd.names:
             etcd.kill(name)
         down = time.monotonic()
+        wait_until(lambda: primary_status(1) == 503, timeout=LEASE_TTL + 30, interval=0.02,
+                   what='/primary 503 on node1 without etcd')
+        refused_at = time.time()
         wait_until(lambda: not writable(n1), timeout=LEASE_TTL + 30, what='node1 to fence itself without etcd')
         fenced = time.monotonic() - down
         assert fenced >= FENCE_AFTER - 2, f'fenced {fenced:.1f} s after etcd went down'
         c.daemons[1].wait_log('could not renew its leader key in etcd')
+        line = next(x for x in c.daemons[1].log_text().splitlines() if 'could not renew its leader key in etcd' in x)
+        fence_at = datetime.datetime.strptime(line[1:24], '%Y-%m-%d %H:%M:%S.%f').timestamp()
+        assert refused_at < fence_at, f'/primary 503 {refused_at - fence_at:.3f} s after the fence began'
+        print(f'# node1 /primary 503 {fence_at - refused_at:.3f} s before its fence', flush=True)
         print(f'# node1 fenced {fenced:.1f} s after etcd went down')
         n1.kill9()
         wait_until(lambda: any('etcd cannot be reached, and no standby promotes without the leader key'
@@ -134,6 +164,8 @@ def test_leader_key_failover_switchover_and_tls():
         assert 'holds the leader key in etcd' in c.daemons[promoted].log_text()
         wait_until(lambda: harness.streaming(other), timeout=60, what='the other standby following')
         print(f'# node{promoted} promoted {took:.1f} s after etcd came back')
+        wait_until(lambda: primary_status(promoted) == 200, timeout=30, what=f'/primary 200 on node{promoted}')
+        assert primary_status(5 - promoted) == 503
 
         # The password went to etcd alone.
         for i, d in c.daemons.items():

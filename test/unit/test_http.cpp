@@ -139,6 +139,41 @@ TEST_CASE("/primary is 200 only for a writable, unfenced primary as the daemon k
         s.automatic = false;  // manual: never fences
         CHECK(status("/primary", s) == 200);
     }
+    SECTION("dcs = etcd: from the leader key's lease, not the majority") {
+        s.leader_key = true;
+        s.key_trust = 5s;  // etcd_fence_after less a health check
+        s.key_renewed = kNow.steady - 2s;
+        CHECK(status("/primary", s) == 200);
+        // Reaching etcd and none of the others: it keeps the key, and the writes.
+        s.nodes_visible = 1;
+        s.majority_seen = {};
+        CHECK(status("/primary", s) == 200);
+        // etcd has not answered a renewal for key_trust: about to fence.
+        s.key_renewed = kNow.steady - 5s;
+        CHECK(status("/primary", s) == 503);
+        s.key_renewed = kNow.steady - 4s;
+        CHECK(status("/primary", s) == 200);
+        // The key is not this node's (never renewed, or another node holds it).
+        s.key_renewed = {};
+        CHECK(status("/primary", s) == 503);
+        // Fenced, or read-only, is 503 whatever the key says.
+        s.key_renewed = kNow.steady - 1s;
+        s.local->read_only = true;
+        CHECK(status("/primary", s) == 503);
+        s.local->read_only = false;
+        s.state = State::Fenced;
+        CHECK(status("/primary", s) == 503);
+        // failover = manual: nobody fences nor promotes, as without etcd.
+        s.state = State::Primary;
+        s.key_renewed = {};
+        s.automatic = false;
+        CHECK(status("/primary", s) == 200);
+    }
+    SECTION("dcs = etcd: a majority is not enough without the key") {
+        s.leader_key = true;
+        s.key_trust = 5s;
+        CHECK(status("/primary", s) == 503);  // all three nodes seen, no renewal
+    }
     SECTION("ages are steady-clock ages: a step of the wall clock changes no verdict") {
         s.last_pass = kNow.wall + 1h;  // the wall clock stepped back an hour since
         s.started = kNow.wall + 2h;
