@@ -143,7 +143,7 @@ def main() -> int:
     print()
     med = {}
     for fault, what in (('kill', 'kill -9 of the primary postmaster'), ('host', 'primary host lost'),
-                        ('host-on', 'primary host lost, pgrm with etcd_failover_on_refusal = on')):
+                        ('host-on', 'primary host lost, etcd_failover_on_refusal = on')):
         for tool in FAULTS[fault]:
             rs = results[(tool, fault)]
             ws = [r['first_write'] for r in rs if r['first_write'] is not None]
