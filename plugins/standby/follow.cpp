@@ -131,7 +131,12 @@ public:
                          {cfg.node, "standby_follow", true, "now follows node " + std::to_string(*primary_id), primary_id});
         }
         std::string target_lsn = primary.exec(kPrimaryLsnSql).get(0, 0);
-        wait_for_streaming(local, primary_ci, target_lsn);
+        // The old upstream may still send WAL between the check above and the switch (a
+        // frozen primary that thaws): replay then stops past the fork, and waiting is vain.
+        auto past_fork = [&](std::uint64_t replayed) {
+            return can_follow(mine.timeline, replayed, theirs.timeline, primary_lsn, history);
+        };
+        wait_for_streaming(local, primary_ci, target_lsn, past_fork);
 
         Result r;
         r.summary = "standby follow: node " + std::to_string(cfg.node) + " now streams from " +
@@ -201,15 +206,33 @@ private:
         return std::nullopt;
     }
 
-    void wait_for_streaming(Connection& local, const Conninfo& primary, const std::string& lsn) const {
+    // Until this node streams from primary and replayed lsn. Replay that settled (the
+    // startup process waits for WAL, nothing new received) while not streaming from it,
+    // at a point `verdict` says is past the fork, will not go on: that fails at once.
+    template <typename Verdict>
+    void wait_for_streaming(Connection& local, const Conninfo& primary, const std::string& lsn,
+                            const Verdict& verdict) const {
         auto until = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s_);
         std::string last_status = "no WAL receiver";
+        std::optional<std::pair<std::string, std::string>> settled;  // replayed, received
         while (std::chrono::steady_clock::now() < until) {
             Rows r = local.exec(kReceiverSql);
             if (!r.empty()) last_status = r.get(0, 0);
             bool streaming = !r.empty() && r.get(0, 0) == "streaming" &&
                              same_server({Endpoint{r.get(0, 1), r.get(0, 2)}}, endpoints_of(primary));
             if (streaming && local.exec(kReplayedSql, {lsn}).get_bool(0, 0)) return;
+            Rows at = local.exec(kReplaySettledSql);
+            std::pair<std::string, std::string> now{at.get(0, 0), at.get(0, 1)};
+            if (!streaming && at.get_bool(0, 2) && settled == now) {
+                FollowVerdict v = verdict(parse_lsn(now.first).value_or(0));
+                if (!v.ok)
+                    throw Error(ExitCode::BadConfig,
+                                "this node cannot follow the new primary: its old upstream sent WAL past the fork "
+                                "while it switched, and replay stopped there",
+                                v.reason, "stop it and rejoin it with \"repmgr node rejoin " +
+                                              primary.get("host").value_or("<host>") + "\" (pg_rewind)");
+            }
+            settled = at.get_bool(0, 2) && !streaming ? std::optional(now) : std::nullopt;
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
         throw Error(ExitCode::NoRestart,

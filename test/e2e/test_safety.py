@@ -5,7 +5,9 @@
   connection slot left) is alive: standby promote and standby follow refuse rather
   than take it for gone, and cluster show says why it could not be asked.
 - Promote's metadata change is one transaction: a failure in its middle leaves the
-  metadata as it was.
+  metadata as it was; promote and follow do not wait for synchronous standbys that
+  cannot answer; a follow whose old upstream sends WAL past the fork as it switches
+  fails at once.
 - No password is stored in the metadata (every node replicates it): register takes it
   out of the conninfo and says so, a schema upgrade takes out stored ones, and the
   nodes then find it in a password file.
@@ -15,6 +17,8 @@
 pgrm runs as root (harness.pgrm's default), through the `repmgr` persona symlink.
 """
 
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -215,6 +219,43 @@ def test_promote_and_follow_do_not_wait_for_synchronous_standbys():
         wait_streaming_from(n3, n2)
         assert n2.psql('select upstream_node_id from repmgr_test.repl_nodes where id = 3', db='pgbench') == '2', \
             output(r)
+
+
+def test_follow_fails_at_once_when_the_old_upstream_sends_wal_past_the_fork_as_it_switches():
+    """A frozen primary that thaws as a standby switches to its successor (chaos
+    sigstop-primary): node3 is at node2's fork when follow checks it, then node1 sends
+    it more WAL before the switch (node3's reload command lets node1's sender run first):
+    replay stops past the fork, and follow says so at once, with the rejoin to run,
+    instead of waiting --wait out."""
+    with harness.Sandbox() as sb:
+        c = small_cluster(sb, standbys=2)
+        n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
+        sender = int(n1.psql("select pid from pg_stat_replication where application_name = 'node3'"))
+        os.kill(sender, signal.SIGSTOP)
+        sb.on_cleanup(lambda: harness.thaw([sender]))
+        received = n3.psql('select pg_last_wal_receive_lsn()')
+        wait_until(lambda: n2.psql(f"select pg_last_wal_receive_lsn() >= '{received}'") == 't',
+                   what='node2 to have received what node3 has')
+        stop_streaming(n2)
+        n1.psql('insert into walk values (100)', db='pgbench')   # past node2's fork, held for node3
+        past = n1.psql('select pg_current_wal_lsn()')
+        pgrm('-f', c.confs[2], '--force', 'standby', 'promote', check=0)
+        psql = f"{harness.pg_bin('psql')} -X -At -h 127.0.0.1 -p {n3.port} -U postgres -d postgres"
+        script = sb.path('thaw-then-reload.sh')
+        script.write_text('#!/bin/sh\n'
+                          f'kill -CONT {sender}\n'
+                          'i=0\n'
+                          f'until [ "$({psql} -c "select pg_last_wal_replay_lsn() >= \'{past}\'")" = t ]; do\n'
+                          '  i=$((i + 1)); [ $i -gt 300 ] && exit 1; sleep 0.1\n'
+                          'done\n'
+                          f'exec {psql} -c "select pg_reload_conf()"\n')
+        script.chmod(0o755)
+        with open(c.confs[3], 'a') as f:
+            f.write(f"service_reload_command='{script}'\n")
+        r = pgrm('-f', c.confs[3], 'standby', 'follow', '127.0.0.1', '-p', n2.port, '--wait', '40', check=1,
+                 timeout=120)
+        assert 'its old upstream sent WAL past the fork while it switched' in r.stderr, output(r)
+        assert 'node rejoin' in r.stderr, output(r)
 
 
 # --------------------------------------------------------------------------------------
