@@ -31,6 +31,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const char* const kPrimaryLsnSql = "SELECT pg_current_wal_lsn()::text";
+const char* const kLocalCommitSql = "SET synchronous_commit = local";
 const char* const kReceiverSql =
     "SELECT status, coalesce(sender_host, ''), coalesce(sender_port::text, '') "
     "FROM pg_catalog.pg_stat_wal_receiver";
@@ -220,6 +221,9 @@ public:
                             "look at " + local.data_directory + "/log/pgrm-server.log");
 
             // 5. Re-registered on the primary: a fresh write there, which this node must replay.
+            //    It commits without waiting for synchronous standbys: the primary's may be
+            //    the nodes still to rejoin.
+            primary.run(kLocalCommitSql);
             Metadata meta(primary, cfg.cluster);
             meta.save_node(node_from_config(cfg, "standby", primary_node.id, local.data_directory));
             std::string lsn = primary.exec(kPrimaryLsnSql).get(0, 0);

@@ -633,16 +633,27 @@ def test_primary_waiting_for_its_synchronous_standbys_keeps_its_lease():
     """node1 names a synchronous standby that never connects (a new primary whose standbys
     do not follow it yet, as the chaos suite's sigstop-primary found): its own heartbeat
     commits without waiting for it, so its loop keeps renewing its lease; it saw every
-    node all along and must not fence itself."""
+    node all along and must not fence itself. The standbys' daemons record their
+    monitoring rows there without waiting for it either: they gave up on each after the
+    query timeout, and left its backend waiting there for good."""
     with harness.Sandbox() as sb, daemon_cluster(sb) as c:
         setup_three(c)
         n1 = c.nodes[1]
         n1.psql("alter system set synchronous_standby_names = 'ANY 1 (nobody)'")
         n1.psql('select pg_reload_conf()')
         c.daemons[1].wait_log('this node is the primary')
-        harness.stays_false(lambda: not writable(n1), 15, what='node1 fenced while it saw every node')
+        since = {i: len(c.daemons[i].log_text()) for i in (2, 3)}
+        waiting = ("select count(*) from pg_stat_activity where wait_event = 'SyncRep' "
+                   "and application_name <> 'psql'")
+        harness.stays_false(lambda: (not writable(n1) and 'node1 fenced while it saw every node') or
+                            (n1.psql(waiting) != '0' and 'a daemon\'s backend waits for a synchronous standby'),
+                            15, what='node1 fenced, or a daemon\'s write waiting for synchronous standbys')
         assert n1.psql('select last_seen > now() - interval \'10 s\' from repmgr_test.repl_nodes where id = 1',
                        db='pgbench') == 't', c.daemons[1].tail(30)
+        for i in (2, 3):
+            assert 'could not record monitoring' not in c.daemons[i].log_text()[since[i]:], c.daemons[i].tail(30)
+        assert n1.psql('select count(*) from repmgr_test.repl_monitor '
+                       "where last_monitor_time > now() - interval '5 s'", db='pgbench') != '0'
 
 
 def test_partitioned_synchronous_primary_fences_itself():
