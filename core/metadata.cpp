@@ -416,32 +416,6 @@ bool Metadata::start_demotion(long long id, const std::string& detail, std::chro
 
 void Metadata::listen_switchover() { exec("LISTEN " + switchover_channel()); }
 
-// The daemon lock is (hashtext(schema), 1), the promotion lock (hashtext(schema), 2); the
-// two-key form shows in pg_locks as classid, objid, objsubid 2.
-bool Metadata::hold_daemon_lock() {
-    return exec("SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' "
-                "AND pid = pg_catalog.pg_backend_pid() AND classid = pg_catalog.hashtext($1)::oid "
-                "AND objid = 1 AND objsubid = 2 AND mode = 'ExclusiveLock' AND granted) THEN true "
-                "ELSE pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1), 1) END",
-                {schema_name_})
-        .get_bool(0, 0);
-}
-
-bool Metadata::hold_promotion_lock() {
-    return exec("SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1), 2)", {schema_name_}).get_bool(0, 0);
-}
-
-bool Metadata::claim_daemon_gone() {
-    // A claim held by a node cut off from this server ends within seconds (TCP only).
-    conn_.run("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = 3");
-    return exec("SELECT CASE WHEN pg_catalog.pg_try_advisory_lock_shared(pg_catalog.hashtext($1), 1) THEN "
-                "CASE WHEN pg_catalog.pg_try_advisory_lock_shared(pg_catalog.hashtext($1), 2) THEN true "
-                "ELSE NOT pg_catalog.pg_advisory_unlock_shared(pg_catalog.hashtext($1), 1) END "
-                "ELSE false END",
-                {schema_name_})
-        .get_bool(0, 0);
-}
-
 namespace {
 
 const char* const kPauseColumns =

@@ -171,21 +171,6 @@ public:
     // This connection receives the NOTIFY of a new request (poll its socket).
     void listen_switchover();
 
-    // Whether a node's repmgrd lives, told by its own server (repmgrd(8), "A candidate
-    // whose repmgrd is gone"): two advisory locks there, keyed by this cluster's schema.
-    // Each repmgrd holds the daemon lock exclusively on its session to its own server
-    // for as long as it runs (kill -9 closes the session, and the lock goes with it);
-    // standby promote holds the promotion lock exclusively while it promotes.
-    // This session holds the daemon lock (taking it if need be); false: a claim holds it.
-    bool hold_daemon_lock();
-    // This session holds the promotion lock; false: a claim holds it.
-    bool hold_promotion_lock();
-    // Over a session to another node's server: true when neither lock is held there (no
-    // repmgrd runs there, no promotion either), and this session then holds both shared,
-    // a claim: that node cannot promote, nor its repmgrd take its lock, until the session
-    // ends. False: one of them is held, and this session holds nothing.
-    bool claim_daemon_gone();
-
     // Automatic failover paused or not; nullopt before schema version 4 (never paused).
     std::optional<FailoverPause> failover_pause();
     // Pauses or resumes failover. When that changes the row, it records who (by, on

@@ -36,38 +36,28 @@ Decision elect(const Peer& self, const std::vector<Peer>& peers, int registered_
         if (a.priority != b.priority) return a.priority > b.priority;
         return a.id < b.id;
     };
-    auto eligible = [](const Peer& p) { return p.priority > 0 && !p.daemon_gone; };
-    if (eligible(self)) best = &self;
+    if (self.priority > 0) best = &self;
     for (const auto& p : peers)
-        if (p.reachable && eligible(p) && (!best || better(p, *best))) best = &p;
-    if (!best)
-        return {A::Wait, 0, "no reachable standby may be promoted (each has priority 0 or its repmgrd is gone)"};
-    // Never promote past committed WAL that a node left out holds: that would lose
+        if (p.reachable && p.priority > 0 && (!best || better(p, *best))) best = &p;
+    if (!best) return {A::Wait, 0, "no reachable standby may be promoted (all have priority 0)"};
+    // Never promote past committed WAL that a priority-0 node holds: that would lose
     // transactions the primary acknowledged.
     const Peer* furthest = &self;
     for (const auto& p : peers)
         if (p.reachable && p.wal_end > furthest->wal_end) furthest = &p;
     if (furthest->wal_end > best->wal_end)
         return {A::Wait, 0,
-                "node " + std::to_string(furthest->id) + " has more WAL than any node allowed to be promoted (" +
-                    (furthest->priority == 0 ? "priority 0"
-                     : furthest == &self   ? "other standbys found its repmgrd gone and hold its lock"
-                                           : "its repmgrd is gone: start it again") +
-                    "): promoting node " + std::to_string(best->id) +
+                "node " + std::to_string(furthest->id) + " has more WAL than any node allowed to be "
+                "promoted (priority 0): promoting node " + std::to_string(best->id) +
                     " would lose committed transactions; promote by hand if that is acceptable"};
     // What it was chosen from, for whoever reads the log after the fact.
     std::string positions = "node " + std::to_string(self.id) + " at " + format_lsn(self.wal_end);
     for (const auto& p : peers)
         if (p.reachable) positions += ", node " + std::to_string(p.id) + " at " + format_lsn(p.wal_end);
-    for (const auto& p : peers)
-        if (p.reachable && p.daemon_gone) positions += "; node " + std::to_string(p.id) + "'s repmgrd is gone";
     if (best->id == self.id) return {A::Promote, self.id, "this node is the candidate (" + positions + ")"};
     return {A::Follow, best->id,
             "node " + std::to_string(best->id) + " is the candidate (" + positions + ")" +
-                (self.priority == 0    ? "; this node has priority 0 and is never promoted"
-                 : self.daemon_gone ? "; other standbys found this node's repmgrd gone and hold its lock: "
-                                      "it is no candidate until they let it go"
-                                    : "")};
+                (self.priority == 0 ? "; this node has priority 0 and is never promoted" : "")};
 }
 
 std::chrono::milliseconds promotion_hold(const std::optional<PrimaryFailing>& failing,

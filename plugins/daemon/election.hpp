@@ -17,10 +17,6 @@ struct Peer {
     bool in_recovery = true;        // false: it accepts writes
     bool sees_primary = false;      // its WAL receiver still gets WAL from the old primary
     std::uint64_t wal_end = 0;      // furthest WAL received or replayed
-    // Its repmgrd holds no lock on its server and no promotion runs there (for this
-    // node itself: claims held by others keep its repmgrd from its lock): it cannot
-    // promote, so it is no candidate (repmgrd(8), "A candidate whose repmgrd is gone").
-    bool daemon_gone = false;
 };
 
 struct Decision {
@@ -46,9 +42,9 @@ struct Decision {
 //  4. without a majority of registered_active (self + reachable peers), wait: this node
 //     may be the isolated one (a two-node cluster therefore never promotes by itself);
 //  5. candidate: highest WAL end, then highest priority, then lowest id, among self and
-//     reachable peers with priority > 0 whose repmgrd is not gone; wait if a node left
-//     out (priority 0, repmgrd gone) has more WAL than it (acknowledged commits would be
-//     lost); promote if it is self, else follow it (saying why self is left out).
+//     reachable peers with priority > 0; wait if a priority-0 node has more WAL than it
+//     (acknowledged commits would be lost); promote if it is self, else follow it
+//     (saying so when self has priority 0).
 Decision elect(const Peer& self, const std::vector<Peer>& peers, int registered_active);
 
 // Fence before promote (repmgrd(8)): how this standby's checks of its primary have been

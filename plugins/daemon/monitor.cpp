@@ -323,8 +323,6 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
                      related, now});
     }
 
-    if (t.to != State::Promoting && t.to != State::Primary) claims_.clear();
-
     // Only a primary holds a lease; one that is not, or no longer, counts anew once it is.
     if (t.to != State::Primary && t.to != State::LocalServerDown && t.to != State::Fenced) {
         lease_.cancel();
@@ -435,14 +433,6 @@ void Monitor::probe_local(Observation& o) {
     o.local = sample_node(*local_, kQueryTimeout);
     o.in_recovery = o.local->in_recovery;
     o.local_up = true;
-    // The sign that this daemon lives, for the other standbys' elections.
-    bool held = Metadata(*local_, cfg_.cluster, kQueryTimeout).hold_daemon_lock();
-    if (held != daemon_lock_)
-        log::write(held ? log::Level::Info : log::Level::Warning,
-                   held ? "this repmgrd holds its lock on its server again"
-                        : "other standbys hold claims on this repmgrd's lock on its server (they found it gone): "
-                          "this node is no candidate until they let it go");
-    daemon_lock_ = held;
 }
 
 // Empty when this node is in the metadata; else why not. The seed's daemon registers its
@@ -633,8 +623,6 @@ void Monitor::judge_follow(Observation& o, const Node& n, Connection* open) {
 // A fenced primary (primary_fenced) takes no writes whoever streams from it: that a node
 // still does proves nothing.
 Decision Monitor::hold_election(bool primary_fenced) {
-    claims_.clear();  // an earlier election's: asked again
-    std::map<int, Connection> claimed;
     Metadata local_meta(*local_, cfg_.cluster, kQueryTimeout);
     std::vector<Node> nodes = local_meta.nodes();
     int registered_active = 0;
@@ -658,8 +646,6 @@ Decision Monitor::hold_election(bool primary_fenced) {
         p.priority = n.priority;
         try {
             Connection c = Connection::open(n.conninfo, quick_connect());
-            // Before its role is read: a promotion that ended before the claim shows in it.
-            p.daemon_gone = Metadata(c, cfg_.cluster, remote_timeout()).claim_daemon_gone();
             PeerView v = query_peer_view(c, window, remote_timeout());
             p.reachable = true;
             p.in_recovery = v.in_recovery;
@@ -668,11 +654,6 @@ Decision Monitor::hold_election(bool primary_fenced) {
             // address, a socket directory spelt another way).
             p.sees_primary = !primary_fenced && v.receiver_heard && v.sender_host && v.sender_port &&
                              same_server({Endpoint{*v.sender_host, std::to_string(*v.sender_port)}}, primary_at);
-            if (p.daemon_gone) {
-                log::info("node " + std::to_string(n.id) + ": no repmgrd holds its lock there and no promotion "
-                          "runs there (its repmgrd is gone): no candidate");
-                claimed.emplace(n.id, std::move(c));
-            }
         } catch (const ConnectionError& e) {
             if (e.server_alive()) p.refused = std::string(describe(e.failure()));
             log::info("node " + std::to_string(n.id) + (e.server_alive() ? " refused the connection: " : " unreachable: ") +
@@ -686,7 +667,6 @@ Decision Monitor::hold_election(bool primary_fenced) {
     self.id = cfg_.node;
     self.priority = cfg_.priority;
     self.reachable = true;
-    self.daemon_gone = !daemon_lock_;
     self.wal_end = parse_lsn(query_wal_position(*local_, kQueryTimeout).lsn).value_or(0);
     PeerView mine = query_peer_view(*local_, window, kQueryTimeout);
     self.sees_primary = !primary_fenced && mine.receiver_heard && mine.sender_host && mine.sender_port &&
@@ -697,8 +677,6 @@ Decision Monitor::hold_election(bool primary_fenced) {
     auto hold = leader_ ? std::chrono::milliseconds{0} : promotion_hold(primary_failing(), promote_after);
     Decision d = hold_promotion(elect(self, peers, registered_active), hold, promote_after);
     if (leader_ && d.action == Decision::Action::Promote) d = take_leader_key(d);
-    // Promoting past a node whose repmgrd is gone: the claims keep it from promoting too.
-    if (d.action == Decision::Action::Promote) claims_ = std::move(claimed);
     log::notice("failover: " + d.reason);
     if (hold.count() > 0) log::info("failover: the promotion is held " + timeouts::format(hold) + " more");
     if (!last_decision_ || last_decision_->action != d.action || last_decision_->reason != d.reason) {
@@ -761,9 +739,6 @@ ChildOutcome Monitor::follow_candidate() {
         try {
             Connection c = Connection::open(candidate_->conninfo, quick_connect());
             writable = !query_in_recovery(c, remote_timeout());
-            // Its repmgrd is gone (killed before it promoted): elect again without it.
-            if (!writable && Metadata(c, cfg_.cluster, remote_timeout()).claim_daemon_gone())
-                return {false, "node " + std::to_string(candidate_->id) + "'s repmgrd is gone and it was not promoted"};
         } catch (const Error&) {
         }
         if (!writable) wait(100ms);
@@ -946,11 +921,6 @@ void Monitor::probe_nodes(Observation& o) {
         }
     }
     tally_nodes(o, mine.timeline, found);
-    // A node claimed when this one promoted past it follows it now: its next election
-    // will be about this primary.
-    for (const NodeSeen& n : found)
-        if (n.reachable && n.timeline == mine.timeline && claims_.erase(n.id))
-            log::info("node " + std::to_string(n.id) + " is on this primary's timeline: its lock is let go");
     if (counting && !sees_majority(o.nodes_visible, o.nodes_active))
         log::warning("this primary sees " + std::to_string(o.nodes_visible) + " of " +
                      std::to_string(o.nodes_active) + " nodes");

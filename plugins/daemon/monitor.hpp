@@ -122,9 +122,6 @@ private:
     bool paused_ = false;
 
     std::optional<Connection> local_;
-    // Its session holds this node's daemon lock (Metadata::hold_daemon_lock), as the
-    // last pass found (a change is logged); not while other standbys hold claims on it.
-    bool daemon_lock_ = true;
     std::string local_error_;            // the last failure to reach the local server, logged once
     bool registered_ = false;            // seen in the metadata once: no need to ask again
     bool listening_ = false;             // local_ LISTENs for switchover requests
@@ -138,10 +135,6 @@ private:
     std::optional<std::chrono::steady_clock::time_point> failing_since_;
     bool refused_only_ = false;
     std::optional<Node> candidate_;
-    // Claims on the peers whose repmgrd this node found gone when it elected itself
-    // (Metadata::claim_daemon_gone): held through its promotion, and as the primary until
-    // such a node is on its timeline, so that none of them promotes beside it.
-    std::map<int, Connection> claims_;
     std::chrono::steady_clock::time_point last_prune_{};
 
     // A primary's links to the other nodes, kept between passes.

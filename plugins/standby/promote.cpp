@@ -53,14 +53,7 @@ public:
         std::vector<Node> nodes = local_meta.installed() ? local_meta.nodes() : std::vector<Node>{};
         if (!ctx.options.force) refuse_if_primary_alive(local, nodes, cfg.node);
 
-        // 3. Promote while holding this server's promotion lock, and wait until it accepts
-        //    writes: another standby's repmgrd that found this node's repmgrd gone holds
-        //    a claim on that lock while it fails over to another node (repmgrd(8)).
-        if (!local_meta.hold_promotion_lock())
-            throw Error(ExitCode::BadConfig,
-                        "node " + std::to_string(cfg.node) + " may not promote: another node's repmgrd found this "
-                        "node's repmgrd gone and fails over to another standby",
-                        "", "wait for that failover to end, then follow the new primary (standby follow)");
+        // 3. Promote, and wait until it accepts writes.
         promote(local, cfg);
         auto until = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s_);
         while (local.exec(kInRecoverySql).get_bool(0, 0)) {

@@ -22,8 +22,7 @@ reconnect_interval=1.
      own daemon (read-only), never two writable primaries after that;
   7. failover = manual never promotes, and a daemon whose standby is promoted from
      outside exits with ERR_PROMOTED (8);
-  8. priority 0 never promotes (and the daemon says that is why), nor a candidate whose
-     repmgrd is gone (killed during the election), even once it is back; a priority-0 standby
+  8. priority 0 never promotes (and the daemon says that is why); a priority-0 standby
      holding acknowledged commits the others lack must not be overtaken by a promotion
      that loses them; a primary whose SQL link alone is lost (the candidate's own WAL
      receiver, or a sibling's, still streaming from it), or that refuses the daemons,
@@ -774,31 +773,6 @@ def test_priority_zero_ahead_loses_no_acked_rows():
             assert c.daemons[i].running(), c.daemons[i].tail()
             assert c.daemons[i].log_text().count('failover: node 2 has more WAL') > before, c.daemons[i].tail()
         assert in_recovery(n2) and in_recovery(n3)
-
-
-def test_candidate_whose_daemon_is_gone_is_passed_over():
-    """node2, the candidate (the lowest id at the same WAL), has no repmgrd when node1 is
-    killed (the chaos suite's daemon-killed-in-election): node3 finds node2's repmgrd gone
-    (nothing holds its lock on node2's server) and promotes past it, holding a claim on
-    that lock. node2's repmgrd, started again meanwhile, finds the claim, never promotes,
-    and follows node3, which then lets the lock go."""
-    with harness.Sandbox() as sb, daemon_cluster(sb) as c:
-        setup_three(c)
-        n1, n2, n3 = c.nodes[1], c.nodes[2], c.nodes[3]
-        os.kill(c.daemons[2].pid, signal.SIGKILL)
-        c.daemons[2].proc.wait(10)
-        with TwoPrimaries([n2, n3]) as guard:
-            n1.kill9()
-            c.daemons[3].wait_log(r"failover: this node is the candidate \(.*; node 2's repmgrd is gone\)", timeout=30)
-            c.start_daemon(2)
-            wait_until(lambda: writable(n3), timeout=30, what='node3 to promote')
-            wait_streaming_from(n2, n3, timeout=60)
-        assert not guard.violations, guard.violations[:5]
-        assert in_recovery(n2), 'node2 promoted'
-        c.daemons[2].wait_log('other standbys hold claims on this repmgrd\'s lock', timeout=5)
-        c.daemons[3].wait_log("node 2 is on this primary's timeline: its lock is let go", timeout=30)
-        c.daemons[2].wait_log('this repmgrd holds its lock on its server again', timeout=30)
-        assert 'promoting' not in re.findall(r'state \S+ -> (\S+?):', c.daemons[2].log_text()), c.daemons[2].tail()
 
 
 def proxied_primary(sb, c):

@@ -61,56 +61,6 @@ TEST_CASE("nobody is promoted past WAL a priority-0 node holds", "[daemon]") {
     CHECK(elect(standby(3, 100), {standby(2, 500, 0)}, 3).action == A::Wait);
 }
 
-TEST_CASE("a standby whose repmgrd is gone is no candidate; nobody is promoted past its WAL", "[daemon]") {
-    // Node 2 would be the candidate (lowest id at the same WAL), but its repmgrd is gone
-    // (killed during the election): node 3 promotes, node 4 follows node 3.
-    Peer gone = standby(2, 100);
-    gone.daemon_gone = true;
-    Decision on3 = elect(standby(3, 100), {gone, standby(4, 100)}, 4);
-    CHECK(on3.action == A::Promote);
-    CHECK(on3.reason == "this node is the candidate (node 3 at 0/64, node 2 at 0/64, node 4 at 0/64; "
-                        "node 2's repmgrd is gone)");
-    Decision on4 = elect(standby(4, 100), {gone, standby(3, 100)}, 4);
-    CHECK(on4.action == A::Follow);
-    CHECK(on4.node_id == 3);
-    // Its daemon alive, it is the candidate as before.
-    CHECK(elect(standby(3, 100), {standby(2, 100), standby(4, 100)}, 4).node_id == 2);
-    // With more WAL than any other node, promoting another would lose what it holds.
-    Peer ahead = standby(2, 500);
-    ahead.daemon_gone = true;
-    Decision d = elect(standby(3, 100), {ahead, standby(4, 100)}, 4);
-    CHECK(d.action == A::Wait);
-    CHECK(d.reason == "node 2 has more WAL than any node allowed to be promoted (its repmgrd is gone: start it "
-                      "again): promoting node 3 would lose committed transactions; promote by hand if that is "
-                      "acceptable");
-    // Gone everywhere: nobody to promote.
-    Peer also = standby(3, 100);
-    also.daemon_gone = true;
-    Peer self = standby(4, 100, 0);
-    CHECK(elect(self, {gone, also}, 4).action == A::Wait);
-}
-
-TEST_CASE("a repmgrd back while others hold claims on its lock follows, never promotes", "[daemon]") {
-    // Node 2's repmgrd, started again after the others found it gone and elected node 3:
-    // they hold its lock, so it is no candidate, whatever its WAL, and follows node 3.
-    Peer self = standby(2, 100);
-    self.daemon_gone = true;
-    Decision d = elect(self, {standby(3, 100), standby(4, 100)}, 4);
-    CHECK(d.action == A::Follow);
-    CHECK(d.node_id == 3);
-    CHECK(d.reason.find("other standbys found this node's repmgrd gone and hold its lock") != std::string::npos);
-    // Ahead of them, it waits rather than let them lose its WAL; they wait too.
-    Peer ahead = standby(2, 500);
-    ahead.daemon_gone = true;
-    Decision w = elect(ahead, {standby(3, 100), standby(4, 100)}, 4);
-    CHECK(w.action == A::Wait);
-    CHECK(w.reason.find("other standbys found its repmgrd gone and hold its lock") != std::string::npos);
-    // A new primary is followed all the same.
-    Peer promoted = standby(3, 100);
-    promoted.in_recovery = false;
-    CHECK(elect(ahead, {promoted, standby(4, 100)}, 4).action == A::Follow);
-}
-
 TEST_CASE("without a majority nothing is promoted", "[daemon]") {
     Peer unreachable = standby(3, 0);
     unreachable.reachable = false;
