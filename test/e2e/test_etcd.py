@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import http.client
 import os
 import re
 import signal
@@ -58,22 +57,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import (EtcdCluster, daemon_cluster, end_process_group, one_promoted, pgrm, setup_three,  # noqa: E402
-                     stays_false, wait_until, writable)
+from harness import (EtcdCluster, daemon_cluster, end_process_group, http_status, one_promoted, pgrm,  # noqa: E402
+                     setup_three, stays_false, wait_until, writable)
 
 KEY = '/pgrm/test/leader'
 FENCE_AFTER = 5.978   # timeouts::etcd_fence_after with DAEMON_FAST
 LEASE_TTL = 11        # timeouts::etcd_lease_ttl with DAEMON_FAST
 SECRET = 'pgrm-etcd-Secret-7f3a'  # etcd_password: never in a log, a JSON document or a process title
-
-
-def http_status(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
-    try:
-        conn.request('GET', path)
-        return conn.getresponse().status
-    finally:
-        conn.close()
 
 
 def test_leader_key_failover_switchover_and_tls():
