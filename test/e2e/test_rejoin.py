@@ -101,6 +101,19 @@ def assert_standby_on_own_config(inst: harness.Instance, primary: harness.Instan
                what=f'{inst.name} to replay a write made on {primary.name}')
 
 
+def registered_standby(sb: harness.Sandbox, node_id: int, primary: harness.Instance):
+    """node<node_id> cloned from primary, with its port in postgresql.auto.conf (as `pgrm
+    demo` sets it), streaming and registered. Returns it and its repmgr.conf file."""
+    inst = sb.new_instance(f'node{node_id}')
+    pgrm(*clone_args(inst.datadir, primary), check=0)
+    own_config(inst, in_auto_conf=True)
+    inst.start()
+    wait_streaming_from(inst, primary)
+    conf = write_conf(sb, node_id, inst)
+    pgrm('-f', conf, 'standby', 'register', check=0)
+    return inst, conf
+
+
 def registered_pair(sb: harness.Sandbox, extra_conf: dict | None = None):
     """node1 primary (initdb'd with extra_conf) and node2 its standby, both registered,
     each with configuration of its own (node2's port in postgresql.auto.conf, as
@@ -112,13 +125,7 @@ def registered_pair(sb: harness.Sandbox, extra_conf: dict | None = None):
     n1.restart()
     conf1 = write_conf(sb, 1, n1)
     pgrm('-f', conf1, 'master', 'register', check=0)
-    n2 = sb.new_instance('node2')
-    pgrm(*clone_args(n2.datadir, n1), check=0)
-    own_config(n2, in_auto_conf=True)
-    n2.start()
-    wait_streaming_from(n2, n1)
-    conf2 = write_conf(sb, 2, n2)
-    pgrm('-f', conf2, 'standby', 'register', check=0)
+    n2, conf2 = registered_standby(sb, 2, n1)
     n1.psql('insert into walk values (1)', db='pgbench')
     wait_until(lambda: n2.psql('select count(*) from walk', db='pgbench') == '1',
                what='node2 to replay the first row')
@@ -239,13 +246,7 @@ def test_rejoin_passes_over_a_fenced_primary_that_still_runs():
     needs a rejoin too; a fenced primary is no second writable node."""
     with harness.Sandbox() as sb:
         n1, n2, _, conf2 = registered_pair(sb)
-        n3 = sb.new_instance('node3')
-        pgrm(*clone_args(n3.datadir, n1), check=0)
-        own_config(n3, in_auto_conf=True)
-        n3.start()
-        wait_streaming_from(n3, n1)
-        conf3 = write_conf(sb, 3, n3)
-        pgrm('-f', conf3, 'standby', 'register', check=0)
+        n3, conf3 = registered_standby(sb, 3, n1)
         n3.stop('fast')
         n1.psql('alter system set default_transaction_read_only = on')
         n1.psql('select pg_reload_conf()')
