@@ -9,8 +9,8 @@ Installed, it runs: repmgr --version and repmgrd --help (the personas in
 systemd-analyze verify accepts repmgrd@15-main.service, logrotate accepts its file and
 rotates a log in /var/log/pgrm with it, and no installed file holds the path of the tree
 it was built in. Purged, nothing of it is left: no file it shipped, no file by its name
-under /etc, /usr, /var/lib, /var/log and /run (PostgreSQL's cluster directories aside:
-other tests make clusters named pgrm_* meanwhile); the logs in /var/log/pgrm go with it.
+under /etc, /usr, /var/lib, /var/log and /run (PostgreSQL's cluster directories and
+/run/netns aside: other tests make clusters and network namespaces named pgrm* meanwhile); the logs in /var/log/pgrm go with it.
 Debian's repmgr keeps working and its files stay intact (dpkg --verify) throughout.
 
 Needs root (apt-get, dpkg) and dpkg-buildpackage: else skipped (77). The machine is
@@ -42,8 +42,11 @@ PERSONAS = Path('/usr/lib/pgrm/bin')
 DEBIAN_REPMGR = ['postgresql-15-repmgr', 'repmgr-common']
 # Where a file by pgrm's name could be left behind.
 TREES = ['/etc', '/usr', '/var/lib', '/var/log', '/run']
-# The package never writes into PostgreSQL's clusters (pg_createcluster's directories).
-SERVER_DIRS = ['/etc/postgresql', '/var/lib/postgresql', '/var/log/postgresql', '/run/postgresql']
+# Where other tests make things named pgrm* while this one runs, and the package never
+# writes: PostgreSQL's clusters (pg_createcluster's directories) and the network
+# namespaces of the multi-host tests (ip netns: /run/netns/pgrm-<pid>-<n>).
+OTHER_TESTS_DIRS = ['/etc/postgresql', '/var/lib/postgresql', '/var/log/postgresql', '/run/postgresql',
+                    '/run/netns']
 
 _deb: Path | None = None
 _out = tempfile.mkdtemp(prefix='pgrm-deb-out.')
@@ -95,9 +98,9 @@ def shipped() -> list:
 
 
 def ours() -> set:
-    """Files and directories under TREES named like pgrm's (pgrm, repmgrd@), but for the
-    servers' own directories, where other tests make clusters named pgrm_* meanwhile."""
-    prune = [a for d in SERVER_DIRS for a in ('-o', '-path', d)][1:]
+    """Files and directories under TREES named like pgrm's (pgrm, repmgrd@), but for
+    OTHER_TESTS_DIRS, where other tests make theirs meanwhile."""
+    prune = [a for d in OTHER_TESTS_DIRS for a in ('-o', '-path', d)][1:]
     found = run('find', *TREES, '-xdev', '(', *prune, ')', '-prune', '-o',
                 '(', '-name', '*pgrm*', '-o', '-name', 'repmgrd@*', ')', '-print', check=False).stdout
     return set(found.split())
