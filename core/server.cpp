@@ -41,7 +41,7 @@ const char* const kWalPositionSql =
     "                  (SELECT min_recovery_end_timeline FROM pg_control_recovery()), "
     "                  (SELECT received_tli FROM pg_stat_wal_receiver), "
     "                  (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) "
-    "                     FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{8}\\.history$')) "
+    "                     FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$')) "
     "       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END, "
     "       CASE WHEN pg_is_in_recovery() THEN "
     "         greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text "

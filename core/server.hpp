@@ -25,7 +25,9 @@ ServerFacts query_server_facts(Connection& conn);
 // Where a server's WAL is: the timeline it writes or replays, and the end of the WAL
 // it has (a primary's insert position; a standby's furthest received or replayed).
 // A standby that no longer streams knows its timeline only from its control file and
-// the newest history file it fetched, so both count.
+// the names of the WAL segments it received, so both count; not from the history files
+// it fetched: a walreceiver fetches the new timeline's history before the new primary
+// checks where this standby is, and refuses it if its WAL runs past the fork.
 struct WalPosition {
     int timeline = 0;
     std::string lsn;

@@ -257,6 +257,16 @@ def test_follow_fails_at_once_when_the_old_upstream_sends_wal_past_the_fork_as_i
         assert 'its old upstream sent WAL past the fork while it switched' in r.stderr, output(r)
         assert 'node rejoin' in r.stderr, output(r)
 
+        # node3's walreceiver fetched node2's timeline history, then streamed nothing of
+        # it: node3 is still on timeline 1, past the fork, and a second follow says so
+        # before it changes anything (the daemon elects again and runs it).
+        assert '00000002.history' in n3.psql("select string_agg(name, ' ') from pg_ls_waldir()"), \
+            'node3 fetched no history of timeline 2'
+        r = pgrm('-f', c.confs[3], 'standby', 'follow', '127.0.0.1', '-p', n2.port, '--wait', '40', check=1,
+                 timeout=120)
+        assert 'node 3 cannot follow the new primary' in r.stderr, output(r)
+        assert 'node rejoin' in r.stderr, output(r)
+
 
 # --------------------------------------------------------------------------------------
 # Passwords at rest
