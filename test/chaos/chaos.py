@@ -621,17 +621,9 @@ FAULTS = {
 # FAILURE and counted, and do not fail the run; a fault listed here that passes says so.
 # Lost acknowledged writes are never excused. Remove an entry with the fix that makes its
 # fault pass.
-KNOWN_FAILURES: dict = {
-    'sigstop-primary': 'a standby that replayed WAL of the thawed primary past its successor\'s fork, after '
-                       'its follow had checked the fork (the follow now fails at once), reads as on the new '
-                       'timeline once its receiver fetched that timeline\'s history file (core/server\'s '
-                       'WAL position takes the newest history file in pg_wal): the next follow and the '
-                       'daemon\'s own check pass, the follow waits --wait out, and the daemon stays in '
-                       'following_new_primary instead of needs_rejoin',
-}
+KNOWN_FAILURES: dict = {}
 # The same with dcs = etcd (ChaosCluster(dcs='etcd')).
-KNOWN_FAILURES_ETCD: dict = {
-}
+KNOWN_FAILURES_ETCD: dict = {}
 
 
 # --------------------------------------------------------------------------------------
