@@ -73,6 +73,8 @@ Rows Metadata::exec(std::string_view sql, const std::vector<Param>& params) {
     return conn_.exec(sql, params, timeout_);
 }
 
+void Metadata::commit_locally() { exec("SET synchronous_commit = local", {}); }
+
 bool Metadata::installed() {
     return exec("SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = $1 "
               "AND tablename = 'schema_version'",

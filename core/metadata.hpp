@@ -97,6 +97,12 @@ public:
              std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
 
     const std::string& schema() const { return schema_name_; }
+    // From now on this session's commits (pgrm's bookkeeping: the metadata, its events)
+    // do not wait for synchronous standbys (synchronous_commit = local): the primary's
+    // synchronous_standby_names may name standbys not started yet, down for maintenance,
+    // or that can never follow it (their WAL past its fork), and a register, a follow or a
+    // pause must not hang on them. Clients' writes still wait.
+    void commit_locally();
     bool installed();
     // Throws pgrm::Error(BadConfig) naming the fix when this node has no metadata yet.
     void require_installed();

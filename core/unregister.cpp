@@ -37,6 +37,7 @@ Unregistered unregister_node(const Config& cfg, const std::string& type, int nod
     Connection local = Connection::open(cfg.conninfo);
     PrimaryLink primary = connect_primary(local, cfg.cluster);
     Metadata meta(primary.conn, cfg.cluster);
+    meta.commit_locally();
 
     // 2. Whether the node may go.
     UnregisterSituation s;

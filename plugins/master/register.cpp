@@ -37,6 +37,7 @@ public:
 
         // 2. The schema exists at the newest version.
         Metadata meta(conn, cfg.cluster);
+        meta.commit_locally();
         int version = meta.install_or_upgrade();
 
         // 3. One active primary: refuse to shadow another one unless forced.

@@ -31,7 +31,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const char* const kPrimaryLsnSql = "SELECT pg_current_wal_lsn()::text";
-const char* const kLocalCommitSql = "SET synchronous_commit = local";
 const char* const kReceiverSql =
     "SELECT status, coalesce(sender_host, ''), coalesce(sender_port::text, '') "
     "FROM pg_catalog.pg_stat_wal_receiver";
@@ -223,8 +222,8 @@ public:
             // 5. Re-registered on the primary: a fresh write there, which this node must replay.
             //    It commits without waiting for synchronous standbys: the primary's may be
             //    the nodes still to rejoin.
-            primary.run(kLocalCommitSql);
             Metadata meta(primary, cfg.cluster);
+            meta.commit_locally();
             meta.save_node(node_from_config(cfg, "standby", primary_node.id, local.data_directory));
             std::string lsn = primary.exec(kPrimaryLsnSql).get(0, 0);
             wait_for_replay(cfg, primary_ci, lsn, local.data_directory);
@@ -247,6 +246,7 @@ public:
         } catch (const Error& e) {
             try {
                 Metadata meta(primary, cfg.cluster);
+                meta.commit_locally();
                 record_event(cfg, &meta, {cfg.node, "node_rejoin", false, e.what(), primary_node.id});
             } catch (const Error&) {
                 // the primary went away too (notified all the same): the error says enough

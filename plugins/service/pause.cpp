@@ -111,6 +111,7 @@ public:
         // 2. The flag as it is; the schema brought to version 4 if it is older (never
         //    paused then).
         Metadata meta(*conn, cfg.cluster, timeouts::kProbeQuery);
+        meta.commit_locally();
         std::optional<FailoverPause> before = meta.failover_pause();
         bool already = before ? before->paused == pause_ : !pause_;
         if (dry_run_) return dry_run(cfg, *primary, before, already);

@@ -319,6 +319,7 @@ private:
             Connection conn = Connection::open(meta_ci);
             Metadata meta(conn, cfg.cluster);
             if (query_server_facts(conn).in_recovery) return;  // a cascading clone: nothing to write
+            meta.commit_locally();
             if (!meta.installed()) {
                 log::warning("no metadata for cluster \"" + cfg.cluster + "\" on the source: the clone is "
                              "not recorded; register the node once it runs");

@@ -27,11 +27,6 @@ const char* const kReceiverSql =
     "SELECT status, sender_host, sender_port FROM pg_catalog.pg_stat_wal_receiver";
 const char* const kReplayedSql = "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn";
 const char* const kPrimaryLsnSql = "SELECT pg_current_wal_lsn()::text";
-// This session's writes on the new primary (this node's record, its event) commit there
-// without waiting for synchronous standbys: its synchronous_standby_names may name
-// standbys that do not follow it yet, or never can (their WAL past its fork), and the
-// follow must not hang on them. Clients' writes still wait.
-const char* const kLocalCommitSql = "SET synchronous_commit = local";
 // Where replay stands, and whether the startup process waits for more WAL: then it has
 // replayed every complete record this node holds.
 const char* const kReplaySettledSql =
@@ -125,7 +120,7 @@ public:
         // 5. Metadata and event on the primary, then proof: this node replays that write.
         Metadata meta(primary, cfg.cluster);
         if (meta.installed() && primary_id) {
-            primary.run(kLocalCommitSql);
+            meta.commit_locally();
             meta.save_node(node_from_config(cfg, "standby", primary_id));
             record_event(cfg, &meta,
                          {cfg.node, "standby_follow", true, "now follows node " + std::to_string(*primary_id), primary_id});

@@ -74,6 +74,7 @@ public:
         std::optional<int> old_primary;
         try {
             Metadata meta(local, cfg.cluster);
+            meta.commit_locally();
             meta.install_or_upgrade();
             Metadata::Promotion p =
                 meta.record_promotion(self, "promoted to primary on timeline " + std::to_string(pos.timeline));

@@ -78,6 +78,7 @@ public:
 
         // 5. Its upstream: the registered node it streams from, else the primary.
         Metadata meta(primary, cfg.cluster);
+        meta.commit_locally();
         std::vector<Node> nodes = meta.nodes();
         int upstream = upstream_of(local, nodes).value_or(primary_node->id);
 

@@ -172,6 +172,7 @@ public:
 
         // 2. The request, on the primary; its daemon takes it from here.
         Metadata meta(*primary_conn, cfg.cluster, timeouts::kProbeQuery);
+        meta.commit_locally();
         auto request = meta.request_switchover(*f.primary, cfg.node, std::chrono::seconds(wait_s_));
         if (!request) {
             r.table = table;
@@ -202,6 +203,7 @@ public:
         // standby, every standby of the old one expected to follow this node.
         Connection here = Connection::open(cfg.conninfo);
         Metadata new_meta(here, cfg.cluster);
+        new_meta.commit_locally();  // the old primary, named there, streams only later
         Node self = node_from_config(cfg, "primary", std::nullopt);
         for (const auto& n : nodes)
             if (n.id == cfg.node && self.data_directory.empty()) self.data_directory = n.data_directory;

@@ -221,6 +221,37 @@ def test_promote_and_follow_do_not_wait_for_synchronous_standbys():
             output(r)
 
 
+def test_bookkeeping_does_not_wait_for_synchronous_standbys():
+    """node1's synchronous_standby_names names a standby that never connects (set before
+    its standbys exist, or one down for maintenance): master register, standby register,
+    service pause and unpause and standby unregister commit their metadata without
+    waiting for it (each hung for good before), while a client's write still waits."""
+    with harness.Sandbox() as sb:
+        n1 = make_primary(sb, scale=None)
+        n1.append_conf({'synchronous_standby_names': 'FIRST 1 (nobody)'}, header='no standby answers')
+        n1.psql('select pg_reload_conf()')
+        conf1 = write_conf(sb, 1, n1)
+        pgrm('-f', conf1, 'master', 'register', check=0, timeout=60)
+        n2 = sb.new_instance('node2')
+        pgrm(*clone_args(n2.datadir, n1), check=0, timeout=120)
+        n2.start()
+        wait_streaming_from(n2, n1)
+        conf2 = write_conf(sb, 2, n2)
+        pgrm('-f', conf2, 'standby', 'register', check=0, timeout=60)
+        pgrm('-f', conf2, 'service', 'pause', check=0, timeout=60)
+        pgrm('-f', conf2, 'service', 'unpause', check=0, timeout=60)
+        pgrm('-f', conf2, 'standby', 'unregister', check=0, timeout=60)
+        events = n1.psql("select string_agg(event, ' ' order by id) from repmgr_test.events", db='pgbench')
+        assert events.split() == ['primary_register', 'standby_register', 'daemon_pause', 'daemon_unpause',
+                                  'standby_unregister'], events
+        client = harness.popen_as_pg([harness.pg_bin('psql'), '-X', '-h', '127.0.0.1', '-p', str(n1.port), '-U',
+                                      'postgres', '-d', 'pgbench', '-c', 'create table waits ()'],
+                                     log=sb.path('client.log'))
+        sb.on_cleanup(lambda: harness.end_process_group(client))
+        waiting = "select count(*) from pg_stat_activity where wait_event = 'SyncRep'"
+        wait_until(lambda: n1.psql(waiting) == '1', what="the client's write to wait for a synchronous standby")
+
+
 def test_follow_fails_at_once_when_the_old_upstream_sends_wal_past_the_fork_as_it_switches():
     """A frozen primary that thaws as a standby switches to its successor (chaos
     sigstop-primary): node3 is at node2's fork when follow checks it, then node1 sends
