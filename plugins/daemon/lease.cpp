@@ -37,6 +37,19 @@ std::optional<FenceLease::Ran> FenceLease::ran() const {
     return ran_;
 }
 
+bool FenceLease::armed() const {
+    std::lock_guard lock(mutex_);
+    return armed_;
+}
+
+std::chrono::steady_clock::time_point lease_until(std::chrono::steady_clock::time_point last_majority,
+                                                  std::chrono::milliseconds fence_after,
+                                                  std::chrono::steady_clock::time_point round,
+                                                  std::chrono::milliseconds probe_round, bool armed) {
+    const auto until = last_majority + fence_after;
+    return until > round || armed ? until : round + probe_round;
+}
+
 void FenceLease::run() {
     std::unique_lock lock(mutex_);
     while (!stopping_) {

@@ -40,6 +40,9 @@ public:
     void cancel();
     // The last fence attempt since the lease ran out; nullopt while it has not.
     std::optional<Ran> ran() const;
+    // Renewed since it was last cancelled, and not fenced yet (one that failed is tried
+    // again: still armed).
+    bool armed() const;
 
 private:
     void run();
@@ -56,5 +59,17 @@ private:
     std::optional<Ran> ran_;
     std::thread thread_;  // last: starts once the rest is set
 };
+
+// Until when a primary's probe round renews the lease before it asks the other nodes:
+// the last majority's start plus fence_after. When that is past and the lease is not
+// armed (failover was paused, and the count went on through the pause and through the
+// passes that could not reach this node's own server: a restart, say), the round decides
+// instead: a majority renews it, none fences it, at the latest at the round's bound
+// (probe_round). An armed lease is never put off: it has run out, or runs out, as it
+// was.
+std::chrono::steady_clock::time_point lease_until(std::chrono::steady_clock::time_point last_majority,
+                                                  std::chrono::milliseconds fence_after,
+                                                  std::chrono::steady_clock::time_point round,
+                                                  std::chrono::milliseconds probe_round, bool armed);
 
 }  // namespace pgrm::daemon

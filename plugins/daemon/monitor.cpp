@@ -858,11 +858,16 @@ void Monitor::probe_nodes(Observation& o) {
                     last_majority_.time_since_epoch().count() != 0;
     if (!counting) last_majority_ = round;
     // The lease: held back only by a pause (the standbys hold their promotion then too);
-    // once it ran out, what it did decides this pass.
+    // once it ran out, what it did decides this pass. Taken again after a pause whose
+    // count ran past fence_after, it waits for this round (lease_until): a primary whose
+    // cut healed, or whose server was only restarted, is not fenced for it.
     if (auto ran = lease_.ran()) {
         o.lease_fenced = ran->failed;
     } else if (o.automatic && !o.paused) {
-        if (!leader_) lease_.renew(last_majority_ + timeouts::fence_after(cfg_), lease_fence());
+        if (!leader_)
+            lease_.renew(lease_until(last_majority_, timeouts::fence_after(cfg_), round, timeouts::probe_round(cfg_),
+                                     lease_.armed()),
+                         lease_fence());
     } else {
         lease_.cancel();
     }

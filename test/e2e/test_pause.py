@@ -9,7 +9,10 @@ their repmgrd (repmgr 4's "daemon pause" spelling too).
      and changes nothing; the primary stopped: the standbys' repmgrd go to state paused
      and nobody is promoted; service pause with the primary down is refused (ERR_DB_CON);
      the primary started again, the daemons are back to standby, service unpause (through
-     the primary) resumes failover everywhere, and the switchover's checks hold again;
+     the primary) resumes failover everywhere, and the switchover's checks hold again; the
+     primary's repmgrd, held from the stop until after the unpause, reads it with no probe
+     round since the stop (more than fence_after ago) and is not fenced: its round reaches
+     both standbys;
   2. the primary killed while paused: nobody is promoted, and service status shows it;
      service unpause, with no primary to write to, asks each standby's repmgrd in turn
      (through its socket) to go on; a standby is promoted, the other follows it, and the
@@ -27,12 +30,15 @@ nothing may happen.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 from harness import (daemon_cluster, one_promoted, output, parse_json, pgrm, setup_three, stays_false,  # noqa: E402
                      wait_until, writable)
+
+FENCE_AFTER = 5  # s: timeouts::fence_after with harness.DAEMON_FAST
 
 
 def status(conf: Path, netns=None) -> dict:
@@ -150,29 +156,44 @@ def test_pause_holds_failover_through_a_primary_restart():
                          'select count(*) from repmgr_test.switchover', db='pgbench') == before
         assert writable(n[1]) and not writable(n[2])
 
-        # The primary stopped for maintenance: the standbys' repmgrd hold still. Once its own
-        # repmgrd counts the pause: a lease it renewed before seeing the pause still runs
-        # while its server is down, and fences the server as it comes back (a known race,
-        # in the closing note of 2026-12-07).
+        # The primary stopped for maintenance: the standbys' repmgrd hold still. Its own
+        # repmgrd is held (SIGSTOP) from its first pass without its server until after the
+        # unpause below, as a loaded machine may order them: its first pass back then reads
+        # the unpause with no probe round since the stop, more than fence_after ago.
         wait_until(lambda: daemon(conf[1]).get('paused') is True, what="node1's repmgrd to count failover as paused")
+        stopped = time.monotonic()  # after its last probe round's start
         n[1].stop()
-        for i in (2, 3):
-            wait_until(lambda i=i: daemon(conf[i]).get('state') == 'paused', timeout=30,
-                       what=f"node{i}'s repmgrd to reach state paused")
-            assert 'failover is paused: not promoting, not following' in daemons[i].log_text()
-        stays_false(lambda: [x.name for x in (n[2], n[3]) if writable(x)], 3, what='a standby promoted while paused')
-        r = pgrm('-f', conf[2], 'service', 'pause', check=6)
-        assert 'ERROR: failover not paused: primary node 1 ("node1") is not reachable' in r.stderr, output(r)
+        daemons[1].wait_log('state primary -> local_server_down')
+        held = harness.freeze(daemons[1].pid)
+        try:
+            for i in (2, 3):
+                wait_until(lambda i=i: daemon(conf[i]).get('state') == 'paused', timeout=30,
+                           what=f"node{i}'s repmgrd to reach state paused")
+                assert 'failover is paused: not promoting, not following' in daemons[i].log_text()
+            stays_false(lambda: [x.name for x in (n[2], n[3]) if writable(x)], 3, what='a standby promoted while paused')
+            r = pgrm('-f', conf[2], 'service', 'pause', check=6)
+            assert 'ERROR: failover not paused: primary node 1 ("node1") is not reachable' in r.stderr, output(r)
 
-        # Back, the daemons follow it again; unpaused through it, everywhere.
-        n[1].start()
-        for i in (2, 3):
-            wait_until(lambda i=i: daemon(conf[i]).get('state') == 'standby', timeout=30,
-                       what=f"node{i}'s repmgrd back in state standby")
-        doc = parse_json(pgrm('-f', conf[3], '--json', 'service', 'unpause', check=0), 'service unpause --json')
-        assert doc['data']['changed'] is True and doc['data']['pause']['paused'] is False, doc
-        assert [x['has_it'] for x in doc['data']['nodes']] == [True, True, True], doc
-        assert events(n[1], 'daemon_unpause') == '3'
+            # Back, the daemons follow it again; unpaused through it, everywhere.
+            n[1].start()
+            for i in (2, 3):
+                wait_until(lambda i=i: daemon(conf[i]).get('state') == 'standby', timeout=30,
+                           what=f"node{i}'s repmgrd back in state standby")
+            doc = parse_json(pgrm('-f', conf[3], '--json', 'service', 'unpause', check=0), 'service unpause --json')
+            assert doc['data']['changed'] is True and doc['data']['pause']['paused'] is False, doc
+            assert [x['has_it'] for x in doc['data']['nodes']] == [True, True, True], doc
+            assert events(n[1], 'daemon_unpause') == '3'
+            wait_until(lambda: time.monotonic() - stopped > FENCE_AFTER,
+                       what="node1's repmgrd to be without a probe round for more than fence_after")
+        finally:
+            harness.thaw(held)
+        # Unpaused, node1's repmgrd fences only if its probe round finds the cut still on:
+        # it reaches both standbys (before, it fenced as it read the unpause).
+        wait_until(lambda: (lambda d: d.get('paused') is False and d.get('state') == 'primary')(daemon(conf[1])),
+                   what="node1's repmgrd back in state primary, counting failover as resumed")
+        stays_false(lambda: not writable(n[1]) or daemon(conf[1]).get('state') != 'primary', 3,
+                    what='node1 fenced, reaching both standbys, once unpaused')
+        assert 'fencing this primary' not in daemons[1].log_text(), daemons[1].tail()
         r = pgrm('-f', conf[2], 'service', 'unpause', check=0)
         assert 'failover was already not paused' in r.stdout and 'nothing changed' in r.stdout, output(r)
         wait_until(lambda: daemon(conf[2]).get('paused') is False, what="node2's repmgrd to count failover as resumed")

@@ -896,6 +896,7 @@ TEST_CASE("the lease fences when it runs out, not while renewed, and only once",
     }
     CHECK(fences == 0);
     CHECK_FALSE(lease.ran());
+    CHECK(lease.armed());
 
     // Left alone, it fences at its deadline, not before.
     auto until = Clock::now() + 100ms;
@@ -904,6 +905,7 @@ TEST_CASE("the lease fences when it runs out, not while renewed, and only once",
     CHECK(lease.ran()->at >= until);
     CHECK(lease.ran()->failed.empty());
     CHECK(fences == 1);
+    CHECK_FALSE(lease.armed());
     // Spent: a later renewal does not undo it, and it does not fence again.
     lease.renew(Clock::now() + 10ms, fence);
     std::this_thread::sleep_for(50ms);
@@ -915,8 +917,24 @@ TEST_CASE("the lease fences when it runs out, not while renewed, and only once",
     CHECK_FALSE(lease.ran());
     lease.renew(Clock::now() + 500ms, fence);
     lease.cancel();
+    CHECK_FALSE(lease.armed());
     std::this_thread::sleep_for(600ms);
     CHECK(fences == 1);
+}
+
+TEST_CASE("a lease taken again after a pause waits for the probe round; an armed one is never put off", "[daemon]") {
+    using namespace std::chrono_literals;
+    const std::chrono::steady_clock::time_point majority{100s};
+    // Renewed within fence_after of the last majority: that deadline, armed or not.
+    CHECK(lease_until(majority, 5s, majority + 4s, 3s, true) == majority + 5s);
+    CHECK(lease_until(majority, 5s, majority + 4s, 3s, false) == majority + 5s);
+    // Past it, armed (no pause since): it has run out as it was, and fences at once.
+    CHECK(lease_until(majority, 5s, majority + 7s, 3s, true) == majority + 5s);
+    CHECK(lease_until(majority, 5s, majority + 5s, 3s, true) == majority + 5s);
+    // Past it, taken again after a pause (a restart: no round since the stop): this round
+    // decides, fencing at its bound unless a majority answers first.
+    CHECK(lease_until(majority, 5s, majority + 7s, 3s, false) == majority + 10s);
+    CHECK(lease_until(majority, 5s, majority + 5s, 3s, false) == majority + 8s);
 }
 
 TEST_CASE("a fence that fails is tried again until one succeeds", "[daemon]") {
