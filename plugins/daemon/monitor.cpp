@@ -204,6 +204,10 @@ Observation Monitor::observe() {
             o.switchover = planned_switchover();
             read_pause(o);
             paused_ = o.paused;
+            // The pause holds the lease from the pass that reads it, whatever ends that pass
+            // before its probe round (its server stopped for the maintenance it was paused
+            // for, a query that times out); one that ran out already, that round counts.
+            if (o.paused && !lease_.ran()) lease_.cancel();
         }
         if (o.unregistered.empty() && o.in_recovery) {
             switch (state_) {

@@ -20,6 +20,9 @@ their repmgrd (repmgr 4's "daemon pause" spelling too).
   3. a paused primary on another host (harness.setup_partitioned) cut off from both
      standbys is not fenced: it stays writable, its repmgrd warns each pass, and the
      standbys do not fail over; service unpause on its host, the cut still on, fences it.
+     Its repmgrd is held from before the pause until the cut and a lock on repl_nodes
+     that its next pass waits on past its query timeout: the pause, read at that pass,
+     holds the lease renewed before it.
 
 Clusters 1 and 2 are harness.setup_three's (failover = automatic, harness.DAEMON_FAST
 timings). Negative tests wait for the daemons to decide (state paused, or the warning
@@ -29,7 +32,9 @@ nothing may happen.
 
 from __future__ import annotations
 
+import re
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,7 +43,12 @@ import harness  # noqa: E402
 from harness import (daemon_cluster, one_promoted, output, parse_json, pgrm, setup_three, stays_false,  # noqa: E402
                      wait_until, writable)
 
-FENCE_AFTER = 5  # s: timeouts::fence_after with harness.DAEMON_FAST
+
+def fence_after(d: harness.Daemon) -> float:
+    """fence_after in seconds, as the daemon logs it at start."""
+    m = re.search(r'fences itself (\d+) (s|ms) after', d.log_text())
+    assert m, d.tail()
+    return int(m[1]) / (1000 if m[2] == 'ms' else 1)
 
 
 def status(conf: Path, netns=None) -> dict:
@@ -170,7 +180,8 @@ def test_pause_holds_failover_through_a_primary_restart():
                 wait_until(lambda i=i: daemon(conf[i]).get('state') == 'paused', timeout=30,
                            what=f"node{i}'s repmgrd to reach state paused")
                 assert 'failover is paused: not promoting, not following' in daemons[i].log_text()
-            stays_false(lambda: [x.name for x in (n[2], n[3]) if writable(x)], 3, what='a standby promoted while paused')
+            stays_false(lambda: [x.name for x in (n[2], n[3]) if writable(x)], 3,
+                        what='a standby promoted while paused')
             r = pgrm('-f', conf[2], 'service', 'pause', check=6)
             assert 'ERROR: failover not paused: primary node 1 ("node1") is not reachable' in r.stderr, output(r)
 
@@ -183,7 +194,7 @@ def test_pause_holds_failover_through_a_primary_restart():
             assert doc['data']['changed'] is True and doc['data']['pause']['paused'] is False, doc
             assert [x['has_it'] for x in doc['data']['nodes']] == [True, True, True], doc
             assert events(n[1], 'daemon_unpause') == '3'
-            wait_until(lambda: time.monotonic() - stopped > FENCE_AFTER,
+            wait_until(lambda: time.monotonic() - stopped > fence_after(daemons[1]),
                        what="node1's repmgrd to be without a probe round for more than fence_after")
         finally:
             harness.thaw(held)
@@ -259,14 +270,40 @@ def test_unpause_with_the_primary_down_fails_over():
 
 def test_paused_primary_cut_off_is_not_fenced_until_unpaused():
     with harness.Sandbox() as sb, daemon_cluster(sb) as c:
-        host = harness.setup_partitioned(c)
+        # node1's fence_after 8 s (reconnect_attempts 5): room for the steps below while
+        # its repmgrd is held.
+        host = harness.setup_partitioned(c, node_settings={1: {'reconnect_attempts': 5}})
         n, conf, daemons = c.nodes, c.confs, c.daemons
-        pgrm('-f', conf[2], 'service', 'pause', check=0)
+        lease = fence_after(daemons[1])
+
+        # The pause reaches node1's repmgrd at a pass that ends before its probe round, while
+        # the lease it renewed before runs: held (SIGSTOP) from before the pause until the cut
+        # and a lock on repl_nodes that its round waits on past its query timeout. Before,
+        # that lease ran out meanwhile and fenced it, paused.
+        frozen = harness.freeze(daemons[1].pid)
+        try:
+            frozen_at = time.monotonic()  # after its last round's start: its lease ends before frozen_at + lease
+            pgrm('-f', conf[2], 'service', 'pause', check=0)
+            host.link(False)
+            hold = lease + 2  # past that lease's end, from after frozen_at
+            locker = threading.Thread(target=n[1].psql, kwargs={'db': 'pgbench', 'sql': (
+                f'begin; lock table repmgr_test.repl_nodes in access exclusive mode; select pg_sleep({hold}); commit')})
+            locker.start()
+            wait_until(lambda: n[1].psql("select count(*) from pg_locks where granted and mode = 'AccessExclusiveLock' "
+                                         "and relation = 'repmgr_test.repl_nodes'::regclass", db='pgbench') == '1',
+                       what='the lock on repl_nodes')
+            # Its first pass once thawed reads the pause before that lease ends (at worst a
+            # pass and its round after frozen_at, less what it waited already).
+            assert time.monotonic() - frozen_at < lease - 3, 'held too long for the lease to outlast its next pass'
+        finally:
+            harness.thaw(frozen)
+        daemons[1].wait_log('state primary -> local_server_down')
+        locker.join()
+        assert writable(n[1]) and 'fencing this primary' not in daemons[1].log_text(), daemons[1].tail()
         wait_until(lambda: daemon(conf[1], netns=host).get('paused') is True,
                    what="node1's repmgrd to count failover as paused")
 
         # Cut off: held back, it says so each pass, and stays writable; nobody promotes.
-        host.link(False)
         daemons[1].wait_log('failover is paused: not fencing this primary, cut off from a majority')
         for i in (2, 3):
             wait_until(lambda i=i: daemon(conf[i]).get('state') == 'paused', timeout=30,
