@@ -204,6 +204,7 @@ Observation Monitor::observe() {
             o.switchover = planned_switchover();
             read_pause(o);
             paused_ = o.paused;
+            pause_overridden_ = o.pause_overridden;
             // The pause holds the lease from the pass that reads it, whatever ends that pass
             // before its probe round (its server stopped for the maintenance it was paused
             // for, a query that times out); one that ran out already, that round counts.
@@ -804,7 +805,13 @@ void Monitor::read_pause(Observation& o) {
         pause = Metadata(*local_, cfg_.cluster, kQueryTimeout).failover_pause();
     } catch (const Error& e) {
         if (!local_->ok()) throw;
-        log::debug(std::string("failover pause not read: ") + e.what());
+        // A query that failed (lock_timeout, a recovery conflict) neither lifts a pause nor
+        // makes one: a paused primary would fence, a paused standby promote.
+        log::warning(std::string("failover pause not read, counted as the last pass read it (") +
+                     (paused_ ? "paused" : "not paused") + "): " + e.what());
+        o.paused = paused_;
+        o.pause_overridden = pause_overridden_;
+        return;
     }
     if (!pause || !pause->paused) return;
     o.pause_overridden = pause->generation == resume_generation_;

@@ -117,9 +117,11 @@ private:
     std::atomic<bool> woken_{false};
     // Promoted despite the pause of this generation: lift it from the metadata.
     std::optional<long long> lift_pause_;
-    // Failover paused, as the last pass that read this node's metadata found it (a pass
-    // whose server is down reads none).
+    // Failover paused, and the pause overridden, as the last pass that read this node's
+    // metadata found them (a pass whose server is down reads none); a pass whose read
+    // failed goes by them.
     bool paused_ = false;
+    bool pause_overridden_ = false;
 
     std::optional<Connection> local_;
     std::string local_error_;            // the last failure to reach the local server, logged once

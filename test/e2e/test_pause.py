@@ -22,7 +22,8 @@ their repmgrd (repmgr 4's "daemon pause" spelling too).
      standbys do not fail over; service unpause on its host, the cut still on, fences it.
      Its repmgrd is held from before the pause until the cut and a lock on repl_nodes
      that its next pass waits on past its query timeout: the pause, read at that pass,
-     holds the lease renewed before it.
+     holds the lease renewed before it. A pass that fails to read the pause (lock_timeout)
+     goes by the last one that read it.
 
 Clusters 1 and 2 are harness.setup_three's (failover = automatic, harness.DAEMON_FAST
 timings). Negative tests wait for the daemons to decide (state paused, or the warning
@@ -315,6 +316,22 @@ def test_paused_primary_cut_off_is_not_fenced_until_unpaused():
         s = status(conf[1], netns=host)
         assert s['daemon']['state']['state'] == 'primary' and s['daemon']['state']['paused'] is True, s
         n[1].psql('insert into t values (1)', db='pgbench')
+
+        # A pause its repmgrd fails to read (lock_timeout, behind a lock) holds as the last
+        # pass read it. Before, that pass counted failover as resumed, and fenced node1.
+        n[1].psql("alter system set lock_timeout = '100ms'")
+        n[1].psql('select pg_reload_conf()')
+        locker = threading.Thread(target=n[1].psql, kwargs={'db': 'pgbench', 'sql': (
+            'begin; set local lock_timeout = 0; '
+            'lock table repmgr_test.failover_pause in access exclusive mode; select pg_sleep(8); commit')})
+        locker.start()
+        wait_until(lambda: 'failover pause not read' in daemons[1].log_text() or not writable(n[1]),
+                   what="node1's repmgrd to fail reading the pause")
+        assert writable(n[1]), f'node1 fenced, its pause unread{daemons[1].tail()}'
+        stays_false(lambda: not writable(n[1]), 2, what='node1 fenced while paused, its pause unread')
+        locker.join()
+        n[1].psql('alter system reset lock_timeout')
+        n[1].psql('select pg_reload_conf()')
 
         # Unpaused on its host, the cut still on: written there alone, then fenced.
         r = pgrm('-f', conf[1], 'service', 'unpause', check=0, netns=host)
