@@ -167,10 +167,12 @@ def test_pause_holds_failover_through_a_primary_restart():
                          'select count(*) from repmgr_test.switchover', db='pgbench') == before
         assert writable(n[1]) and not writable(n[2])
 
-        # The primary stopped for maintenance: the standbys' repmgrd hold still. Its own
-        # repmgrd is held (SIGSTOP) from its first pass without its server until after the
-        # unpause below, as a loaded machine may order them: its first pass back then reads
-        # the unpause with no probe round since the stop, more than fence_after ago.
+        # The primary stopped for maintenance, once its own repmgrd counts the pause (a lease
+        # renewed before it would run out while the server is down, and fence the server as
+        # it comes back, as service pause says): the standbys' repmgrd hold still. Its own is
+        # held (SIGSTOP) from its first pass without its server until after the unpause
+        # below, as a loaded machine may order them: its first pass back then reads the
+        # unpause with no probe round since the stop, more than fence_after ago.
         wait_until(lambda: daemon(conf[1]).get('paused') is True, what="node1's repmgrd to count failover as paused")
         stopped = time.monotonic()  # after its last probe round's start
         n[1].stop()
