@@ -273,9 +273,9 @@ def test_unpause_with_the_primary_down_fails_over():
 
 def test_paused_primary_cut_off_is_not_fenced_until_unpaused():
     with harness.Sandbox() as sb, daemon_cluster(sb) as c:
-        # node1's fence_after 8 s (reconnect_attempts 5): room for the steps below while
+        # node1's fence_after 11 s (reconnect_attempts 8): room for the steps below while
         # its repmgrd is held.
-        host = harness.setup_partitioned(c, node_settings={1: {'reconnect_attempts': 5}})
+        host = harness.setup_partitioned(c, node_settings={1: {'reconnect_attempts': 8}})
         n, conf, daemons = c.nodes, c.confs, c.daemons
         lease = fence_after(daemons[1])
 
