@@ -24,7 +24,6 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr auto kQueryTimeout = timeouts::kDaemonLocalQuery;
-const char* const kLocalCommitSql = "SET synchronous_commit = local";
 // State changes kept while no primary takes them; the oldest go first.
 constexpr size_t kMaxPendingEvents = 64;
 
@@ -375,8 +374,8 @@ void Monitor::enter(const Transition& t, const Observation& seen) {
             break;
         }
         try {
-            link->second.conn->exec(kLocalCommitSql, {}, remote_timeout());  // as check_primary says
             Metadata meta(*link->second.conn, cfg_.cluster, remote_timeout());
+            meta.commit_locally();  // as check_primary says
             try {
                 record_event(cfg_, &meta, fenced);
             } catch (const Error&) {
@@ -486,7 +485,7 @@ void Monitor::check_primary(Observation& o, std::chrono::milliseconds timeout) {
             // What this daemon writes there (monitoring rows, its state changes) commits
             // without waiting for the primary's synchronous standbys: a new primary's may
             // not follow it yet, and a write given up on would leave its backend waiting.
-            primary_->exec(kLocalCommitSql, {}, timeout);
+            Metadata(*primary_, cfg_.cluster, timeout).commit_locally();
         }
         UpstreamState there = query_upstream_state(*primary_, timeout);
         o.primary_answers = !there.in_recovery;
@@ -956,7 +955,7 @@ void Monitor::record_heartbeat() {
         // This node's own bookkeeping commits here, without waiting for synchronous
         // standbys: a new primary whose standbys do not follow it yet would otherwise stall
         // its loop for the query timeout at every pass, past its lease, and fence itself.
-        local_->exec(kLocalCommitSql, {}, kQueryTimeout);
+        meta.commit_locally();
         meta.record_last_seen(cfg_.node);
         flush_events(*local_, kQueryTimeout);
         local_->exec("RESET synchronous_commit", {}, kQueryTimeout);

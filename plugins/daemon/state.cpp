@@ -90,8 +90,8 @@ Transition as_primary(State from, const Observation& o) {
     // paused: the pause holds the daemons still (a planned network outage must not cost
     // the writes), so it stays the primary and says each pass what it holds back. The
     // time without a majority keeps counting, so an unpause while the cut holds fences at
-    // the end of the next probe round (Monitor::probe_nodes). A daemon told to go on despite the pause (pause_overridden) is not paused
-    // here: it fences as unpaused. That request ("service unpause" finding no primary to
+    // the end of the next probe round (Monitor::probe_nodes). A daemon told to go on
+    // despite the pause (pause_overridden) is not paused here: it fences as unpaused. That request ("service unpause" finding no primary to
     // write to) goes to the standbys' daemons, which then promote one of them; a primary
     // cut off from them cannot learn of it, so if it still runs there are two writable
     // primaries until the cut heals and it finds the newer primary, or a standby of it,
